@@ -1,0 +1,281 @@
+"""Email through SendGrid's v3 Mail Send API, up to 1,000 personalizations per request.
+
+The approved message is rendered once with substitution tags (``%first_name%`` in text parts,
+``%first_name.html%`` in HTML parts); each recipient's personalization carries the values, so
+one request serves 1,000 recipients and the approved text is what everyone reads.
+
+Decisions:
+
+- **The SDK.** Requests go through the real ``sendgrid`` SDK (``SendGridAPIClient`` with
+  ``host=base_url``, so it can point at the emulator or a proxy).
+- **Thread safety.** ``python_http_client.Client`` mutates shared state on every call (the
+  ``request_headers`` dict it passes to child clients, ``_version``), so a client is *not*
+  shared: a fresh ``SendGridAPIClient`` is built per ``send`` (cheap: no connection is kept,
+  urllib opens one per request anyway). The channel object itself is immutable after
+  construction and safe to use from several threads.
+- **Timeout.** ``Client.timeout`` (propagated to child clients) and the ``timeout=`` argument
+  of the call are both set to ``timeout_s``; urllib applies it to the connect and to every
+  socket read, so a server that accepts and then says nothing fails after ``timeout_s``.
+- **Secrets.** The API key is a ``SecretStr`` held by the channel; it is never put in a reason,
+  a repr or a log line. ``SendGridAPIClient`` falls back to the ``SENDGRID_API_KEY``
+  environment variable when given no key, so an empty key is refused here. python_http_client
+  logs request headers (with the bearer key) at DEBUG level: a redacting filter is attached to
+  its logger when a channel is constructed.
+- **Substitution sizes.** SendGrid refuses a whole request when one personalization's
+  substitutions exceed 10,000 bytes. That cannot be judged by ``validate`` (it sees no
+  recipients), and failing the batch would punish the 999 other recipients, so it is the
+  planner's job: it calls :meth:`SendGridEmailChannel.substitution_problems` per recipient and
+  keeps offenders out of batches (recorded as per-recipient exceptions). ``send`` treats an
+  offender, like more than ``batch_size`` recipients or none, as a programming error and raises
+  ``ValueError`` before any I/O.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.error import URLError
+
+import python_http_client.exceptions as http_errors
+from pydantic import SecretStr
+from sendgrid import SendGridAPIClient
+
+from crisiscomms.channels.base import (
+    ChannelLimits,
+    DeliveryResult,
+    OutboundBatch,
+    OutboundRecipient,
+    RenderedMessage,
+)
+from crisiscomms.limits import limit_problems
+
+_REDACTIONS = (
+    (re.compile(r"Bearer\s+[^\s'\",}]+"), "Bearer [redacted]"),
+    (re.compile(r"(['\"]?Authorization['\"]?\s*[:=]\s*['\"]?)[^'\",}]+"), r"\1[redacted]"),
+)
+_REDACTED_LOGGERS = ("python_http_client.client",)
+
+
+class _RedactSecrets(logging.Filter):
+    """Rewrites a record's message with authorization values replaced by ``[redacted]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = message
+        for pattern, replacement in _REDACTIONS:
+            redacted = pattern.sub(replacement, redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def _install_redaction() -> None:
+    for name in _REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactSecrets) for f in logger.filters):
+            logger.addFilter(_RedactSecrets())
+
+
+def _secret(value: SecretStr | str) -> SecretStr:
+    return value if isinstance(value, SecretStr) else SecretStr(value)
+
+
+def _substitutions_size(substitutions: Mapping[str, str]) -> int:
+    """Bytes of a personalization's substitutions: every tag and value, UTF-8 encoded."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items())
+
+
+def retry_after_from_headers(headers: Any, *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``X-RateLimit-Reset``
+    (epoch seconds), or None when neither is usable."""
+    if headers is None:
+        return None
+    now = time.time() if now is None else now
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - now)
+            except (TypeError, ValueError, IndexError):
+                pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - now)
+        except ValueError:
+            return None
+    return None
+
+
+class SendGridEmailChannel:
+    """Personal email, one SendGrid request per batch of up to 1,000 recipients."""
+
+    name: ClassVar[str] = "email"
+    parts: ClassVar[tuple[str, ...]] = ("subject", "html", "text")
+    personal: ClassVar[bool] = True
+    limits: ClassVar[ChannelLimits] = ChannelLimits(
+        batch_size=1000,
+        max_subject_chars=150,
+        max_body_bytes=1_000_000,
+        max_substitution_bytes=10_000,
+    )
+
+    def __init__(
+        self,
+        api_key: SecretStr | str,
+        *,
+        base_url: str = "https://api.sendgrid.com",
+        from_email: str,
+        from_name: str,
+        timeout_s: float = 10.0,
+        sandbox: bool = False,
+    ) -> None:
+        key = _secret(api_key)
+        if not key.get_secret_value().strip():
+            raise ValueError("the SendGrid API key is empty")
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http(s) URL")
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        if "@" not in from_email:
+            raise ValueError("from_email must be an email address")
+        self._api_key = key
+        self.base_url = base_url.rstrip("/")
+        self.from_email = from_email
+        self.from_name = from_name
+        self.timeout_s = timeout_s
+        self.sandbox = sandbox
+        _install_redaction()
+
+    def __repr__(self) -> str:
+        return f"SendGridEmailChannel(base_url={self.base_url!r}, from_email={self.from_email!r})"
+
+    # -- checks, no I/O ------------------------------------------------------------------------
+
+    def validate(self, message: RenderedMessage) -> list[str]:
+        """Limit problems of the rendered parts (subject length, body size, empty parts)."""
+        problems = limit_problems(self.limits, message.parts)
+        missing = [part for part in self.parts if part not in message.parts]
+        problems.extend(f"{part} is missing" for part in missing)
+        return problems
+
+    def substitution_problems(self, recipient: OutboundRecipient) -> list[str]:
+        """Why this recipient cannot be in a batch (SendGrid's 10,000-byte substitutions)."""
+        limit = self.limits.max_substitution_bytes
+        size = _substitutions_size(recipient.substitutions)
+        if limit is not None and size > limit:
+            return [f"recipient {recipient.id}: substitutions are {size} bytes, over {limit}"]
+        return []
+
+    def build_body(self, batch: OutboundBatch) -> dict[str, Any]:
+        """The v3 Mail Send request body of a batch; ValueError when the batch is malformed."""
+        recipients = list(batch.recipients)
+        if not recipients:
+            raise ValueError(f"batch {batch.key} has no recipients")
+        if len(recipients) > self.limits.batch_size:
+            raise ValueError(
+                f"batch {batch.key} has {len(recipients)} recipients, "
+                f"over SendGrid's {self.limits.batch_size} per request"
+            )
+        problems = [p for r in recipients for p in self.substitution_problems(r)]
+        if problems:
+            raise ValueError(f"batch {batch.key}: {'; '.join(problems[:5])}")
+        parts = batch.message.parts
+        missing = [part for part in self.parts if part not in parts]
+        if missing:
+            raise ValueError(f"batch {batch.key}: message lacks {', '.join(missing)}")
+        body: dict[str, Any] = {
+            "personalizations": [
+                {
+                    "to": [{"email": r.address}],
+                    "substitutions": dict(r.substitutions),
+                    "custom_args": {
+                        "crisiscomms_key": batch.key,
+                        "crisiscomms_recipient": str(r.id),
+                    },
+                }
+                for r in recipients
+            ],
+            "from": {"email": self.from_email, "name": self.from_name},
+            "subject": parts["subject"],
+            "content": [
+                {"type": "text/plain", "value": parts["text"]},
+                {"type": "text/html", "value": parts["html"]},
+            ],
+            "custom_args": {
+                "crisiscomms_key": batch.key,
+                "crisiscomms_batch": str(batch.batch_no),
+            },
+        }
+        if self.sandbox:
+            body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        return body
+
+    # -- I/O -----------------------------------------------------------------------------------
+
+    def send(self, batch: OutboundBatch) -> DeliveryResult:
+        """One Mail Send request. Provider failures become results; malformed batches raise."""
+        body = self.build_body(batch)
+        client = SendGridAPIClient(api_key=self._api_key.get_secret_value(), host=self.base_url)
+        client.client.timeout = self.timeout_s
+        try:
+            response = client.client.mail.send.post(request_body=body, timeout=self.timeout_s)
+        except http_errors.HTTPError as exc:
+            return self._error_result(exc.status_code, exc.body, exc.headers)
+        except TimeoutError:
+            return DeliveryResult.retry(f"SendGrid did not answer within {self.timeout_s} s")
+        except URLError as exc:
+            return DeliveryResult.retry(f"SendGrid unreachable: {self._scrub(str(exc.reason))}")
+        except (OSError, http.client.HTTPException) as exc:
+            return DeliveryResult.retry(
+                f"SendGrid connection failed: {type(exc).__name__}: {self._scrub(str(exc))}"
+            )
+        status = int(response.status_code)
+        if 200 <= status < 300:
+            message_id = response.headers.get("X-Message-Id") if response.headers else None
+            return DeliveryResult.sent(str(message_id) if message_id else None)
+        return self._error_result(status, response.body, response.headers)
+
+    def _error_result(self, status: int, body: Any, headers: Any) -> DeliveryResult:
+        detail = self._scrub(_error_detail(body))
+        reason = f"SendGrid answered {status}" + (f": {detail}" if detail else "")
+        if status == 429:
+            return DeliveryResult.retry(reason, retry_after_from_headers(headers))
+        if status >= 500 or status == 408:
+            return DeliveryResult.retry(reason, retry_after_from_headers(headers))
+        return DeliveryResult.permanent(reason)
+
+    def _scrub(self, text: str) -> str:
+        secret = self._api_key.get_secret_value()
+        return text.replace(secret, "[redacted]") if secret else text
+
+
+def _error_detail(body: Any) -> str:
+    """``errors[].message`` (with ``field``) from a SendGrid error body, else a short excerpt."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if not body:
+        return ""
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError):
+        return " ".join(str(body).split())[:200]
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if not isinstance(errors, list):
+        return " ".join(str(body).split())[:200]
+    details = []
+    for error in errors[:10]:
+        if not isinstance(error, dict):
+            continue
+        message = str(error.get("message") or "").strip()
+        field = error.get("field")
+        details.append(f"{message} (field {field})" if field else message)
+    return "; ".join(d for d in details if d)

@@ -1,0 +1,255 @@
+"""The ``crisiscomms`` command line (Typer).
+
+Errors the engine raises on purpose are printed as one clear line on stderr with exit code 2;
+nothing half-done is left behind because the engine checks before it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from crisiscomms.config import Settings
+from crisiscomms.errors import CrisisCommsError
+
+app = typer.Typer(help="Crisis communications: playbooks, approved templates, coordinated "
+                       "publishing.", no_args_is_help=True, pretty_exceptions_enable=False)
+templates_app = typer.Typer(help="Approve and inspect pre-approved templates.",
+                            no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _run(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except CrisisCommsError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        err.print(f"[bold red]configuration error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _settings() -> Settings:
+    return _run(Settings)
+
+
+def _publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
+    from flows.run_playbook import run_stage
+
+    return run_stage(incident_ref, stage)
+
+
+@app.command()
+def init() -> None:
+    """Create the data folder and database, and report the state of template approvals."""
+    from crisiscomms.approvals import ApprovalLock
+    from crisiscomms.db import init_db, make_engine
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    init_db(make_engine(settings.resolved_database_url))
+    lock = ApprovalLock(settings.templates_dir)
+    states = [lock.status(n).state for n in lock.template_names()]
+    out.print(f"database ready: {settings.resolved_database_url.split('://')[0]} "
+              f"({settings.data_dir})")
+    out.print(f"templates: {states.count('approved')} approved, {states.count('edited')} edited "
+              f"since approval, {states.count('unapproved')} unapproved")
+
+
+@app.command("trigger")
+def trigger_cmd(
+    playbook: Annotated[str, typer.Argument(help="Playbook name, e.g. outage")],
+    facts: Annotated[Path | None, typer.Option(help="YAML/JSON file of facts")] = None,
+    stage: Annotated[str | None, typer.Option(help="Stage id (default: the first)")] = None,
+    incident: Annotated[str | None, typer.Option(help="Existing incident reference")] = None,
+    by: Annotated[str | None, typer.Option(help="Who triggers (audit trail)")] = None,
+    publish: Annotated[bool, typer.Option(help="Publish at once when approved")] = True,
+) -> None:
+    """Trigger a playbook stage: build the fact sheet, render, and publish if auto-approved."""
+    from crisiscomms.channels import CHANNEL_CLASSES
+    from crisiscomms.db import init_db, make_engine
+    from crisiscomms.drill import load_facts_file
+    from crisiscomms.incidents import trigger
+
+    settings = _settings()
+    data: dict[str, Any] = _run(lambda: load_facts_file(facts)) if facts else {}
+    if incident:
+        data["incident_ref"] = incident
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    bundle = _run(lambda: trigger(engine, settings, CHANNEL_CLASSES, playbook_name=playbook,
+                                  facts=data, stage=stage, actor=by or settings.operator))
+    out.print(f"incident {bundle.incident_ref}: stage {bundle.stage} rendered "
+              f"({len(bundle.message_ids)} messages, bundle {bundle.bundle_hash[:12]})")
+    if not bundle.approved:
+        out.print(f"awaiting approval: crisiscomms approve {bundle.incident_ref} "
+                  f"--stage {bundle.stage} --by NAME")
+        return
+    if publish:
+        _print_publish(_run(lambda: _publish(bundle.incident_ref, bundle.stage)))
+
+
+def _print_publish(result: Mapping[str, Any]) -> None:
+    table = Table("channel", "sent", "failed", "skipped", title=f"{result['incident_ref']} · "
+                  f"{result['stage']}")
+    for channel, c in result["channels"].items():
+        table.add_row(channel, str(c["sent"]), str(c["failed"]), str(c["skipped"]))
+    out.print(table)
+    for line in result.get("errors", []):
+        err.print(f"[red]failed:[/] {line}", highlight=False)
+    if result.get("errors"):
+        raise typer.Exit(1)
+
+
+@app.command("approve")
+def approve_cmd(
+    incident: Annotated[str, typer.Argument(help="Incident reference")],
+    stage: Annotated[str, typer.Option(help="Stage id to approve")],
+    by: Annotated[str, typer.Option(help="Approver's name")],
+    publish: Annotated[bool, typer.Option(help="Publish at once after approval")] = True,
+) -> None:
+    """Approve the exact rendered bundle of a stage, then publish it."""
+    from crisiscomms.db import make_engine
+    from crisiscomms.incidents import approve
+
+    settings = _settings()
+    engine = make_engine(settings.resolved_database_url)
+    bundle = _run(lambda: approve(engine, incident_ref=incident, stage=stage, approver=by))
+    assert bundle.approval is not None
+    out.print(f"approved {incident} · {stage} by {bundle.approval.approver} "
+              f"(bundle {bundle.bundle_hash[:12]})")
+    if publish:
+        _print_publish(_run(lambda: _publish(incident, stage)))
+
+
+@app.command("incidents")
+def incidents_cmd() -> None:
+    """List incidents with per-channel delivery counts."""
+    from crisiscomms.db import init_db, make_engine
+    from crisiscomms.views import incident_overview
+
+    settings = _settings()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    table = Table("incident", "playbook", "status", "email sent/failed", "x", "status page")
+    for row in incident_overview(engine):
+        c = row.counts
+        table.add_row(row.ref, row.playbook, row.status,
+                      f"{c.get('email', {}).get('sent', 0)}/{c.get('email', {}).get('failed', 0)}",
+                      str(c.get("x", {}).get("sent", 0)),
+                      str(c.get("status_page", {}).get("sent", 0)))
+    out.print(table)
+
+
+@app.command()
+def drill(
+    playbook: Annotated[str, typer.Argument(help="Playbook to rehearse")],
+    recipients: Annotated[int, typer.Option(min=0, help="Synthetic subscribers")] = 100,
+    facts: Annotated[Path | None, typer.Option(help="Facts overriding the drill facts")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Keep status page + sent.jsonl")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Run a playbook end to end against the emulators in a temporary workspace."""
+    from crisiscomms.drill import dumps, run_drill
+
+    settings = _settings()
+    report = _run(lambda: run_drill(playbook_name=playbook, recipients=recipients,
+                                    publish=_publish, base=settings, facts_file=facts,
+                                    out=out_dir))
+    if as_json:
+        sys.stdout.write(dumps(report) + "\n")
+    else:
+        _print_drill(report)
+    failed = sum(c["failed"] for c in report["channels"].values())
+    if failed or report["duplicates"]:
+        raise typer.Exit(1)
+
+
+def _print_drill(report: Mapping[str, Any]) -> None:
+    table = Table("channel", "planned", "sent", "failed",
+                  title=f"drill {report['incident_id']} ({report['playbook']})")
+    for channel, c in report["channels"].items():
+        table.add_row(channel, str(c["planned"]), str(c["sent"]), str(c["failed"]))
+    out.print(table)
+    out.print(f"emulators received: {report['emulator_received']}; duplicates: "
+              f"{report['duplicates']}; {report['elapsed_s']} s")
+    if "out" in report:
+        out.print(f"outputs kept in {report['out']}")
+
+
+@app.command()
+def emulators(
+    sendgrid_port: Annotated[int, typer.Option(help="SendGrid emulator port")] = 8025,
+    x_port: Annotated[int, typer.Option(help="X emulator port")] = 8026,
+) -> None:
+    """Start the SendGrid and X emulators on loopback until interrupted."""
+    import secrets
+
+    from crisiscomms.drill import emulator_environment
+    from crisiscomms.emulators import start_emulators
+
+    sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
+    pair = start_emulators(sendgrid_key=sg_key, x_token=x_token, sendgrid_port=sendgrid_port,
+                           x_port=x_port)
+    out.print(f"SendGrid emulator: {pair.sendgrid.url}/v3/mail/send")
+    out.print(f"X emulator:        {pair.x.url}/2/tweets")
+    env_file = Settings().data_dir / "emulators.env"
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in
+                                emulator_environment(pair, sg_key, x_token).items()))
+    env_file.chmod(0o600)
+    out.print(f"credentials for these emulators written to {env_file} (mode 600); "
+              f"load them with: set -a; . {env_file}; set +a")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pair.stop()
+
+
+@templates_app.command("status")
+def templates_status() -> None:
+    """Show every template and whether it is approved, edited since approval, or unapproved."""
+    from crisiscomms.approvals import ApprovalLock
+
+    lock = ApprovalLock(_settings().templates_dir)
+    table = Table("template", "state", "approved by", "at")
+    for name in lock.template_names():
+        st = lock.status(name)
+        table.add_row(name, st.state, st.approval.approved_by if st.approval else "",
+                      st.approval.approved_at if st.approval else "")
+    out.print(table)
+
+
+@templates_app.command("approve")
+def templates_approve(
+    names: Annotated[list[str] | None, typer.Argument(help="Templates (default: all)")] = None,
+    by: Annotated[str, typer.Option(help="Approver's name")] = "",
+) -> None:
+    """Approve the current content of templates (records hash, approver and time)."""
+    from crisiscomms.approvals import ApprovalLock
+
+    lock = ApprovalLock(_settings().templates_dir)
+    changed = _run(lambda: lock.approve(names or lock.template_names(), by))
+    out.print(f"approved {len(changed)} template(s) by {by}" if changed
+              else "nothing to approve: every template already approved as it is")
+    for name in changed:
+        out.print(f"  {name}")
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)

@@ -1,0 +1,191 @@
+"""Drills: rehearse a playbook end to end against the local emulators.
+
+A drill runs every stage of a playbook (auto-sent stages as they would be, the others approved
+by the drill) through the real flow, channels and ledger, in a throwaway workspace by default,
+and reports what the ledger recorded beside what the emulators received.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crisiscomms.channels import CHANNEL_CLASSES
+from crisiscomms.config import Settings
+from crisiscomms.db import init_db, make_engine, session_scope
+from crisiscomms.emulators import EmulatorPair, start_emulators
+from crisiscomms.errors import FactsError
+from crisiscomms.incidents import approve, trigger
+from crisiscomms.ledger import channel_counts
+from crisiscomms.audience import drill_recipients, insert_recipients
+from crisiscomms.playbooks import load_playbook
+
+PublishFn = Callable[[str, str], Mapping[str, Any]]
+
+
+@contextmanager
+def environment(overrides: Mapping[str, str]) -> Iterator[None]:
+    """Set ``CRISISCOMMS_*`` variables for this process (the flow's tasks read Settings)."""
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def load_facts_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise FactsError(f"cannot read facts file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise FactsError(f"facts file {path} must hold a mapping of fact names to values")
+    return data
+
+
+def emulator_environment(pair: EmulatorPair, sendgrid_key: str, x_token: str) -> dict[str, str]:
+    return {
+        "CRISISCOMMS_SENDGRID_API_KEY": sendgrid_key,
+        "CRISISCOMMS_SENDGRID_BASE_URL": pair.sendgrid.url,
+        "CRISISCOMMS_X_BEARER_TOKEN": x_token,
+        "CRISISCOMMS_X_BASE_URL": pair.x.url,
+    }
+
+
+def run_drill(
+    *,
+    playbook_name: str,
+    recipients: int,
+    publish: PublishFn,
+    base: Settings,
+    facts_file: Path | None = None,
+    out: Path | None = None,
+    workspace: Path | None = None,
+    emulators: tuple[EmulatorPair, str, str] | None = None,
+) -> dict[str, Any]:
+    """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers."""
+    started = time.perf_counter()
+    playbook = load_playbook(playbook_name, base.playbooks_dir)  # unknown playbook: fail first
+    facts: dict[str, Any] = dict(playbook.drill_facts)
+    if facts_file is not None:
+        facts.update(load_facts_file(facts_file))
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    facts["incident_ref"] = f"{facts.get('incident_ref', 'DRILL-' + playbook.name.upper())}-{stamp}"
+
+    temp = None if workspace is not None else tempfile.mkdtemp(prefix="crisiscomms-drill-")
+    root = workspace or Path(str(temp))
+    own_emulators = emulators is None
+    if emulators is None:
+        sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
+        pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)
+    else:
+        pair, sg_key, x_token = emulators
+    overrides = {
+        "CRISISCOMMS_DATA_DIR": str(root),
+        "CRISISCOMMS_PLAYBOOKS_DIR": str(base.playbooks_dir),
+        "CRISISCOMMS_TEMPLATES_DIR": str(base.templates_dir),
+        **emulator_environment(pair, sg_key, x_token),
+    }
+    if workspace is None:
+        overrides["CRISISCOMMS_DATABASE_URL"] = f"sqlite:///{root / 'crisiscomms.db'}"
+        overrides["CRISISCOMMS_STATUS_PAGE_DIR"] = str(root / "status_page")
+    try:
+        with environment(overrides):
+            settings = Settings()
+            engine = make_engine(settings.resolved_database_url)
+            init_db(engine)
+            with session_scope(engine) as session:
+                insert_recipients(session, drill_recipients(recipients, locales=playbook.locales))
+            stages = []
+            incident_id = None
+            for stage in playbook.stages:
+                bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name=playbook.name,
+                                 facts=facts, stage=stage.id, actor="drill", drill=True)
+                incident_id = bundle.incident_id
+                if not bundle.approved:
+                    approve(engine, incident_ref=bundle.incident_ref, stage=stage.id,
+                            approver="drill", kind="drill")
+                result = publish(bundle.incident_ref, stage.id)
+                stages.append({"stage": stage.id, "auto_send": stage.auto_send,
+                               "channels": result.get("channels", {}),
+                               "errors": result.get("errors", [])})
+            with session_scope(engine) as session:
+                counts = channel_counts(session, incident_id)
+            engine.dispose()
+            sg_stats, x_stats = pair.sendgrid.stats(), pair.x.stats()
+            report: dict[str, Any] = {
+                "incident_id": facts["incident_ref"],
+                "playbook": playbook.name,
+                "recipients": recipients,
+                "channels": {
+                    channel: {
+                        "planned": sum(c.values()),
+                        "sent": c.get("sent", 0),
+                        "failed": c.get("failed", 0),
+                    }
+                    for channel, c in counts.items()
+                },
+                "emulator_received": {
+                    "email": sg_stats["recipients"],
+                    "x": x_stats["accepted_messages"],
+                },
+                "duplicates": sg_stats["duplicates"] + x_stats["duplicates"],
+                "stages": stages,
+            }
+            if out is not None:
+                _keep_outputs(out, settings, pair)
+                report["out"] = str(out)
+            report["elapsed_s"] = round(time.perf_counter() - started, 3)
+            return report
+    finally:
+        if own_emulators:
+            pair.stop()
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    site = settings.resolved_status_page_dir
+    target = out / "status_page"
+    if site.resolve() != target.resolve():
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(site, target, symlinks=False)
+    support = settings.data_dir / "support"
+    if support.is_dir() and support.resolve() != (out / "support").resolve():
+        shutil.copytree(support, out / "support", dirs_exist_ok=True)
+    email_path, x_path = out / "sent.email.jsonl", out / "sent.x.jsonl"
+    pair.sendgrid.export_jsonl(email_path)
+    pair.x.export_jsonl(x_path)
+    with (out / "sent.jsonl").open("w", encoding="utf-8") as sink:
+        for part in (x_path, email_path):
+            with part.open(encoding="utf-8") as source:
+                shutil.copyfileobj(source, sink)
+            part.unlink()
+    (out / "README.txt").write_text(
+        "status_page/  the generated public status page (open status_page/index.html)\n"
+        "support/      the unified holding statements for support agents\n"
+        "sent.jsonl    every message exactly as the emulators received it\n",
+        encoding="utf-8",
+    )
+
+
+def dumps(report: Mapping[str, Any]) -> str:
+    return json.dumps(report, sort_keys=False, ensure_ascii=False)

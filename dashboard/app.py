@@ -1,0 +1,19 @@
+"""crisiscomms dashboard: ``streamlit run dashboard/app.py``.
+
+One page per job (st.navigation). Pages read through engine functions (crisiscomms.views),
+never raw SQL.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="crisiscomms", page_icon="📣", layout="wide")
+
+pages = st.navigation(
+    [
+        st.Page("incidents_page.py", title="Incidents", icon="🚨", default=True),
+        st.Page("support_page.py", title="Holding statements", icon="💬"),
+    ]
+)
+pages.run()

@@ -1,0 +1,121 @@
+"""The ledger: bulk planning in deterministic batches, idempotent re-planning, single claims."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from crisiscomms.audience import drill_recipients, insert_recipients
+from crisiscomms.channels.base import DeliveryResult
+from crisiscomms.ledger import channel_counts, claim, decode_ids, plan_messages, record
+from crisiscomms.models import Delivery, DeliveryState, Incident, Message, Recipient
+
+
+def seed(engine: Engine, recipients: int, locales: tuple[str, ...] = ("en",)) -> list[Message]:
+    with Session(engine, expire_on_commit=False) as s:
+        insert_recipients(s, drill_recipients(recipients, locales=locales))
+        inc = Incident(ref="INC-1", playbook="outage", title="t", severity="major")
+        s.add(inc)
+        s.flush()
+        assert inc.id is not None
+        msgs = [Message(incident_id=inc.id, stage="acknowledge", facts_version=1, channel=ch,
+                        locale=loc, parts_json="{}", content_hash=f"h-{ch}-{loc}",
+                        template_hashes_json="{}")
+                for ch, loc in [("x", "en"), ("status_page", "en"),
+                                *[("email", loc) for loc in locales]]]
+        s.add_all(msgs)
+        s.commit()
+        return msgs
+
+
+def plan(engine: Engine, msgs: list[Message], locales: tuple[str, ...] = ("en",)) -> int:
+    with Session(engine) as s:
+        result = plan_messages(s, incident_ref="INC-1", facts_hash="f" * 64, messages=msgs,
+                               personal_channels=["email"], locales=locales,
+                               default_locale="en", batch_size=1000)
+        s.commit()
+        return result.new_rows
+
+
+def test_plans_deterministic_batches_in_bulk(engine: Engine) -> None:
+    msgs = seed(engine, 2500)
+    assert plan(engine, msgs) == 5  # 3 email batches + x + status page
+    with Session(engine) as s:
+        rows = s.exec(select(Delivery).where(Delivery.channel == "email")
+                      .order_by(Delivery.batch_no)).all()
+        assert [r.recipient_count for r in rows] == [1000, 1000, 500]
+        ids = [i for r in rows for i in decode_ids(r.recipient_ids)]
+        assert ids == sorted(ids) and len(set(ids)) == 2500
+        assert len({r.key for r in rows}) == 3
+        assert all(r.state == DeliveryState.planned for r in rows)
+
+
+def test_replanning_adds_nothing(engine: Engine) -> None:
+    msgs = seed(engine, 1200)
+    assert plan(engine, msgs) == 4
+    assert plan(engine, msgs) == 0
+    with Session(engine) as s:
+        assert len(s.exec(select(Delivery)).all()) == 4
+
+
+def test_keys_are_deterministic_across_databases(engine: Engine, tmp_path) -> None:
+    from crisiscomms.db import init_db, make_engine
+
+    other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    init_db(other)
+    keys = []
+    for eng in (engine, other):
+        plan(eng, seed(eng, 1500))
+        with Session(eng) as s:
+            keys.append(sorted(s.exec(select(Delivery.key)).all()))
+    assert keys[0] == keys[1]
+
+
+def test_recipients_without_consent_are_not_planned(engine: Engine) -> None:
+    msgs = seed(engine, 10)
+    with Session(engine) as s:
+        r = s.exec(select(Recipient).where(Recipient.id == 3)).one()
+        r.consent = False
+        s.add(r)
+        s.commit()
+    plan(engine, msgs)
+    with Session(engine) as s:
+        row = s.exec(select(Delivery).where(Delivery.channel == "email")).one()
+        assert 3 not in decode_ids(row.recipient_ids) and row.recipient_count == 9
+
+
+def test_locales_partition_batches(engine: Engine) -> None:
+    locales = ("en", "es")
+    msgs = seed(engine, 10, locales=locales)
+    plan(engine, msgs, locales)
+    with Session(engine) as s:
+        rows = s.exec(select(Delivery).where(Delivery.channel == "email")).all()
+        assert sorted((r.locale, r.recipient_count) for r in rows) == [("en", 5), ("es", 5)]
+
+
+def test_a_row_is_claimed_once_and_recorded_once(engine: Engine) -> None:
+    plan(engine, seed(engine, 5))
+    with Session(engine) as s:
+        ids = list(s.exec(select(Delivery.id)).all())
+        first = claim(s, ids)
+        assert sorted(first) == sorted(ids)
+        assert claim(s, ids) == []  # already sending: nobody else gets it
+        record(s, first[0], DeliveryResult.sent("p-1"), attempts=1)
+        record(s, first[1], DeliveryResult.permanent("bad address"), attempts=1)
+        record(s, first[0], DeliveryResult.permanent("late"), attempts=1)  # no second record
+        rows = {r.id: r for r in s.exec(select(Delivery)).all()}
+        assert rows[first[0]].state == DeliveryState.sent
+        assert rows[first[0]].provider_id == "p-1"
+        assert rows[first[1]].state == DeliveryState.failed
+        assert rows[first[1]].error == "bad address"
+
+
+def test_channel_counts_sum_recipients_in_sql(engine: Engine) -> None:
+    plan(engine, seed(engine, 1500))
+    with Session(engine) as s:
+        email_ids = list(s.exec(select(Delivery.id).where(Delivery.channel == "email")).all())
+        claimed = claim(s, email_ids[:1])
+        record(s, claimed[0], DeliveryResult.sent(), attempts=1)
+        counts = channel_counts(s)
+    assert counts["email"] == {"planned": 500, "sending": 0, "sent": 1000, "failed": 0}
+    assert counts["x"]["planned"] == 1
