@@ -71,8 +71,14 @@ def _datetime_filter(ctx: Context, value: datetime, fmt: str = "medium") -> str:
 
 
 @pass_context
-def _time_filter(ctx: Context, value: datetime, fmt: str = "HH:mm zzz") -> str:
-    return format_time(value, fmt, tzinfo=_tz(ctx), locale=ctx["locale"])
+def _time_filter(ctx: Context, value: datetime, fmt: str | None = None) -> str:
+    """``15:00 CET``: the locale's time with the zone's own abbreviation (Babel's ``z`` gives
+    ``+0100`` for most locales); pass a Babel pattern to choose another form."""
+    tz = _tz(ctx)
+    if fmt is not None:
+        return format_time(value, fmt, tzinfo=tz, locale=ctx["locale"])
+    local = value.astimezone(tz)
+    return f"{format_time(local, 'HH:mm', tzinfo=tz, locale=ctx['locale'])} {local.tzname()}"
 
 
 @pass_context
@@ -134,8 +140,8 @@ class StageRenderer:
         return (self.templates_dir / name).is_file()
 
     def render_part(self, name: str, context: Mapping[str, Any], where: str) -> str:
-        self._source_hash(name)
         try:
+            self._source_hash(name)
             text = self.env.get_template(name).render(context)
         except TemplateNotFound:
             raise RenderError(f"{where}: template {name} is missing") from None

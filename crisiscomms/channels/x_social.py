@@ -96,9 +96,11 @@ class RebasedSession(requests.Session):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
 
-    def request(  # type: ignore[override]
+    def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
+        if isinstance(method, bytes):
+            method = method.decode()
         if isinstance(url, bytes):
             url = url.decode()
         if url.startswith(X_API_HOST):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
-from crisiscomms.channels.base import ChannelLimits, RenderedMessage
+from crisiscomms.channels import CHANNEL_CLASSES, RenderedMessage
 from crisiscomms.facts import FactSheet, build_fact_sheet
 from crisiscomms.playbooks import KNOWN_CHANNELS, Playbook, load_playbook
 from crisiscomms.rendering import StageRenderer
@@ -19,57 +18,7 @@ PLAYBOOKS = ROOT / "playbooks"
 TEMPLATES = ROOT / "templates"
 
 
-class _StandIn:
-    """Only the class attributes the renderer reads."""
-
-    name: ClassVar[str]
-    parts: ClassVar[tuple[str, ...]]
-    personal: ClassVar[bool]
-    limits: ClassVar[ChannelLimits]
-
-
-class _Email(_StandIn):
-    name = "email"
-    parts = ("subject", "html", "text")
-    personal = True
-    limits = ChannelLimits(batch_size=1000, max_subject_chars=150, max_body_bytes=1_000_000)
-
-
-class _X(_StandIn):
-    name = "x"
-    parts = ("text",)
-    personal = False
-    limits = ChannelLimits(max_weighted_length=280)
-
-
-class _StatusPage(_StandIn):
-    name = "status_page"
-    parts = ("text",)
-    personal = False
-    limits = ChannelLimits(max_body_bytes=65536)
-
-
-class _Support(_StandIn):
-    name = "support"
-    parts = ("text",)
-    personal = False
-    limits = ChannelLimits(max_body_bytes=65536)
-
-
-STAND_INS: Mapping[str, type[Any]] = {
-    c.name: c for c in (_Email, _X, _StatusPage, _Support)
-}
-
-
-def _channels() -> Mapping[str, type[Any]]:
-    try:
-        from crisiscomms.channels import CHANNEL_CLASSES  # type: ignore[attr-defined]
-    except ImportError:
-        return STAND_INS
-    return CHANNEL_CLASSES
-
-
-CHANNELS = _channels()
+CHANNELS = CHANNEL_CLASSES
 STAGES = ("acknowledge", "update", "resolve")
 
 
@@ -113,8 +62,17 @@ def test_playbook_shape(playbook: Playbook) -> None:
     for stage in playbook.stages:
         assert set(stage.channels) == set(KNOWN_CHANNELS)
     assert playbook.recipient_fields["first_name"].fallback == "there"
-    for fact in ("title", "severity", "components", "impact", "contact_url",
-                 "status_page_url", "organization", "incident_ref", "started_at"):
+    for fact in (
+        "title",
+        "severity",
+        "components",
+        "impact",
+        "contact_url",
+        "status_page_url",
+        "organization",
+        "incident_ref",
+        "started_at",
+    ):
         assert fact in playbook.required_facts
     assert "next_update_at" in playbook.stage("acknowledge").required_facts
     assert {"cause", "next_update_at"} <= set(playbook.stage("update").required_facts)
@@ -182,9 +140,7 @@ def test_optional_facts_may_be_absent(renderer: StageRenderer, playbook: Playboo
         assert set(messages) == set(KNOWN_CHANNELS)
 
 
-def test_one_component_reads_in_the_singular(
-    renderer: StageRenderer, playbook: Playbook
-) -> None:
+def test_one_component_reads_in_the_singular(renderer: StageRenderer, playbook: Playbook) -> None:
     facts = _facts(playbook, components=["API"])
     messages = _render(renderer, playbook, "acknowledge", facts)
     assert "API isn't working" in messages["email"].parts["text"]
@@ -211,16 +167,30 @@ def test_long_title_falls_back_to_the_short_x_variant(
     title = ("Sign-in, API requests, scheduled exports and webhooks failing " * 4)[:200].strip()
     facts = _facts(playbook, title=title)
     assert len(facts.title) >= 195
-    message, hashes = renderer.render_message(
-        playbook, playbook.stage(stage_id), facts, "x", "en"
-    )
+    message, hashes = renderer.render_message(playbook, playbook.stage(stage_id), facts, "x", "en")
     text = message.parts["text"]
     assert x_weighted_length(text) <= 280
-    assert f"outage/{stage_id}/x.short.en.j2" in hashes
+    main = TEMPLATES / "outage" / stage_id / "x.text.en.j2"
+    if "facts.title" in main.read_text(encoding="utf-8"):
+        assert f"outage/{stage_id}/x.short.en.j2" in hashes
     assert facts.incident_ref in text
     assert facts.status_page_url is not None and facts.status_page_url in text
     # The whole stage still renders with the long title.
     assert set(_render(renderer, playbook, stage_id, facts)) == set(KNOWN_CHANNELS)
+
+
+def test_long_cause_falls_back_to_the_short_x_variant(
+    renderer: StageRenderer, playbook: Playbook
+) -> None:
+    cause = (
+        "A configuration change to our load balancers sent traffic to servers "
+        "that weren't ready for it, in every region at the same time. "
+    ) * 2
+    facts = _facts(playbook, cause=cause)
+    message, hashes = renderer.render_message(playbook, playbook.stage("update"), facts, "x", "en")
+    assert "outage/update/x.short.en.j2" in hashes
+    assert x_weighted_length(message.parts["text"]) <= 280
+    assert facts.incident_ref in message.parts["text"]
 
 
 @pytest.mark.parametrize("stage_id", STAGES)

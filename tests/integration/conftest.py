@@ -1,0 +1,65 @@
+"""Real servers on loopback: the emulators and one shared Prefect test server per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from crisiscomms.audience import drill_recipients, insert_recipients
+from crisiscomms.config import PROJECT_ROOT, Settings
+from crisiscomms.db import init_db, make_engine, session_scope
+from crisiscomms.drill import emulator_environment
+from crisiscomms.emulators import EmulatorPair, start_emulators
+
+SENDGRID_KEY = "SG.integration-test-key"
+X_TOKEN = "x-integration-test-token"
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect server for the whole session (the first start takes 10-18 s)."""
+    home = tempfile.mkdtemp(prefix="crisiscomms-prefect-")
+    os.environ.update({"PREFECT_HOME": home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                       "DO_NOT_TRACK": "1", "PREFECT_LOGGING_LEVEL": "WARNING"})
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def emulators() -> Iterator[EmulatorPair]:
+    with start_emulators(sendgrid_key=SENDGRID_KEY, x_token=X_TOKEN) as pair:
+        yield pair
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, emulators: EmulatorPair,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, Engine]]:
+    """A fresh data folder and SQLite database wired to the emulators through the environment."""
+    emulators.reset()
+    env = {
+        "CRISISCOMMS_DATA_DIR": str(tmp_path / "data"),
+        "CRISISCOMMS_DATABASE_URL": f"sqlite:///{tmp_path / 'crisiscomms.db'}",
+        "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
+        "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
+        "CRISISCOMMS_MAX_ATTEMPTS": "2",
+        "CRISISCOMMS_HTTP_TIMEOUT_S": "2",
+        **emulator_environment(emulators, SENDGRID_KEY, X_TOKEN),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    with session_scope(engine) as session:
+        insert_recipients(session, drill_recipients(1000))
+    yield settings, engine
+    engine.dispose()

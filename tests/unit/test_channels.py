@@ -1,0 +1,329 @@
+"""Channel classes, table-driven over the registry (apprise style), and the retry policy."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+
+from crisiscomms.channels import (
+    CHANNEL_CLASSES,
+    Channel,
+    ChannelLimits,
+    DeliveryResult,
+    OutboundBatch,
+    OutboundRecipient,
+    Outcome,
+    RenderedMessage,
+    SendGridEmailChannel,
+    StatusPageChannel,
+    SupportDeskChannel,
+    XChannel,
+    send_with_retry,
+)
+from crisiscomms.channels.retry import backoff_delay
+from crisiscomms.channels.sendgrid_email import retry_after_from_headers
+from crisiscomms.channels.x_social import RebasedSession
+from crisiscomms.facts import build_fact_sheet
+from crisiscomms.rendering import recipient_substitutions
+
+FACTS = build_fact_sheet(
+    {
+        "incident_ref": "INC-1",
+        "organization": "Example Corp",
+        "title": "Checkout errors",
+        "severity": "major",
+        "components": ["Checkout"],
+        "started_at": "2026-11-23T09:40:00+00:00",
+    }
+)
+
+SECRET = "SG.unit-secret-never-shown"
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, socket.socket]]:
+    """A loopback socket that listens but never answers: counts whether anyone connected."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.setblocking(False)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", sock
+    sock.close()
+
+
+def make(name: str, tmp_path: Path, url: str) -> Channel:
+    factories: dict[str, Callable[[], Channel]] = {
+        "status_page": lambda: StatusPageChannel(
+            tmp_path / "status", page_name="Example Status", page_url="https://status.example.com"
+        ),
+        "x": lambda: XChannel(bearer_token="x-unit-token", base_url=url, timeout_s=0.5),
+        "email": lambda: SendGridEmailChannel(
+            SECRET, base_url=url, from_email="status@example.com", from_name="Example",
+            timeout_s=0.5,
+        ),
+        "support": lambda: SupportDeskChannel(tmp_path / "support"),
+    }
+    assert set(factories) == set(CHANNEL_CLASSES)
+    return factories[name]()
+
+
+def good_parts(cls: type[Channel]) -> dict[str, str]:
+    values = {"subject": "Checkout errors", "html": "<p>Hello %first_name.html%</p>",
+              "text": "Hello %first_name%, checkout is failing. We are on it."}
+    return {part: values[part] for part in cls.parts}
+
+
+def over_limit_parts(cls: type[Channel]) -> list[tuple[str, dict[str, str]]]:
+    """One message per limit the class declares, each breaking only that limit."""
+    limits = cls.limits
+    cases: list[tuple[str, dict[str, str]]] = []
+    if limits.max_weighted_length is not None:
+        cases.append(("weighted", {**good_parts(cls),
+                                   "text": "a" * (limits.max_weighted_length + 1)}))
+    if limits.max_subject_chars is not None:
+        cases.append(("subject", {**good_parts(cls),
+                                  "subject": "s" * (limits.max_subject_chars + 1)}))
+    if limits.max_body_bytes is not None:
+        part = "html" if "html" in cls.parts else "text"
+        cases.append(("bytes", {**good_parts(cls), part: "é" * (limits.max_body_bytes // 2 + 1)}))
+    return cases
+
+
+def message(cls: type[Channel], parts: dict[str, str]) -> RenderedMessage:
+    return RenderedMessage(playbook="outage", stage="acknowledge", channel=cls.name,
+                           locale="en", parts=parts, content_hash="0" * 64)
+
+
+NAMES = list(CHANNEL_CLASSES)
+
+
+def test_registry_is_in_publishing_order() -> None:
+    assert NAMES == ["status_page", "x", "email", "support"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_class_attributes(name: str, tmp_path: Path, listener: tuple[str, socket.socket]) -> None:
+    cls = CHANNEL_CLASSES[name]
+    assert cls.name == name
+    assert isinstance(cls.parts, tuple) and cls.parts and "text" in cls.parts
+    assert isinstance(cls.personal, bool)
+    assert isinstance(cls.limits, ChannelLimits)
+    assert cls.limits.batch_size >= 1
+    assert cls.personal == (cls.limits.batch_size > 1)
+    instance = make(name, tmp_path, listener[0])
+    assert isinstance(instance, Channel)
+    assert type(instance) is cls
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_validate_accepts_a_good_message(
+    name: str, tmp_path: Path, listener: tuple[str, socket.socket]
+) -> None:
+    cls = CHANNEL_CLASSES[name]
+    assert make(name, tmp_path, listener[0]).validate(message(cls, good_parts(cls))) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_validate_catches_each_limit_and_sends_nothing(
+    name: str, tmp_path: Path, listener: tuple[str, socket.socket]
+) -> None:
+    cls = CHANNEL_CLASSES[name]
+    url, sock = listener
+    channel = make(name, tmp_path, url)
+    cases = over_limit_parts(cls)
+    assert cases, f"{name} declares no limit"
+    for kind, parts in cases:
+        problems = channel.validate(message(cls, parts))
+        assert len(problems) == 1, (kind, problems)
+    empty = channel.validate(message(cls, {**good_parts(cls), "text": "  "}))
+    assert any("empty" in p for p in empty)
+    with pytest.raises(BlockingIOError):
+        sock.accept()  # nobody connected
+    assert not (tmp_path / "status").exists() and not (tmp_path / "support").exists()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_repr_shows_no_secret(name: str, tmp_path: Path) -> None:
+    assert SECRET not in repr(make(name, tmp_path, "http://127.0.0.1:9"))
+
+
+# ---- SendGrid request body (pure) -------------------------------------------------------------
+
+
+def email_batch(recipients: list[OutboundRecipient]) -> OutboundBatch:
+    cls = SendGridEmailChannel
+    return OutboundBatch(key="k-email-1", batch_no=3, facts=FACTS, incident_status="investigating",
+                         message=message(cls, good_parts(cls)), recipients=recipients)
+
+
+def email_channel(**kwargs: Any) -> SendGridEmailChannel:
+    return SendGridEmailChannel(SECRET, from_email="status@example.com", from_name="Example",
+                                **kwargs)
+
+
+def test_sendgrid_body_shape() -> None:
+    subs = recipient_substitutions({"first_name": "Zoë"})
+    body = email_channel(sandbox=True).build_body(
+        email_batch([OutboundRecipient(7, "zoe@example.com", subs)])
+    )
+    (personalization,) = body["personalizations"]
+    assert personalization == {
+        "to": [{"email": "zoe@example.com"}],
+        "substitutions": subs,
+        "custom_args": {"crisiscomms_key": "k-email-1", "crisiscomms_recipient": "7"},
+    }
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert body["custom_args"] == {"crisiscomms_key": "k-email-1", "crisiscomms_batch": "3"}
+    assert body["from"] == {"email": "status@example.com", "name": "Example"}
+    assert body["mail_settings"] == {"sandbox_mode": {"enable": True}}
+    assert "mail_settings" not in email_channel().build_body(
+        email_batch([OutboundRecipient(7, "zoe@example.com")])
+    )
+
+
+def test_sendgrid_refuses_malformed_batches_before_any_io() -> None:
+    channel = email_channel(base_url="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="1001 recipients"):
+        channel.send(email_batch([OutboundRecipient(i, f"u{i}@example.com") for i in range(1001)]))
+    with pytest.raises(ValueError, match="no recipients"):
+        channel.send(email_batch([]))
+    big = OutboundRecipient(1, "big@example.com", {"%first_name%": "x" * 10_001})
+    assert channel.substitution_problems(big)
+    assert channel.substitution_problems(OutboundRecipient(2, "ok@example.com")) == []
+    with pytest.raises(ValueError, match="substitutions are"):
+        channel.send(email_batch([big]))
+
+
+def test_sendgrid_refuses_an_empty_key_rather_than_read_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.from-the-environment")
+    with pytest.raises(ValueError, match="empty"):
+        SendGridEmailChannel("", from_email="a@example.com", from_name="A")
+
+
+def test_retry_after_headers() -> None:
+    now = 1_800_000_000.0
+    assert retry_after_from_headers({"Retry-After": "7"}, now=now) == 7.0
+    assert retry_after_from_headers({"X-RateLimit-Reset": str(int(now) + 12)}, now=now) == 12.0
+    date = format_datetime(datetime.fromtimestamp(now + 30, UTC), usegmt=True)
+    assert retry_after_from_headers({"Retry-After": date}, now=now) == pytest.approx(30, abs=1)
+    assert retry_after_from_headers({}, now=now) is None
+
+
+def test_x_needs_complete_credentials() -> None:
+    with pytest.raises(ValueError, match="all four"):
+        XChannel(consumer_key="ck", consumer_secret="cs")
+    with pytest.raises(ValueError, match="bearer token"):
+        XChannel()
+
+
+class _Recorder(BaseAdapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, Any]] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.seen.append((str(request.url), kwargs.get("timeout")))
+        response = requests.Response()
+        response.status_code = 200
+        response._content = b"{}"
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_rebased_session_rewrites_the_hard_coded_host_and_sets_a_timeout() -> None:
+    session = RebasedSession("http://127.0.0.1:8123/prefix/", 0.75)
+    recorder = _Recorder()
+    session.mount("http://", recorder)
+    session.request("POST", "https://api.twitter.com/2/tweets?x=1", json={})
+    session.request("GET", "https://api.twitter.com/2/users/me", timeout=3)
+    assert recorder.seen == [
+        ("http://127.0.0.1:8123/prefix/2/tweets?x=1", 0.75),
+        ("http://127.0.0.1:8123/prefix/2/users/me", 3),
+    ]
+
+
+# ---- retry policy -----------------------------------------------------------------------------
+
+
+class ScriptedChannel:
+    """A collaborator answering scripted results: the unit under test is the retry policy."""
+
+    name = "scripted"
+    parts = ("text",)
+    personal = False
+    limits = ChannelLimits()
+
+    def __init__(self, results: list[DeliveryResult]) -> None:
+        self.results = list(results)
+        self.calls = 0
+
+    def validate(self, message: RenderedMessage) -> list[str]:
+        return []
+
+    def send(self, batch: OutboundBatch) -> DeliveryResult:
+        self.calls += 1
+        return self.results.pop(0)
+
+
+def any_batch() -> OutboundBatch:
+    return OutboundBatch(key="k", batch_no=0, facts=FACTS, incident_status="investigating",
+                         message=message(SupportDeskChannel, {"text": "t"}))
+
+
+def test_retry_until_sent_with_growing_jittered_backoff() -> None:
+    channel = ScriptedChannel([DeliveryResult.retry("503")] * 3 + [DeliveryResult.sent("id-1")])
+    sleeps: list[float] = []
+    result, attempts = send_with_retry(channel, any_batch(), max_attempts=5, base_delay_s=0.5,
+                                       max_delay_s=30, sleep=sleeps.append, rng=lambda: 1.0)
+    assert result.outcome is Outcome.sent and result.provider_id == "id-1"
+    assert attempts == 4 and channel.calls == 4
+    assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_full_jitter_stays_between_zero_and_the_ceiling() -> None:
+    assert backoff_delay(4, None, base_delay_s=1, max_delay_s=5, rng=lambda: 0.0) == 0.0
+    assert backoff_delay(4, None, base_delay_s=1, max_delay_s=5, rng=lambda: 0.5) == 2.5
+    assert backoff_delay(40, None, base_delay_s=1, max_delay_s=5, rng=lambda: 1.0) == 5.0
+
+
+def test_retry_honours_retry_after_capped() -> None:
+    channel = ScriptedChannel([DeliveryResult.retry("429", retry_after_s=7.0),
+                               DeliveryResult.retry("429", retry_after_s=90.0),
+                               DeliveryResult.sent()])
+    sleeps: list[float] = []
+    result, attempts = send_with_retry(channel, any_batch(), max_attempts=3, base_delay_s=0.2,
+                                       max_delay_s=30, sleep=sleeps.append, rng=lambda: 0.5)
+    assert result.outcome is Outcome.sent and attempts == 3
+    assert sleeps == [pytest.approx(7.1), 30.0]
+
+
+def test_permanent_is_not_retried() -> None:
+    channel = ScriptedChannel([DeliveryResult.permanent("401 bad key"), DeliveryResult.sent()])
+    sleeps: list[float] = []
+    result, attempts = send_with_retry(channel, any_batch(), max_attempts=5, sleep=sleeps.append)
+    assert result.outcome is Outcome.permanent and attempts == 1 and sleeps == []
+
+
+def test_gives_up_after_max_attempts_still_retryable() -> None:
+    channel = ScriptedChannel([DeliveryResult.retry("503")] * 5)
+    sleeps: list[float] = []
+    result, attempts = send_with_retry(channel, any_batch(), max_attempts=3, sleep=sleeps.append,
+                                       rng=lambda: 0.0)
+    assert result.outcome is Outcome.retryable and attempts == 3 and len(sleeps) == 2
+
+
+def test_max_attempts_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        send_with_retry(ScriptedChannel([]), any_batch(), max_attempts=0)
