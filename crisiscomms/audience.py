@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import insert
-from sqlmodel import Session
+from sqlalchemy import func, insert
+from sqlmodel import Session, col, select
 
 from crisiscomms.models import Recipient, utcnow
 
 DRILL_NAMES = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Linus",
                "Margaret Hamilton", "", "Zoë O'Brien", "Dennis Ritchie", "Hedy Lamarr")
 INSERT_CHUNK = 5000
+DRILL_DOMAIN = "drill.example.com"
 
 
 def insert_recipients(session: Session, rows: Iterable[dict[str, object]]) -> int:
@@ -30,11 +31,11 @@ def insert_recipients(session: Session, rows: Iterable[dict[str, object]]) -> in
     return total
 
 
-def drill_recipients(count: int, *, domain: str = "drill.example.com",
+def drill_recipients(count: int, *, domain: str = DRILL_DOMAIN, start: int = 1,
                      locales: tuple[str, ...] = ("en",)) -> Iterable[dict[str, object]]:
-    """``count`` synthetic subscribers at a reserved example domain (never a real mailbox)."""
+    """Synthetic subscribers ``start``..``count`` at a reserved example domain."""
     now = utcnow()
-    for i in range(1, count + 1):
+    for i in range(start, count + 1):
         yield {
             "email": f"subscriber{i:07d}@{domain}",
             "name": DRILL_NAMES[i % len(DRILL_NAMES)] or None,
@@ -44,3 +45,14 @@ def drill_recipients(count: int, *, domain: str = "drill.example.com",
             "consent": True,
             "created_at": now,
         }
+
+
+def ensure_drill_audience(session: Session, count: int, *,
+                          locales: tuple[str, ...] = ("en",)) -> int:
+    """Make sure ``count`` drill subscribers exist (idempotent for a persistent workspace)."""
+    existing = session.exec(
+        select(func.count()).select_from(Recipient)
+        .where(col(Recipient.email).endswith(f"@{DRILL_DOMAIN}"))
+    ).one()
+    return insert_recipients(session, drill_recipients(count, start=int(existing) + 1,
+                                                       locales=locales))

@@ -6,7 +6,6 @@ nothing half-done is left behind because the engine checks before it writes.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -251,5 +250,70 @@ def templates_approve(
         out.print(f"  {name}")
 
 
-def _json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 8030,
+) -> None:
+    """Serve the generated status page locally (any static host can serve it too)."""
+    from crisiscomms.statuspage_server import serve_status_page
+
+    settings = _settings()
+    server = serve_status_page(settings.resolved_status_page_dir / "site", port=port)
+    out.print(f"status page: http://127.0.0.1:{server.server_port}/")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+@app.command()
+def demo(
+    recipients: Annotated[int, typer.Option(min=1, help="Demo subscribers")] = 1000,
+    dashboard: Annotated[bool, typer.Option(help="Start the Streamlit dashboard")] = True,
+    dashboard_port: Annotated[int, typer.Option(help="Dashboard port")] = 8501,
+    status_port: Annotated[int, typer.Option(help="Status page port")] = 8030,
+) -> None:
+    """The embedded default: SQLite, emulators, a drill outage, status page and dashboard."""
+    import secrets
+    import subprocess
+    import threading
+
+    from crisiscomms.config import PROJECT_ROOT
+    from crisiscomms.db import init_db, make_engine
+    from crisiscomms.drill import run_drill
+    from crisiscomms.emulators import start_emulators
+    from crisiscomms.statuspage_server import serve_status_page
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    init_db(make_engine(settings.resolved_database_url))
+    sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
+    pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)
+    out.print(f"emulators: SendGrid {pair.sendgrid.url}, X {pair.x.url}")
+    out.print(f"running a drill outage to {recipients} demo subscribers "
+              "(the first flow starts Prefect's temporary server: 10-20 s)...")
+    report = _run(lambda: run_drill(playbook_name="outage", recipients=recipients,
+                                    publish=_publish, base=settings,
+                                    workspace=settings.data_dir,
+                                    emulators=(pair, sg_key, x_token)))
+    _print_drill(report)
+    site = settings.resolved_status_page_dir / "site"
+    server = serve_status_page(site, port=status_port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out.print(f"status page: http://127.0.0.1:{server.server_port}/  (files: {site})")
+    out.print(f"support holding statements: {settings.data_dir / 'support'}")
+    if not dashboard:
+        server.shutdown()
+        pair.stop()
+        return
+    out.print(f"dashboard: http://127.0.0.1:{dashboard_port}/  (Ctrl-C to stop)")
+    command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
+               "--server.headless", "true", "--server.port", str(dashboard_port),
+               "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    try:
+        subprocess.run(command, check=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        pair.stop()

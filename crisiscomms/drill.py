@@ -28,7 +28,7 @@ from crisiscomms.emulators import EmulatorPair, start_emulators
 from crisiscomms.errors import FactsError
 from crisiscomms.incidents import approve, trigger
 from crisiscomms.ledger import channel_counts
-from crisiscomms.audience import drill_recipients, insert_recipients
+from crisiscomms.audience import ensure_drill_audience
 from crisiscomms.playbooks import load_playbook
 
 PublishFn = Callable[[str, str], Mapping[str, Any]]
@@ -111,7 +111,7 @@ def run_drill(
             engine = make_engine(settings.resolved_database_url)
             init_db(engine)
             with session_scope(engine) as session:
-                insert_recipients(session, drill_recipients(recipients, locales=playbook.locales))
+                ensure_drill_audience(session, recipients, locales=playbook.locales)
             stages = []
             incident_id = None
             for stage in playbook.stages:
@@ -162,9 +162,9 @@ def run_drill(
 
 def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    site = settings.resolved_status_page_dir
+    site = settings.resolved_status_page_dir / "site"  # the live build (a symlink)
     target = out / "status_page"
-    if site.resolve() != target.resolve():
+    if site.exists() and site.resolve() != target.resolve():
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(site, target, symlinks=False)

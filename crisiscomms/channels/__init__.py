@@ -30,6 +30,13 @@ if TYPE_CHECKING:
     from crisiscomms.channels.x_social import XChannel
 
     CHANNEL_CLASSES: dict[str, type[Channel]]
+    # Lets mypy check that every class satisfies the protocol (never executed).
+    _CONFORMANCE: dict[str, type[Channel]] = {
+        "status_page": StatusPageChannel,
+        "x": XChannel,
+        "email": SendGridEmailChannel,
+        "support": SupportDeskChannel,
+    }
 
 _LAZY = {
     "StatusPageChannel": "crisiscomms.channels.status_page",

@@ -44,11 +44,13 @@ X_API_HOST = "https://api.twitter.com"
 
 _REDACTIONS = (
     (re.compile(r"Bearer\s+[^\s'\",}]+"), "Bearer [redacted]"),
-    (re.compile(r"OAuth\s+[^'\"}]+"), "OAuth [redacted]"),
     (
-        re.compile(r"(oauth_(?:consumer_key|token|signature)(?:=|%3D|['\"],\s*['\"]))[^&\s'\",)]+"),
+        re.compile(
+            r"(oauth_(?:consumer_key|token|signature)(?:=\"?|%3D|['\"],\s*['\"]))[^&\s'\",)]+"
+        ),
         r"\1[redacted]",
     ),
+    (re.compile(r"((?:client_key|resource_owner_key)=)[^,>\s]+"), r"\1[redacted]"),
 )
 _REDACTED_LOGGERS = (
     "tweepy.client",

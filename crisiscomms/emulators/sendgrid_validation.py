@@ -45,11 +45,25 @@ class MailErrors(Exception):
 class ParsedPersonalization:
     """One personalization as stored: recipients, substitutions, keys. No rendered text."""
 
-    to: tuple[str, ...]
+    recipients: str | tuple[str, ...]
+    """The ``to`` addresses: one string (the common case, no tuple to store) or a tuple."""
     subject: str | None
-    substitutions: dict[str, str] | None
+    sub_keys: tuple[str, ...]
+    """Substitution keys; one tuple object shared by the request's personalizations."""
+    sub_values: tuple[str, ...]
     key: str | None
     batch: str | None
+
+    @property
+    def to(self) -> tuple[str, ...]:
+        recipients = self.recipients
+        return (recipients,) if isinstance(recipients, str) else recipients
+
+    @property
+    def substitutions(self) -> dict[str, str] | None:
+        if not self.sub_keys:
+            return None
+        return dict(zip(self.sub_keys, self.sub_values, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +232,9 @@ def _check_personalizations(
         return []
     parsed: list[ParsedPersonalization] = []
     recipients = 0
+    key_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
     for index, item in enumerate(items):
-        result = _check_personalization(index, item, errors, message_key, message_batch)
+        result = _check_personalization(index, item, errors, message_key, message_batch, key_tuples)
         if result is not None:
             personalization, count = result
             parsed.append(personalization)
@@ -242,6 +257,7 @@ def _check_personalization(
     errors: list[MailError],
     message_key: str | None,
     message_batch: str | None,
+    key_tuples: dict[tuple[str, ...], tuple[str, ...]],
 ) -> tuple[ParsedPersonalization, int] | None:
     prefix = f"personalizations.{index}"
     if not isinstance(item, dict):
@@ -357,13 +373,20 @@ def _check_personalization(
 
     if len(errors) > error_count:
         return None
+    sub_keys: tuple[str, ...] = ()
+    sub_values: tuple[str, ...] = ()
+    if substitutions:
+        names = tuple(substitutions)
+        sub_keys = key_tuples.setdefault(names, names)
+        sub_values = tuple(substitutions.values())
     key = custom_args.get(KEY_ARG, message_key) if custom_args else message_key
     batch = custom_args.get(BATCH_ARG, message_batch) if custom_args else message_batch
     return (
         ParsedPersonalization(
-            to=tuple(to_emails),
+            recipients=to_emails[0] if len(to_emails) == 1 else tuple(to_emails),
             subject=subject,
-            substitutions=substitutions or None,
+            sub_keys=sub_keys,
+            sub_values=sub_values,
             key=key,
             batch=batch,
         ),

@@ -127,7 +127,7 @@ def test_a_dead_channel_does_not_stop_the_others(
     ({"components": []}, FactsError, "missing required facts: components"),
     ({"next_update_at": None, "incident_ref": "NEW-1"}, None, None),
     ({"severity": "apocalyptic"}, FactsError, "severity"),
-    ({"title": "障" * 200}, LimitError, "x, locale en"),
+    ({"components": ["障" * 150]}, LimitError, "channel x, locale en: text is"),
 ])
 def test_bad_facts_are_refused_and_change_nothing(
     workspace: tuple[Settings, Engine], emulators: EmulatorPair, facts: dict[str, object],
