@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from crisiscomms.audience import ensure_drill_audience
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.config import Settings
 from crisiscomms.db import init_db, make_engine, session_scope
@@ -28,7 +29,6 @@ from crisiscomms.emulators import EmulatorPair, start_emulators
 from crisiscomms.errors import FactsError
 from crisiscomms.incidents import approve, trigger
 from crisiscomms.ledger import channel_counts
-from crisiscomms.audience import ensure_drill_audience
 from crisiscomms.playbooks import load_playbook
 
 PublishFn = Callable[[str, str], Mapping[str, Any]]

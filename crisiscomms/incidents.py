@@ -55,7 +55,9 @@ class StageBundle:
         return self.approval is not None
 
 
-def audit(session: Session, actor: str, action: str, incident_id: int | None, **detail: Any) -> None:
+def audit(
+    session: Session, actor: str, action: str, incident_id: int | None, **detail: Any
+) -> None:
     session.add(AuditEvent(actor=actor, action=action, incident_id=incident_id,
                            detail_json=json.dumps(detail, default=str, sort_keys=True)))
 
@@ -317,7 +319,9 @@ def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[
         )
     playbook = load_playbook(bundle.playbook, settings.playbooks_dir)
     with session_scope(engine) as session:
-        messages = list(session.exec(select(Message).where(col(Message.id).in_(bundle.message_ids))))
+        messages = list(
+            session.exec(select(Message).where(col(Message.id).in_(bundle.message_ids)))
+        )
         return plan_messages(
             session,
             incident_ref=bundle.incident_ref,

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Executable, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -55,6 +55,7 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]])
     if not rows:
         return
     dialect = session.get_bind().dialect.name
+    stmt: Executable
     if dialect == "sqlite":
         stmt = sqlite.insert(Delivery).on_conflict_do_nothing(index_elements=["key"])
     elif dialect == "postgresql":
@@ -69,7 +70,7 @@ def stream_audience(session: Session, *, chunk: int = 10_000) -> Iterator[tuple[
     last_id = 0
     while True:
         rows = session.execute(
-            select(Recipient.id, Recipient.locale)
+            select(col(Recipient.id), col(Recipient.locale))
             .where(col(Recipient.consent).is_(True), col(Recipient.id) > last_id)
             .order_by(col(Recipient.id))
             .limit(chunk)
@@ -97,7 +98,7 @@ def plan_messages(
     personal = set(personal_channels)
     already = set(
         session.execute(
-            select(Delivery.message_id)
+            select(col(Delivery.message_id))
             .where(col(Delivery.message_id).in_([m.id for m in messages]))
             .distinct()
         ).scalars()
@@ -140,14 +141,14 @@ def plan_messages(
         count = 0
         for rid, requested in stream_audience(session):
             locale = resolve_locale(requested, locales, default_locale)
-            message = by_channel_locale.get((channel, locale))
-            if message is None:
+            target = by_channel_locale.get((channel, locale))
+            if target is None:
                 continue
             bucket = pending[locale]
             bucket.append(rid)
             count += 1
             if len(bucket) >= batch_size:
-                add(message, batch_no[locale], bucket)
+                add(target, batch_no[locale], bucket)
                 batch_no[locale] += 1
                 bucket.clear()
         for locale, bucket in pending.items():
@@ -168,7 +169,8 @@ def claim(session: Session, delivery_ids: Sequence[int]) -> list[int]:
         return []
     stmt = (
         update(Delivery)
-        .where(col(Delivery.id).in_(list(delivery_ids)), col(Delivery.state) == DeliveryState.planned)
+        .where(col(Delivery.id).in_(list(delivery_ids)),
+               col(Delivery.state) == DeliveryState.planned)
         .values(state=DeliveryState.sending, attempts=Delivery.attempts + 1, updated_at=utcnow())
         .returning(col(Delivery.id))
     )
@@ -197,7 +199,7 @@ def record(session: Session, delivery_id: int, result: DeliveryResult, attempts:
 def pending_ids(session: Session, message_ids: Sequence[int]) -> dict[str, list[int]]:
     """Planned rows of the given messages, by channel, in batch order."""
     rows = session.execute(
-        select(Delivery.channel, Delivery.id)
+        select(col(Delivery.channel), col(Delivery.id))
         .where(
             col(Delivery.message_id).in_(list(message_ids)),
             col(Delivery.state) == DeliveryState.planned,
@@ -215,9 +217,9 @@ ChannelCounts = dict[str, dict[str, int]]
 
 def channel_counts(session: Session, incident_id: int | None = None) -> ChannelCounts:
     """Recipients per channel and state, computed in SQL (GROUP BY), never by loading rows."""
-    stmt = select(Delivery.channel, Delivery.state, func.sum(Delivery.recipient_count)).group_by(
-        Delivery.channel, Delivery.state
-    )
+    stmt = select(
+        col(Delivery.channel), col(Delivery.state), func.sum(col(Delivery.recipient_count))
+    ).group_by(col(Delivery.channel), col(Delivery.state))
     if incident_id is not None:
         stmt = stmt.where(col(Delivery.incident_id) == incident_id)
     counts: ChannelCounts = {}
@@ -229,8 +231,9 @@ def channel_counts(session: Session, incident_id: int | None = None) -> ChannelC
 
 def counts_by_incident(session: Session) -> Mapping[int, ChannelCounts]:
     stmt = select(
-        Delivery.incident_id, Delivery.channel, Delivery.state, func.sum(Delivery.recipient_count)
-    ).group_by(Delivery.incident_id, Delivery.channel, Delivery.state)
+        col(Delivery.incident_id), col(Delivery.channel), col(Delivery.state),
+        func.sum(col(Delivery.recipient_count)),
+    ).group_by(col(Delivery.incident_id), col(Delivery.channel), col(Delivery.state))
     out: dict[int, ChannelCounts] = {}
     for incident_id, channel, state, total in session.execute(stmt).all():
         per = out.setdefault(int(incident_id), {})

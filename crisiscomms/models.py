@@ -71,7 +71,9 @@ class FactSheetVersion(SQLModel, table=True):
 class Message(SQLModel, table=True):
     """One rendered message: a stage of the playbook for one channel and locale."""
 
-    __table_args__ = (UniqueConstraint("incident_id", "stage", "facts_version", "channel", "locale"),)
+    __table_args__ = (
+        UniqueConstraint("incident_id", "stage", "facts_version", "channel", "locale"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incident.id", index=True)

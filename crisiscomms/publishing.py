@@ -20,11 +20,17 @@ from crisiscomms.channels.base import (
     RenderedMessage,
 )
 from crisiscomms.channels.retry import send_with_retry
-from crisiscomms.db import session_scope
 from crisiscomms.errors import CrisisCommsError
 from crisiscomms.incidents import facts_of, verify_approved
 from crisiscomms.ledger import claim, decode_ids, record
-from crisiscomms.models import Delivery, DeliveryState, FactSheetVersion, Incident, Message, Recipient
+from crisiscomms.models import (
+    Delivery,
+    DeliveryState,
+    FactSheetVersion,
+    Incident,
+    Message,
+    Recipient,
+)
 from crisiscomms.playbooks import Playbook, load_playbook
 from crisiscomms.rendering import recipient_substitutions
 
@@ -104,7 +110,7 @@ def _outbound(session: Session, delivery: Delivery, playbooks_dir: Path) -> Outb
             locale=message.locale, parts=json.loads(message.parts_json),
             content_hash=message.content_hash),
         recipients=recipients,
-        reply_to=_thread_root(session, incident.id) if message.channel == "x" else None,
+        reply_to=_thread_root(session, delivery.incident_id) if message.channel == "x" else None,
     )
 
 
@@ -136,11 +142,16 @@ def publish_deliveries(
                 elif not batch.recipients and channel.personal:
                     result, attempts = DeliveryResult.sent(None), 1
                 else:
-                    result, attempts = send_with_retry(channel, batch, max_attempts=max_attempts)
+                    try:
+                        result, attempts = send_with_retry(channel, batch,
+                                                           max_attempts=max_attempts)
+                    except ValueError as exc:  # a batch the provider can never accept
+                        result, attempts = DeliveryResult.permanent(str(exc)), 1
             record(session, delivery_id, result, attempts)
             if result.outcome is Outcome.sent:
                 report.sent += delivery.recipient_count
             else:
                 report.failed += delivery.recipient_count
-                report.errors.append(f"{delivery.channel} batch {delivery.batch_no}: {result.reason}")
+                report.errors.append(
+                    f"{delivery.channel} batch {delivery.batch_no}: {result.reason}")
     return report

@@ -148,7 +148,8 @@ class StageRenderer:
         except UndefinedError as exc:
             raise RenderError(f"{where}: template {name} uses an undefined value: {exc}") from None
         except SecurityError as exc:
-            raise RenderError(f"{where}: template {name} was stopped by the sandbox: {exc}") from None
+            raise RenderError(
+                f"{where}: template {name} was stopped by the sandbox: {exc}") from None
         except TemplateError as exc:
             raise RenderError(f"{where}: template {name} failed: {exc}") from None
         return text.strip()
@@ -164,7 +165,9 @@ class StageRenderer:
             "time_zone": facts.time_zone,
         }
         if personal:
-            ctx["recipient"] = {f: substitution_tag(f, html=False) for f in playbook.recipient_fields}
+            ctx["recipient"] = {
+                f: substitution_tag(f, html=False) for f in playbook.recipient_fields
+            }
             ctx["recipient_html"] = {
                 f: substitution_tag(f, html=True) for f in playbook.recipient_fields
             }

@@ -9,7 +9,7 @@ from typing import Any
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def end_headers(self) -> None:
@@ -18,7 +18,9 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         super().end_headers()
 
 
-def serve_status_page(site: Path, *, host: str = "127.0.0.1", port: int = 8030) -> ThreadingHTTPServer:
+def serve_status_page(
+    site: Path, *, host: str = "127.0.0.1", port: int = 8030
+) -> ThreadingHTTPServer:
     """A static server on the live site; ``site`` is a symlink switched atomically per update,
     so each request reads either the previous build or the new one."""
     handler = partial(_QuietHandler, directory=str(site))

@@ -94,6 +94,7 @@ def publish_stage(incident_ref: str, stage: str) -> dict[str, Any]:
 def run_stage(incident_ref: str, stage: str, *, max_workers: int | None = None) -> dict[str, Any]:
     """Run the flow with a bounded thread pool (``max_workers`` from Settings by default)."""
     workers = max_workers or Settings().max_workers
-    runner = publish_stage.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+    pool: Any = ThreadPoolTaskRunner(max_workers=workers)  # Prefect's generic is too narrow
+    runner = publish_stage.with_options(task_runner=pool)
     result: dict[str, Any] = runner(incident_ref, stage)
     return result

@@ -155,7 +155,7 @@ def test_template_problems_are_refused(
     edited = templates / "outage" / "acknowledge" / "email.text.en.j2"
     edited.write_text(edited.read_text() + "\nP.S. unapproved words")
     local = settings.model_copy(update={"templates_dir": templates})
-    with pytest.raises(ApprovalError, match="email.text.en.j2 was edited after approval"):
+    with pytest.raises(ApprovalError, match=r"email\.text\.en\.j2 was edited after approval"):
         trigger(engine, local, CHANNEL_CLASSES, playbook_name="outage",
                 facts=drill_facts(settings), actor="test")
     x_tpl = templates / "outage" / "acknowledge" / "x.text.en.j2"
