@@ -3,8 +3,9 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 RUN := $(UV) run --frozen
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test lint unit integration bench clean
+.PHONY: install browser demo test lint unit integration e2e bench clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv || pip install --quiet uv
@@ -19,7 +20,14 @@ lint: install
 	$(RUN) ruff check .
 	$(RUN) mypy
 
-test: lint
+# Debian's Chromium for the e2e tests (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian chromium + chromium-driver for the e2e tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
+test: lint browser
 	$(RUN) pytest
 
 unit: install
@@ -27,6 +35,9 @@ unit: install
 
 integration: install
 	$(RUN) pytest tests/integration
+
+e2e: install browser
+	$(RUN) pytest tests/e2e
 
 bench: install
 	$(RUN) python bench/latency.py

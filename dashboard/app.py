@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-st.set_page_config(page_title="crisiscomms", page_icon="📣", layout="wide")
+st.set_page_config(page_title="crisiscomms", page_icon=":material/campaign:", layout="wide")
 
 pages = st.navigation(
     [
-        st.Page("incidents_page.py", title="Incidents", icon="🚨", default=True),
-        st.Page("support_page.py", title="Holding statements", icon="💬"),
+        st.Page("incidents_page.py", title="Incidents", icon=":material/emergency:", default=True),
+        st.Page("support_page.py", title="Holding statements", icon=":material/support_agent:"),
     ]
 )
 pages.run()

@@ -1,0 +1,127 @@
+"""The dashboard and the status page as a person sees them, in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from crisiscomms.audience import ensure_drill_audience
+from crisiscomms.channels import CHANNEL_CLASSES
+from crisiscomms.config import PROJECT_ROOT, Settings
+from crisiscomms.db import init_db, make_engine, session_scope
+from crisiscomms.drill import emulator_environment, environment
+from crisiscomms.emulators import start_emulators
+from crisiscomms.incidents import plan_bundle, trigger
+from crisiscomms.ledger import pending_ids
+from crisiscomms.playbooks import load_playbook
+from crisiscomms.publishing import publish_deliveries
+from crisiscomms.statuspage_server import serve_status_page
+from crisiscomms.wiring import build_channels
+
+pytestmark = pytest.mark.e2e
+ARTIFACTS = Path(__file__).parent / "artifacts"
+REF = "E2E-OUTAGE-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """An acknowledged outage published through the real channels to the emulators."""
+    root = tmp_path_factory.mktemp("e2e")
+    with start_emulators(sendgrid_key="SG.e2e", x_token="e2e") as pair:
+        env = {
+            "CRISISCOMMS_DATA_DIR": str(root),
+            "CRISISCOMMS_DATABASE_URL": f"sqlite:///{root / 'crisiscomms.db'}",
+            "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
+            "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
+            **emulator_environment(pair, "SG.e2e", "e2e"),
+        }
+        with environment(env):
+            settings = Settings(_env_file=None)  # type: ignore[call-arg]
+            engine = make_engine(settings.resolved_database_url)
+            init_db(engine)
+            with session_scope(engine) as session:
+                ensure_drill_audience(session, 250)
+            facts = {**load_playbook("outage", settings.playbooks_dir).drill_facts,
+                     "incident_ref": REF}
+            bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
+                             facts=facts, actor="e2e")
+            plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
+            with session_scope(engine) as session:
+                ids = [i for group in pending_ids(session, bundle.message_ids).values()
+                       for i in group]
+            report = publish_deliveries(engine, build_channels(settings), ids,
+                                        playbooks_dir=settings.playbooks_dir, max_attempts=2)
+            assert report.failed == 0
+            yield {**env, "site": str(settings.resolved_status_page_dir / "site")}
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(published: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, **{k: v for k, v in published.items() if k.startswith("CRISISCOMMS")}}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
+         "--server.headless", "true", "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError(f"dashboard did not start: {proc.stderr.read() if proc.stderr else ''}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_dashboard_lists_the_incident_with_channel_counts(browser, dashboard_url: str) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 800})
+    page.goto(dashboard_url)
+    table = page.locator("table").first
+    table.wait_for(timeout=60_000)
+    text = table.inner_text()
+    assert REF in text
+    assert "250/250" in text  # email: recipients sent / planned
+    assert "1/1" in text
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    page.get_by_role("link", name="Holding statements").click()
+    page.get_by_text("Say this, word for word").wait_for(timeout=30_000)
+    assert REF in page.content()
+    page.close()
+
+
+def test_status_page_shows_the_incident(browser, published: dict[str, str]) -> None:
+    server = serve_status_page(Path(published["site"]), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{server.server_port}/")
+        body = page.locator("body").inner_text()
+        assert "API and Dashboard unavailable for some customers" in body
+        assert "nvestigating" in body
+        page.screenshot(path=str(ARTIFACTS / "status_page.png"), full_page=True)
+        page.close()
+    finally:
+        server.shutdown()
