@@ -1,6 +1,8 @@
 # crisiscomms: `make demo` runs the embedded default, `make test` runs every check.
 # Each target installs what it needs (uv, then the locked dependencies).
 SHELL := /bin/bash
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 RUN := $(UV) run --frozen
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

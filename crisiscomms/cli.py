@@ -46,6 +46,12 @@ def _settings() -> Settings:
 
 
 def _publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
+    import os
+
+    # Prefect's own settings, before Prefect is first imported: no phoning home, quiet console.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.run_playbook import run_stage
 
     return run_stage(incident_ref, stage)
