@@ -3,16 +3,16 @@
 SHELL := /bin/bash
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV := python3 -m uv
 RUN := $(UV) run --frozen
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser demo test lint unit integration e2e bench clean
+.PHONY: uv install browser demo test lint unit integration e2e bench clean
 
-$(UV):
-	python3 -m pip install --user --quiet uv || pip install --quiet uv
+uv:
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
-install: | $(UV)
+install: uv
 	$(UV) sync --frozen --python 3.11
 
 demo: install
