@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import re
 import time
 from collections.abc import Mapping
@@ -53,33 +52,14 @@ from crisiscomms.channels.base import (
     OutboundRecipient,
     RenderedMessage,
 )
+from crisiscomms.channels.redaction import BEARER, install_redaction
 from crisiscomms.limits import limit_problems
 
 _REDACTIONS = (
-    (re.compile(r"Bearer\s+[^\s'\",}]+"), "Bearer [redacted]"),
+    BEARER,
     (re.compile(r"(['\"]?Authorization['\"]?\s*[:=]\s*['\"]?)[^'\",}]+"), r"\1[redacted]"),
 )
 _REDACTED_LOGGERS = ("python_http_client.client",)
-
-
-class _RedactSecrets(logging.Filter):
-    """Rewrites a record's message with authorization values replaced by ``[redacted]``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = message
-        for pattern, replacement in _REDACTIONS:
-            redacted = pattern.sub(replacement, redacted)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-def _install_redaction() -> None:
-    for name in _REDACTED_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactSecrets) for f in logger.filters):
-            logger.addFilter(_RedactSecrets())
 
 
 def _secret(value: SecretStr | str) -> SecretStr:
@@ -153,7 +133,7 @@ class SendGridEmailChannel:
         self.from_name = from_name
         self.timeout_s = timeout_s
         self.sandbox = sandbox
-        _install_redaction()
+        install_redaction(_REDACTED_LOGGERS, _REDACTIONS)
 
     def __repr__(self) -> str:
         return f"SendGridEmailChannel(base_url={self.base_url!r}, from_email={self.from_email!r})"

@@ -26,7 +26,6 @@ Decisions:
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Mapping
@@ -37,13 +36,14 @@ import tweepy
 from pydantic import SecretStr
 
 from crisiscomms.channels.base import ChannelLimits, DeliveryResult, OutboundBatch, RenderedMessage
+from crisiscomms.channels.redaction import BEARER, install_redaction
 from crisiscomms.limits import limit_problems
 
 X_API_HOST = "https://api.twitter.com"
 """The prefix tweepy hard-codes; :class:`RebasedSession` replaces it with ``base_url``."""
 
 _REDACTIONS = (
-    (re.compile(r"Bearer\s+[^\s'\",}]+"), "Bearer [redacted]"),
+    BEARER,
     (
         re.compile(
             r"(oauth_(?:consumer_key|token|signature)(?:=\"?|%3D|['\"],\s*['\"]))[^&\s'\",)]+"
@@ -57,26 +57,6 @@ _REDACTED_LOGGERS = (
     "requests_oauthlib.oauth1_auth",
     "oauthlib.oauth1.rfc5849",
 )
-
-
-class _RedactSecrets(logging.Filter):
-    """Rewrites a record's message with authorization values replaced by ``[redacted]``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = message
-        for pattern, replacement in _REDACTIONS:
-            redacted = pattern.sub(replacement, redacted)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-def _install_redaction() -> None:
-    for name in _REDACTED_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactSecrets) for f in logger.filters):
-            logger.addFilter(_RedactSecrets())
 
 
 def _secret(value: SecretStr | str | None) -> SecretStr | None:
@@ -174,7 +154,7 @@ class XChannel:
             raise ValueError("timeout_s must be positive")
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        _install_redaction()
+        install_redaction(_REDACTED_LOGGERS, _REDACTIONS)
 
     def __repr__(self) -> str:
         auth = "oauth1" if self._user_auth else "bearer"
