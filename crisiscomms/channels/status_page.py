@@ -36,15 +36,15 @@ import json
 import os
 import re
 import shutil
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any, ClassVar
 
 from crisiscomms.channels.base import ChannelLimits, DeliveryResult, OutboundBatch, RenderedMessage
+from crisiscomms.channels.files import dumps, path_lock, utc_now, write_atomic
 from crisiscomms.limits import limit_problems
 
 STATE_VERSION = 1
@@ -76,14 +76,8 @@ INCIDENTS_LISTED = 50
 _LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 _BUILD_RE = re.compile(r"^g(\d{8})-[0-9a-f]{8}$")
 
-_PATH_LOCKS: dict[Path, threading.Lock] = {}
-_PATH_LOCKS_GUARD = threading.Lock()
 
 
-def _path_lock(path: Path) -> threading.Lock:
-    """One lock per output directory, shared by every channel object in the process."""
-    with _PATH_LOCKS_GUARD:
-        return _PATH_LOCKS.setdefault(path, threading.Lock())
 
 
 def short_id(*parts: str) -> str:
@@ -98,25 +92,10 @@ def iso(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds")
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
 
 
 class StatusPageChannel:
@@ -134,7 +113,7 @@ class StatusPageChannel:
         page_name: str,
         page_url: str,
         default_locale: str | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if not page_name.strip():
             raise ValueError("page_name is empty")
@@ -148,7 +127,7 @@ class StatusPageChannel:
         self.default_locale = default_locale
         self.clock = clock
         self.page_id = short_id("page", self.page_url)
-        self._lock = _path_lock(self.output_dir)
+        self._lock = path_lock(self.output_dir)
 
     def __repr__(self) -> str:
         return f"StatusPageChannel({str(self.output_dir)!r}, page_url={self.page_url!r})"
@@ -240,7 +219,7 @@ class StatusPageChannel:
                 if known is None:
                     update_id = self._add_update(state, batch, text)
                     state["generation"] += 1
-                    _write_atomic(self.state_path, _dumps(state))
+                    write_atomic(self.state_path, dumps(state))
                 else:
                     update_id = known["update_id"]
                 if self.live_generation() < state["generation"]:
@@ -368,7 +347,7 @@ class StatusPageChannel:
             view = _View(state, locale, self.page_id, self.page_name, self.page_url)
             files[f"{prefix}index.html"] = view.html(locales, default)
             for relative, data in view.api().items():
-                files[f"{prefix}{relative}"] = _dumps(data)
+                files[f"{prefix}{relative}"] = dumps(data)
         return files
 
 

@@ -20,60 +20,28 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
-import os
 import re
-import threading
-import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from crisiscomms.channels.base import ChannelLimits, DeliveryResult, OutboundBatch, RenderedMessage
+from crisiscomms.channels.files import dumps, path_lock, read_json, utc_now, write_atomic
 from crisiscomms.limits import limit_problems
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-_PATH_LOCKS: dict[Path, threading.Lock] = {}
-_PATH_LOCKS_GUARD = threading.Lock()
 
 
-def _path_lock(path: Path) -> threading.Lock:
-    with _PATH_LOCKS_GUARD:
-        return _PATH_LOCKS.setdefault(path, threading.Lock())
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path.name} is not a JSON object")
-    return data
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
 class SupportDeskChannel:
@@ -84,10 +52,10 @@ class SupportDeskChannel:
     personal: ClassVar[bool] = False
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_body_bytes=65536)
 
-    def __init__(self, output_dir: Path, *, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, output_dir: Path, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.output_dir = Path(output_dir).absolute()
         self.clock = clock
-        self._lock = _path_lock(self.output_dir)
+        self._lock = path_lock(self.output_dir)
 
     def __repr__(self) -> str:
         return f"SupportDeskChannel({str(self.output_dir)!r})"
@@ -111,10 +79,10 @@ class SupportDeskChannel:
 
     def statements(self) -> dict[str, Any]:
         """The index: {incident_ref: {locale: {stage, text, key, published_at}}}."""
-        return _read_json(self.index_path)
+        return read_json(self.index_path)
 
     def accepted(self, key: str) -> bool:
-        return key in _read_json(self.published_path)
+        return key in read_json(self.published_path)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -139,29 +107,29 @@ class SupportDeskChannel:
         provider_id = f"{ref}/{stage}.{locale}"
         try:
             with self._locked():
-                published = _read_json(self.published_path)
+                published = read_json(self.published_path)
                 if batch.key in published:
                     return DeliveryResult.sent(provider_id)
                 now = self.clock().isoformat(timespec="seconds")
                 body = text if text.endswith("\n") else text + "\n"
                 folder = self.output_dir / ref
-                _write_atomic(folder / f"{stage}.{locale}.md", body)
-                _write_atomic(folder / f"current.{locale}.md", body)
-                index = _read_json(self.index_path)
+                write_atomic(folder / f"{stage}.{locale}.md", body)
+                write_atomic(folder / f"current.{locale}.md", body)
+                index = read_json(self.index_path)
                 index.setdefault(ref, {})[locale] = {
                     "stage": stage,
                     "text": text,
                     "key": batch.key,
                     "published_at": now,
                 }
-                _write_atomic(self.index_path, _dumps(index))
+                write_atomic(self.index_path, dumps(index))
                 published[batch.key] = {
                     "incident_ref": ref,
                     "locale": locale,
                     "stage": stage,
                     "published_at": now,
                 }
-                _write_atomic(self.published_path, _dumps(published))
+                write_atomic(self.published_path, dumps(published))
         except OSError as exc:
             name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
             return DeliveryResult.retry(f"holding statement not written: {name}: {exc.strerror}")
