@@ -16,6 +16,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from crisiscomms.config import Settings
 from crisiscomms.errors import CrisisCommsError
@@ -45,6 +46,15 @@ def _settings() -> Settings:
     return _run(Settings)
 
 
+def _engine(settings: Settings) -> Engine:
+    """The configured database, with its tables created if they are not there yet."""
+    from crisiscomms.db import init_db, make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    return engine
+
+
 def _publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
     import os
 
@@ -61,11 +71,10 @@ def _publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
 def init() -> None:
     """Create the data folder and database, and report the state of template approvals."""
     from crisiscomms.approvals import ApprovalLock
-    from crisiscomms.db import init_db, make_engine
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    init_db(make_engine(settings.resolved_database_url))
+    _engine(settings)
     lock = ApprovalLock(settings.templates_dir)
     states = [lock.status(n).state for n in lock.template_names()]
     out.print(f"database ready: {settings.resolved_database_url.split('://')[0]} "
@@ -85,7 +94,6 @@ def trigger_cmd(
 ) -> None:
     """Trigger a playbook stage: build the fact sheet, render, and publish if auto-approved."""
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.db import init_db, make_engine
     from crisiscomms.drill import load_facts_file
     from crisiscomms.incidents import trigger
 
@@ -93,8 +101,7 @@ def trigger_cmd(
     data: dict[str, Any] = _run(lambda: load_facts_file(facts)) if facts else {}
     if incident:
         data["incident_ref"] = incident
-    engine = make_engine(settings.resolved_database_url)
-    init_db(engine)
+    engine = _engine(settings)
     bundle = _run(lambda: trigger(engine, settings, CHANNEL_CLASSES, playbook_name=playbook,
                                   facts=data, stage=stage, actor=by or settings.operator))
     out.print(f"incident {bundle.incident_ref}: stage {bundle.stage} rendered "
@@ -127,11 +134,10 @@ def approve_cmd(
     publish: Annotated[bool, typer.Option(help="Publish at once after approval")] = True,
 ) -> None:
     """Approve the exact rendered bundle of a stage, then publish it."""
-    from crisiscomms.db import make_engine
     from crisiscomms.incidents import approve
 
     settings = _settings()
-    engine = make_engine(settings.resolved_database_url)
+    engine = _engine(settings)
     bundle = _run(lambda: approve(engine, incident_ref=incident, stage=stage, approver=by))
     assert bundle.approval is not None
     out.print(f"approved {incident} · {stage} by {bundle.approval.approver} "
@@ -143,12 +149,10 @@ def approve_cmd(
 @app.command("incidents")
 def incidents_cmd() -> None:
     """List incidents with per-channel delivery counts."""
-    from crisiscomms.db import init_db, make_engine
     from crisiscomms.views import incident_overview
 
     settings = _settings()
-    engine = make_engine(settings.resolved_database_url)
-    init_db(engine)
+    engine = _engine(settings)
     table = Table("incident", "playbook", "status", "email sent/failed", "x", "status page")
     for row in incident_overview(engine):
         c = row.counts
@@ -285,14 +289,13 @@ def demo(
     import threading
 
     from crisiscomms.config import PROJECT_ROOT
-    from crisiscomms.db import init_db, make_engine
     from crisiscomms.drill import run_drill
     from crisiscomms.emulators import start_emulators
     from crisiscomms.statuspage_server import serve_status_page
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    init_db(make_engine(settings.resolved_database_url))
+    _engine(settings)
     sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
     pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)
     out.print(f"emulators: SendGrid {pair.sendgrid.url}, X {pair.x.url}")

@@ -1,0 +1,83 @@
+"""The CLI as a user runs it: exit codes, one-line errors, the drill's JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crisiscomms.cli import app
+from crisiscomms.config import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CRISISCOMMS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CRISISCOMMS_DATABASE_URL", raising=False)
+    return tmp_path
+
+
+def facts_file(tmp_path: Path, **over: object) -> Path:
+    raw = yaml.safe_load((PROJECT_ROOT / "playbooks" / "outage.yaml").read_text())
+    facts = {**raw["drill_facts"], **over}
+    path = tmp_path / "facts.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in facts.items() if v is not None}))
+    return path
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["trigger", "nope"], "unknown playbook 'nope' (available: "),
+    (["drill", "nope", "--recipients", "1"], "unknown playbook 'nope'"),
+    (["approve", "NO-SUCH", "--stage", "update", "--by", "dana"], "unknown incident 'NO-SUCH'"),
+    (["templates", "approve", "outage/nope.j2", "--by", "dana"], "no template outage/nope.j2"),
+])
+def test_bad_commands_exit_2_with_one_clear_line(cli_env: Path, args: list[str],
+                                                 message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_trigger_refuses_missing_fact_and_writes_nothing(cli_env: Path) -> None:
+    path = facts_file(cli_env, next_update_at=None)
+    result = runner.invoke(app, ["trigger", "outage", "--facts", str(path)])
+    assert result.exit_code == 2
+    assert "missing required facts: next_update_at" in " ".join(result.output.split())
+    listing = runner.invoke(app, ["incidents"])
+    assert "DRILL-OUTAGE-001" not in listing.output
+
+
+def test_trigger_unapproved_stage_waits_for_approval(cli_env: Path) -> None:
+    path = facts_file(cli_env)
+    first = runner.invoke(app, ["trigger", "outage", "--facts", str(path), "--no-publish"])
+    assert first.exit_code == 0, first.output
+    update = runner.invoke(app, ["trigger", "outage", "--incident", "DRILL-OUTAGE-001",
+                                 "--stage", "update"])
+    assert update.exit_code == 0, update.output
+    assert "awaiting approval: crisiscomms approve DRILL-OUTAGE-001 --stage update" in \
+        " ".join(update.output.split())
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_drill_prints_one_json_object(cli_env: Path) -> None:
+    out = cli_env / "out"
+    result = runner.invoke(app, ["drill", "outage", "--recipients", "25", "--json",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(report) >= {"incident_id", "playbook", "channels", "emulator_received",
+                           "duplicates", "elapsed_s"}
+    assert report["channels"]["email"] == {"planned": 75, "sent": 75, "failed": 0}
+    for channel in ("x", "status_page"):
+        assert report["channels"][channel] == {"planned": 3, "sent": 3, "failed": 0}
+    assert report["emulator_received"] == {"email": 75, "x": 3}
+    assert report["duplicates"] == 0
+    lines = (out / "sent.jsonl").read_text().splitlines()
+    assert len(lines) == 78
+    assert (out / "status_page" / "api" / "v2" / "summary.json").is_file()
