@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -291,7 +291,7 @@ def approve(engine: Engine, *, incident_ref: str, stage: str, approver: str,
             return bundle
         approval = _add_approval(session, bundle.incident_id, stage, bundle.facts_version,
                                  bundle.bundle_hash, approver=approver, kind=kind)
-        return StageBundle(**{**bundle.__dict__, "approval": approval})
+        return replace(bundle, approval=approval)
 
 
 def verify_approved(session: Session, message: Message) -> None:
