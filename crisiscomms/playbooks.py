@@ -3,21 +3,54 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from crisiscomms.errors import PlaybookError
-from crisiscomms.facts import FactSheet
+from crisiscomms.facts import BreachFacts, FactSheet, RecallFacts
 from crisiscomms.models import IncidentStatus
 
-KNOWN_CHANNELS = ("status_page", "x", "email", "support")
+KNOWN_CHANNELS = ("status_page", "x", "email", "press", "support")
 """Publishing order: the status page first (every other message links to it), then social,
-then email; the support holding statement goes out with them."""
+then email (and the press release to the press list); the support holding statement goes out
+with them."""
 
-RECIPIENT_FIELDS = ("first_name", "name", "email", "plan")
+DEFAULT_CHANNELS = ("status_page", "x", "email", "support")
+"""A stage's channels when it names none (the press release is opt-in)."""
+
+RECIPIENT_FIELDS = ("first_name", "name", "email", "plan", "product", "order_ref")
 """Recipient fields a playbook may declare for personal wording (see Recipient)."""
+
+
+class QA(BaseModel):
+    """One anticipated question and its approved answer (plain text, the same everywhere)."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field(min_length=1)
+    a: str = Field(min_length=1)
+
+
+class Notice(BaseModel):
+    """Rules of a regulated notice (recall, data breach) checked before anything renders."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["recall", "breach"]
+    headline: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per locale, the word the title and the email subject must carry "
+                    "(en: Recall).")
+    urgent: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per locale, the word an urgent recall's email subject must carry "
+                    "(en: URGENT; FDA 21 CFR 7.49(c)(2)).")
+    min_channels: int = Field(default=2, ge=1)
+
+
+class ApprovalPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    required: int = Field(default=1, ge=1, le=2, description="2: the two-person rule")
 
 
 class RecipientField(BaseModel):
@@ -34,7 +67,7 @@ class Stage(BaseModel):
     title: str
     incident_status: IncidentStatus
     auto_send: bool = False
-    channels: tuple[str, ...] = KNOWN_CHANNELS
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
     required_facts: tuple[str, ...] = ()
 
 
@@ -48,6 +81,16 @@ class Playbook(BaseModel):
     default_locale: str = "en"
     required_facts: tuple[str, ...] = ()
     recipient_fields: dict[str, RecipientField] = Field(default_factory=dict)
+    time_zones: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per locale, the time zone of public messages (status page, X, support); "
+                    "personal email uses each recipient's own.")
+    qa: dict[str, tuple[QA, ...]] = Field(default_factory=dict)
+    must_carry: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Per channel, the facts every rendered message must carry verbatim.")
+    notice: Notice | None = None
+    approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     stages: tuple[Stage, ...]
     drill_facts: dict[str, Any] = Field(default_factory=dict)
 
@@ -60,14 +103,30 @@ class Playbook(BaseModel):
             raise ValueError(f"duplicate stage ids: {ids}")
         if self.default_locale not in self.locales:
             raise ValueError(f"default_locale {self.default_locale!r} is not in locales")
-        fact_names = set(FactSheet.model_fields)
         for stage in self.stages:
             unknown = [c for c in stage.channels if c not in KNOWN_CHANNELS]
             if unknown:
                 raise ValueError(f"stage {stage.id!r}: unknown channels {unknown}")
-        for name in (*self.required_facts, *(f for s in self.stages for f in s.required_facts)):
-            if name not in fact_names and not name.startswith("extra."):
-                raise ValueError(f"required fact {name!r} is not a FactSheet field")
+            if self.notice is not None and len(stage.channels) < self.notice.min_channels:
+                raise ValueError(f"stage {stage.id!r}: a {self.notice.kind} notice goes out on "
+                                 f"at least {self.notice.min_channels} channels")
+        musts = (f for fs in self.must_carry.values() for f in fs)
+        for name in (*self.required_facts, *(f for s in self.stages for f in s.required_facts),
+                     *musts):
+            if not is_fact_path(name):
+                raise ValueError(f"fact {name!r} is not a FactSheet field")
+        unknown_channels = [c for c in self.must_carry if c not in KNOWN_CHANNELS]
+        if unknown_channels:
+            raise ValueError(f"must_carry names unknown channels {unknown_channels}")
+        stray = [loc for loc in (*self.qa, *self.time_zones) if loc not in self.locales]
+        if stray:
+            raise ValueError(f"qa/time_zones name locales the playbook lacks: {stray}")
+        if self.notice is not None:
+            for kind, words in (("headline", self.notice.headline),
+                                ("urgent", self.notice.urgent)):
+                lacking = [loc for loc in self.locales if words and loc not in words]
+                if lacking:
+                    raise ValueError(f"notice.{kind} lacks locales {lacking}")
         bad = [f for f in self.recipient_fields if f not in RECIPIENT_FIELDS]
         if bad:
             raise ValueError(f"unknown recipient fields {bad}; known: {list(RECIPIENT_FIELDS)}")
@@ -84,6 +143,20 @@ class Playbook(BaseModel):
 
     def required_for(self, stage: Stage) -> list[str]:
         return list(dict.fromkeys((*self.required_facts, *stage.required_facts)))
+
+
+def is_fact_path(name: str) -> bool:
+    """``title``, ``extra.anything``, ``recall.hazard``: a name a playbook may require."""
+    head, _, rest = name.partition(".")
+    if head == "extra":
+        return bool(rest)
+    if head not in FactSheet.model_fields:
+        return False
+    if not rest:
+        return True
+    sections: dict[str, type[BaseModel]] = {"recall": RecallFacts, "breach": BreachFacts}
+    section = sections.get(head)
+    return section is not None and rest in section.model_fields
 
 
 def available_playbooks(playbooks_dir: Path) -> list[str]:

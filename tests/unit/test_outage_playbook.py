@@ -9,7 +9,7 @@ import pytest
 
 from crisiscomms.channels import CHANNEL_CLASSES, RenderedMessage
 from crisiscomms.facts import FactSheet, build_fact_sheet
-from crisiscomms.playbooks import KNOWN_CHANNELS, Playbook, load_playbook
+from crisiscomms.playbooks import DEFAULT_CHANNELS, Playbook, load_playbook
 from crisiscomms.rendering import StageRenderer
 from crisiscomms.text_weight import x_weighted_length
 
@@ -60,7 +60,7 @@ def test_playbook_shape(playbook: Playbook) -> None:
     assert not playbook.stage("update").auto_send
     assert not playbook.stage("resolve").auto_send
     for stage in playbook.stages:
-        assert set(stage.channels) == set(KNOWN_CHANNELS)
+        assert set(stage.channels) == set(DEFAULT_CHANNELS)
     assert playbook.recipient_fields["first_name"].fallback == "there"
     for fact in (
         "title",
@@ -94,7 +94,7 @@ def test_every_channel_renders_with_drill_facts(
 ) -> None:
     facts = _facts(playbook)
     messages = _render(renderer, playbook, stage_id, facts)
-    assert set(messages) == set(KNOWN_CHANNELS)
+    assert set(messages) == set(DEFAULT_CHANNELS)
     for channel, message in messages.items():
         assert facts.incident_ref in _main_text(message), channel
         assert message.locale == "en"
@@ -137,7 +137,7 @@ def test_optional_facts_may_be_absent(renderer: StageRenderer, playbook: Playboo
     facts = build_fact_sheet(raw)
     for stage_id in STAGES:
         messages = _render(renderer, playbook, stage_id, facts)
-        assert set(messages) == set(KNOWN_CHANNELS)
+        assert set(messages) == set(DEFAULT_CHANNELS)
 
 
 def test_one_component_reads_in_the_singular(renderer: StageRenderer, playbook: Playbook) -> None:
@@ -176,7 +176,7 @@ def test_long_title_falls_back_to_the_short_x_variant(
     assert facts.incident_ref in text
     assert facts.status_page_url is not None and facts.status_page_url in text
     # The whole stage still renders with the long title.
-    assert set(_render(renderer, playbook, stage_id, facts)) == set(KNOWN_CHANNELS)
+    assert set(_render(renderer, playbook, stage_id, facts)) == set(DEFAULT_CHANNELS)
 
 
 def test_long_cause_falls_back_to_the_short_x_variant(
