@@ -47,6 +47,17 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=4, ge=1)
     max_workers: int = Field(default=4, ge=1, le=32)
     batches_per_task: int = Field(default=50, ge=1)
+    send_concurrency: int = Field(default=4, ge=1, le=64)
+    """Requests in flight inside one publish task (a bounded thread pool)."""
+    sending_lease_s: float = Field(default=300.0, ge=0)
+    """A row ``sending`` for longer than this is treated as left by a dead sender and
+    reconciled by the next flow run; keep it above max_attempts x (timeout + backoff)."""
+    email_rate_per_s: float | None = Field(default=None, gt=0)
+    """SendGrid requests per second for this process (None: no limit of ours)."""
+    x_rate_per_s: float | None = Field(default=1.0, gt=0)
+    """X posts per second for this process."""
+    retry_base_delay_s: float = Field(default=0.2, ge=0)
+    retry_max_delay_s: float = Field(default=30.0, ge=0)
 
     @field_validator(
         "sendgrid_api_key",

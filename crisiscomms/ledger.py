@@ -4,6 +4,13 @@ Grain: one row per (message, channel, batch). Email batches are a deterministic 
 consenting recipients (ordered by id, grouped by resolved locale, ``batch_size`` per row); every
 other channel has one row per message. Keys are deterministic, so planning the same stage twice
 adds nothing, and a row moves planned → sending → sent | failed exactly once.
+
+Crash safety: a row is ``sending`` (committed) before its request leaves, ``sent``/``failed``
+after. Rows found ``sending`` later (the sender died) are reconciled against the provider
+(``publishing.reconcile_sending``) before anything is resent: accepted → ``sent``, not
+accepted → ``planned`` again, provider cannot tell → ``unconfirmed`` (a human decides).
+Claims: ``SELECT … FOR UPDATE SKIP LOCKED`` inside the UPDATE on PostgreSQL, a single
+``UPDATE … WHERE state = 'planned' RETURNING`` on SQLite (which serialises writers anyway).
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import Executable, func, insert, select, update
+from sqlalchemy import Executable, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -49,6 +57,8 @@ class PlanResult:
     new_rows: int = 0
     existing_messages: int = 0
     recipients: dict[str, int] = field(default_factory=dict)
+    suppressed: int = 0
+    """Recipients without consent (unsubscribed, suppressed): skipped, counted, never planned."""
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:
@@ -139,8 +149,11 @@ def plan_messages(
         pending: dict[str, list[int]] = defaultdict(list)
         batch_no: dict[str, int] = defaultdict(int)
         count = 0
+        resolved: dict[str, str] = {}
         for rid, requested in stream_audience(session):
-            locale = resolve_locale(requested, locales, default_locale)
+            locale = resolved.get(requested)
+            if locale is None:
+                locale = resolved[requested] = resolve_locale(requested, locales, default_locale)
             target = by_channel_locale.get((channel, locale))
             if target is None:
                 continue
@@ -157,43 +170,177 @@ def plan_messages(
         result.recipients[channel] = count
     _insert_ignoring_duplicates(session, rows)
     result.new_rows += len(rows)
+    if by_channel_locale:
+        result.suppressed = suppressed_count(session)
     return result
 
 
-def claim(session: Session, delivery_ids: Sequence[int]) -> list[int]:
-    """Move planned rows to ``sending`` (attempts + 1); returns the ids this caller claimed.
+def suppressed_count(session: Session) -> int:
+    """Recipients that must not be mailed (consent withdrawn, unsubscribed, suppressed)."""
+    return int(session.execute(
+        select(func.count()).select_from(Recipient).where(col(Recipient.consent).is_(False))
+    ).scalar_one())
 
-    One UPDATE ... WHERE state = 'planned' RETURNING id: two workers can never claim the same row.
+
+def claim(session: Session, delivery_ids: Sequence[int]) -> list[int]:
+    """Move planned rows to ``sending`` (attempts + 1) and commit; returns the ids claimed.
+
+    PostgreSQL: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``, so concurrent
+    claimers on several workers never wait on each other nor claim the same row. SQLite: one
+    ``UPDATE … WHERE state = 'planned' RETURNING id`` (SQLite serialises writers).
     """
     if not delivery_ids:
         return []
+    ids = list(delivery_ids)
+    condition = [col(Delivery.id).in_(ids), col(Delivery.state) == DeliveryState.planned]
+    if session.get_bind().dialect.name == "postgresql":
+        lockable = (select(col(Delivery.id)).where(*condition).order_by(col(Delivery.id))
+                    .with_for_update(skip_locked=True))
+        condition = [col(Delivery.id).in_(lockable.scalar_subquery())]
     stmt = (
         update(Delivery)
-        .where(col(Delivery.id).in_(list(delivery_ids)),
-               col(Delivery.state) == DeliveryState.planned)
+        .where(*condition)
         .values(state=DeliveryState.sending, attempts=Delivery.attempts + 1, updated_at=utcnow())
         .returning(col(Delivery.id))
     )
-    claimed = [int(i) for i in session.execute(stmt).scalars()]
+    claimed = sorted(int(i) for i in session.execute(stmt).scalars())
     session.commit()
     return claimed
 
 
+def _result_values(result: DeliveryResult, attempts: int) -> dict[str, object]:
+    if result.outcome is Outcome.sent:
+        state, error = DeliveryState.sent, None
+    elif result.outcome is Outcome.unknown:
+        state, error = DeliveryState.unconfirmed, result.reason or "unconfirmed"
+    else:
+        state, error = DeliveryState.failed, result.reason or str(result.outcome)
+    return {"b_state": state, "b_provider_id": result.provider_id, "b_error": error,
+            "b_extra": max(attempts - 1, 0), "b_now": utcnow()}
+
+
+_RECORD = (
+    update(Delivery)
+    .where(col(Delivery.id) == bindparam("b_id"),
+           col(Delivery.state) == DeliveryState.sending)
+    .values(state=bindparam("b_state"), provider_id=bindparam("b_provider_id"),
+            error=bindparam("b_error"), attempts=Delivery.attempts + bindparam("b_extra"),
+            updated_at=bindparam("b_now"))
+)
+
+
+def record_many(session: Session, outcomes: Sequence[tuple[int, DeliveryResult, int]]) -> None:
+    """Record the outcomes of claimed rows in one executemany (sending → sent | failed |
+    unconfirmed) and commit. ``attempts`` counts the requests made for the row this time."""
+    if not outcomes:
+        return
+    params = [{"b_id": did, **_result_values(result, attempts)}
+              for did, result, attempts in outcomes]
+    session.connection().execute(_RECORD, params)
+    session.commit()
+
+
 def record(session: Session, delivery_id: int, result: DeliveryResult, attempts: int) -> None:
-    """Record the outcome of one claimed row (sending → sent | failed)."""
-    state = DeliveryState.sent if result.outcome is Outcome.sent else DeliveryState.failed
-    session.execute(
+    """Record the outcome of one claimed row (sending → sent | failed | unconfirmed)."""
+    record_many(session, [(delivery_id, result, attempts)])
+
+
+def sending_rows(
+    session: Session,
+    *,
+    incident_id: int | None = None,
+    message_ids: Sequence[int] | None = None,
+    older_than: datetime | None = None,
+) -> list[int]:
+    """Ids of rows left ``sending`` (a sender died, or is still at work: see ``older_than``)."""
+    stmt = select(col(Delivery.id)).where(col(Delivery.state) == DeliveryState.sending)
+    if incident_id is not None:
+        stmt = stmt.where(col(Delivery.incident_id) == incident_id)
+    if message_ids is not None:
+        stmt = stmt.where(col(Delivery.message_id).in_(list(message_ids)))
+    if older_than is not None:
+        stmt = stmt.where(col(Delivery.updated_at) < older_than)
+    return [int(i) for i in session.execute(stmt.order_by(col(Delivery.id))).scalars()]
+
+
+def settle_sending(session: Session, delivery_id: int, state: DeliveryState,
+                   *, provider_id: str | None = None, error: str | None = None) -> bool:
+    """Move one ``sending`` row after reconciliation; False when it was no longer sending."""
+    done = session.execute(
         update(Delivery)
         .where(col(Delivery.id) == delivery_id, col(Delivery.state) == DeliveryState.sending)
-        .values(
-            state=state,
-            provider_id=result.provider_id,
-            error=None if state is DeliveryState.sent else (result.reason or result.outcome),
-            attempts=Delivery.attempts + max(attempts - 1, 0),
-            updated_at=utcnow(),
-        )
-    )
+        .values(state=state, provider_id=provider_id, error=error, updated_at=utcnow())
+        .returning(col(Delivery.id))
+    ).first()
     session.commit()
+    return done is not None
+
+
+def requeue(
+    session: Session,
+    incident_id: int,
+    *,
+    channel: str | None = None,
+    states: Sequence[DeliveryState] = (DeliveryState.failed,),
+) -> int:
+    """Put failed (and, when asked, unconfirmed) rows back to ``planned``; returns recipients.
+
+    Same row, same idempotency key: the provider sees the same batch again.
+    """
+    stmt = (
+        update(Delivery)
+        .where(col(Delivery.incident_id) == incident_id, col(Delivery.state).in_(list(states)))
+        .values(state=DeliveryState.planned, error=None, updated_at=utcnow())
+        .returning(col(Delivery.recipient_count))
+    )
+    if channel is not None:
+        stmt = stmt.where(col(Delivery.channel) == channel)
+    total = sum(int(n) for n in session.execute(stmt).scalars())
+    session.commit()
+    return total
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    id: int
+    incident_id: int
+    channel: str
+    locale: str
+    batch_no: int
+    recipients: int
+    state: str
+    attempts: int
+    error: str | None
+    updated_at: datetime
+
+
+def failures(session: Session, incident_id: int | None = None, *,
+             limit: int = 500) -> list[FailureRow]:
+    """Failed and unconfirmed rows with the provider's reason, newest first."""
+    stmt = select(
+        col(Delivery.id), col(Delivery.incident_id), col(Delivery.channel), col(Delivery.locale),
+        col(Delivery.batch_no), col(Delivery.recipient_count), col(Delivery.state),
+        col(Delivery.attempts), col(Delivery.error), col(Delivery.updated_at),
+    ).where(col(Delivery.state).in_([DeliveryState.failed, DeliveryState.unconfirmed]))
+    if incident_id is not None:
+        stmt = stmt.where(col(Delivery.incident_id) == incident_id)
+    rows = session.execute(stmt.order_by(col(Delivery.id).desc()).limit(limit)).all()
+    return [FailureRow(int(r[0]), int(r[1]), str(r[2]), str(r[3]), int(r[4]), int(r[5]),
+                       DeliveryState(r[6]).value, int(r[7]), r[8], r[9]) for r in rows]
+
+
+def pending_by_channel(session: Session, incident_id: int) -> dict[str, list[int]]:
+    """Planned rows of an incident (every stage), by channel, in id order."""
+    rows = session.execute(
+        select(col(Delivery.channel), col(Delivery.id))
+        .where(col(Delivery.incident_id) == incident_id,
+               col(Delivery.state) == DeliveryState.planned)
+        .order_by(col(Delivery.id))
+    ).all()
+    out: dict[str, list[int]] = defaultdict(list)
+    for channel, did in rows:
+        out[str(channel)].append(int(did))
+    return dict(out)
 
 
 def pending_ids(session: Session, message_ids: Sequence[int]) -> dict[str, list[int]]:

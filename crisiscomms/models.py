@@ -31,6 +31,9 @@ class DeliveryState(StrEnum):
     sending = "sending"
     sent = "sent"
     failed = "failed"
+    unconfirmed = "unconfirmed"
+    """Left ``sending`` by a crash or a lost answer, and the provider cannot say whether it has
+    the batch: never resent automatically (``crisiscomms retry --unconfirmed`` after checking)."""
 
 
 class IncidentBase(SQLModel):

@@ -1,19 +1,33 @@
-"""Publish one approved stage of an incident, coordinated across channels.
+"""Publish one approved stage of an incident, coordinated across channels; resume after a crash.
 
-The status page goes first (every other message links to it), then X, then email fan-out in
-batches; each channel runs in its own tasks so a dead channel never blocks another. Email runs
-``batches_per_task`` ledger rows (up to 1,000 recipients each) per task: never one task per
-recipient (the local Prefect server records only ~30 task runs/s).
+The status page goes first (every other message links to it), then X, support and email
+fan-out, each channel in its own **lane**: the task runner has a slot per channel beside
+``max_workers`` slots for email, and email chunks are submitted ``max_workers`` at a time, so a
+dead channel retrying with backoff never takes a slot another channel needs. Email runs
+``batches_per_task`` ledger rows (up to 1,000 recipients each) per task, ``send_concurrency``
+requests in flight inside each: never one task per recipient (the local Prefect server records
+only ~30 task runs/s).
+
+Every run starts by reconciling rows a dead sender left ``sending`` for longer than the lease
+(``Settings.sending_lease_s``), so a flow retry never resends what the provider already has.
+``resume_incident`` does the same for a whole incident, with a lease the operator chooses
+(``crisiscomms resume``), then publishes whatever is planned (also after ``crisiscomms retry``).
+
+Scale-out: with ``batches_deployment`` set (``publish-batches/<deployment>``), chunks run as
+flow runs of that deployment instead of local tasks, so a work pool's workers share them
+(``prefect.yaml``, ``docs/scaling.md``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture, as_completed
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.engine import Engine
@@ -23,11 +37,18 @@ from crisiscomms.channels.base import Channel
 from crisiscomms.config import Settings
 from crisiscomms.db import init_db, make_engine, session_scope
 from crisiscomms.incidents import get_incident, load_bundle, plan_bundle
-from crisiscomms.ledger import pending_ids
-from crisiscomms.publishing import PublishReport, publish_deliveries
+from crisiscomms.ledger import pending_by_channel, pending_ids
+from crisiscomms.publishing import (
+    PublishReport,
+    SendPolicy,
+    publish_deliveries,
+    reconcile_sending,
+)
 from crisiscomms.wiring import build_channels
 
 PUBLISH_ORDER = ("status_page", "x", "support", "email")
+LANE_CHANNELS = len(PUBLISH_ORDER) - 1
+"""Task-runner slots kept for the channels other than email."""
 
 
 @lru_cache(maxsize=8)
@@ -42,67 +63,214 @@ def _context() -> tuple[Settings, Engine, dict[str, Channel]]:
     return settings, _engine(settings.resolved_database_url), build_channels(settings)
 
 
+def send_policy(settings: Settings) -> SendPolicy:
+    return SendPolicy(
+        max_attempts=settings.max_attempts,
+        base_delay_s=settings.retry_base_delay_s,
+        max_delay_s=settings.retry_max_delay_s,
+        rate_per_s={"email": settings.email_rate_per_s, "x": settings.x_rate_per_s},
+    )
+
+
+def publish_chunk(channel: str, delivery_ids: Sequence[int]) -> dict[str, Any]:
+    """Claim and publish up to ``batches_per_task`` ledger rows of one channel."""
+    started = time.time()
+    settings, engine, channels = _context()
+    report = publish_deliveries(engine, channels, list(delivery_ids),
+                                playbooks_dir=settings.playbooks_dir,
+                                max_attempts=settings.max_attempts,
+                                concurrency=settings.send_concurrency,
+                                policy=send_policy(settings))
+    return {"channel": channel, "sent": report.sent, "failed": report.failed,
+            "skipped": report.skipped, "unconfirmed": report.unconfirmed,
+            "errors": report.errors, "started": started, "finished": time.time()}
+
+
 @task(name="plan-deliveries", cache_policy=NONE)
-def plan_task(incident_ref: str, stage: str) -> dict[str, list[int]]:
-    """Write the stage's ledger rows (idempotent) and return the planned row ids by channel."""
-    settings, engine, _ = _context()
+def plan_task(incident_ref: str, stage: str) -> dict[str, Any]:
+    """Reconcile stale ``sending`` rows of the stage, write its ledger rows (idempotent) and
+    return the planned row ids by channel."""
+    settings, engine, channels = _context()
     with session_scope(engine) as session:
         bundle = load_bundle(session, get_incident(session, incident_ref), stage)
-    plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
+    reconciled = reconcile_sending(engine, channels, playbooks_dir=settings.playbooks_dir,
+                                   message_ids=bundle.message_ids,
+                                   stale_after_s=settings.sending_lease_s)
+    plan = plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
     with session_scope(engine) as session:
-        return pending_ids(session, bundle.message_ids)
+        planned = pending_ids(session, bundle.message_ids)
+    return {"planned": planned, "reconciled": reconciled.as_dict(),
+            "suppressed": plan.suppressed}
+
+
+@task(name="reconcile-sending", cache_policy=NONE)
+def reconcile_task(incident_ref: str, stale_after_s: float | None) -> dict[str, Any]:
+    """Reconcile the incident's ``sending`` rows, then return its planned rows by channel."""
+    settings, engine, channels = _context()
+    with session_scope(engine) as session:
+        incident_id = get_incident(session, incident_ref).id
+    lease = settings.sending_lease_s if stale_after_s is None else stale_after_s
+    reconciled = reconcile_sending(engine, channels, playbooks_dir=settings.playbooks_dir,
+                                   incident_id=incident_id, stale_after_s=lease)
+    assert incident_id is not None
+    with session_scope(engine) as session:
+        planned = pending_by_channel(session, incident_id)
+    return {"planned": planned, "reconciled": reconciled.as_dict(), "suppressed": 0}
 
 
 @task(name="publish-batches", cache_policy=NONE)
 def publish_task(channel: str, delivery_ids: list[int]) -> dict[str, Any]:
     """Claim and publish up to ``batches_per_task`` ledger rows of one channel."""
-    settings, engine, channels = _context()
-    report = publish_deliveries(engine, channels, delivery_ids,
-                                playbooks_dir=settings.playbooks_dir,
-                                max_attempts=settings.max_attempts)
-    return {"channel": channel, "sent": report.sent, "failed": report.failed,
-            "skipped": report.skipped, "errors": report.errors}
+    return publish_chunk(channel, delivery_ids)
 
 
-@flow(name="publish-stage", log_prints=False)
-def publish_stage(incident_ref: str, stage: str) -> dict[str, Any]:
-    """Plan and publish one approved stage; returns per-channel sent/failed/skipped."""
-    settings = Settings()
-    planned = plan_task(incident_ref, stage)
-    totals: dict[str, PublishReport] = {c: PublishReport() for c in planned}
-    futures: list[PrefectFuture[dict[str, Any]]] = []
-    for channel in PUBLISH_ORDER:
-        ids = planned.get(channel, [])
-        step = settings.batches_per_task
-        for start in range(0, len(ids), step):
-            futures.append(publish_task.submit(channel, ids[start:start + step]))
-        if channel == "status_page" and futures:
-            wait(futures)  # the source of truth is live before anything links to it
-    wait(futures)
-    for future in futures:
-        out = future.result()
-        totals[out["channel"]].add(PublishReport(out["sent"], out["failed"], out["skipped"],
-                                                 list(out["errors"])))
+@flow(name="publish-batches", log_prints=False)
+def publish_batches(channel: str, delivery_ids: list[int]) -> dict[str, Any]:
+    """One chunk as its own flow run: what a work pool's workers pick up in scale-out mode."""
+    return publish_chunk(channel, delivery_ids)
+
+
+Submit = Callable[[str, list[int]], Callable[[], dict[str, Any]]]
+"""Start a chunk; returns a function that waits for and returns its result."""
+
+
+def _local_submit(channel: str, ids: list[int]) -> Callable[[], dict[str, Any]]:
+    future: PrefectFuture[dict[str, Any]] = publish_task.submit(channel, ids)
+    return future.result
+
+
+def _deployment_submit(deployment: str) -> Submit:
+    from prefect.deployments import run_deployment
+
+    def submit(channel: str, ids: list[int]) -> Callable[[], dict[str, Any]]:
+        started: Any = run_deployment(
+            deployment, parameters={"channel": channel, "delivery_ids": ids}, timeout=0,
+            as_subflow=True)
+        run_id = started.id
+
+        def result() -> dict[str, Any]:
+            from prefect import get_client
+
+            with get_client(sync_client=True) as client:
+                while True:
+                    current = client.read_flow_run(run_id)
+                    if current.state is not None and current.state.is_final():
+                        break
+                    time.sleep(0.5)
+            if current.state is None or not current.state.is_completed():
+                name = current.state.name if current.state else "unknown"
+                return {"channel": channel, "sent": 0, "failed": 0, "skipped": 0,
+                        "unconfirmed": 0, "started": time.time(), "finished": time.time(),
+                        "errors": [f"{channel} chunk flow run {run_id} ended {name}"]}
+            value: Any = current.state.result()
+            return dict(value)
+
+        return result
+
+    return submit
+
+
+def _run_lanes(planned: Mapping[str, list[int]], settings: Settings,
+               submit: Submit) -> list[dict[str, Any]]:
+    """Status page first (awaited), then every other channel in its own lane."""
+    step = settings.batches_per_task
+    chunks = {channel: [planned.get(channel, [])[i:i + step]
+                        for i in range(0, len(planned.get(channel, [])), step)]
+              for channel in PUBLISH_ORDER}
+    results = [submit("status_page", ids)() for ids in chunks["status_page"]]
+    waits: list[Callable[[], dict[str, Any]]] = [
+        submit(channel, ids) for channel in ("x", "support") for ids in chunks[channel]]
+    results.extend(_email_lane(chunks["email"], settings.max_workers, submit))
+    results.extend(w() for w in waits)
+    return results
+
+
+def _email_lane(chunks: list[list[int]], width: int, submit: Submit) -> list[dict[str, Any]]:
+    """Email chunks, ``width`` at a time (the lane never takes the other channels' slots)."""
+    if submit is _local_submit:
+        queue = list(chunks)
+        running: list[PrefectFuture[dict[str, Any]]] = [
+            publish_task.submit("email", queue.pop(0)) for _ in range(min(width, len(queue)))]
+        out: list[dict[str, Any]] = []
+        while running:
+            done = next(iter(as_completed(running)))
+            running.remove(done)
+            out.append(done.result())
+            if queue:
+                running.append(publish_task.submit("email", queue.pop(0)))
+        return out
+    waits = [submit("email", ids) for ids in chunks]  # the work pool bounds concurrency
+    return [w() for w in waits]
+
+
+def _summary(incident_ref: str, stage: str | None, prep: Mapping[str, Any],
+             results: list[dict[str, Any]]) -> dict[str, Any]:
+    totals: dict[str, PublishReport] = {c: PublishReport() for c in prep["planned"]}
+    spans: dict[str, list[float]] = {}
+    for out in results:
+        totals.setdefault(out["channel"], PublishReport()).add(PublishReport(
+            out["sent"], out["failed"], out["skipped"], out.get("unconfirmed", 0),
+            list(out["errors"])))
+        span = spans.setdefault(out["channel"], [out["started"], out["finished"]])
+        span[0], span[1] = min(span[0], out["started"]), max(span[1], out["finished"])
     return {
         "incident_ref": incident_ref,
         "stage": stage,
-        "channels": {c: {"sent": r.sent, "failed": r.failed, "skipped": r.skipped}
-                     for c, r in totals.items()},
+        "channels": {c: {"sent": r.sent, "failed": r.failed, "skipped": r.skipped,
+                         "unconfirmed": r.unconfirmed} for c, r in totals.items()},
+        "lane_seconds": {c: round(b - a, 3) for c, (a, b) in spans.items()},
+        "reconciled": prep["reconciled"],
+        "suppressed": prep["suppressed"],
         "errors": [e for r in totals.values() for e in r.errors],
     }
 
 
+@flow(name="publish-stage", log_prints=False)
+def publish_stage(incident_ref: str, stage: str,
+                  batches_deployment: str | None = None) -> dict[str, Any]:
+    """Plan and publish one approved stage; returns per-channel sent/failed/skipped."""
+    settings = Settings()
+    prep = plan_task(incident_ref, stage)
+    submit = _deployment_submit(batches_deployment) if batches_deployment else _local_submit
+    return _summary(incident_ref, stage, prep, _run_lanes(prep["planned"], settings, submit))
+
+
+@flow(name="resume-incident", log_prints=False)
+def resume_incident(incident_ref: str, stale_after_s: float | None = None,
+                    batches_deployment: str | None = None) -> dict[str, Any]:
+    """Reconcile the incident's ``sending`` rows against the providers, then publish every
+    planned row (requeued by reconciliation or by ``crisiscomms retry``)."""
+    settings = Settings()
+    prep = reconcile_task(incident_ref, stale_after_s)
+    submit = _deployment_submit(batches_deployment) if batches_deployment else _local_submit
+    return _summary(incident_ref, None, prep, _run_lanes(prep["planned"], settings, submit))
+
+
+def _in_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return fn()
+
+
+def _runner(max_workers: int | None) -> Any:
+    workers = max_workers or Settings().max_workers
+    return ThreadPoolTaskRunner(max_workers=workers + LANE_CHANNELS)
+
+
 def run_stage(incident_ref: str, stage: str, *, max_workers: int | None = None) -> dict[str, Any]:
-    """Run the flow in this process with a bounded thread pool (``max_workers`` from Settings).
+    """Run the flow in this process with a bounded thread pool (``max_workers`` email slots
+    from Settings, plus one lane per other channel).
 
     Flow-run heartbeats are off for in-process runs: Prefect 3.8 joins its heartbeat thread,
     which sleeps in 1 s steps, at the end of every flow run (measured: an empty flow takes 1.1 s
     with heartbeats, 0.2 s without). Heartbeats detect crashed runs on workers; here the caller
     is the process and sees the crash itself. Deployed flows on workers keep them.
     """
-    workers = max_workers or Settings().max_workers
-    pool: Any = ThreadPoolTaskRunner(max_workers=workers)  # Prefect's generic is too narrow
-    runner = publish_stage.with_options(task_runner=pool)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        result: dict[str, Any] = runner(incident_ref, stage)
-    return result
+    runner = publish_stage.with_options(task_runner=_runner(max_workers))
+    return _in_process(lambda: runner(incident_ref, stage))
+
+
+def run_resume(incident_ref: str, *, stale_after_s: float | None = None,
+               max_workers: int | None = None) -> dict[str, Any]:
+    """Run ``resume_incident`` in this process (``crisiscomms resume`` / ``retry``)."""
+    runner = resume_incident.with_options(task_runner=_runner(max_workers))
+    return _in_process(lambda: runner(incident_ref, stale_after_s))

@@ -63,6 +63,9 @@ class Outcome(StrEnum):
     sent = "sent"
     retryable = "retryable"
     permanent = "permanent"
+    unknown = "unknown"
+    """The request may or may not have been accepted and the provider cannot tell us: never
+    resent automatically; the ledger marks the row ``unconfirmed`` for a human."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class DeliveryResult:
     provider_id: str | None = None
     reason: str | None = None
     retry_after_s: float | None = None
+    ambiguous: bool = False
+    """Retryable, but the request may have reached the provider (timeout, reset, garbage
+    answer): before resending, the sender asks the provider (``reconcile``) whether it has it."""
 
     @classmethod
     def sent(cls, provider_id: str | None = None) -> DeliveryResult:
@@ -79,6 +85,15 @@ class DeliveryResult:
     @classmethod
     def retry(cls, reason: str, retry_after_s: float | None = None) -> DeliveryResult:
         return cls(Outcome.retryable, reason=reason, retry_after_s=retry_after_s)
+
+    @classmethod
+    def lost(cls, reason: str) -> DeliveryResult:
+        """Retryable, but the provider may have accepted the request (no usable answer)."""
+        return cls(Outcome.retryable, reason=reason, ambiguous=True)
+
+    @classmethod
+    def unknown(cls, reason: str) -> DeliveryResult:
+        return cls(Outcome.unknown, reason=reason)
 
     @classmethod
     def permanent(cls, reason: str) -> DeliveryResult:
@@ -100,4 +115,10 @@ class Channel(Protocol):
 
     def send(self, batch: OutboundBatch) -> DeliveryResult:
         """Publish one batch; never raises for provider failures, answers a DeliveryResult."""
+        ...
+
+    def reconcile(self, batch: OutboundBatch) -> bool | None:
+        """Did the provider accept ``batch`` (its idempotency key) already? True, False, or
+        None when the provider cannot tell (then nothing is resent; a human decides).
+        Raises ``OSError``-like errors when the provider cannot be asked right now."""
         ...

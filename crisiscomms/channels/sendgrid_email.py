@@ -39,7 +39,9 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
+from urllib.parse import quote, urlsplit
+from urllib.request import Request, urlopen
 
 import python_http_client.exceptions as http_errors
 from pydantic import SecretStr
@@ -60,6 +62,7 @@ _REDACTIONS = (
     (re.compile(r"(['\"]?Authorization['\"]?\s*[:=]\s*['\"]?)[^'\",}]+"), r"\1[redacted]"),
 )
 _REDACTED_LOGGERS = ("python_http_client.client",)
+SENDGRID_HOSTS = frozenset({"api.sendgrid.com", "api.eu.sendgrid.com"})
 
 
 def _secret(value: SecretStr | str) -> SecretStr:
@@ -211,11 +214,15 @@ class SendGridEmailChannel:
         except http_errors.HTTPError as exc:
             return self._error_result(exc.status_code, exc.body, exc.headers)
         except TimeoutError:
-            return DeliveryResult.retry(f"SendGrid did not answer within {self.timeout_s} s")
+            return DeliveryResult.lost(f"SendGrid did not answer within {self.timeout_s} s")
         except URLError as exc:
-            return DeliveryResult.retry(f"SendGrid unreachable: {self._scrub(str(exc.reason))}")
+            reason = f"SendGrid unreachable: {self._scrub(str(exc.reason))}"
+            if isinstance(exc.reason, ConnectionRefusedError):
+                return DeliveryResult.retry(reason)  # never connected: nothing was sent
+            return DeliveryResult.lost(reason)
         except (OSError, http.client.HTTPException) as exc:
-            return DeliveryResult.retry(
+            # sent, then reset / closed without an answer: SendGrid may have the batch
+            return DeliveryResult.lost(
                 f"SendGrid connection failed: {type(exc).__name__}: {self._scrub(str(exc))}"
             )
         status = int(response.status_code)
@@ -223,6 +230,33 @@ class SendGridEmailChannel:
             message_id = response.headers.get("X-Message-Id") if response.headers else None
             return DeliveryResult.sent(str(message_id) if message_id else None)
         return self._error_result(status, response.body, response.headers)
+
+    def reconcile(self, batch: OutboundBatch) -> bool | None:
+        """Crash reconciliation: did SendGrid accept the batch's idempotency key?
+
+        Against the emulator (any base URL but SendGrid's own): ``GET /_emulator/keys/<key>``.
+        Real SendGrid has no synchronous "did you accept this request" call: the Email Activity
+        API (``GET /v3/messages?query=unique_args['crisiscomms_key']="<key>"``, a paid add-on,
+        minutes of delay) or Event Webhook ``processed`` events carrying the same
+        ``custom_args`` can confirm it later. Until such a source is wired, the answer for real
+        SendGrid is None: unknown, the row becomes ``unconfirmed`` and is not resent blindly.
+        Raises ``OSError`` when the emulator cannot be asked right now.
+        """
+        if urlsplit(self.base_url).hostname in SENDGRID_HOSTS:
+            return None
+        url = f"{self.base_url}/_emulator/keys/{quote(batch.key, safe='')}"
+        bearer = f"Bearer {self._api_key.get_secret_value()}"
+        request = Request(url, headers={"Authorization": bearer})
+        try:
+            with urlopen(request, timeout=self.timeout_s) as response:
+                data = json.loads(response.read() or b"{}")
+        except HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise OSError(f"key lookup answered {exc.code}") from None
+        except ValueError:
+            raise OSError("key lookup answered garbage") from None
+        return bool(data.get("accepted")) if isinstance(data, dict) else None
 
     def _error_result(self, status: int, body: Any, headers: Any) -> DeliveryResult:
         detail = self._scrub(_error_detail(body))

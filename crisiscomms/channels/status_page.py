@@ -189,6 +189,10 @@ class StatusPageChannel:
         """True when an update with this idempotency key is in the committed state."""
         return key in self._load().get("keys", {})
 
+    def reconcile(self, batch: OutboundBatch) -> bool | None:
+        """Crash reconciliation: is this batch's update already in the committed state?"""
+        return self.accepted(batch.key)
+
     def live_generation(self) -> int:
         """The state generation the live site shows (0 when there is no site yet)."""
         try:

@@ -84,6 +84,10 @@ class SupportDeskChannel:
     def accepted(self, key: str) -> bool:
         return key in read_json(self.published_path)
 
+    def reconcile(self, batch: OutboundBatch) -> bool | None:
+        """Crash reconciliation: was this batch's key published already?"""
+        return self.accepted(batch.key)
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         with self._lock:

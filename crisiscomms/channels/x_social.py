@@ -112,6 +112,12 @@ def _reset_in(headers: Mapping[str, str] | None, *, now: float | None = None) ->
     return None
 
 
+def _refused(exc: requests.ConnectionError) -> bool:
+    """The connection was never made (refused, no route, name not resolved): nothing reached X."""
+    text = str(exc)
+    return "refused" in text.lower() or "NewConnectionError" in text or "NameResolution" in text
+
+
 class XChannel:
     """One public post per batch (the rendered ``text``), optionally as a reply in a thread."""
 
@@ -194,19 +200,37 @@ class XChannel:
             )
         except tweepy.errors.TweepyException as exc:
             return self._error_result(exc)
+        except requests.ConnectionError as exc:
+            if isinstance(exc, requests.ConnectTimeout) or _refused(exc):
+                return DeliveryResult.retry(f"X unreachable: {type(exc).__name__}")
+            # sent, then the connection broke: X may have the post (reconcile before resending)
+            return DeliveryResult.lost(f"X connection lost: {type(exc).__name__}")
         except requests.Timeout:
-            return DeliveryResult.retry(f"X did not answer within {self.timeout_s} s")
+            return DeliveryResult.lost(f"X did not answer within {self.timeout_s} s")
         except requests.RequestException as exc:
-            return DeliveryResult.retry(f"X unreachable: {type(exc).__name__}")
+            return DeliveryResult.lost(f"X request failed: {type(exc).__name__}")
         except ValueError:  # a 2xx whose body is not JSON
-            return DeliveryResult.retry("X answered with a body that is not JSON")
+            return DeliveryResult.lost("X answered with a body that is not JSON")
         finally:
             client.session.close()
         data = payload.get("data") if isinstance(payload, dict) else None
         post_id = data.get("id") if isinstance(data, dict) else None
         if not post_id:
-            return DeliveryResult.retry("X answered without a post id")
+            return DeliveryResult.lost("X answered without a post id")
         return DeliveryResult.sent(str(post_id))
+
+    def reconcile(self, batch: OutboundBatch) -> bool | None:
+        """Crash reconciliation: is the batch's text among our recent posts?
+
+        X has no idempotency key, but it refuses identical text from one account, and every
+        update's text differs (next update time, status): a recent post with exactly this
+        text is this batch. Raises ``requests.RequestException``/``TweepyException`` when X
+        cannot be asked (the caller keeps the row and tries later).
+        """
+        text = batch.message.parts.get("text")
+        if not text:
+            return False
+        return any(posted == text for _, posted in self.recent_posts(limit=100))
 
     def recent_posts(self, limit: int = 20) -> list[tuple[str, str]]:
         """The authenticated account's most recent posts, newest first, as (id, text).
