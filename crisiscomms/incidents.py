@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -32,8 +33,13 @@ from crisiscomms.models import (
     Message,
     utcnow,
 )
+from crisiscomms.notices import fact_problems
 from crisiscomms.playbooks import Playbook, load_playbook
 from crisiscomms.rendering import StageRenderer, content_hash
+
+FIRST_OF_TWO = "first_of_two"
+"""Approval kind of the first of two people under a playbook's two-person rule (not yet an
+approval of the bundle)."""
 
 
 @dataclass(frozen=True)
@@ -134,12 +140,10 @@ def trigger(
         base = facts_of(base_version) if base_version else None
         stage_obj = playbook.stage(stage or playbook.stages[0].id)
         sheet = prepare_facts(playbook, facts, settings, base=base)
-        missing = sheet.missing(playbook.required_for(stage_obj))
-        if missing:
+        problems = fact_problems(playbook, stage_obj, sheet)
+        if problems:
             raise FactsError(
-                f"playbook {playbook.name}, stage {stage_obj.id}: missing required facts: "
-                f"{', '.join(missing)}"
-            )
+                f"playbook {playbook.name}, stage {stage_obj.id}: {'; '.join(problems)}")
         renderer = StageRenderer(
             settings.templates_dir, channels, approvals=ApprovalLock(settings.templates_dir)
         )
@@ -233,6 +237,7 @@ def _find_approval(
             Approval.stage == stage,
             Approval.facts_version == facts_version,
             Approval.bundle_hash == digest,
+            Approval.kind != FIRST_OF_TWO,
         )
     ).first()
 
@@ -280,8 +285,13 @@ def load_bundle(session: Session, incident: Incident, stage: str) -> StageBundle
 
 
 def approve(engine: Engine, *, incident_ref: str, stage: str, approver: str,
-            kind: str = "human") -> StageBundle:
-    """Approve the exact rendered bundle of a stage (idempotent)."""
+            kind: str = "human", playbooks_dir: Path | None = None) -> StageBundle:
+    """Approve the exact rendered bundle of a stage (idempotent).
+
+    Under a playbook's two-person rule (``approvals: {required: 2}``) the person who triggered
+    the bundle cannot approve it, the first approver is recorded as ``first_of_two`` (the
+    bundle stays unapproved) and a different second person completes the approval, which
+    names both."""
     if not approver.strip():
         raise ApprovalError("an approval needs the approver's name")
     with session_scope(engine) as session:
@@ -289,9 +299,47 @@ def approve(engine: Engine, *, incident_ref: str, stage: str, approver: str,
         bundle = load_bundle(session, incident, stage)
         if bundle.approval is not None:
             return bundle
+        playbook = load_playbook(incident.playbook, playbooks_dir or Settings().playbooks_dir)
+        if playbook.approvals.required >= 2:
+            return _approve_two_person(session, bundle, approver, kind)
         approval = _add_approval(session, bundle.incident_id, stage, bundle.facts_version,
                                  bundle.bundle_hash, approver=approver, kind=kind)
         return replace(bundle, approval=approval)
+
+
+def _approve_two_person(session: Session, bundle: StageBundle, approver: str,
+                        kind: str) -> StageBundle:
+    author = _bundle_author(session, bundle)
+    where = f"incident {bundle.incident_ref}, stage {bundle.stage}"
+    if author is not None and author.strip().casefold() == approver.strip().casefold():
+        raise ApprovalError(f"{where}: {approver} triggered this bundle and cannot approve it; "
+                            "the playbook needs two other people")
+    first = session.exec(select(Approval).where(
+        Approval.incident_id == bundle.incident_id, Approval.stage == bundle.stage,
+        Approval.facts_version == bundle.facts_version, Approval.bundle_hash == bundle.bundle_hash,
+        Approval.kind == FIRST_OF_TWO)).first()
+    if first is None:
+        _add_approval(session, bundle.incident_id, bundle.stage, bundle.facts_version,
+                      bundle.bundle_hash, approver=approver, kind=FIRST_OF_TWO)
+        return bundle
+    if first.approver.strip().casefold() == approver.strip().casefold():
+        raise ApprovalError(f"{where}: {approver} approved already; the playbook needs a "
+                            "second person")
+    approval = _add_approval(session, bundle.incident_id, bundle.stage, bundle.facts_version,
+                             bundle.bundle_hash, approver=f"{first.approver} + {approver}",
+                             kind="two_person" if kind == "human" else kind)
+    return replace(bundle, approval=approval)
+
+
+def _bundle_author(session: Session, bundle: StageBundle) -> str | None:
+    """Who triggered this exact bundle (the audit trail's ``stage.triggered``)."""
+    rows = session.exec(select(AuditEvent).where(
+        AuditEvent.incident_id == bundle.incident_id, AuditEvent.action == "stage.triggered"
+    ).order_by(col(AuditEvent.id).desc())).all()
+    for row in rows:
+        if json.loads(row.detail_json).get("bundle_hash") == bundle.bundle_hash:
+            return row.actor
+    return None
 
 
 def verify_approved(session: Session, message: Message) -> None:

@@ -129,6 +129,11 @@ class RecipientBase(SQLModel):
     locale: str = Field(default="en", max_length=16)
     time_zone: str = Field(default="UTC", max_length=64)
     plan: str | None = Field(default=None, max_length=64)
+    product: str | None = Field(default=None, max_length=200)
+    """The product (or component) this recipient has, for personal wording."""
+    order_ref: str | None = Field(default=None, max_length=64)
+    lists: str | None = Field(default=None, max_length=200)
+    """Comma-separated lists the recipient is on (``press``); none: the customer list."""
     consent: bool = True
 
 

@@ -53,8 +53,8 @@ def _prose_paths(facts: FactSheet) -> list[str]:
 
 def fact_problems(playbook: Playbook, stage: Stage, facts: FactSheet) -> list[str]:
     """Why these facts cannot make this stage's messages (empty when they can)."""
-    problems = [f"field {name}: required fact is missing"
-                for name in facts.missing(playbook.required_for(stage))]
+    missing = facts.missing(playbook.required_for(stage))
+    problems = [f"missing required facts: {', '.join(missing)}"] if missing else []
     notice = playbook.notice
     if notice is not None:
         section = facts.recall if notice.kind == "recall" else facts.breach

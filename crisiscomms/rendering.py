@@ -67,7 +67,8 @@ def thread_part(n: int) -> str:
 def part_problems(limits: Any, part: str, value: str) -> list[str]:
     """Limit problems of one part; thread parts (``text_2``...) are checked as posts."""
     key = "text" if part == "text" or re.fullmatch(r"text_\d", part) else part
-    return [f"{part}: {p}" for p in limit_problems(limits, {key: value})]
+    return [p.replace(f"{key} is", f"{part} is", 1) if key != part else p
+            for p in limit_problems(limits, {key: value})]
 
 
 def babel_locale(locale: str) -> str:

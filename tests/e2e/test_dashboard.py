@@ -108,7 +108,8 @@ def test_dashboard_lists_the_incident_with_channel_counts(browser, dashboard_url
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     page.get_by_role("link", name="Holding statements").click()
     page.get_by_text("Say this, word for word").wait_for(timeout=30_000)
-    assert REF in page.content()
+    page.get_by_text(REF).first.wait_for(timeout=30_000)  # the expander renders after
+    page.get_by_text("What to say (paste as is)").first.wait_for(timeout=30_000)
     page.close()
 
 
