@@ -254,9 +254,7 @@ def templates_approve(
     by: Annotated[str, typer.Option(help="Approver's name")] = "",
 ) -> None:
     """Approve the current content of templates (records hash, approver and time)."""
-    from crisiscomms.approvals import ApprovalLock
-
-    from crisiscomms.approvals import two_person_rule
+    from crisiscomms.approvals import ApprovalLock, two_person_rule
 
     settings = _settings()
     lock = ApprovalLock(settings.templates_dir)

@@ -23,6 +23,10 @@ Severity = Literal["minor", "major", "critical"]
 ProductType = Literal["consumer_product", "food", "drug", "medical_device", "cosmetic"]
 RecallClass = Literal["I", "II", "III"]
 RemedyKind = Literal["refund", "repair", "replace"]
+ComponentStatus = Literal[
+    "operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance"
+]
+"""What an incident does to its components on the status page (Statuspage's value set)."""
 
 
 def _check_url(value: str | None) -> str | None:
@@ -153,6 +157,9 @@ class FactSheet(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     severity: Severity
     components: tuple[str, ...] = ()
+    component_status: ComponentStatus | None = None
+    """The status page status of ``components`` while the incident is open; default from the
+    severity (minor → degraded_performance, major → partial_outage, critical → major_outage)."""
     impact: str | None = None
     cause: str | None = None
     remedy: str | None = None

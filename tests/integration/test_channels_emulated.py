@@ -341,7 +341,8 @@ def test_status_page_json_follows_statuspage(tmp_path: Path) -> None:
     components = json.loads(read(channel, "api/v2/components.json"))["components"]
     assert {c["status"] for c in components} == {"operational"}
     html = read(channel, "index.html")
-    assert html.index("Past incidents") < html.index("Resolved.")
+    assert html.index("Past incidents") < html.index('href="incidents/INC-2026-001.html"')
+    assert "Resolved." in read(channel, "incidents/INC-2026-001.html")
 
 
 def test_status_page_escapes_bodies(tmp_path: Path) -> None:
@@ -351,7 +352,7 @@ def test_status_page_escapes_bodies(tmp_path: Path) -> None:
     assert channel.send(batch("status_page", {"text": body}, key="xss",
                               fact_sheet=fact_sheet)).outcome is Outcome.sent
     html = read(channel, "index.html")
-    assert "<script>" not in html and "<img" not in html
+    assert "<script>alert" not in html and "<img" not in html  # our own script has no alert
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
     assert json.loads(read(channel, "api/v2/incidents.json"))["incidents"][0][
         "incident_updates"][0]["body"] == body

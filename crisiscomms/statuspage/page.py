@@ -1,0 +1,111 @@
+"""One status page directory: load and commit its state, build and publish its site.
+
+The state lives with the site (``state.json``), so publishing needs neither the database nor
+Prefect. Every change runs under the directory's lock: load, change (checked first, so a refused
+change writes nothing), commit the state (its ``generation`` goes up), build, switch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from crisiscomms.channels.files import dumps, utc_now, write_atomic
+from crisiscomms.statuspage import model, publish
+from crisiscomms.statuspage.api import PageInfo
+from crisiscomms.statuspage.site import build_site
+
+T = TypeVar("T")
+
+
+class StatusPage:
+    def __init__(
+        self,
+        output_dir: Path,
+        *,
+        page_name: str,
+        page_url: str,
+        default_locale: str | None = None,
+        subscribe_url: str | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        if not page_name.strip():
+            raise ValueError("page_name is empty")
+        if not page_url.startswith(("https://", "http://")):
+            raise ValueError("page_url must be an http(s) URL")
+        if default_locale is not None and not model.is_locale(default_locale):
+            raise ValueError(f"default_locale {default_locale!r} is not a locale code")
+        if subscribe_url is not None and not subscribe_url.startswith(("https://", "http://")):
+            raise ValueError("subscribe_url must be an http(s) URL")
+        self.output_dir = Path(output_dir).absolute()
+        self.default_locale = default_locale
+        self.clock = clock
+        url = page_url.rstrip("/")
+        self.info = PageInfo(id=model.short_id("page", url), name=page_name, url=url,
+                             subscribe_url=subscribe_url)
+
+    @property
+    def state_path(self) -> Path:
+        return self.output_dir / "state.json"
+
+    @property
+    def site_path(self) -> Path:
+        return self.output_dir / "site"
+
+    def load(self) -> dict[str, Any]:
+        """The committed state (a fresh copy); ValueError when the file is unreadable."""
+        try:
+            text = self.state_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return model.new_state(self.default_locale)
+        try:
+            state = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{self.state_path} is not valid JSON: {exc}") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{self.state_path} is not a JSON object")
+        return model.normalise(state)
+
+    def commit(self, state: dict[str, Any]) -> None:
+        state["generation"] += 1
+        write_atomic(self.state_path, dumps(state))
+
+    def build(self, state: dict[str, Any]) -> dict[str, str | bytes]:
+        return build_site(state, self.info, self.clock())
+
+    def publish(self, state: dict[str, Any],
+                files: Mapping[str, str | bytes] | None = None) -> Path:
+        return publish.publish(self.output_dir, state["generation"],
+                               self.build(state) if files is None else files)
+
+    def live_generation(self) -> int:
+        return publish.live_generation(self.output_dir)
+
+    def change(self, fn: Callable[[dict[str, Any]], T]) -> T:
+        """Apply ``fn`` to the state under the lock, commit and publish; ``fn`` raising leaves
+        the state and the site as they were."""
+        with publish.locked(self.output_dir):
+            state = self.load()
+            before = json.dumps(state, sort_keys=True)
+            result = fn(state)
+            if json.dumps(state, sort_keys=True) != before:
+                self.commit(state)
+            self.publish(state)
+            return result
+
+    def rebuild(self) -> Path:
+        """Publish the site again from the committed state (maintenances move with the clock)."""
+        with publish.locked(self.output_dir):
+            return self.publish(self.load())
+
+    def schedule_maintenance(
+        self, *, name: str, components: Sequence[str], start: datetime, end: datetime,
+        body: str | None = None,
+    ) -> str:
+        """Announce a maintenance window; its status then follows the clock at every build."""
+        now = self.clock()
+        return self.change(lambda state: model.schedule_maintenance(
+            state, name=name, components=components, start=start, end=end, now=now, body=body))

@@ -1,0 +1,41 @@
+"""Every file of one build of the site, computed from the state (no I/O)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from crisiscomms.statuspage.api import PageInfo, Snapshot
+from crisiscomms.statuspage.feeds import feeds
+from crisiscomms.statuspage.views import SiteViews, compute_uptimes
+
+
+def site_locales(state: dict[str, Any]) -> tuple[list[str], str]:
+    """(every locale of the site, default first; the default locale)."""
+    default = state.get("default_locale") or "en"
+    seen = {u["locale"] for i in state["incidents"].values() for u in i["updates"]}
+    return [default, *sorted(seen - {default})], default
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def build_site(state: dict[str, Any], page: PageInfo, now: datetime) -> dict[str, str | bytes]:
+    """Every file of the site by relative path: the default locale at the root, every other
+    locale under ``<locale>/``."""
+    locales, default = site_locales(state)
+    uptimes = compute_uptimes(state, now)
+    files: dict[str, str | bytes] = {}
+    for locale in locales:
+        prefix = "" if locale == default else f"{locale}/"
+        snapshot = Snapshot(state, page, locale, now)
+        for relative, data in snapshot.documents().items():
+            files[prefix + relative] = _json(data)
+        views = SiteViews(snapshot, locales=locales, default_locale=default, uptimes=uptimes)
+        for relative, html in views.pages().items():
+            files[prefix + relative] = html
+        for relative, feed in feeds(snapshot, f"{page.url}/{prefix}").items():
+            files[prefix + relative] = feed
+    return files

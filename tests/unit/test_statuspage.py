@@ -1,0 +1,280 @@
+"""The status page package: lifecycle, statuses, indicator, uptime, maintenance by the clock,
+the v2 JSON shapes, HTML escaping and accessibility markers, feeds, catalogues, atomic builds."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+from statuspage_v2 import PATHS, check_document
+
+from crisiscomms.errors import CrisisCommsError
+from crisiscomms.statuspage import LifecycleError, model
+from crisiscomms.statuspage.catalog import Catalog, available
+from crisiscomms.statuspage.page import StatusPage
+from crisiscomms.statuspage.uptime import component_uptime
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def add(state: dict[str, Any], key: str, status: str, *, ref: str = "INC-1",
+        severity: str = "major", components: tuple[str, ...] = ("API",), at: datetime = NOW,
+        body: str = "Update.", locale: str = "en", reopen: bool = False,
+        component_status: str | None = None) -> str:
+    return model.add_incident_update(
+        state, key=key, ref=ref, name=f"Incident {ref}", status=status, severity=severity,
+        components=list(components), body=body, locale=locale, stage=status, now=at,
+        started_at=at - timedelta(minutes=5), reopen=reopen, component_status=component_status)
+
+
+def page(tmp_path: Path, now: datetime = NOW, **kw: Any) -> StatusPage:
+    return StatusPage(tmp_path / "sp", page_name="Example Status",
+                      page_url="https://status.example.com", clock=lambda: now, **kw)
+
+
+# -- lifecycle -----------------------------------------------------------------------------------
+
+
+def test_lifecycle_moves_forward_and_refuses_going_back_without_reopen() -> None:
+    state = model.new_state()
+    for n, status in enumerate(("investigating", "identified", "monitoring", "resolved")):
+        add(state, f"k{n}", status, at=NOW + timedelta(minutes=n))
+    before = json.dumps(state, sort_keys=True)
+    with pytest.raises(LifecycleError, match="explicit reopen") as info:
+        add(state, "k-back", "investigating", at=NOW + timedelta(hours=1))
+    assert isinstance(info.value, CrisisCommsError)
+    assert json.dumps(state, sort_keys=True) == before  # refused: nothing changed
+    add(state, "k-pm", "postmortem", at=NOW + timedelta(hours=2))
+    with pytest.raises(LifecycleError):
+        add(state, "k-res", "resolved", at=NOW + timedelta(hours=3))
+    add(state, "k-reopen", "investigating", at=NOW + timedelta(hours=4), reopen=True)
+    assert state["incidents"]["INC-1"]["status"] == "investigating"
+    assert state["incidents"]["INC-1"]["resolved_at"] is None
+
+
+def test_lifecycle_refuses_unknown_status_and_open_to_postmortem() -> None:
+    state = model.new_state()
+    with pytest.raises(LifecycleError, match="not one of"):
+        add(state, "a", "fixed")
+    add(state, "b", "investigating")
+    with pytest.raises(LifecycleError, match="cannot move"):
+        add(state, "c", "postmortem")
+    assert state["incidents"]["INC-1"]["status"] == "investigating"
+
+
+def test_same_key_is_added_once() -> None:
+    state = model.new_state()
+    first = add(state, "k", "investigating")
+    assert add(state, "k", "investigating") == first
+    assert len(state["incidents"]["INC-1"]["updates"]) == 1
+
+
+# -- statuses and indicator ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("severity", "expected", "indicator"), [
+    ("minor", "degraded_performance", "minor"),
+    ("major", "partial_outage", "major"),
+    ("critical", "major_outage", "critical"),
+])
+def test_component_status_follows_severity(severity: str, expected: str, indicator: str) -> None:
+    from crisiscomms.statuspage.indicator import component_statuses
+    from crisiscomms.statuspage.indicator import indicator as page_indicator
+
+    state = model.new_state()
+    add(state, "a", "investigating", severity=severity)
+    assert component_statuses(state, NOW) == {"API": expected}
+    assert page_indicator(state, NOW) == indicator
+    add(state, "b", "resolved", severity=severity, at=NOW + timedelta(minutes=1))
+    assert component_statuses(state, NOW) == {"API": "operational"}
+    assert page_indicator(state, NOW) == "none"
+
+
+def test_several_incidents_worst_wins_and_explicit_component_status() -> None:
+    from crisiscomms.statuspage.indicator import component_statuses, indicator
+
+    state = model.new_state()
+    add(state, "a", "investigating", ref="A", severity="minor", components=("API", "Web"))
+    add(state, "b", "identified", ref="B", severity="critical", components=("API",),
+        component_status="degraded_performance")
+    add(state, "c", "investigating", ref="C", severity="minor", components=("Web",),
+        component_status="major_outage")
+    assert component_statuses(state, NOW) == {"API": "degraded_performance",
+                                              "Web": "major_outage"}
+    assert indicator(state, NOW) == "critical"  # the worst open impact
+    history = state["components"]["Web"]["history"]
+    assert [s for _, s in history] == ["degraded_performance", "major_outage"]
+
+
+def test_maintenance_moves_with_the_clock_and_sets_the_indicator() -> None:
+    from crisiscomms.statuspage.indicator import component_statuses, indicator
+
+    state = model.new_state()
+    start, end = NOW + timedelta(hours=1), NOW + timedelta(hours=3)
+    mid = model.schedule_maintenance(state, name="DB upgrade", components=["DB"], start=start,
+                                     end=end, now=NOW)
+    m = state["maintenances"][mid]
+    assert model.maintenance_status(m, NOW) == "scheduled"
+    assert model.maintenance_status(m, start) == "in_progress"
+    assert model.maintenance_status(m, end) == "completed"
+    assert indicator(state, start + timedelta(minutes=1)) == "maintenance"
+    assert component_statuses(state, start)["DB"] == "under_maintenance"
+    add(state, "x", "investigating", components=("Other",), severity="minor")
+    assert indicator(state, start) == "minor"  # an open incident outranks maintenance
+    with pytest.raises(ValueError, match="end after"):
+        model.schedule_maintenance(state, name="Bad", components=["DB"], start=end, end=start,
+                                   now=NOW)
+
+
+def test_uptime_counts_major_fully_and_partial_at_thirty_percent() -> None:
+    created = NOW - timedelta(days=200)
+    day = timedelta(days=1)
+    component = {"created_at": model.iso(created), "history": [
+        [model.iso(NOW - 10 * day), "major_outage"],
+        [model.iso(NOW - 9 * day), "operational"],
+        [model.iso(NOW - 5 * day), "partial_outage"],
+        [model.iso(NOW - 4 * day), "operational"],
+    ]}
+    up = component_uptime(component, NOW)
+    assert len(up.days) == 90 and up.days[-1].day == NOW.date()
+    statuses = {d.day: d.status for d in up.days}
+    assert statuses[(NOW - 10 * day).date()] == "major_outage"
+    assert statuses[(NOW - 5 * day).date()] == "partial_outage"
+    window = (NOW - datetime.combine((NOW - 89 * day).date(), datetime.min.time(), tzinfo=UTC))
+    expected = 100 * (1 - (1 + 0.3) * day.total_seconds() / window.total_seconds())
+    assert up.percent == pytest.approx(expected, abs=0.01)
+
+
+# -- the site ------------------------------------------------------------------------------------
+
+
+def busy_page(tmp_path: Path) -> StatusPage:
+    sp = page(tmp_path, subscribe_url="http://127.0.0.1:8040/v1/subscribe")
+
+    def fill(state: dict[str, Any]) -> None:
+        for n in range(60):
+            at = NOW - timedelta(days=n + 1)
+            add(state, f"old{n}a", "investigating", ref=f"OLD-{n}", at=at, severity="minor",
+                components=("Platform / EU",))
+            add(state, f"old{n}b", "resolved", ref=f"OLD-{n}", at=at + timedelta(hours=1),
+                severity="minor", components=("Platform / EU",))
+        add(state, "now1", "investigating", ref="NOW-1", at=NOW - timedelta(minutes=30),
+            components=("API", "Platform / US"),
+            body="<script>alert(1)</script> & we're on it")
+        add(state, "now1de", "investigating", ref="NOW-1", at=NOW - timedelta(minutes=29),
+            components=("API", "Platform / US"), body="Wir sind dran.", locale="de")
+        model.schedule_maintenance(state, name="Upgrade", components=["API"],
+                                   start=NOW + timedelta(days=1), end=NOW + timedelta(days=1,
+                                                                                      hours=1),
+                                   now=NOW)
+        model.schedule_maintenance(state, name="Network", components=["Platform / US"],
+                                   start=NOW - timedelta(hours=1), end=NOW + timedelta(hours=1),
+                                   now=NOW - timedelta(days=2))
+
+    sp.change(fill)
+    return sp
+
+
+def test_every_api_document_fits_the_v2_shapes(tmp_path: Path) -> None:
+    sp = busy_page(tmp_path)
+    for prefix in ("", "de/"):
+        for path in PATHS:
+            data = json.loads((sp.site_path / prefix / "api/v2" / path).read_text())
+            assert check_document(path, data) == [], (prefix, path)
+    api = sp.site_path / "api/v2"
+    summary = json.loads((api / "summary.json").read_text())
+    assert summary["status"] == {"indicator": "major", "description": "Partial System Outage"}
+    assert [i["id"] for i in summary["incidents"]] == ["NOW-1"]
+    assert {m["status"] for m in summary["scheduled_maintenances"]} == {"scheduled",
+                                                                        "in_progress"}
+    incidents = json.loads((api / "incidents.json").read_text())["incidents"]
+    assert len(incidents) == 50 and incidents[0]["id"] == "NOW-1"
+    components = {c["name"]: c for c in summary["components"]}
+    group = components["Platform"]
+    assert group["group"] is True and group["status"] == "partial_outage"
+    assert components["US"]["group_id"] == group["id"]
+    assert sorted(group["components"]) == sorted([components["US"]["id"],
+                                                  components["EU"]["id"]])
+    assert json.loads((api / "scheduled-maintenances/active.json").read_text())[
+        "scheduled_maintenances"][0]["name"] == "Network"
+    root_updates = summary["incidents"][0]["incident_updates"]
+    german = json.loads((sp.site_path / "de/api/v2/summary.json").read_text())
+    assert [u["body"] for u in root_updates] == ["<script>alert(1)</script> & we're on it"]
+    assert [u["body"] for u in german["incidents"][0]["incident_updates"]] == ["Wir sind dran."]
+
+
+def test_html_is_escaped_accessible_and_self_contained(tmp_path: Path) -> None:
+    sp = busy_page(tmp_path)
+    html = (sp.site_path / "index.html").read_text()
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; we&#39;re on it" in html
+    for marker in ('<html lang="en">', "<main", "<header", "<footer", 'role="status"',
+                   '<time datetime="', 'aria-hidden="true">◆</span> Partial System Outage',
+                   'action="http://127.0.0.1:8040/v1/subscribe"', 'href="history.atom"',
+                   'role="img" aria-label="', 'hreflang="de"'):
+        assert marker in html, marker
+    assert "http://" not in html.replace("http://127.0.0.1:8040/v1/subscribe", "") \
+        .replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "src=" not in html  # no external scripts, images or fonts
+    incident = (sp.site_path / "incidents/NOW-1.html").read_text()
+    assert "Investigating" in incident and "Affected: API, US" in incident
+    assert (sp.site_path / "incidents/OLD-59.html").is_file()
+    history = (sp.site_path / "history.html").read_text()
+    assert "September 2026" in history and 'href="incidents/OLD-59.html"' in history
+    german = (sp.site_path / "de/index.html").read_text()
+    assert '<html lang="de">' in german and "Teilweiser Ausfall" in german
+    assert 'href="../index.html" hreflang="en"' in german
+
+
+def test_feeds_parse(tmp_path: Path) -> None:
+    sp = busy_page(tmp_path)
+    atom = feedparser.parse((sp.site_path / "history.atom").read_bytes())
+    assert not atom.bozo, atom.get("bozo_exception")
+    assert atom.version == "atom10" and len(atom.entries) == 50
+    newest = atom.entries[0]
+    assert newest.title == "Incident NOW-1"
+    assert newest.link == "https://status.example.com/incidents/NOW-1.html"
+    assert "&lt;script&gt;" in newest.content[0].value
+    rss = feedparser.parse((sp.site_path / "history.rss").read_bytes())
+    assert not rss.bozo and rss.version == "rss20" and len(rss.entries) == 50
+
+
+def test_failed_build_leaves_the_previous_site(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    sp = page(tmp_path)
+    sp.change(lambda state: add(state, "a", "investigating"))
+    live = sp.site_path.resolve()
+    before = {p: p.read_bytes() for p in live.rglob("*") if p.is_file()}
+    state_before = sp.state_path.read_text()
+
+    def boom(*_: object) -> dict[str, str]:
+        raise RuntimeError("template exploded")
+
+    monkeypatch.setattr("crisiscomms.statuspage.page.build_site", boom)
+    with pytest.raises(RuntimeError):
+        sp.change(lambda state: add(state, "b", "identified"))
+    assert sp.site_path.resolve() == live
+    assert {p: p.read_bytes() for p in live.rglob("*") if p.is_file()} == before
+    assert not list((sp.output_dir / "builds").glob(".tmp-*"))
+    # the refused lifecycle change writes nothing either
+    monkeypatch.undo()
+    sp.change(lambda state: add(state, "c", "resolved"))
+    state_before = sp.state_path.read_text()
+    with pytest.raises(LifecycleError):
+        sp.change(lambda state: add(state, "d", "investigating"))
+    assert sp.state_path.read_text() == state_before
+
+
+def test_catalogues_cover_every_key() -> None:
+    langs = available()
+    assert {"en", "es", "fr", "de", "ja"} <= set(langs)
+    english = Catalog("en").keys()
+    for lang in langs:
+        path = Path(__file__).parents[2] / "crisiscomms/statuspage/locales" / f"{lang}.json"
+        assert set(json.loads(path.read_text())) == english, lang
+    assert Catalog("pt-BR")("components") == "Components"  # unknown language: English
+    assert Catalog("fr-CA")("components") == "Composants"
