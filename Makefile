@@ -21,6 +21,7 @@ demo: install
 lint: install
 	$(RUN) ruff check .
 	$(RUN) mypy
+	$(RUN) crisiscomms lint
 
 # Debian's Chromium for the e2e tests (Playwright drives it; no browser download).
 browser:

@@ -227,6 +227,10 @@ def _approval_problems(playbook: Playbook, lock: ApprovalLock) -> list[Problem]:
     return problems
 
 
+def _fill(pattern: re.Pattern[str], subs: Mapping[str, str], text: str) -> str:
+    return pattern.sub(lambda m: subs[m.group(0)], text)
+
+
 def _personal_problems(playbook: Playbook, channel_cls: type[Channel], stage: str,
                        channel: str, locale: str, parts: Mapping[str, str],
                        label: str) -> list[Problem]:
@@ -242,9 +246,9 @@ def _personal_problems(playbook: Playbook, channel_cls: type[Channel], stage: st
             out.append(Problem(playbook.name, f"substitutions are {size} bytes, over {limit}",
                                message=stage, channel=channel, locale=locale, facts=label))
         pattern = re.compile("|".join(re.escape(k) for k in sorted(all_subs, key=len,
-                                                                   reverse=True)))
+                                                                   reverse=True)) or "(?!)")
         for part, text in parts.items():
-            filled = pattern.sub(lambda m: all_subs[m.group(0)], text) if all_subs else text
+            filled = _fill(pattern, all_subs, text)
             for problem in part_problems(channel_cls.limits, part, filled):
                 out.append(Problem(playbook.name, f"with the longest recipient values and "
                                    f"zone {zone}: {problem}", message=stage, channel=channel,
