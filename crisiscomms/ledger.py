@@ -20,8 +20,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Executable, bindparam, func, insert, select, update
+from sqlalchemy import Executable, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -75,13 +76,28 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]])
     session.execute(stmt, rows)
 
 
-def stream_audience(session: Session, *, chunk: int = 10_000) -> Iterator[tuple[int, str]]:
-    """(id, locale) of every consenting recipient, ordered by id, streamed in chunks."""
+CHANNEL_LISTS = {"press": "press"}
+"""Personal channels that go to one list of recipients (``Recipient.lists``); every other
+personal channel goes to the customer list: recipients on no list, or on ``customers``."""
+
+
+def _on_list(name: str) -> Any:
+    return (literal(",") + func.coalesce(col(Recipient.lists), "") + literal(",")).contains(
+        f",{name},")
+
+
+def stream_audience(session: Session, *, chunk: int = 10_000,
+                    channel: str | None = None) -> Iterator[tuple[int, str]]:
+    """(id, locale) of every consenting recipient of ``channel``'s list, ordered by id,
+    streamed in chunks."""
+    list_name = CHANNEL_LISTS.get(channel or "")
+    audience = (_on_list(list_name) if list_name else
+                or_(col(Recipient.lists).is_(None), _on_list("customers")))
     last_id = 0
     while True:
         rows = session.execute(
             select(col(Recipient.id), col(Recipient.locale))
-            .where(col(Recipient.consent).is_(True), col(Recipient.id) > last_id)
+            .where(col(Recipient.consent).is_(True), col(Recipient.id) > last_id, audience)
             .order_by(col(Recipient.id))
             .limit(chunk)
         ).all()
@@ -150,7 +166,7 @@ def plan_messages(
         batch_no: dict[str, int] = defaultdict(int)
         count = 0
         resolved: dict[str, str] = {}
-        for rid, requested in stream_audience(session):
+        for rid, requested in stream_audience(session, channel=channel):
             locale = resolved.get(requested)
             if locale is None:
                 locale = resolved[requested] = resolve_locale(requested, locales, default_locale)
