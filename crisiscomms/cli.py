@@ -306,9 +306,9 @@ def lint_cmd(
     = None,
 ) -> None:
     """Check every playbook and template: facts, locales, variables, limits, canonical facts."""
-    from crisiscomms.channels import CHANNEL_CLASSES
     from rich.markup import escape
 
+    from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.lint import lint, resolve_paths
 
     settings = _settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crisiscomms.channels.base import Channel
+from crisiscomms.channels.press_release import PressReleaseChannel
 from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
 from crisiscomms.channels.status_page import StatusPageChannel
 from crisiscomms.channels.support_desk import SupportDeskChannel
@@ -32,6 +33,13 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         )
     if settings.sendgrid_api_key is not None:
         channels["email"] = SendGridEmailChannel(
+            settings.sendgrid_api_key,
+            base_url=settings.sendgrid_base_url,
+            from_email=settings.email_from,
+            from_name=settings.email_from_name,
+            timeout_s=settings.http_timeout_s,
+        )
+        channels["press"] = PressReleaseChannel(
             settings.sendgrid_api_key,
             base_url=settings.sendgrid_base_url,
             from_email=settings.email_from,

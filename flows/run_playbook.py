@@ -46,7 +46,7 @@ from crisiscomms.publishing import (
 )
 from crisiscomms.wiring import build_channels
 
-PUBLISH_ORDER = ("status_page", "x", "support", "email")
+PUBLISH_ORDER = ("status_page", "x", "support", "press", "email")
 LANE_CHANNELS = len(PUBLISH_ORDER) - 1
 """Task-runner slots kept for the channels other than email."""
 
@@ -179,7 +179,8 @@ def _run_lanes(planned: Mapping[str, list[int]], settings: Settings,
               for channel in PUBLISH_ORDER}
     results = [submit("status_page", ids)() for ids in chunks["status_page"]]
     waits: list[Callable[[], dict[str, Any]]] = [
-        submit(channel, ids) for channel in ("x", "support") for ids in chunks[channel]]
+        submit(channel, ids) for channel in ("x", "support", "press")
+        for ids in chunks[channel]]
     results.extend(_email_lane(chunks["email"], settings.max_workers, submit))
     results.extend(w() for w in waits)
     return results

@@ -23,6 +23,7 @@ from crisiscomms.channels.base import (
 )
 
 if TYPE_CHECKING:
+    from crisiscomms.channels.press_release import PressReleaseChannel
     from crisiscomms.channels.retry import send_with_retry
     from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
     from crisiscomms.channels.status_page import StatusPageChannel
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         "status_page": StatusPageChannel,
         "x": XChannel,
         "email": SendGridEmailChannel,
+        "press": PressReleaseChannel,
         "support": SupportDeskChannel,
     }
 
@@ -43,6 +45,7 @@ _LAZY = {
     "XChannel": "crisiscomms.channels.x_social",
     "SendGridEmailChannel": "crisiscomms.channels.sendgrid_email",
     "SupportDeskChannel": "crisiscomms.channels.support_desk",
+    "PressReleaseChannel": "crisiscomms.channels.press_release",
     "send_with_retry": "crisiscomms.channels.retry",
 }
 
@@ -50,6 +53,7 @@ _REGISTRY_ORDER = (
     ("status_page", "StatusPageChannel"),
     ("x", "XChannel"),
     ("email", "SendGridEmailChannel"),
+    ("press", "PressReleaseChannel"),
     ("support", "SupportDeskChannel"),
 )
 
@@ -61,6 +65,7 @@ __all__ = [
     "OutboundBatch",
     "OutboundRecipient",
     "Outcome",
+    "PressReleaseChannel",
     "RenderedMessage",
     "SendGridEmailChannel",
     "StatusPageChannel",

@@ -35,7 +35,13 @@ import requests
 import tweepy
 from pydantic import SecretStr
 
-from crisiscomms.channels.base import ChannelLimits, DeliveryResult, OutboundBatch, RenderedMessage
+from crisiscomms.channels.base import (
+    ChannelLimits,
+    DeliveryResult,
+    OutboundBatch,
+    Outcome,
+    RenderedMessage,
+)
 from crisiscomms.channels.redaction import BEARER, install_redaction
 from crisiscomms.limits import limit_problems
 
@@ -123,6 +129,8 @@ class XChannel:
 
     name: ClassVar[str] = "x"
     parts: ClassVar[tuple[str, ...]] = ("text",)
+    max_thread_parts: ClassVar[int] = 9
+    """A message may be a thread: parts ``text``, ``text_2`` ... ``text_9``, each one post."""
     personal: ClassVar[bool] = False
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_weighted_length=280, rate_per_s=1.0)
     """X allows about 100-200 posts per 15 minutes per user; one per second is far below the
@@ -187,15 +195,38 @@ class XChannel:
         return client
 
     def send(self, batch: OutboundBatch) -> DeliveryResult:
-        """Post ``batch.message.parts["text"]`` (as a reply to ``batch.reply_to`` if set)."""
+        """Post ``batch.message.parts["text"]`` (as a reply to ``batch.reply_to`` if set), then
+        any thread parts ``text_2``, ``text_3``... each as a reply to the one before. The
+        result's id is the first post's (later stages reply to the thread's root).
+
+        A thread is one ledger row: if a later part fails after the first went out, the
+        result is ``lost`` (reconciliation finds the first post by its text and the row is
+        settled as sent); the missing parts are then posted by hand. Threads are short (2-3
+        posts) and X answers each in well under a second, so this is rare."""
         text = batch.message.parts.get("text")
         if not text:
             raise ValueError(f"batch {batch.key}: the message has no text")
+        thread = [text] + [batch.message.parts[f"text_{n}"]
+                           for n in range(2, self.max_thread_parts + 1)
+                           if batch.message.parts.get(f"text_{n}")]
+        first: str | None = None
+        reply_to = batch.reply_to
+        for post in thread:
+            result = self._post(post, reply_to)
+            if result.outcome is not Outcome.sent:
+                if first is None:
+                    return result
+                return DeliveryResult.lost(f"thread broken after post {first}: {result.reason}")
+            first = first or result.provider_id
+            reply_to = result.provider_id
+        return DeliveryResult.sent(first)
+
+    def _post(self, text: str, reply_to: str | None) -> DeliveryResult:
         client = self._client()
         try:
             payload = client.create_tweet(
                 text=text,
-                in_reply_to_tweet_id=batch.reply_to,
+                in_reply_to_tweet_id=reply_to,
                 user_auth=self._user_auth,
             )
         except tweepy.errors.TweepyException as exc:

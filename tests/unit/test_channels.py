@@ -21,6 +21,7 @@ from crisiscomms.channels import (
     OutboundBatch,
     OutboundRecipient,
     Outcome,
+    PressReleaseChannel,
     RenderedMessage,
     SendGridEmailChannel,
     StatusPageChannel,
@@ -69,6 +70,10 @@ def make(name: str, tmp_path: Path, url: str) -> Channel:
             SECRET, base_url=url, from_email="status@example.com", from_name="Example",
             timeout_s=0.5,
         ),
+        "press": lambda: PressReleaseChannel(
+            SECRET, base_url=url, from_email="press@example.com", from_name="Example Press",
+            timeout_s=0.5,
+        ),
         "support": lambda: SupportDeskChannel(tmp_path / "support"),
     }
     assert set(factories) == set(CHANNEL_CLASSES)
@@ -106,7 +111,7 @@ NAMES = list(CHANNEL_CLASSES)
 
 
 def test_registry_is_in_publishing_order() -> None:
-    assert NAMES == ["status_page", "x", "email", "support"]
+    assert NAMES == ["status_page", "x", "email", "press", "support"]
 
 
 @pytest.mark.parametrize("name", NAMES)
