@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from crisiscomms.errors import PlaybookError
 from crisiscomms.facts import BreachFacts, FactSheet, RecallFacts
+from crisiscomms.locales import fallback_chain
 from crisiscomms.models import IncidentStatus
 
 KNOWN_CHANNELS = ("status_page", "x", "email", "press", "support")
@@ -55,7 +56,17 @@ class ApprovalPolicy(BaseModel):
 
 class RecipientField(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    fallback: str = Field(description="Used when the recipient has no value, e.g. 'there'.")
+    fallback: str | dict[str, str] = Field(
+        description="Used when the recipient has no value, e.g. 'there'; or one per locale "
+                    "({en: there, fr: à vous}), since the words around it differ.")
+
+    def fallback_for(self, locale: str, default: str = "en") -> str:
+        if isinstance(self.fallback, str):
+            return self.fallback
+        for candidate in fallback_chain(locale, default):
+            if candidate in self.fallback:
+                return self.fallback[candidate]
+        return next(iter(self.fallback.values()), "")
 
 
 class Stage(BaseModel):

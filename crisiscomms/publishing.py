@@ -99,7 +99,7 @@ def recipient_values(recipient: Recipient, playbook: Playbook) -> dict[str, str]
         "order_ref": recipient.order_ref or "",
     }
     return {
-        fieldname: (available.get(fieldname) or spec.fallback)
+        fieldname: (available.get(fieldname) or spec.fallback_for(recipient.locale))
         for fieldname, spec in playbook.recipient_fields.items()
     }
 
@@ -274,7 +274,8 @@ def _context(session: Session, message_id: int, playbooks_dir: Path) -> _Message
         col(FactSheetVersion.version) == message.facts_version)).scalars().one()
     playbook = _playbook(incident.playbook, playbooks_dir)
     fields = tuple(
-        (name, spec.fallback, substitution_tag(name, html=False), substitution_tag(name, html=True))
+        (name, spec.fallback_for(message.locale, playbook.default_locale),
+         substitution_tag(name, html=False), substitution_tag(name, html=True))
         for name, spec in playbook.recipient_fields.items()
     )
     parts = json.loads(message.parts_json)
