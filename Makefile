@@ -44,6 +44,7 @@ e2e: install browser
 
 bench: install
 	$(RUN) python bench/latency.py
+	$(RUN) python bench/statuspage.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache data

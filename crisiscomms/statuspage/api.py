@@ -54,17 +54,18 @@ class Snapshot:
         self.component_by_name = {c["_key"]: c for c in self._components if not c["group"]}
         self._incidents: list[dict[str, Any]] | None = None
         self._maintenances: list[dict[str, Any]] | None = None
+        self._updated_at: str | None = None
 
     # -- page, status ----------------------------------------------------------------------
 
     def updated_at(self) -> str | None:
-        times = [i["updated_at"] for i in self.state["incidents"].values()]
-        times += [c["created_at"] for c in self.state["components"].values()]
-        for m in self.maintenances():
-            times.append(m["updated_at"])
-        if not times:
-            return None
-        return str(max(times, key=parse_time))
+        """The latest change on the page (computed once per snapshot)."""
+        if self._updated_at is None:
+            times = [i["updated_at"] for i in self.state["incidents"].values()]
+            times += [c["created_at"] for c in self.state["components"].values()]
+            times += [m["updated_at"] for m in self.maintenances()]
+            self._updated_at = str(max(times, key=parse_time)) if times else ""
+        return self._updated_at or None
 
     def page(self) -> dict[str, Any]:
         return {

@@ -41,6 +41,7 @@ class Catalog:
         lang = locale.replace("_", "-").split("-")[0].lower()
         self.language = lang if _load(lang) else FALLBACK
         self._strings = {**_load(FALLBACK), **_load(self.language)}
+        self._escaped: dict[str, Markup] = {}
 
     def raw(self, key: str) -> str:
         try:
@@ -55,7 +56,15 @@ class Catalog:
 
     def markup(self, key: str, **values: Any) -> Markup:
         """For HTML: the string escaped, values escaped unless they are Markup already."""
-        return Markup(escape(self.raw(key))).format(**values)
+        escaped = self._escaped.get(key)
+        if escaped is None:
+            escaped = self._escaped[key] = Markup(escape(self.raw(key)))
+        if not values:
+            return escaped
+        # str.format on the escaped pattern with escaped values (Markup.format is the same
+        # result through string.Formatter, several times slower on a thousand pages)
+        safe = {k: v if isinstance(v, Markup) else escape(v) for k, v in values.items()}
+        return Markup(str.format(escaped, **safe))
 
-    def keys(self) -> set[str]:
+    def names(self) -> set[str]:
         return set(self._strings)

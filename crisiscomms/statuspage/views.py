@@ -9,12 +9,13 @@ lines of inline script that show times in the reader's time zone (UTC text witho
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
@@ -29,6 +30,7 @@ from crisiscomms.statuspage.uptime import DAYS, Uptime, component_uptime, mainte
 TEMPLATES = Path(__file__).parent / "templates"
 RECENT_MONTHS = 3
 BAR_W = 5
+SPLIT = Markup("<!--split-->")  # "<" never survives escaping, so incident text cannot hold it
 
 # Shapes that carry the status without colour (beside the text label).
 ICONS = {
@@ -82,6 +84,8 @@ def language_name(locale: str) -> str:
 
 
 def utc_text(value: str, *, day: bool = False) -> str:
+    if value.endswith("+00:00") and len(value) >= 16:  # ours: UTC, the fast path
+        return value[:10] if day else f"{value[:10]} {value[11:16]} UTC"
     moment = parse_time(value).astimezone(UTC)
     return moment.strftime("%Y-%m-%d") if day else moment.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -92,8 +96,7 @@ def when(value: str | None, *, day: bool = False) -> Markup:
     if not value:
         return Markup("")
     extra = ' data-day="1"' if day else ""
-    return Markup('<time datetime="{}"{}>{}</time>').format(value, Markup(extra),
-                                                            utc_text(value, day=day))
+    return Markup(f'<time datetime="{escape(value)}"{extra}>{utc_text(value, day=day)}</time>')
 
 
 def link(href: str, text: str) -> Markup:
@@ -133,6 +136,21 @@ def uptime_bar(uptime: Uptime, catalog: Catalog) -> Markup:
     return Markup(svg + scale)
 
 
+class Shell:
+    """A page rendered once with markers, filled per incident page (a thousand incident pages
+    cost one layout render, not a thousand)."""
+
+    HERE, TITLE, MAIN = "@@HERE@@", "@@TITLE@@", "@@MAIN@@"
+    MARKS: ClassVar[dict[str, str]] = {"title": TITLE, "main": MAIN}
+
+    def __init__(self, rendered: str) -> None:
+        self.parts = re.split(r"(@@(?:HERE|TITLE|MAIN)@@)", rendered)
+
+    def fill(self, *, here: str, title: str, main: str) -> str:
+        values = {self.HERE: str(escape(here)), self.TITLE: str(escape(title)), self.MAIN: main}
+        return "".join(values.get(part, part) for part in self.parts)
+
+
 class SiteViews:
     """Renders the HTML pages of one locale."""
 
@@ -152,6 +170,10 @@ class SiteViews:
         self.uptimes = uptimes
         self.babel = _babel_locale(self.locale, self.catalog.language)
         self._months: dict[tuple[int, int], str] = {}
+        self._language_names = {loc: language_name(loc) for loc in locales}
+        # Status and impact labels looked up, not called, in the hot per-incident template.
+        self._labels = {key: self.catalog.markup(key) for key in self.catalog.names()
+                        if key.startswith(("status.", "impact."))}
 
     def _month(self, year: int, month: int) -> str:
         key = (year, month)
@@ -185,13 +207,14 @@ class SiteViews:
             "locale": self.locale,
             "locales": self.locales,
             "default_locale": self.default_locale,
-            "language_names": {loc: language_name(loc) for loc in self.locales},
+            "language_names": self._language_names,
             "page": self.snap.page_info,
             "site_root": self.snap.page_info.url + "/",
             "root": up,
             "site_rel": site_rel,
             "here": here,
             "t": self.catalog.markup,
+            "label": self._labels,
             "when": when,
             "affected": affected,
             "link": link,
@@ -222,10 +245,14 @@ class SiteViews:
         files["history.html"] = env.get_template("history.html.j2").render(
             **self._common(0, "history.html"), months=self.months(past),
         )
-        template = env.get_template("incident.html.j2")
-        for incident in incidents:
+        shell = Shell(env.get_template("shell.html.j2").render(
+            **self._common(1, Shell.HERE), marks=Shell.MARKS))
+        mains = env.get_template("incident.html.j2").render(
+            **self._common(1, ""), incidents=incidents, split=SPLIT).split(SPLIT)
+        name = snap.page_info.name
+        for incident, main in zip(incidents, mains, strict=False):
             here = f"incidents/{incident['id']}.html"
-            files[here] = template.render(**self._common(1, here), incident=incident)
+            files[here] = shell.fill(here=here, title=f"{incident['name']} · {name}", main=main)
         return files
 
 
