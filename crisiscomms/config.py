@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     email_from: str = "status@example.com"
     email_from_name: str = "Example Corp Status"
     email_batch_size: int = Field(default=1000, ge=1, le=1000)
+    sendgrid_transport: Literal["sdk", "httpx"] = "httpx"
+    """``httpx``: pooled connections and orjson bodies (the fan-out hot path, measured in
+    docs/scaling.md); ``sdk``: the official SendGrid SDK, one connection per request."""
 
     x_bearer_token: SecretStr | None = None
     x_consumer_key: SecretStr | None = None

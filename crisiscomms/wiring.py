@@ -45,5 +45,6 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
             from_email=settings.email_from,
             from_name=settings.email_from_name,
             timeout_s=settings.http_timeout_s,
+            transport=settings.sendgrid_transport,
         )
     return channels

@@ -1,0 +1,133 @@
+"""Shared bench helpers: emulators in a subprocess, a workspace per backend, peak RSS.
+
+The emulators run in their OWN process (``python -m bench._emulators``... started by
+:class:`EmulatorProcess`), so the memory they use to remember a million recipients is not
+counted in the sender's peak RSS, and a SIGKILLed sender leaves them running to testify.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SG_KEY, X_TOKEN = "SG.bench-key", "bench-x-token"
+
+_RUNNER = """
+import json, sys, signal
+from crisiscomms.emulators import SendGridEmulator, XEmulator
+sg = SendGridEmulator(sys.argv[1]).start()
+x = XEmulator(sys.argv[2]).start()
+print(json.dumps({"sendgrid": sg.url, "x": x.url}), flush=True)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+sys.stdin.read()
+"""
+
+
+class EmulatorProcess:
+    """SendGrid and X emulators in a child process, driven through their control endpoints."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _RUNNER, SG_KEY, X_TOKEN],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=ROOT)
+        assert self.proc.stdout is not None
+        urls = json.loads(self.proc.stdout.readline())
+        self.sendgrid_url: str = urls["sendgrid"]
+        self.x_url: str = urls["x"]
+        self.http = httpx.Client(timeout=120)
+
+    def env(self) -> dict[str, str]:
+        return {"CRISISCOMMS_SENDGRID_API_KEY": SG_KEY,
+                "CRISISCOMMS_SENDGRID_BASE_URL": self.sendgrid_url,
+                "CRISISCOMMS_X_BEARER_TOKEN": X_TOKEN, "CRISISCOMMS_X_BASE_URL": self.x_url}
+
+    def _url(self, which: str) -> str:
+        return self.sendgrid_url if which == "sendgrid" else self.x_url
+
+    def stats(self, which: str = "sendgrid") -> dict[str, Any]:
+        data: dict[str, Any] = self.http.get(f"{self._url(which)}/_emulator/stats").json()
+        return data
+
+    def reset(self) -> None:
+        for which in ("sendgrid", "x"):
+            self.http.post(f"{self._url(which)}/_emulator/reset").raise_for_status()
+
+    def faults(self, which: str, **faults: Any) -> None:
+        self.http.post(f"{self._url(which)}/_emulator/faults",
+                       json=faults).raise_for_status()
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+    def __enter__(self) -> EmulatorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def database(backend: str, work: Path) -> Iterator[str]:
+    """A database URL: a SQLite file in ``work`` or a throwaway PostgreSQL cluster."""
+    if backend == "sqlite":
+        yield f"sqlite:///{work / 'crisiscomms.db'}"
+        return
+    from crisiscomms.pgcluster import ThrowawayCluster
+
+    # durable: fsync on, as in production (tests turn it off)
+    with ThrowawayCluster(durable=True) as pg:
+        yield pg.create_database("crisiscomms")
+
+
+def prefect_env(work: Path) -> dict[str, str]:
+    return {"PREFECT_HOME": str(work / "prefect"), "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+
+
+def workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="crisiscomms-bench-"))
+
+
+def base_env(work: Path, db_url: str, emulators: EmulatorProcess) -> dict[str, str]:
+    return {
+        **prefect_env(work),
+        "CRISISCOMMS_DATA_DIR": str(work / "data"),
+        "CRISISCOMMS_DATABASE_URL": db_url,
+        "CRISISCOMMS_PLAYBOOKS_DIR": str(ROOT / "playbooks"),
+        "CRISISCOMMS_TEMPLATES_DIR": str(ROOT / "templates"),
+        **emulators.env(),
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def emit(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report))
+        return
+    width = max(map(len, report))
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+
+
+def set_env(values: dict[str, str]) -> None:
+    os.environ.update(values)
