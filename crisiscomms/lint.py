@@ -87,6 +87,20 @@ def _long_text(length: int, *, full_width: bool = False) -> str:
     return (word * (length // len(word) + 1))[:length].strip() or "x"
 
 
+def _pad(value: str, length: int) -> str:
+    """``value`` padded to ``length`` (its own words first: a headline keeps its 'Recall')."""
+    return (value + " " + _long_text(length))[:length].rstrip() if len(value) < length else value
+
+
+def _path_max(path: str) -> int:
+    from crisiscomms.facts import BreachFacts, RecallFacts
+
+    head, _, rest = path.partition(".")
+    model, field = {"recall": (RecallFacts, rest), "breach": (BreachFacts, rest)}.get(
+        head, (FactSheet, head))
+    return _max_length(model, field) or 300
+
+
 def _max_length(model: Any, field: str) -> int | None:
     info = model.model_fields.get(field)
     if info is None:
@@ -108,7 +122,9 @@ def _lengthen(path: str, value: Any, model: Any, field: str) -> Any:
             return ("LONG-" + "9" * limit)[:limit]
         if field.endswith("phone"):
             return value
-        return _long_text(limit, full_width=path in FULL_WIDTH_FACTS)
+        if path in FULL_WIDTH_FACTS:
+            return _long_text(limit, full_width=True)
+        return _pad(value, limit)
     if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
         if field in ("remedy",):
             return value
@@ -129,7 +145,7 @@ def longest_facts(drill: Mapping[str, Any]) -> dict[str, Any]:
         elif key == "extra" and isinstance(value, Mapping):
             out[key] = {k: _long_text(300) for k in value}
         elif key == "translations" and isinstance(value, Mapping):
-            out[key] = {loc: {p: (_long_text(300) if isinstance(v, str) else
+            out[key] = {loc: {p: (_pad(v, _path_max(p)) if isinstance(v, str) else
                                   [_long_text(LONG_ITEM)] * LONG_LIST)
                               for p, v in entries.items()} for loc, entries in value.items()}
         else:
