@@ -26,6 +26,11 @@ app = typer.Typer(help="Crisis communications: playbooks, approved templates, co
 templates_app = typer.Typer(help="Approve and inspect pre-approved templates.",
                             no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
+maintenance_app = typer.Typer(help="Scheduled maintenance on the status page.",
+                              no_args_is_help=True)
+app.add_typer(maintenance_app, name="maintenance")
+statuspage_app = typer.Typer(help="The public status page (static site).", no_args_is_help=True)
+app.add_typer(statuspage_app, name="statuspage")
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -234,6 +239,119 @@ def emulators(
         pair.stop()
 
 
+recipients_app = typer.Typer(help="Recipients: import and validate.", no_args_is_help=True)
+app.add_typer(recipients_app, name="recipients")
+
+
+def _run_resume(incident_ref: str, stale_after_s: float | None) -> Mapping[str, Any]:
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.run_playbook import run_resume
+
+    return run_resume(incident_ref, stale_after_s=stale_after_s)
+
+
+def _print_reconciled(result: Mapping[str, Any]) -> None:
+    r = result.get("reconciled") or {}
+    out.print(f"reconciled rows left sending: {r.get('confirmed', 0)} confirmed by the provider "
+              f"(not resent), {r.get('requeued', 0)} re-queued, {r.get('unconfirmed', 0)} "
+              f"unconfirmed (check, then retry --unconfirmed), {r.get('still_sending', 0)} "
+              "provider not reachable (run resume again)")
+    for line in r.get("errors", []):
+        err.print(f"[yellow]reconcile:[/] {line}", highlight=False)
+
+
+@app.command("resume")
+def resume_cmd(
+    incident: Annotated[str, typer.Argument(help="Incident reference")],
+    now: Annotated[bool, typer.Option(
+        "--now", help="The sender is known to be dead: reconcile every sending row at once "
+                      "(default: only rows older than the sending lease)")] = False,
+    stale_after: Annotated[float | None, typer.Option(
+        help="Seconds a row must have been sending to be reconciled")] = None,
+) -> None:
+    """After a crash: reconcile rows left sending against the providers, then send the rest."""
+    lease = 0.0 if now else stale_after
+    result = _run(lambda: _run_resume(incident, lease))
+    _print_reconciled(result)
+    _print_publish({**result, "stage": "resume"})
+
+
+@app.command("retry")
+def retry_cmd(
+    incident: Annotated[str, typer.Argument(help="Incident reference")],
+    channel: Annotated[str | None, typer.Option(help="Only this channel (email, x, ...)")]
+    = None,
+    unconfirmed: Annotated[bool, typer.Option(
+        help="Also re-send unconfirmed rows (after checking the provider does not have them)")]
+    = False,
+) -> None:
+    """Re-queue failed deliveries under the same idempotency keys and send them again."""
+    from crisiscomms.db import make_engine
+    from crisiscomms.views import retry_failed
+
+    engine = make_engine(_settings().resolved_database_url)
+    count, result = _run(lambda: retry_failed(
+        engine, incident, channel=channel, include_unconfirmed=unconfirmed,
+        publish=lambda ref: _run_resume(ref, None)))
+    out.print(f"re-queued {count} recipient(s) of {incident}"
+              + (f" on {channel}" if channel else ""))
+    if result is not None:
+        _print_publish({**result, "stage": "retry"})
+
+
+@app.command("failures")
+def failures_cmd(
+    incident: Annotated[str | None, typer.Argument(help="Incident reference (default: all)")]
+    = None,
+) -> None:
+    """Failed and unconfirmed deliveries with the provider's reason."""
+    from crisiscomms.db import make_engine
+    from crisiscomms.views import delivery_failures
+
+    engine = make_engine(_settings().resolved_database_url)
+    rows = _run(lambda: delivery_failures(engine, incident))
+    table = Table("incident", "channel", "locale", "batch", "recipients", "state", "attempts",
+                  "reason", title="delivery failures")
+    for f in rows:
+        table.add_row(f.incident_ref, f.channel, f.locale, str(f.batch_no), str(f.recipients),
+                      f.state, str(f.attempts), f.reason)
+    out.print(table)
+    if rows:
+        out.print("retry: crisiscomms retry INCIDENT [--channel C] [--unconfirmed]")
+
+
+@recipients_app.command("import")
+def recipients_import_cmd(
+    file: Annotated[Path, typer.Argument(help="CSV with a header row and an email column")],
+    skip_invalid: Annotated[bool, typer.Option(
+        help="Import the valid lines and report the rest (default: import nothing if any line "
+             "is rejected)")] = False,
+) -> None:
+    """Import recipients from CSV, validating every address; rejects are reported by line."""
+    from crisiscomms.db import init_db, make_engine
+    from crisiscomms.recipients_import import import_csv
+
+    engine = make_engine(_settings().resolved_database_url)
+    init_db(engine)
+    report = _run(lambda: import_csv(engine, file, skip_invalid=skip_invalid))
+    for line, reason in report.rejected[:200]:
+        err.print(f"line {line}: {reason}", highlight=False, soft_wrap=True)
+    if len(report.rejected) > 200:
+        err.print(f"... and {len(report.rejected) - 200} more rejected lines")
+    if not report.written:
+        err.print(f"[bold red]nothing imported:[/] {len(report.rejected)} of {report.lines} "
+                  "line(s) rejected (fix them, or --skip-invalid)")
+        raise typer.Exit(2)
+    out.print(f"imported {report.imported} recipient(s) ({report.suppressed} unsubscribed or "
+              f"suppressed: kept, never sent to); rejected {len(report.rejected)}")
+    if report.rejected:
+        raise typer.Exit(1)
+
+
 @templates_app.command("status")
 def templates_status() -> None:
     """Show every template and whether it is approved, edited since approval, or unapproved."""
@@ -337,6 +455,84 @@ def serve(
         server.serve_forever()
     except KeyboardInterrupt:
         server.shutdown()
+
+
+def _status_page(settings: Settings) -> Any:
+    from crisiscomms.statuspage.page import StatusPage
+
+    subscribe = (f"{settings.subscriptions_url.rstrip('/')}/v1/subscribe"
+                 if settings.subscriptions_url else None)
+    return StatusPage(settings.resolved_status_page_dir,
+                      page_name=f"{settings.organization} Status",
+                      page_url=settings.status_page_url, subscribe_url=subscribe)
+
+
+def _aware(value: str, option: str) -> Any:
+    from datetime import datetime
+
+    from crisiscomms.errors import FactsError
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise FactsError(f"{option} {value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise FactsError(f"{option} needs an offset, e.g. 2026-11-25T02:00:00+00:00")
+    return parsed
+
+
+@maintenance_app.command("schedule")
+def maintenance_schedule(
+    name: Annotated[str, typer.Option(help="What the maintenance is, as readers see it")],
+    components: Annotated[str, typer.Option(help="Comma-separated component names")],
+    start: Annotated[str, typer.Option(help="Start, ISO 8601 with offset")],
+    end: Annotated[str, typer.Option(help="End, ISO 8601 with offset")],
+    body: Annotated[str | None, typer.Option(help="Announcement text (default: standard)")]
+    = None,
+) -> None:
+    """Announce a maintenance window; it moves scheduled → in_progress → completed by time
+    at every build (``crisiscomms statuspage build``, or any update)."""
+    from crisiscomms.errors import FactsError
+
+    settings = _settings()
+    names = [c.strip() for c in components.split(",") if c.strip()]
+
+    def schedule() -> str:
+        try:
+            page = _status_page(settings)
+            maintenance_id: str = page.schedule_maintenance(
+                name=name, components=names, start=_aware(start, "--start"),
+                end=_aware(end, "--end"), body=body)
+        except ValueError as exc:
+            raise FactsError(str(exc)) from None
+        return maintenance_id
+
+    maintenance_id = _run(schedule)
+    out.print(f"maintenance {maintenance_id} scheduled: {name} ({', '.join(names)}), "
+              f"{start} to {end}")
+
+
+@statuspage_app.command("build")
+def statuspage_build() -> None:
+    """Rebuild and publish the status page from its own state (run it from cron: maintenance
+    windows start and end with the clock). Needs neither the database nor Prefect."""
+    settings = _settings()
+    build = _run(lambda: _status_page(settings).rebuild())
+    out.print(f"status page published: {build}")
+
+
+@app.command()
+def subscriptions(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 8040,
+) -> None:
+    """Serve the status page's subscribe endpoint (POST /v1/subscribe, confirm, unsubscribe)."""
+    import uvicorn
+
+    from crisiscomms.intake.subscriptions import create_app
+
+    settings = _settings()
+    out.print(f"subscriptions: http://127.0.0.1:{port}/v1/subscribe")
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
 
 
 @app.command()

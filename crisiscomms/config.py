@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     templates_dir: Path = PROJECT_ROOT / "templates"
     status_page_dir: Path | None = None
     status_page_url: str = "http://127.0.0.1:8030/"
+    subscriptions_url: str | None = None
+    """Public base URL of the subscriptions app (``crisiscomms subscriptions``), e.g.
+    ``https://status-api.example.com``: the status page's form posts to ``<url>/v1/subscribe``
+    and emails link to ``<url>/v1/unsubscribe/<token>``. Unset: no form on the page."""
     organization: str = "Example Corp"
     operator: str = "pr-lead"
 

@@ -370,6 +370,9 @@ def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[
         messages = list(
             session.exec(select(Message).where(col(Message.id).in_(bundle.message_ids)))
         )
+        facts = facts_of(session.exec(select(FactSheetVersion).where(
+            FactSheetVersion.incident_id == bundle.incident_id,
+            FactSheetVersion.version == bundle.facts_version)).one())
         return plan_messages(
             session,
             incident_ref=bundle.incident_ref,
@@ -379,4 +382,5 @@ def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[
             locales=playbook.locales,
             default_locale=playbook.default_locale,
             batch_size=settings.email_batch_size,
+            components=facts.components,  # status page subscribers of these components
         )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Executable, and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -86,13 +86,25 @@ def _on_list(name: str) -> Any:
         f",{name},")
 
 
+def _follows_components(components: Sequence[str]) -> Any:
+    """Status page subscribers: those who follow no particular component (everything), or at
+    least one of ``components`` (``Recipient.components``, comma-separated)."""
+    padded = literal(",") + func.coalesce(col(Recipient.components), "") + literal(",")
+    return or_(col(Recipient.components).is_(None), col(Recipient.components) == "",
+               *(padded.contains(f",{name},") for name in components))
+
+
 def stream_audience(session: Session, *, chunk: int = 10_000,
-                    channel: str | None = None) -> Iterator[tuple[int, str]]:
+                    channel: str | None = None,
+                    components: Sequence[str] | None = None) -> Iterator[tuple[int, str]]:
     """(id, locale) of every consenting recipient of ``channel``'s list, ordered by id,
-    streamed in chunks."""
+    streamed in chunks. With ``components`` (the incident's), only recipients who follow one
+    of them or follow everything."""
     list_name = CHANNEL_LISTS.get(channel or "")
     audience = (_on_list(list_name) if list_name else
                 or_(col(Recipient.lists).is_(None), _on_list("customers")))
+    if components:
+        audience = and_(audience, _follows_components(components))
     last_id = 0
     while True:
         rows = session.execute(
@@ -118,8 +130,10 @@ def plan_messages(
     locales: Sequence[str],
     default_locale: str,
     batch_size: int,
+    components: Sequence[str] | None = None,
 ) -> PlanResult:
-    """Write the ledger rows for ``messages`` in bulk; messages already planned add nothing."""
+    """Write the ledger rows for ``messages`` in bulk; messages already planned add nothing.
+    ``components``: the incident's, so personal channels reach those who follow them."""
     result = PlanResult()
     personal = set(personal_channels)
     already = set(
@@ -166,7 +180,7 @@ def plan_messages(
         batch_no: dict[str, int] = defaultdict(int)
         count = 0
         resolved: dict[str, str] = {}
-        for rid, requested in stream_audience(session, channel=channel):
+        for rid, requested in stream_audience(session, channel=channel, components=components):
             locale = resolved.get(requested)
             if locale is None:
                 locale = resolved[requested] = resolve_locale(requested, locales, default_locale)

@@ -7,6 +7,7 @@ or refused whole, so exactly-once holds per batch at a thousandth of the per-rec
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -137,9 +138,24 @@ class RecipientBase(SQLModel):
     consent: bool = True
 
 
+def new_token() -> str:
+    """An unguessable URL-safe token (unsubscribe and confirmation links)."""
+    return secrets.token_urlsafe(24)
+
+
 class Recipient(RecipientBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow)
+    # Status page subscriptions (crisiscomms.statuspage.subscriptions). Nullable, added only.
+    components: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """Comma-separated status page components followed; empty or NULL: every component."""
+    confirmed_at: datetime | None = None
+    """When the double opt-in was confirmed (NULL for imported recipients and pending ones)."""
+    unsubscribe_token: str | None = Field(
+        default_factory=new_token, max_length=64, unique=True,
+        sa_column_kwargs={"default": new_token})  # the column default covers bulk inserts
+    confirm_token: str | None = Field(default=None, max_length=64, unique=True)
+    confirm_sent_at: datetime | None = None
 
 
 class Component(SQLModel, table=True):

@@ -21,7 +21,8 @@ with them."""
 DEFAULT_CHANNELS = ("status_page", "x", "email", "support")
 """A stage's channels when it names none (the press release is opt-in)."""
 
-RECIPIENT_FIELDS = ("first_name", "name", "email", "plan", "product", "order_ref")
+RECIPIENT_FIELDS = ("first_name", "name", "email", "plan", "product", "order_ref",
+                    "unsubscribe_url")
 """Recipient fields a playbook may declare for personal wording (see Recipient)."""
 
 

@@ -18,6 +18,8 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
             settings.resolved_status_page_dir,
             page_name=f"{settings.organization} Status",
             page_url=settings.status_page_url,
+            subscribe_url=(f"{settings.subscriptions_url.rstrip('/')}/v1/subscribe"
+                           if settings.subscriptions_url else None),
         ),
         "support": SupportDeskChannel(settings.data_dir / "support"),
     }

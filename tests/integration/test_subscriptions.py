@@ -1,0 +1,173 @@
+"""Status page subscriptions against real servers: the FastAPI app under uvicorn on loopback,
+the SendGrid emulator for the confirmation email, SQLite for the subscribers; and the audience
+of an incident update filtered by the components subscribers follow."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlmodel import Session, select
+
+from crisiscomms.config import PROJECT_ROOT, Settings
+from crisiscomms.drill import emulator_environment
+from crisiscomms.emulators import EmulatorPair, start_emulators
+from crisiscomms.intake.subscriptions import create_app
+from crisiscomms.ledger import stream_audience
+from crisiscomms.models import Recipient
+from crisiscomms.statuspage import model
+from crisiscomms.statuspage.page import StatusPage
+
+pytestmark = pytest.mark.integration
+SG_KEY = "SG.subscriptions-test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def emus() -> Iterator[EmulatorPair]:
+    with start_emulators(sendgrid_key=SG_KEY, x_token="x-sub-token") as pair:
+        yield pair
+
+
+@pytest.fixture
+def server(tmp_path: Path, emus: EmulatorPair,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Settings]]:
+    emus.reset()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    for key, value in {
+        **emulator_environment(emus, SG_KEY, "x-sub-token"),
+        "CRISISCOMMS_DATA_DIR": str(tmp_path / "data"),
+        "CRISISCOMMS_DATABASE_URL": f"sqlite:///{tmp_path / 'subs.db'}",
+        "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
+        "CRISISCOMMS_SUBSCRIPTIONS_URL": base,
+        "CRISISCOMMS_HTTP_TIMEOUT_S": "2",
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    StatusPage(settings.resolved_status_page_dir, page_name="Example Status",
+               page_url=settings.status_page_url).change(
+        lambda state: model.ensure_components(state, ["API", "Dashboard"],
+                                              "2026-11-23T09:00:00.000+00:00"))
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                        log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started
+    yield base, settings
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def subscribers(settings: Settings) -> list[Recipient]:
+    from crisiscomms.db import make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    with Session(engine) as s:
+        rows = list(s.exec(select(Recipient)))
+    engine.dispose()
+    return rows
+
+
+def test_double_opt_in_through_the_form_and_email(server: tuple[str, Settings],
+                                                  emus: EmulatorPair) -> None:
+    base, settings = server
+    form = {"email": "Reader@Example.org", "components": ["API"], "locale": "de"}
+    reply = httpx.post(f"{base}/v1/subscribe", data=form, timeout=5)
+    assert reply.status_code == 202 and 'lang="de"' in reply.text
+    assert "Bestätigungslink" in reply.text
+    (row,) = subscribers(settings)
+    assert row.email == "reader@example.org" and row.consent is False
+    assert row.components == "API" and row.confirmed_at is None
+    (mail,) = emus.sendgrid.received()
+    assert mail["to"] == "reader@example.org"
+    assert mail["subject"] == "Confirm your subscription to Example Corp Status"
+    confirm = re.search(r"(http://127\.0\.0\.1:\d+/v1/confirm/[\w-]+)", mail["text"])
+    unsubscribe = re.search(r"(http://127\.0\.0\.1:\d+/v1/unsubscribe/[\w-]+)", mail["text"])
+    assert confirm and unsubscribe and unsubscribe.group(1) in mail["html"]
+
+    # a repeated request: same answer, no second email, no second row
+    again = httpx.post(f"{base}/v1/subscribe", data=form, timeout=5)
+    assert again.status_code == 202 and len(emus.sendgrid.received()) == 1
+    assert len(subscribers(settings)) == 1
+
+    done = httpx.get(confirm.group(1), timeout=5)
+    assert done.status_code == 200 and "abonniert" in done.text
+    (row,) = subscribers(settings)
+    assert row.consent is True and row.confirmed_at is not None and row.confirm_token is None
+    used = httpx.get(confirm.group(1), timeout=5)
+    assert used.status_code == 404 and "Traceback" not in used.text
+
+    # subscribed: asking again changes nothing and sends nothing
+    assert httpx.post(f"{base}/v1/subscribe", json={"email": "reader@example.org"},
+                      timeout=5).status_code == 202
+    assert len(emus.sendgrid.received()) == 1
+
+    gone = httpx.get(unsubscribe.group(1), timeout=5)
+    assert gone.status_code == 200
+    (row,) = subscribers(settings)
+    assert row.consent is False
+
+
+def test_bad_requests_are_refused_without_error_pages(server: tuple[str, Settings],
+                                                      emus: EmulatorPair) -> None:
+    base, settings = server
+    for bad in ("", "not-an-address", "a@b", "<script>@x.org", "a" * 250 + "@example.org",
+                "x@example.org\nBcc: y@example.org"):
+        reply = httpx.post(f"{base}/v1/subscribe", data={"email": bad}, timeout=5)
+        assert reply.status_code == 400, bad
+        assert "does not look right" in reply.text and "Traceback" not in reply.text
+        assert "<script>" not in reply.text
+    unknown = httpx.post(f"{base}/v1/subscribe",
+                         json={"email": "ok@example.org", "components": ["Nope"]}, timeout=5)
+    assert unknown.status_code == 400 and "Nope" in unknown.json()["message"]
+    garbage = httpx.post(f"{base}/v1/subscribe", content=b"\xff\xfe{",
+                         headers={"content-type": "application/json"}, timeout=5)
+    assert garbage.status_code == 400
+    assert httpx.get(f"{base}/v1/unsubscribe/nonsense", timeout=5).status_code == 404
+    assert subscribers(settings) == [] and emus.sendgrid.received() == []
+
+
+def test_updates_reach_the_subscribers_of_the_affected_components(
+    server: tuple[str, Settings],
+) -> None:
+    _, settings = server
+    from crisiscomms.db import make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    with Session(engine) as s:
+        s.add_all([
+            Recipient(email="all@example.org", consent=True),
+            Recipient(email="api@example.org", consent=True, components="API"),
+            Recipient(email="dash@example.org", consent=True, components="Dashboard"),
+            Recipient(email="both@example.org", consent=True, components="API,Dashboard"),
+            Recipient(email="pending@example.org", consent=False, components="API"),
+        ])
+        s.commit()
+        by_id = {r.id: r.email for r in s.exec(select(Recipient))}
+
+        def audience(components: list[str] | None) -> set[str]:
+            return {by_id[rid] for rid, _ in stream_audience(s, channel="email",
+                                                             components=components)}
+
+        assert audience(["API"]) == {"all@example.org", "api@example.org", "both@example.org"}
+        assert audience(["Dashboard"]) == {"all@example.org", "dash@example.org",
+                                           "both@example.org"}
+        assert audience(None) == {"all@example.org", "api@example.org", "dash@example.org",
+                                  "both@example.org"}
+    engine.dispose()
