@@ -13,6 +13,7 @@ DRILL_NAMES = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson
                "Margaret Hamilton", "", "Zoë O'Brien", "Dennis Ritchie", "Hedy Lamarr")
 INSERT_CHUNK = 5000
 DRILL_DOMAIN = "drill.example.com"
+DRILL_PRESS_DOMAIN = "press.drill.example.net"
 
 
 def insert_recipients(session: Session, rows: Iterable[dict[str, object]]) -> int:
@@ -31,16 +32,42 @@ def insert_recipients(session: Session, rows: Iterable[dict[str, object]]) -> in
     return total
 
 
+DRILL_LOCALE_TAGS = {"en": ("en", "en-GB"), "es": ("es", "es-MX"), "fr": ("fr", "fr-CA"),
+                     "de": ("de", "de-AT"), "ja": ("ja",)}
+"""Tags drill subscribers ask for: regional variants exercise the fallback (es-MX → es)."""
+
+DRILL_TIME_ZONES = {
+    "en": ("America/New_York", "Europe/London", "America/Los_Angeles"),
+    "es": ("Europe/Madrid", "America/Mexico_City"),
+    "fr": ("Europe/Paris", "America/Toronto"),
+    "de": ("Europe/Berlin", "Europe/Vienna"),
+    "ja": ("Asia/Tokyo",),
+}
+"""Where drill subscribers of each language live (several zones per language)."""
+
+
 def drill_recipients(count: int, *, domain: str = DRILL_DOMAIN, start: int = 1,
-                     locales: tuple[str, ...] = ("en",)) -> Iterable[dict[str, object]]:
-    """Synthetic subscribers ``start``..``count`` at a reserved example domain."""
+                     locales: tuple[str, ...] = ("en",), spread_time_zones: bool = False,
+                     lists: str | None = None, prefix: str = "subscriber",
+                     ) -> Iterable[dict[str, object]]:
+    """Synthetic subscribers ``start``..``count`` at a reserved example domain; with
+    ``spread_time_zones`` each gets a regional tag and a zone of its language."""
     now = utcnow()
     for i in range(start, count + 1):
+        locale = locales[i % len(locales)]
+        zone = "Europe/Berlin"
+        if spread_time_zones:
+            base = locale.split("-")[0]
+            tags = DRILL_LOCALE_TAGS.get(base, (locale,))
+            zones = DRILL_TIME_ZONES.get(base, ("UTC",))
+            locale = tags[(i // len(locales)) % len(tags)]
+            zone = zones[(i // len(locales)) % len(zones)]
         yield {
-            "email": f"subscriber{i:07d}@{domain}",
+            "email": f"{prefix}{i:07d}@{domain}",
             "name": DRILL_NAMES[i % len(DRILL_NAMES)] or None,
-            "locale": locales[i % len(locales)],
-            "time_zone": "Europe/Berlin",
+            "locale": locale,
+            "time_zone": zone,
+            "lists": lists,
             "plan": "pro" if i % 3 == 0 else "starter",
             "consent": True,
             "created_at": now,
@@ -48,11 +75,19 @@ def drill_recipients(count: int, *, domain: str = DRILL_DOMAIN, start: int = 1,
 
 
 def ensure_drill_audience(session: Session, count: int, *,
-                          locales: tuple[str, ...] = ("en",)) -> int:
-    """Make sure ``count`` drill subscribers exist (idempotent for a persistent workspace)."""
-    existing = session.exec(
-        select(func.count()).select_from(Recipient)
-        .where(col(Recipient.email).endswith(f"@{DRILL_DOMAIN}"))
-    ).one()
-    return insert_recipients(session, drill_recipients(count, start=int(existing) + 1,
-                                                       locales=locales))
+                          locales: tuple[str, ...] = ("en",), spread_time_zones: bool = False,
+                          press: int = 0) -> int:
+    """Make sure ``count`` drill subscribers (and ``press`` journalists on the press list)
+    exist (idempotent for a persistent workspace)."""
+    def existing(domain: str) -> int:
+        return int(session.exec(
+            select(func.count()).select_from(Recipient)
+            .where(col(Recipient.email).endswith(f"@{domain}"))
+        ).one())
+
+    added = insert_recipients(session, drill_recipients(
+        count, start=existing(DRILL_DOMAIN) + 1, locales=locales,
+        spread_time_zones=spread_time_zones))
+    return added + insert_recipients(session, drill_recipients(
+        press, domain=DRILL_PRESS_DOMAIN, start=existing(DRILL_PRESS_DOMAIN) + 1,
+        locales=locales, spread_time_zones=spread_time_zones, lists="press", prefix="press"))

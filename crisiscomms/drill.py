@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import select
+from sqlmodel import col
 
 from crisiscomms.audience import ensure_drill_audience
 from crisiscomms.channels import CHANNEL_CLASSES
@@ -29,9 +31,14 @@ from crisiscomms.emulators import EmulatorPair, start_emulators
 from crisiscomms.errors import FactsError
 from crisiscomms.incidents import approve, trigger
 from crisiscomms.ledger import channel_counts
+from crisiscomms.models import Delivery, Message
 from crisiscomms.playbooks import load_playbook
 
 PublishFn = Callable[[str, str], Mapping[str, Any]]
+DRILL_PRESS = 5
+"""Journalists on the drill press list (for playbooks with a press release)."""
+DRILL_APPROVERS = ("drill-approver-1", "drill-approver-2")
+"""Two people, neither the trigger's ``drill`` actor, for two-person playbooks."""
 
 
 @contextmanager
@@ -111,23 +118,42 @@ def run_drill(
             engine = make_engine(settings.resolved_database_url)
             init_db(engine)
             with session_scope(engine) as session:
-                ensure_drill_audience(session, recipients, locales=playbook.locales)
+                press = DRILL_PRESS if any("press" in s.channels for s in playbook.stages) else 0
+                ensure_drill_audience(session, recipients, locales=playbook.locales,
+                                      spread_time_zones=True, press=press)
             stages = []
             incident_id = None
             for stage in playbook.stages:
                 bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name=playbook.name,
                                  facts=facts, stage=stage.id, actor="drill", drill=True)
                 incident_id = bundle.incident_id
-                if not bundle.approved:
-                    approve(engine, incident_ref=bundle.incident_ref, stage=stage.id,
-                            approver="drill", kind="drill")
+                for approver in DRILL_APPROVERS[:playbook.approvals.required]:
+                    if bundle.approved:
+                        break
+                    bundle = approve(engine, incident_ref=bundle.incident_ref, stage=stage.id,
+                                     approver=approver, kind="drill",
+                                     playbooks_dir=settings.playbooks_dir)
                 result = publish(bundle.incident_ref, stage.id)
                 stages.append({"stage": stage.id, "auto_send": stage.auto_send,
                                "channels": result.get("channels", {}),
                                "errors": result.get("errors", [])})
             with session_scope(engine) as session:
                 counts = channel_counts(session, incident_id)
+                delivered = session.execute(
+                    select(col(Delivery.key), col(Delivery.channel), col(Delivery.locale),
+                           col(Delivery.recipient_count))
+                    .where(col(Delivery.incident_id) == incident_id)).all()
+                press_messages = session.execute(
+                    select(col(Message.stage), col(Message.locale), col(Message.parts_json))
+                    .where(col(Message.incident_id) == incident_id,
+                           col(Message.channel) == "press")).all()
             engine.dispose()
+            key_locale = {str(k): str(loc) for k, _, loc, _ in delivered}
+            by_locale: dict[str, dict[str, int]] = {}
+            for _, channel, loc, n in delivered:
+                if channel in ("email", "press"):
+                    bucket = by_locale.setdefault(str(channel), {})
+                    bucket[str(loc)] = bucket.get(str(loc), 0) + int(n)
             sg_stats, x_stats = pair.sendgrid.stats(), pair.x.stats()
             report: dict[str, Any] = {
                 "incident_id": facts["incident_ref"],
@@ -146,10 +172,12 @@ def run_drill(
                     "x": x_stats["accepted_messages"],
                 },
                 "duplicates": sg_stats["duplicates"] + x_stats["duplicates"],
+                "recipients_by_locale": by_locale,
                 "stages": stages,
             }
             if out is not None:
-                _keep_outputs(out, settings, pair)
+                _keep_outputs(out, settings, pair, key_locale,
+                              [(str(s), str(loc), json.loads(p)) for s, loc, p in press_messages])
                 report["out"] = str(out)
             report["elapsed_s"] = round(time.perf_counter() - started, 3)
             return report
@@ -160,8 +188,16 @@ def run_drill(
             shutil.rmtree(temp, ignore_errors=True)
 
 
-def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair) -> None:
+def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair,
+                  key_locale: Mapping[str, str] | None = None,
+                  press: list[tuple[str, str, dict[str, str]]] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    for stage, locale, parts in press or []:
+        folder = out / "press_release"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{stage}.{locale}.html").write_text(parts["html"], encoding="utf-8")
+        (folder / f"{stage}.{locale}.txt").write_text(
+            f"Subject: {parts['subject']}\n\n{parts['text']}\n", encoding="utf-8")
     site = settings.resolved_status_page_dir / "site"  # the live build (a symlink)
     target = out / "status_page"
     if site.exists() and site.resolve() != target.resolve():
@@ -177,12 +213,20 @@ def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair) -> None:
     with (out / "sent.jsonl").open("w", encoding="utf-8") as sink:
         for part in (x_path, email_path):
             with part.open(encoding="utf-8") as source:
-                shutil.copyfileobj(source, sink)
+                for line in source:
+                    record = json.loads(line)
+                    resolved = (key_locale or {}).get(str(record.get("key")))
+                    if resolved is not None:  # the locale the ledger resolved for the delivery
+                        record["locale"] = resolved
+                    sink.write(json.dumps(record, ensure_ascii=False) + "\n")
             part.unlink()
     (out / "README.txt").write_text(
         "status_page/  the generated public status page (open status_page/index.html)\n"
         "support/      the unified holding statements for support agents\n"
-        "sent.jsonl    every message exactly as the emulators received it\n",
+        "sent.jsonl    every message exactly as the emulators received it, with the\n"
+        "              locale the ledger resolved for its delivery\n"
+        "press_release/ the press release of each stage and locale (HTML and text), as sent\n"
+        "              to the press list\n",
         encoding="utf-8",
     )
 
