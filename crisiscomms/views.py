@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -53,3 +55,57 @@ def holding_statements(engine: Engine, incident_id: int) -> dict[str, str]:
         for m in rows:
             out.setdefault(m.locale, json.loads(m.parts_json).get("text", ""))
         return out
+
+
+@dataclass(frozen=True)
+class FailureView:
+    incident_ref: str
+    channel: str
+    locale: str
+    batch_no: int
+    recipients: int
+    state: str
+    """``failed`` (retry re-sends it) or ``unconfirmed`` (check the provider first)."""
+    attempts: int
+    reason: str
+    updated_at: datetime
+
+
+def delivery_failures(engine: Engine, incident_ref: str | None = None, *,
+                      limit: int = 500) -> list[FailureView]:
+    """Failed and unconfirmed deliveries with the provider's reason (the dashboard's failure
+    list and ``crisiscomms failures``)."""
+    from crisiscomms.incidents import get_incident
+    from crisiscomms.ledger import failures
+
+    with session_scope(engine) as session:
+        incident_id = get_incident(session, incident_ref).id if incident_ref else None
+        refs = dict(session.exec(select(Incident.id, Incident.ref)).all())
+        return [FailureView(refs.get(f.incident_id, str(f.incident_id)), f.channel, f.locale,
+                            f.batch_no, f.recipients, f.state, f.attempts, f.error or "",
+                            f.updated_at)
+                for f in failures(session, incident_id, limit=limit)]
+
+
+def retry_failed(engine: Engine, incident_ref: str, *, channel: str | None = None,
+                 include_unconfirmed: bool = False,
+                 publish: Callable[[str], Mapping[str, Any]] | None = None,
+                 ) -> tuple[int, Mapping[str, Any] | None]:
+    """The one-click retry: put failed rows (and, after a human checked the provider,
+    unconfirmed ones) back to planned under the same idempotency keys, then publish them with
+    ``publish(incident_ref)`` when given (``flows.run_playbook.run_resume``). Returns
+    (recipients re-queued, publish result)."""
+    from crisiscomms.incidents import audit, get_incident
+    from crisiscomms.ledger import requeue
+    from crisiscomms.models import DeliveryState
+
+    states = [DeliveryState.failed]
+    if include_unconfirmed:
+        states.append(DeliveryState.unconfirmed)
+    with session_scope(engine) as session:
+        incident = get_incident(session, incident_ref)
+        assert incident.id is not None
+        count = requeue(session, incident.id, channel=channel, states=states)
+        audit(session, "retry", "deliveries.requeued", incident.id, channel=channel,
+              recipients=count, unconfirmed=include_unconfirmed)
+    return count, (publish(incident_ref) if publish is not None and count else None)

@@ -32,3 +32,43 @@ def settings(tmp_path: Path) -> Settings:
         playbooks_dir=PLAYBOOKS,
         templates_dir=TEMPLATES,
     )
+
+
+# -- both backends (issue 6): a throwaway PostgreSQL cluster per session ------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """initdb + pg_ctl in a temp dir (as a non-root user when run as root); skipped where no
+    PostgreSQL server binaries exist, except on CI, where ``.ci/run`` installs them."""
+    import os
+
+    from crisiscomms.pgcluster import PostgresUnavailable, ThrowawayCluster
+
+    try:
+        cluster = ThrowawayCluster().start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    import uuid
+
+    cluster = request.getfixturevalue("pg_cluster")
+    return str(cluster.create_database(f"t_{uuid.uuid4().hex[:12]}"))  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def backend_engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    init_db(eng)
+    yield eng
+    eng.dispose()

@@ -44,10 +44,23 @@ def emulators() -> Iterator[EmulatorPair]:
 def workspace(tmp_path: Path, emulators: EmulatorPair,
               monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, Engine]]:
     """A fresh data folder and SQLite database wired to the emulators through the environment."""
+    yield from _workspace(tmp_path, emulators, monkeypatch,
+                          f"sqlite:///{tmp_path / 'crisiscomms.db'}")
+
+
+@pytest.fixture
+def backend_workspace(tmp_path: Path, emulators: EmulatorPair, monkeypatch: pytest.MonkeyPatch,
+                      db_url: str) -> Iterator[tuple[Settings, Engine]]:
+    """``workspace`` on each backend: SQLite and a throwaway PostgreSQL database."""
+    yield from _workspace(tmp_path, emulators, monkeypatch, db_url)
+
+
+def _workspace(tmp_path: Path, emulators: EmulatorPair, monkeypatch: pytest.MonkeyPatch,
+               db_url: str) -> Iterator[tuple[Settings, Engine]]:
     emulators.reset()
     env = {
         "CRISISCOMMS_DATA_DIR": str(tmp_path / "data"),
-        "CRISISCOMMS_DATABASE_URL": f"sqlite:///{tmp_path / 'crisiscomms.db'}",
+        "CRISISCOMMS_DATABASE_URL": db_url,
         "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
         "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
         "CRISISCOMMS_MAX_ATTEMPTS": "2",

@@ -23,6 +23,12 @@ from crisiscomms.playbooks import load_playbook
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 
 
+@pytest.fixture
+def workspace(backend_workspace: tuple[Settings, Engine]) -> tuple[Settings, Engine]:
+    """The flow tests run on SQLite and on PostgreSQL."""
+    return backend_workspace
+
+
 def drill_facts(settings: Settings, **over: object) -> dict[str, object]:
     facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
     facts.update(over)
@@ -127,7 +133,7 @@ def test_a_dead_channel_does_not_stop_the_others(
     ({"components": []}, FactsError, "missing required facts: components"),
     ({"next_update_at": None, "incident_ref": "NEW-1"}, None, None),
     ({"severity": "apocalyptic"}, FactsError, "severity"),
-    ({"components": ["障" * 150]}, LimitError, "channel x, locale en: text is"),
+    ({"components": ["障" * 150]}, LimitError, "message acknowledge, channel x, locale en, field text: text is"),
 ])
 def test_bad_facts_are_refused_and_change_nothing(
     workspace: tuple[Settings, Engine], emulators: EmulatorPair, facts: dict[str, object],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -9,6 +10,12 @@ from crisiscomms.audience import drill_recipients, insert_recipients
 from crisiscomms.channels.base import DeliveryResult
 from crisiscomms.ledger import channel_counts, claim, decode_ids, plan_messages, record
 from crisiscomms.models import Delivery, DeliveryState, Incident, Message, Recipient
+
+
+@pytest.fixture
+def engine(backend_engine: Engine) -> Engine:
+    """Every ledger test runs on SQLite and on PostgreSQL."""
+    return backend_engine
 
 
 def seed(engine: Engine, recipients: int, locales: tuple[str, ...] = ("en",)) -> list[Message]:
@@ -120,3 +127,50 @@ def test_channel_counts_sum_recipients_in_sql(engine: Engine) -> None:
     assert counts["email"] == {"planned": 500, "sending": 0, "sent": 1000, "failed": 0,
                                "unconfirmed": 0}
     assert counts["x"]["planned"] == 1
+
+
+def test_concurrent_claims_never_overlap(engine: Engine) -> None:
+    """Two claimers racing for the same rows (SKIP LOCKED on PostgreSQL) split them."""
+    import threading
+
+    msgs = seed(engine, 20_000)
+    plan(engine, msgs)
+    with Session(engine) as s:
+        ids = [d.id for d in s.exec(select(Delivery)).all()]
+    got: list[list[int]] = []
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        with Session(engine) as s:
+            barrier.wait()
+            got.append(claim(s, ids))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    flat = [i for g in got for i in g]
+    assert sorted(flat) == sorted(ids) and len(flat) == len(set(flat))
+
+
+def test_record_many_failures_and_requeue(engine: Engine) -> None:
+    from crisiscomms.ledger import failures, record_many, requeue
+
+    msgs = seed(engine, 3000)
+    plan(engine, msgs)
+    with Session(engine) as s:
+        ids = [d.id for d in s.exec(select(Delivery).where(Delivery.channel == "email")
+                                    .order_by(Delivery.id)).all()]
+        claimed = claim(s, ids)
+        record_many(s, [(claimed[0], DeliveryResult.sent("m1"), 1),
+                        (claimed[1], DeliveryResult.permanent("SendGrid answered 400: bad"), 1),
+                        (claimed[2], DeliveryResult.unknown("cannot confirm"), 2)])
+        rows = {f.state: f for f in failures(s)}
+        assert rows["failed"].error == "SendGrid answered 400: bad"
+        assert rows["unconfirmed"].attempts == 2
+        inc = s.exec(select(Incident)).one()
+        assert requeue(s, inc.id) == 1000  # failed only
+        assert channel_counts(s)["email"]["unconfirmed"] == 1000
+        assert requeue(s, inc.id, states=[DeliveryState.unconfirmed]) == 1000
+        assert channel_counts(s)["email"]["planned"] == 2000
