@@ -7,7 +7,7 @@ UV := python3 -m uv
 RUN := $(UV) run --frozen
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: uv install browser demo test lint unit integration e2e bench clean
+.PHONY: uv install browser postgres demo test lint unit integration e2e bench clean
 
 uv:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -30,13 +30,20 @@ browser:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
-test: lint browser
+# PostgreSQL server binaries for the tests' throwaway clusters (initdb + pg_ctl in a temp dir).
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian postgresql for the PostgreSQL tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
+
+test: lint browser postgres
 	$(RUN) pytest
 
 unit: install
 	$(RUN) pytest tests/unit
 
-integration: install
+integration: install postgres
 	$(RUN) pytest tests/integration
 
 e2e: install browser
