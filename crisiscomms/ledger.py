@@ -359,34 +359,27 @@ def failures(session: Session, incident_id: int | None = None, *,
                        DeliveryState(r[6]).value, int(r[7]), r[8], r[9]) for r in rows]
 
 
-def pending_by_channel(session: Session, incident_id: int) -> dict[str, list[int]]:
-    """Planned rows of an incident (every stage), by channel, in id order."""
+def _planned_by_channel(session: Session, scope: Any) -> dict[str, list[int]]:
+    """Planned rows matching ``scope`` (a WHERE clause), by channel, in id (batch) order."""
     rows = session.execute(
         select(col(Delivery.channel), col(Delivery.id))
-        .where(col(Delivery.incident_id) == incident_id,
-               col(Delivery.state) == DeliveryState.planned)
+        .where(scope, col(Delivery.state) == DeliveryState.planned)
         .order_by(col(Delivery.id))
     ).all()
     out: dict[str, list[int]] = defaultdict(list)
     for channel, did in rows:
         out[str(channel)].append(int(did))
     return dict(out)
+
+
+def pending_by_channel(session: Session, incident_id: int) -> dict[str, list[int]]:
+    """Planned rows of an incident (every stage), by channel, in id order."""
+    return _planned_by_channel(session, col(Delivery.incident_id) == incident_id)
 
 
 def pending_ids(session: Session, message_ids: Sequence[int]) -> dict[str, list[int]]:
     """Planned rows of the given messages, by channel, in batch order."""
-    rows = session.execute(
-        select(col(Delivery.channel), col(Delivery.id))
-        .where(
-            col(Delivery.message_id).in_(list(message_ids)),
-            col(Delivery.state) == DeliveryState.planned,
-        )
-        .order_by(col(Delivery.id))
-    ).all()
-    out: dict[str, list[int]] = defaultdict(list)
-    for channel, did in rows:
-        out[str(channel)].append(int(did))
-    return dict(out)
+    return _planned_by_channel(session, col(Delivery.message_id).in_(list(message_ids)))
 
 
 ChannelCounts = dict[str, dict[str, int]]
