@@ -30,6 +30,10 @@ class Faults:
     """Fraction of requests whose connection is reset with no response; nothing recorded."""
     lost_response_rate: float = 0.0
     """Fraction of requests accepted and recorded, then closed with no response."""
+    garbage_rate: float = 0.0
+    """Fraction of requests accepted and recorded, then answered with the success status and a
+    body that is not the provider's: half of them a non-JSON body, half a truncated response
+    (``Content-Length`` promises more than is sent, then the connection closes)."""
     latency_ms: float = 0.0
     """Added to every provider request."""
     rate_limit: int | None = None
@@ -44,12 +48,14 @@ class Faults:
             "timeout_rate": self.timeout_rate,
             "reset_rate": self.reset_rate,
             "lost_response_rate": self.lost_response_rate,
+            "garbage_rate": self.garbage_rate,
         }
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
         if sum(rates.values()) > 1.0 + 1e-9:
-            raise ValueError("error_rate + timeout_rate + reset_rate + lost_response_rate > 1")
+            raise ValueError(
+                "error_rate + timeout_rate + reset_rate + lost_response_rate + garbage_rate > 1")
         if self.error_rate > 0 and not self.error_statuses:
             raise ValueError("error_statuses must not be empty when error_rate > 0")
         for status in self.error_statuses:
@@ -110,6 +116,8 @@ class Outcome(enum.Enum):
     TIMEOUT = "timeout"
     RESET = "reset"
     LOST_RESPONSE = "lost_response"
+    GARBAGE = "garbage"
+    TRUNCATED = "truncated"
     RATE_LIMITED = "rate_limited"
 
 
@@ -177,6 +185,10 @@ class FaultInjector:
             threshold += faults.lost_response_rate
             if draw < threshold:
                 return Decision(Outcome.LOST_RESPONSE, window=_clamp(window))
+            threshold += faults.garbage_rate
+            if draw < threshold:
+                kind = Outcome.GARBAGE if self._rng.random() < 0.5 else Outcome.TRUNCATED
+                return Decision(kind, window=_clamp(window))
             return Decision(Outcome.PASS, window=_clamp(window))
 
     def window_now(self) -> RateWindow:
@@ -205,6 +217,7 @@ class FaultInjector:
 def _any_random(faults: Faults) -> bool:
     return (
         faults.error_rate + faults.timeout_rate + faults.reset_rate + faults.lost_response_rate
+        + faults.garbage_rate
     ) > 0
 
 

@@ -8,6 +8,7 @@ endpoints every emulator has:
 - ``GET  /_emulator/received?key=K&limit=N``  records, substitutions applied
 - ``GET  /_emulator/stats``                   counters
 - ``GET  /_emulator/keys/<key>``              ``{"key", "accepted", "count"}``
+- ``GET  /_emulator/addresses``               distinct addresses received, those repeated
 - ``GET  /_emulator/faults``                  current faults
 - ``POST /_emulator/faults``                  replace faults (JSON of `Faults` fields)
 - ``POST /_emulator/reset``                   clear records, counters and faults
@@ -104,11 +105,32 @@ class Reply:
     headers: Headers = ()
     content_type: str = "application/json"
     drop: Drop | None = None
+    declared_length: int | None = None
+    """A ``Content-Length`` larger than ``body``: the body is cut short and the connection
+    closed (a truncated response)."""
 
     def with_headers(self, extra: Headers) -> Reply:
         if not extra:
             return self
-        return Reply(self.status, self.body, self.headers + extra, self.content_type, self.drop)
+        return Reply(self.status, self.body, self.headers + extra, self.content_type, self.drop,
+                     self.declared_length)
+
+
+GARBAGE_BODY = (b"<html><head><title>502 Bad Gateway</title></head><body>\x00\xff upstream "
+                b"sent an invalid response</body></html>")
+"""What a confused proxy answers: HTML with stray bytes, not the provider's JSON."""
+
+
+def garbage(reply: Reply) -> Reply:
+    """``reply``'s success status with a body that is not JSON (the provider's headers kept)."""
+    return Reply(reply.status, GARBAGE_BODY, reply.headers, "text/html")
+
+
+def truncated(reply: Reply) -> Reply:
+    """``reply`` cut short: the declared length exceeds what is sent, then the line closes."""
+    body = reply.body or b'{"data":{"id":"'
+    return Reply(reply.status, body[: max(1, len(body) // 2)], reply.headers,
+                 reply.content_type, declared_length=len(body) + 64)
 
 
 def json_reply(status: int, value: object, headers: Headers = ()) -> Reply:
@@ -255,7 +277,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if reply.body:
             self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
+        if reply.declared_length is not None:
+            self.close_connection = True  # the client waits for bytes that never come
+        self.send_header("Content-Length", str(reply.declared_length or len(reply.body)))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -437,6 +461,15 @@ class EmulatorServer(ABC):
         """Did the provider accept anything under idempotency key ``key``?"""
         return self.key_count(key) > 0
 
+    def addresses(self) -> dict[str, Any]:
+        """Identity counts: ``{"distinct": n, "repeated": [addresses received more than once,
+        under any key], "addresses": [every distinct address]}`` (``GET /_emulator/addresses``;
+        benchmarks compare them with the recipients they meant to reach)."""
+        counts: Counter[str] = Counter(
+            str(r.get("to") or r.get("id")).lower() for r in self.iter_received())
+        return {"distinct": len(counts), "repeated": sorted(a for a, n in counts.items() if n > 1),
+                "addresses": sorted(counts)}
+
     def key_status(self, key: str) -> dict[str, Any]:
         count = self.key_count(key)
         return {"key": key, "accepted": count > 0, "count": count}
@@ -523,6 +556,9 @@ class EmulatorServer(ABC):
         if outcome is Outcome.LOST_RESPONSE and 200 <= reply.status < 300:
             self._count_drop("lost_response")
             return dropped(Drop.CLOSE)
+        if outcome in (Outcome.GARBAGE, Outcome.TRUNCATED) and 200 <= reply.status < 300:
+            self._count_drop(outcome.value)
+            return garbage(reply) if outcome is Outcome.GARBAGE else truncated(reply)
         return reply.with_headers(self.success_headers(decision.window))
 
     def _count_drop(self, kind: str) -> None:
@@ -544,6 +580,8 @@ class EmulatorServer(ABC):
             if limit is not None and limit < 0:
                 return json_reply(400, {"error": "limit must not be negative"})
             return json_reply(200, self.received(key or None, limit))
+        if method == "GET" and name == "addresses":
+            return json_reply(200, self.addresses())
         if method == "GET" and name.startswith("keys/") and len(name) > len("keys/"):
             return json_reply(200, self.key_status(unquote(name[len("keys/") :])))
         if name == "faults" and method == "GET":

@@ -804,3 +804,56 @@ def test_start_emulators_pair_context_manager() -> None:
         url = emulators.sendgrid.url
     with pytest.raises(ConnectionRefusedError):
         call(url, "GET", "/_emulator/stats")
+
+
+# --------------------------------------------------------------------------------------------
+# Garbage answers and identity counts
+
+
+def test_garbage_answer_records_then_sends_a_body_that_is_not_json(sg: SendGridEmulator) -> None:
+    sg.set_faults(Faults(garbage_rate=1.0, seed=3))
+    outcomes = []
+    for n in range(8):
+        try:
+            answer = mail_send(sg, mail_body(f"g{n}@example.com", key=f"garbage-{n}"))
+        except (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionError):
+            outcomes.append("truncated")
+            continue
+        assert answer.status == 202
+        with pytest.raises(ValueError):
+            json.loads(answer.body)
+        outcomes.append("garbage")
+    assert set(outcomes) == {"garbage", "truncated"}  # both kinds are drawn
+    assert all(sg.accepted(f"garbage-{n}") for n in range(8))  # recorded before the answer
+    dropped = sg.stats()["dropped"]
+    assert dropped.get("garbage", 0) + dropped.get("truncated", 0) == 8
+
+
+def test_truncated_x_answer_still_records_the_post(x: XEmulator) -> None:
+    x.set_faults(Faults(garbage_rate=1.0, seed=5))
+    for n in range(6):
+        try:
+            answer = tweet(x, f"garbage post {n}")
+            assert answer.status == 201
+            with pytest.raises(ValueError):
+                answer.json()
+        except (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionError):
+            pass
+    assert x.stats()["accepted_messages"] == 6
+
+
+def test_garbage_rate_is_validated_with_the_other_rates() -> None:
+    with pytest.raises(ValueError, match="garbage_rate"):
+        Faults(garbage_rate=1.5)
+    with pytest.raises(ValueError, match="> 1"):
+        Faults(error_rate=0.6, garbage_rate=0.6)
+    assert Faults.from_dict({"garbage_rate": 0.2}).garbage_rate == 0.2
+
+
+def test_addresses_counts_distinct_and_repeated_recipients_across_keys(
+        sg: SendGridEmulator) -> None:
+    assert mail_send(sg, mail_body("A@example.com", "b@example.com", key="k-a")).status == 202
+    assert mail_send(sg, mail_body("a@example.com", key="k-b")).status == 202  # another key
+    answer = call(sg.url, "GET", "/_emulator/addresses").json()
+    assert answer == {"distinct": 2, "repeated": ["a@example.com"],
+                      "addresses": ["a@example.com", "b@example.com"]}
