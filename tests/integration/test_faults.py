@@ -1,0 +1,177 @@
+"""Providers that answer garbage or hang, through the real channel classes and the real send
+loop (``publishing.send_once``): garbage and hangs are retryable failures bounded by a timeout,
+and never lead to a second copy (the provider is asked before anything is resent)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from crisiscomms.channels import (
+    OutboundBatch,
+    OutboundRecipient,
+    Outcome,
+    RenderedMessage,
+    SendGridEmailChannel,
+    XChannel,
+)
+from crisiscomms.emulators import EmulatorPair, Faults, start_emulators
+from crisiscomms.facts import FactSheet, build_fact_sheet
+from crisiscomms.publishing import SendPolicy, StillSending, send_once
+
+pytestmark = pytest.mark.integration
+
+SG_KEY = "SG.faults-test-key"
+X_TOKEN = "x-faults-test-token"
+HANG_S = 30.0
+"""How long the emulator hangs: far longer than the channel's timeout (0.5 s)."""
+NO_WAIT = SendPolicy(max_attempts=6, base_delay_s=0.0, max_delay_s=0.0,
+                     rate_per_s={"email": None, "x": None})
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[EmulatorPair]:
+    with start_emulators(sendgrid_key=SG_KEY, x_token=X_TOKEN) as emulators:
+        yield emulators
+
+
+@pytest.fixture(autouse=True)
+def _clean(pair: EmulatorPair) -> Iterator[None]:
+    pair.reset()
+    yield
+    pair.reset()  # hung handlers are woken when the module fixture stops the emulators
+
+
+def _facts() -> FactSheet:
+    return build_fact_sheet({"incident_ref": "FAULTS-1", "organization": "Example Corp",
+                             "title": "Checkout errors", "severity": "major",
+                             "started_at": "2026-11-23T09:40:00+00:00"})
+
+
+def email_batch(key: str, count: int = 3) -> OutboundBatch:
+    parts = {"subject": "Checkout errors", "text": "Hi %first_name%, we are on it.",
+             "html": "<p>Hi %first_name.html%, we are on it.</p>"}
+    message = RenderedMessage(playbook="outage", stage="acknowledge", channel="email",
+                              locale="en", parts=parts, content_hash="h-email")
+    recipients = [OutboundRecipient(i, f"r{i}@faults.example.com",
+                                    {"%first_name%": "Ada", "%first_name.html%": "Ada"})
+                  for i in range(1, count + 1)]
+    return OutboundBatch(key=key, batch_no=1, facts=_facts(), incident_status="investigating",
+                         message=message, recipients=recipients)
+
+
+def x_batch(key: str, text: str) -> OutboundBatch:
+    message = RenderedMessage(playbook="outage", stage="acknowledge", channel="x", locale="en",
+                              parts={"text": text}, content_hash="h-x")
+    return OutboundBatch(key=key, batch_no=1, facts=_facts(), incident_status="investigating",
+                         message=message)
+
+
+def email_channel(pair: EmulatorPair, transport: str) -> SendGridEmailChannel:
+    return SendGridEmailChannel(SG_KEY, base_url=pair.sendgrid.url, from_email="s@example.com",
+                                from_name="Status", timeout_s=0.5, transport=transport)
+
+
+def x_channel(pair: EmulatorPair) -> XChannel:
+    return XChannel(bearer_token=X_TOKEN, base_url=pair.x.url, timeout_s=0.5)
+
+
+# -- garbage answers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["httpx", "sdk"])
+def test_email_garbage_answers_end_sent_exactly_once(pair: EmulatorPair, transport: str) -> None:
+    """Every answer is garbage (non-JSON 202 or a truncated response): each batch ends sent,
+    directly or after asking the provider, and the provider holds each key's recipients once."""
+    pair.sendgrid.set_faults(Faults(garbage_rate=1.0, seed=11))
+    channel = email_channel(pair, transport)
+    for n in range(6):
+        result, _ = send_once(channel, email_batch(f"garbage-{transport}-{n}"), NO_WAIT)
+        assert result.outcome is Outcome.sent, result.reason
+        assert pair.sendgrid.key_count(f"garbage-{transport}-{n}") == 3
+    stats = pair.sendgrid.stats()
+    assert stats["duplicates"] == 0
+    assert stats["dropped"].get("truncated", 0) > 0  # the ambiguous kind was exercised
+
+
+def test_truncated_email_answer_is_retryable_and_ambiguous(pair: EmulatorPair) -> None:
+    """Seed chosen so the first draw is a truncated response: retryable, flagged ambiguous
+    (the sender must ask before resending), never a permanent failure."""
+    channel = email_channel(pair, "httpx")
+    for seed in range(50):
+        pair.sendgrid.reset()
+        pair.sendgrid.set_faults(Faults(garbage_rate=1.0, seed=seed))
+        result = channel.send(email_batch(f"trunc-{seed}"))
+        if pair.sendgrid.stats()["dropped"].get("truncated"):
+            assert result.outcome is Outcome.retryable
+            assert result.ambiguous
+            assert channel.reconcile(email_batch(f"trunc-{seed}")) is True
+            return
+    pytest.fail("no seed drew a truncated response")
+
+
+def test_x_garbage_answer_is_retryable_then_reconciled_once(pair: EmulatorPair) -> None:
+    channel = x_channel(pair)
+    batch = x_batch("x-garbage", "Checkout errors: we are investigating. Next update 10:30 UTC.")
+    pair.x.set_faults(Faults(garbage_rate=1.0, seed=2))
+    result = channel.send(batch)
+    assert result.outcome is Outcome.retryable, result
+    assert result.ambiguous  # the post may exist: never resent blindly
+    pair.x.set_faults(Faults())
+    assert channel.reconcile(batch) is True  # what send_once asks next: found, not resent
+    assert pair.x.stats()["accepted_messages"] == 1
+
+
+def test_x_mixed_garbage_through_the_send_loop_posts_once(pair: EmulatorPair) -> None:
+    channel = x_channel(pair)
+    pair.x.set_faults(Faults(garbage_rate=0.5, seed=4))
+    outcomes = []
+    for n in range(6):
+        batch = x_batch(f"x-mixed-{n}", f"Checkout errors, update {n}: we are investigating.")
+        try:
+            result, _ = send_once(channel, batch, NO_WAIT)
+            outcomes.append(result.outcome)
+        except StillSending:
+            outcomes.append("still_sending")  # reconcile itself got garbage: asked later
+    posts = pair.x.received()
+    assert len(posts) == len({p["text"] for p in posts})  # no post twice
+    assert Outcome.sent in outcomes
+    assert all(o in (Outcome.sent, "still_sending") for o in outcomes)
+
+
+# -- a provider that hangs --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["httpx", "sdk"])
+def test_hanging_sendgrid_times_out_as_retryable(pair: EmulatorPair, transport: str) -> None:
+    pair.sendgrid.set_faults(Faults(timeout_rate=1.0, hang_s=HANG_S))
+    channel = email_channel(pair, transport)
+    started = time.monotonic()
+    result, attempts = send_once(channel, email_batch(f"hang-{transport}"),
+                                 SendPolicy(max_attempts=2, base_delay_s=0.0, max_delay_s=0.0,
+                                            rate_per_s={"email": None}))
+    elapsed = time.monotonic() - started
+    pair.sendgrid.set_faults(Faults())
+    assert result.outcome is Outcome.retryable and result.ambiguous, result
+    assert "did not answer" in (result.reason or "")
+    assert attempts == 2  # asked the provider (key not accepted), resent, timed out again
+    assert elapsed < HANG_S / 2  # bounded by the channel timeout, not by the provider
+    assert not pair.sendgrid.accepted(f"hang-{transport}")
+
+
+def test_hanging_x_times_out_and_stays_sending_until_x_answers(pair: EmulatorPair) -> None:
+    pair.x.set_faults(Faults(timeout_rate=1.0, hang_s=HANG_S))
+    channel = x_channel(pair)
+    batch = x_batch("x-hang", "Checkout errors: X hangs; we are investigating.")
+    started = time.monotonic()
+    result = channel.send(batch)
+    assert result.outcome is Outcome.retryable and result.ambiguous, result
+    with pytest.raises(StillSending):  # reconcile hangs too: the row stays sending
+        send_once(channel, batch, NO_WAIT)
+    assert time.monotonic() - started < HANG_S / 2
+    pair.x.set_faults(Faults())
+    result, _ = send_once(channel, batch, NO_WAIT)  # X answers again: posted once
+    assert result.outcome is Outcome.sent
+    assert pair.x.stats()["accepted_messages"] == 1
