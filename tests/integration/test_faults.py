@@ -127,7 +127,7 @@ def test_x_garbage_answer_is_retryable_then_reconciled_once(pair: EmulatorPair) 
 def test_x_mixed_garbage_through_the_send_loop_posts_once(pair: EmulatorPair) -> None:
     channel = x_channel(pair)
     pair.x.set_faults(Faults(garbage_rate=0.5, seed=4))
-    outcomes = []
+    outcomes: list[object] = []
     for n in range(6):
         batch = x_batch(f"x-mixed-{n}", f"Checkout errors, update {n}: we are investigating.")
         try:
