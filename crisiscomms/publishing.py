@@ -31,7 +31,7 @@ from datetime import timedelta
 from functools import lru_cache
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
@@ -87,8 +87,15 @@ def _playbook(name: str, playbooks_dir: Path) -> Playbook:
     return load_playbook(name, playbooks_dir)
 
 
-def recipient_values(recipient: Recipient, playbook: Playbook) -> dict[str, str]:
-    """The declared personal fields of one recipient, with the playbook's fallbacks."""
+Unsubscribe = Callable[[str | None], str]
+"""A personal email channel's ``unsubscribe_link``: the recipient's unsubscribe token → their
+link (``SendGridEmailChannel.unsubscribe_link``)."""
+
+
+def recipient_values(recipient: Recipient, playbook: Playbook,
+                     unsubscribe: Unsubscribe | None = None) -> dict[str, str]:
+    """The declared personal fields of one recipient, with the playbook's fallbacks;
+    ``unsubscribe_url`` is the recipient's own link when ``unsubscribe`` is given."""
     first = (recipient.name or "").split()[0] if (recipient.name or "").split() else ""
     available = {
         "first_name": first,
@@ -97,6 +104,7 @@ def recipient_values(recipient: Recipient, playbook: Playbook) -> dict[str, str]
         "plan": recipient.plan or "",
         "product": recipient.product or "",
         "order_ref": recipient.order_ref or "",
+        "unsubscribe_url": unsubscribe(recipient.unsubscribe_token) if unsubscribe else "",
     }
     return {
         fieldname: (available.get(fieldname) or spec.fallback_for(recipient.locale))
@@ -107,8 +115,16 @@ def recipient_values(recipient: Recipient, playbook: Playbook) -> dict[str, str]
 # -- rate limits -----------------------------------------------------------------------------
 
 
+class RateLimiter(Protocol):
+    """Blocks until one request of a channel may go; returns the seconds waited."""
+
+    def acquire(self) -> float: ...
+
+
 class TokenBucket:
-    """``rate_per_s`` requests per second with a burst of ``burst``; thread-safe."""
+    """``rate_per_s`` requests per second with a burst of ``burst``; thread-safe, one process.
+
+    ``clock`` and ``sleep`` are injectable so tests are deterministic (no wall clock)."""
 
     def __init__(self, rate_per_s: float, burst: float | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -135,19 +151,64 @@ class TokenBucket:
         return wait_s
 
 
+class GlobalRateLimit:
+    """One slot of a Prefect global concurrency limit with slot decay, shared by every worker
+    process of a Prefect server (``prefect gcl create NAME --limit N
+    --slot-decay-per-second R``: at most ``N`` at once, refilled at ``R`` per second).
+
+    Each ``acquire`` is one call to the Prefect API, so use it for request rates (one email
+    request carries up to 1,000 recipients), not per recipient. A limit that does not exist is
+    an error (``strict``), never a silent "no limit"."""
+
+    def __init__(self, name: str, *, timeout_s: float | None = 600.0,
+                 take: Callable[[str, float | None], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.timeout_s = name, timeout_s
+        self._take = take or _prefect_rate_limit
+        self._clock = clock
+
+    def acquire(self) -> float:
+        started = self._clock()
+        self._take(self.name, self.timeout_s)
+        return self._clock() - started
+
+
+def _prefect_rate_limit(name: str, timeout_s: float | None) -> None:
+    from prefect.concurrency.sync import rate_limit
+
+    rate_limit(name, occupy=1, timeout_seconds=timeout_s, strict=True)
+
+
 _BUCKETS: dict[tuple[str, float], TokenBucket] = {}
 _BUCKETS_LOCK = threading.Lock()
+_GLOBAL_LIMITS: dict[str, GlobalRateLimit] = {}
 
 
-def channel_bucket(channel: str, rate_per_s: float | None) -> TokenBucket | None:
-    """The process-wide bucket of a channel (every task and thread of this process shares it).
-
-    Several worker processes each have their own: give each ``rate / workers``, or use a
-    Prefect global concurrency limit (``docs/scaling.md``).
-    """
-    if rate_per_s is None:
-        return None
+def use_global_rate_limits(names: Mapping[str, str]) -> None:
+    """From now on, this process takes ``channel``'s requests from the Prefect global
+    concurrency limit ``names[channel]`` instead of its own bucket (the scale-out path: every
+    worker's flow run calls this; ``flows/run_playbook.py``). An empty mapping restores the
+    per-process buckets."""
     with _BUCKETS_LOCK:
+        _GLOBAL_LIMITS.clear()
+        _GLOBAL_LIMITS.update({channel: GlobalRateLimit(name) for channel, name in names.items()})
+
+
+def channel_bucket(channel: str, rate_per_s: float | None) -> RateLimiter | None:
+    """The limiter of a channel for this process: its Prefect global concurrency limit when
+    :func:`use_global_rate_limits` named one (shared by all workers), else the process-wide
+    token bucket (every task and thread of this process shares it; ``None``: no limit).
+
+    Single process (``crisiscomms`` CLI, the embedded default): the bucket. Several workers:
+    the global limit, whose rate is set where it is created (``flows/deploy.py``), so
+    ``rate_per_s`` is ignored there (``docs/scaling.md``).
+    """
+    with _BUCKETS_LOCK:
+        shared = _GLOBAL_LIMITS.get(channel)
+        if shared is not None:
+            return shared
+        if rate_per_s is None:
+            return None
         bucket = _BUCKETS.get((channel, rate_per_s))
         if bucket is None:
             bucket = _BUCKETS[(channel, rate_per_s)] = TokenBucket(rate_per_s)
@@ -165,7 +226,7 @@ class SendPolicy:
     rate_per_s: Mapping[str, float | None] = field(default_factory=dict)
     """Per channel overrides of ``channel.limits.rate_per_s`` (None: no limit)."""
 
-    def bucket(self, channel: Channel) -> TokenBucket | None:
+    def bucket(self, channel: Channel) -> RateLimiter | None:
         rate = self.rate_per_s.get(channel.name, channel.limits.rate_per_s)
         return channel_bucket(channel.name, rate)
 
@@ -294,14 +355,21 @@ def _context(session: Session, message_id: int, playbooks_dir: Path) -> _Message
 
 _RECIPIENT_COLUMNS = (col(Recipient.id), col(Recipient.email), col(Recipient.name),
                       col(Recipient.plan), col(Recipient.consent), col(Recipient.time_zone),
-                      col(Recipient.product), col(Recipient.order_ref))
+                      col(Recipient.product), col(Recipient.order_ref),
+                      col(Recipient.unsubscribe_token))
+UNSUBSCRIBE_TEXT_TAG = substitution_tag("unsubscribe_url", html=False)
 
 
 def _recipients(conn: Connection, ids: Sequence[int],
                 fields: tuple[tuple[str, str, str, str], ...], *, tags: tuple[str, ...] = (),
-                locale: str = "en") -> tuple[list[OutboundRecipient], int]:
+                locale: str = "en", unsubscribe: Unsubscribe | None = None,
+                ) -> tuple[list[OutboundRecipient], int]:
     """The batch's recipients with their substitutions, in batch order; and how many were
-    skipped (deleted, or consent withdrawn since planning)."""
+    skipped (deleted, or consent withdrawn since planning).
+
+    With ``unsubscribe`` (a personal email channel), every recipient's substitutions carry
+    their own unsubscribe link under ``%unsubscribe_url%`` (the channel's List-Unsubscribe
+    header), and the declared field ``unsubscribe_url`` is that link."""
     if not ids:
         return [], 0
     wanted = set(ids)
@@ -312,13 +380,20 @@ def _recipients(conn: Connection, ids: Sequence[int],
     out: list[OutboundRecipient] = []
     append = out.append  # the hot loop: a million iterations per fan-out
     rows = conn.execute(stmt.order_by(col(Recipient.id)))
-    for rid, email, name, plan, consent, zone, product, order_ref in rows:
+    for rid, email, name, plan, consent, zone, product, order_ref, token in rows:
         if rid not in wanted or not consent:
             continue
         subs: dict[str, str] = dict(time_values(tags, locale, zone)) if tags else {}
+        link = ""
+        if unsubscribe is not None:
+            link = subs[UNSUBSCRIBE_TEXT_TAG] = unsubscribe(token)
         for fname, fallback, text_tag, html_tag in fields:
             if fname == "first_name":
                 value = name.split(None, 1)[0] if name and not name.isspace() else ""
+            elif fname == "unsubscribe_url" and link:  # unique per recipient: not cached
+                subs[text_tag] = link
+                subs[html_tag] = escape(link, quote=True)
+                continue
             else:
                 value = {"name": name, "email": email, "plan": plan, "product": product,
                          "order_ref": order_ref}.get(fname) or ""
@@ -368,8 +443,10 @@ def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
     ids = decode_ids(row.recipient_ids)
     if ids:
         with engine.connect() as conn:
-            recipients, skipped = _recipients(conn, ids, ctx.fields, tags=ctx.time_tags,
-                                              locale=ctx.message.locale)
+            recipients, skipped = _recipients(
+                conn, ids, ctx.fields, tags=ctx.time_tags, locale=ctx.message.locale,
+                unsubscribe=getattr(channel, "unsubscribe_link", None) if channel.personal
+                else None)
     if channel.personal and not recipients:
         return row, DeliveryResult.sent(None), 1, skipped, None
     batch = _batch(ctx, row.key, row.batch_no, recipients)
