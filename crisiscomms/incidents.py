@@ -36,6 +36,7 @@ from crisiscomms.models import (
 from crisiscomms.notices import fact_problems
 from crisiscomms.playbooks import Playbook, load_playbook
 from crisiscomms.rendering import StageRenderer, content_hash
+from crisiscomms.statuspage.model import LifecycleError, check_transition
 
 FIRST_OF_TWO = "first_of_two"
 """Approval kind of the first of two people under a playbook's two-person rule (not yet an
@@ -114,6 +115,19 @@ def prepare_facts(
     return build_fact_sheet(raw, base=base)
 
 
+def check_stage_transition(incident: Incident, stage: str, new_status: str) -> None:
+    """Refuse a stage whose incident status the lifecycle does not allow from where the
+    incident is (resolved → investigating needs a stage whose id starts with ``reopen``):
+    LifecycleError naming the incident, its status and the stage."""
+    current = str(incident.status) if incident.status is not None else None
+    try:
+        check_transition(current, new_status, reopen=stage.startswith("reopen"))
+    except LifecycleError as exc:
+        raise LifecycleError(
+            f"incident {incident.ref}: stage {stage!r} refused, nothing was sent: {exc}"
+        ) from None
+
+
 def trigger(
     engine: Engine,
     settings: Settings,
@@ -139,6 +153,8 @@ def trigger(
         base_version = latest_facts(session, incident.id) if incident and incident.id else None
         base = facts_of(base_version) if base_version else None
         stage_obj = playbook.stage(stage or playbook.stages[0].id)
+        if incident is not None:  # refused here, before anything is rendered, planned or sent
+            check_stage_transition(incident, stage_obj.id, str(stage_obj.incident_status))
         sheet = prepare_facts(playbook, facts, settings, base=base)
         problems = fact_problems(playbook, stage_obj, sheet)
         if problems:

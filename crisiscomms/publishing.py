@@ -380,13 +380,13 @@ def _recipients(conn: Connection, ids: Sequence[int],
     out: list[OutboundRecipient] = []
     append = out.append  # the hot loop: a million iterations per fan-out
     rows = conn.execute(stmt.order_by(col(Recipient.id)))
-    for rid, email, name, plan, consent, zone, product, order_ref, token in rows:
+    for rid, email, name, plan, consent, zone, product, order_ref, *token in rows:
         if rid not in wanted or not consent:
             continue
         subs: dict[str, str] = dict(time_values(tags, locale, zone)) if tags else {}
         link = ""
         if unsubscribe is not None:
-            link = subs[UNSUBSCRIBE_TEXT_TAG] = unsubscribe(token)
+            link = subs[UNSUBSCRIBE_TEXT_TAG] = unsubscribe(token[0] if token else None)
         for fname, fallback, text_tag, html_tag in fields:
             if fname == "first_name":
                 value = name.split(None, 1)[0] if name and not name.isspace() else ""

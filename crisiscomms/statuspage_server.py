@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+LOCAL_CACHE = "no-cache"
+"""Served locally, every file is revalidated (a CDN in front uses the headers in
+docs/status_page.md)."""
+
 
 class _QuietHandler(SimpleHTTPRequestHandler):
+    extensions_map = {  # noqa: RUF012 - the stdlib's own class attribute
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".json": "application/json",
+        ".atom": "application/atom+xml",
+        ".rss": "application/rss+xml",
+        ".html": "text/html; charset=utf-8",
+    }
+
     def log_message(self, format: str, *args: Any) -> None:
         return
 
+    def translate_path(self, path: str) -> str:
+        """``/incidents/<id>`` (the address messages link to) serves ``incidents/<id>.html``,
+        as GitHub Pages, Netlify or nginx ``try_files $uri $uri.html`` do."""
+        local = super().translate_path(path)
+        if not os.path.exists(local) and os.path.isfile(local + ".html"):
+            return local + ".html"
+        return local
+
     def end_headers(self) -> None:
-        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Cache-Control", LOCAL_CACHE)
         self.send_header("X-Content-Type-Options", "nosniff")
+        if self.path.split("?", 1)[0].endswith(".json"):
+            self.send_header("Access-Control-Allow-Origin", "*")
         super().end_headers()
 
 

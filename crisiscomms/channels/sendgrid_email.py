@@ -21,6 +21,9 @@ Decisions:
   environment variable when given no key, so an empty key is refused here. python_http_client
   logs request headers (with the bearer key) at DEBUG level: a redacting filter is attached to
   its logger when a channel is constructed.
+- **Unsubscribe.** Every personalization carries ``List-Unsubscribe`` (and
+  ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` for a web link) with the recipient's
+  own link, taken from their ``%unsubscribe_url%`` substitution (see :meth:`unsubscribe_link`).
 - **Substitution sizes.** SendGrid refuses a whole request when one personalization's
   substitutions exceed 10,000 bytes. That cannot be judged by ``validate`` (it sees no
   recipients), and failing the batch would punish the 999 other recipients, so it is the
@@ -66,6 +69,10 @@ _REDACTIONS = (
 )
 _REDACTED_LOGGERS = ("python_http_client.client",)
 SENDGRID_HOSTS = frozenset({"api.sendgrid.com", "api.eu.sendgrid.com"})
+UNSUBSCRIBE_TAG = "%unsubscribe_url%"
+"""The substitution that carries each recipient's unsubscribe link (filled by the publisher
+for every email recipient; ``rendering.substitution_tag("unsubscribe_url")``): also sent as the
+personalization's ``List-Unsubscribe`` header."""
 
 
 TRANSPORTS = ("sdk", "httpx")
@@ -140,6 +147,7 @@ class SendGridEmailChannel:
         timeout_s: float = 10.0,
         sandbox: bool = False,
         transport: str = "sdk",
+        unsubscribe_url: str | None = None,
     ) -> None:
         key = _secret(api_key)
         if transport not in TRANSPORTS:
@@ -159,10 +167,23 @@ class SendGridEmailChannel:
         self.from_name = from_name
         self.timeout_s = timeout_s
         self.sandbox = sandbox
+        if unsubscribe_url is not None and not unsubscribe_url.startswith(("https://", "http://")):
+            raise ValueError("unsubscribe_url must be an http(s) URL")
+        self.unsubscribe_url = unsubscribe_url
+        self._mailto_unsubscribe = f"mailto:{from_email}?subject=unsubscribe"
         install_redaction(_REDACTED_LOGGERS, _REDACTIONS)
 
     def __repr__(self) -> str:
         return f"SendGridEmailChannel(base_url={self.base_url!r}, from_email={self.from_email!r})"
+
+    def unsubscribe_link(self, token: str | None) -> str:
+        """The recipient's own unsubscribe link (``unsubscribe_url`` + their token: the
+        subscriptions app's ``/v1/unsubscribe/<token>``); without a subscriptions app or a
+        token, a ``mailto:`` to the sender asking to unsubscribe. Never carries a secret of
+        ours: the token is the recipient's own, random, stored with them."""
+        if self.unsubscribe_url is None or not token:
+            return self._mailto_unsubscribe
+        return self.unsubscribe_url + quote(token, safe="")
 
     # -- checks, no I/O ------------------------------------------------------------------------
 
@@ -215,6 +236,7 @@ class SendGridEmailChannel:
                         "crisiscomms_key": batch.key,
                         "crisiscomms_recipient": str(r.id),
                     },
+                    **_unsubscribe_headers(r.substitutions.get(UNSUBSCRIBE_TAG)),
                 }
                 for r in recipients
             ],
@@ -331,6 +353,18 @@ class SendGridEmailChannel:
     def _scrub(self, text: str) -> str:
         secret = self._api_key.get_secret_value()
         return text.replace(secret, "[redacted]") if secret else text
+
+
+def _unsubscribe_headers(link: str | None) -> dict[str, dict[str, str]]:
+    """Per-personalization ``headers`` (SendGrid v3): RFC 2369 ``List-Unsubscribe`` and, for
+    a web link, RFC 8058 one-click (``POST`` to the same URL, which the subscriptions app
+    accepts). Nothing when the recipient has no link (the confirmation email)."""
+    if not link:
+        return {}
+    if link.startswith(("https://", "http://")):
+        return {"headers": {"List-Unsubscribe": f"<{link}>",
+                            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}}
+    return {"headers": {"List-Unsubscribe": f"<{link}>"}}
 
 
 def _error_detail(body: Any) -> str:

@@ -16,6 +16,9 @@ the state, and publishes it then. A send is *sent* only once the live site shows
 Serve ``output_dir/site``.
 
 Idempotent by key: an update whose batch key is already in the state is not added again.
+The incident's page is ``incidents/<id>.html`` where ``<id>`` is the last part of the facts'
+``status_page_url`` (``.../incidents/drill-outage-001``) when it names one, so the page is
+where the messages link to; else the incident reference.
 A stage whose id starts with ``reopen`` is the explicit reopen of a closed incident.
 Components come from the facts (``components``); their status from ``component_status`` when
 given, else from the severity (minor → degraded_performance, major → partial_outage,
@@ -172,6 +175,8 @@ class StatusPageChannel:
                 started_at=facts.started_at,
                 resolved_at=facts.resolved_at,
                 reopen=batch.message.stage.startswith("reopen"),
+                slug=model.slug_from_url(facts.status_page_url),
+                event=f"{batch.message.stage}:{facts.content_hash()[:16]}",
             )
         except ValueError as exc:  # bad input in the facts: never publishable
             raise LifecycleError(str(exc)) from None

@@ -26,6 +26,10 @@ MAINTENANCES_LISTED = 50
 API = "api/v2"
 
 
+def _rank(locale: str, wanted: str, default: str) -> int:
+    return 0 if locale == wanted else 1 if locale == default else 2
+
+
 @dataclass(frozen=True)
 class PageInfo:
     id: str
@@ -41,11 +45,15 @@ class Snapshot:
     """The state as of ``now`` for one locale: what both views (JSON and HTML) show."""
 
     def __init__(
-        self, state: dict[str, Any], page: PageInfo, locale: str, now: datetime
+        self, state: dict[str, Any], page: PageInfo, locale: str, now: datetime,
+        default_locale: str | None = None,
     ) -> None:
         self.state = state
         self.page_info = page
         self.locale = locale
+        self.default_locale = default_locale or state.get("default_locale") or locale
+        self.prefix = "" if locale == self.default_locale else f"{locale}/"
+        """Where this locale's copy of the site lives, relative to the site root."""
         self.now = now
         self.english = Catalog("en")
         self.statuses = component_statuses(state, now)
@@ -167,10 +175,17 @@ class Snapshot:
     # -- incidents -------------------------------------------------------------------------
 
     def _updates(self, incident: dict[str, Any]) -> list[dict[str, Any]]:
-        """The incident's updates in this locale (all of them if it has none), newest first."""
-        mine = [u for u in incident["updates"] if u["locale"] == self.locale]
-        chosen = mine or incident["updates"]
-        return sorted(chosen, key=lambda u: parse_time(u["created_at"]), reverse=True)
+        """One entry per update of the incident, newest first: this locale's text, else the
+        default locale's, else the first published (an update never drops out of a locale's
+        timeline because it was not translated)."""
+        chosen: dict[str, dict[str, Any]] = {}
+        for u in incident["updates"]:
+            event = u.get("event") or u["key"]
+            have = chosen.get(event)
+            if have is None or _rank(u["locale"], self.locale, self.default_locale) < _rank(
+                    have["locale"], self.locale, self.default_locale):
+                chosen[event] = u
+        return sorted(chosen.values(), key=lambda u: parse_time(u["created_at"]), reverse=True)
 
     def _component_docs(self, names: list[str]) -> list[dict[str, Any]]:
         out = []
@@ -181,7 +196,7 @@ class Snapshot:
         return sorted(out, key=lambda c: int(c["position"]))
 
     def incident(self, incident: dict[str, Any]) -> dict[str, Any]:
-        iid = incident["id"]
+        iid = incident.get("slug") or incident["id"]
         return {
             "id": iid,
             "name": incident["name"],
@@ -217,7 +232,8 @@ class Snapshot:
         }
 
     def incident_url(self, incident_id: str) -> str:
-        return f"{self.page_info.url}/incidents/{incident_id}.html"
+        """The permanent page of an incident or maintenance, in this locale."""
+        return f"{self.page_info.url}/{self.prefix}incidents/{incident_id}.html"
 
     def incidents(self) -> list[dict[str, Any]]:
         """Every incident, newest first."""
@@ -286,7 +302,7 @@ class Snapshot:
             "monitoring_at": None,
             "resolved_at": end if status == "completed" else None,
             "impact": "maintenance",
-            "shortlink": f"{self.page_info.url}/#maintenance-{mid}",
+            "shortlink": self.incident_url(mid),
             "started_at": start,
             "page_id": self.page_info.id,
             "incident_updates": updates,

@@ -47,6 +47,7 @@ GROUP_SEPARATOR = " / "
 """A component named ``"Platform / API"`` is the component ``API`` in the group ``Platform``."""
 
 _LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+_SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 # Which status an incident may move to from the one it has. Open statuses move freely among
 # themselves (a fix that fails sends "monitoring" back to "identified") and to "resolved";
@@ -109,9 +110,34 @@ def normalise(state: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"state has version {state.get('version')!r}, expected {STATE_VERSION}")
     state.setdefault("maintenances", {})
     state.setdefault("keys", {})
+    for ref, incident in state.get("incidents", {}).items():
+        incident.setdefault("slug", ref)
     for component in state.setdefault("components", {}).values():
         component.setdefault("history", [])
     return state
+
+
+def slug_from_url(url: str | None) -> str | None:
+    """The incident page a message links to: ``https://status.example.com/incidents/abc``
+    (or ``.../incidents/abc.html``) → ``abc``; None for any other URL."""
+    if not url:
+        return None
+    path = url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
+    _, sep, last = path.rpartition("/incidents/")
+    if not sep or "/" in last:
+        return None
+    last = last.removesuffix(".html")
+    return last if _SLUG_RE.match(last) else None
+
+
+def choose_slug(state: dict[str, Any], ref: str, wanted: str | None) -> str:
+    """The incident's page id: the one its messages link to when free, else its reference."""
+    taken = {i.get("slug", r) for r, i in state["incidents"].items() if r != ref}
+    taken |= set(state.get("maintenances", {}))
+    for candidate in (wanted, ref, short_id("incident", ref)):
+        if candidate and _SLUG_RE.match(candidate) and candidate not in taken:
+            return candidate
+    return short_id("incident", ref, str(len(taken)))
 
 
 def check_transition(current: str | None, new: str, *, reopen: bool = False) -> None:
@@ -194,12 +220,18 @@ def add_incident_update(
     resolved_at: datetime | None = None,
     component_status: str | None = None,
     reopen: bool = False,
+    slug: str | None = None,
+    event: str | None = None,
 ) -> str:
     """Add one update to an incident (created on its first update); returns the update id.
 
     Checks everything first (status, lifecycle, component status, locale, times) and raises
     LifecycleError or ValueError without touching ``state``. An update whose ``key`` is
     already in the state is not added again: its id is returned.
+
+    ``slug`` is the incident page id wanted by its messages (see :func:`slug_from_url`; set
+    when the incident is created and free); ``event`` ties the locales of one update together
+    (a locale without its own text shows the default locale's).
     """
     known = state["keys"].get(key)
     if known is not None:
@@ -227,6 +259,7 @@ def add_incident_update(
     if incident is None:
         incident = state["incidents"][ref] = {
             "id": ref,
+            "slug": choose_slug(state, ref, slug),
             "created_at": stamp,
             "monitoring_at": None,
             "resolved_at": None,
@@ -259,6 +292,7 @@ def add_incident_update(
             "body": body,
             "locale": locale,
             "stage": stage,
+            "event": event or key,
             "created_at": stamp,
             "affected_components": [
                 {

@@ -2,23 +2,36 @@
 
 The state lives with the site (``state.json``), so publishing needs neither the database nor
 Prefect. Every change runs under the directory's lock: load, change (checked first, so a refused
-change writes nothing), commit the state (its ``generation`` goes up), build, switch.
+change writes nothing), build, commit the state (its ``generation`` goes up), switch; a failed
+switch puts the previous state back, so the state never gets ahead of the live site.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from crisiscomms.channels.files import dumps, utc_now, write_atomic
+from crisiscomms.errors import CrisisCommsError
 from crisiscomms.statuspage import model, publish
 from crisiscomms.statuspage.api import PageInfo
 from crisiscomms.statuspage.site import build_site
 
 T = TypeVar("T")
+
+
+class StatusPageError(CrisisCommsError):
+    """The status page could not be built or published; the previous site stays live."""
+
+
+def _describe(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    return f"{name}: {exc.strerror or exc}"
 
 
 class StatusPage:
@@ -85,21 +98,84 @@ class StatusPage:
         return publish.live_generation(self.output_dir)
 
     def change(self, fn: Callable[[dict[str, Any]], T]) -> T:
-        """Apply ``fn`` to the state under the lock, commit and publish; ``fn`` raising leaves
-        the state and the site as they were."""
-        with publish.locked(self.output_dir):
-            state = self.load()
+        """Apply ``fn`` to the state under the lock, build, commit and publish.
+
+        ``fn`` raising leaves the state and the site as they were. The site is built before
+        the state is committed, and a failed switch puts the previous state back, so
+        ``state.json`` never gets ahead of the live site; a failed build or switch raises
+        :class:`StatusPageError` (the reason, no stack trace for the CLI).
+        """
+        with self._locked():
+            state = self._load()
             before = json.dumps(state, sort_keys=True)
             result = fn(state)
-            if json.dumps(state, sort_keys=True) != before:
-                self.commit(state)
-            self.publish(state)
+            changed = json.dumps(state, sort_keys=True) != before
+            if changed:
+                state["generation"] += 1
+            files = self._build(state)
+            previous = self._read_state_bytes() if changed else None
+            try:
+                if changed:
+                    write_atomic(self.state_path, dumps(state))
+                publish.publish(self.output_dir, state["generation"], files)
+            except OSError as exc:
+                if changed:
+                    self._restore(previous)
+                raise StatusPageError(
+                    f"status page not published ({_describe(exc)}); the previous site and "
+                    "state are unchanged") from None
             return result
 
     def rebuild(self) -> Path:
-        """Publish the site again from the committed state (maintenances move with the clock)."""
-        with publish.locked(self.output_dir):
-            return self.publish(self.load())
+        """Publish the site again from the committed state (maintenances move with the clock).
+        StatusPageError when it cannot: the previous site stays live."""
+        with self._locked():
+            state = self._load()
+            files = self._build(state)
+            try:
+                return publish.publish(self.output_dir, state["generation"], files)
+            except OSError as exc:
+                raise StatusPageError(
+                    f"status page not published ({_describe(exc)}); the previous site is "
+                    "still live") from None
+
+    # -- helpers that turn I/O and state problems into StatusPageError -------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            with publish.locked(self.output_dir):
+                yield
+        except OSError as exc:
+            raise StatusPageError(
+                f"status page directory {self.output_dir} not usable: {_describe(exc)}"
+            ) from None
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            return self.load()
+        except (OSError, ValueError) as exc:
+            raise StatusPageError(f"status page state unreadable: {exc}") from None
+
+    def _build(self, state: dict[str, Any]) -> dict[str, str | bytes]:
+        try:
+            return self.build(state)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StatusPageError(f"status page not built ({type(exc).__name__}: {exc}); "
+                                  "the previous site is still live") from None
+
+    def _read_state_bytes(self) -> bytes | None:
+        try:
+            return self.state_path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _restore(self, previous: bytes | None) -> None:
+        with contextlib.suppress(OSError):
+            if previous is None:
+                self.state_path.unlink(missing_ok=True)
+            else:
+                write_atomic(self.state_path, previous.decode("utf-8"))
 
     def schedule_maintenance(
         self, *, name: str, components: Sequence[str], start: datetime, end: datetime,

@@ -30,7 +30,7 @@ def build_site(state: dict[str, Any], page: PageInfo, now: datetime) -> dict[str
     files: dict[str, str | bytes] = {}
     for locale in locales:
         prefix = "" if locale == default else f"{locale}/"
-        snapshot = Snapshot(state, page, locale, now)
+        snapshot = Snapshot(state, page, locale, now, default)
         for relative, data in snapshot.documents().items():
             files[prefix + relative] = _json(data)
         views = SiteViews(snapshot, locales=locales, default_locale=default, uptimes=uptimes)

@@ -2,7 +2,9 @@
 
 Pages: ``index.html`` (banner, active incidents with their timelines, maintenance, components
 with 90-day uptime bars, recent months, the subscribe form), ``history.html`` (every past
-incident by month) and ``incidents/<id>.html`` (one permanent page per incident). Jinja2 with
+incident and completed maintenance by month) and ``incidents/<id>.html`` (one permanent page
+per incident and per maintenance: their ``shortlink``; ``crisiscomms serve`` also answers
+``/incidents/<id>``, the address messages link to). Jinja2 with
 autoescape: incident text is always shown as text. No external requests, tiny inline CSS, a few
 lines of inline script that show times in the reader's time zone (UTC text without it).
 """
@@ -226,7 +228,12 @@ class SiteViews:
         env = environment()
         snap = self.snap
         incidents = snap.incidents()
+        maintenances = snap.maintenances()
+        done = [m for m in maintenances if m["status"] == "completed"]
         past = [i for i in incidents if i["status"] in CLOSED_STATUSES]
+        if done:  # completed maintenances stay in the history, beside the incidents
+            past = sorted([*past, *done], key=lambda i: parse_time(i["started_at"]),
+                          reverse=True)
         bars = {
             comp["id"]: uptime_bar(self.uptimes[comp["id"]], self.catalog)
             for comp in snap.components() if not comp["group"]
@@ -247,10 +254,12 @@ class SiteViews:
         )
         shell = Shell(env.get_template("shell.html.j2").render(
             **self._common(1, Shell.HERE), marks=Shell.MARKS))
+        # One permanent page per incident and per maintenance (their shortlinks).
+        pages = [*incidents, *maintenances]
         mains = env.get_template("incident.html.j2").render(
-            **self._common(1, ""), incidents=incidents, split=SPLIT).split(SPLIT)
+            **self._common(1, ""), incidents=pages, split=SPLIT).split(SPLIT)
         name = snap.page_info.name
-        for incident, main in zip(incidents, mains, strict=False):
+        for incident, main in zip(pages, mains, strict=False):
             here = f"incidents/{incident['id']}.html"
             files[here] = shell.fill(here=here, title=f"{incident['name']} · {name}", main=main)
         return files

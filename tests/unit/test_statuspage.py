@@ -28,7 +28,8 @@ def add(state: dict[str, Any], key: str, status: str, *, ref: str = "INC-1",
     return model.add_incident_update(
         state, key=key, ref=ref, name=f"Incident {ref}", status=status, severity=severity,
         components=list(components), body=body, locale=locale, stage=status, now=at,
-        started_at=at - timedelta(minutes=5), reopen=reopen, component_status=component_status)
+        started_at=at - timedelta(minutes=5), reopen=reopen, component_status=component_status,
+        event=f"{ref}:{status}")
 
 
 def page(tmp_path: Path, now: datetime = NOW, **kw: Any) -> StatusPage:
@@ -257,6 +258,7 @@ def test_failed_build_leaves_the_previous_site(tmp_path: Path,
     monkeypatch.setattr("crisiscomms.statuspage.page.build_site", boom)
     with pytest.raises(RuntimeError):
         sp.change(lambda state: add(state, "b", "identified"))
+    assert sp.state_path.read_text() == state_before  # built before the state is committed
     assert sp.site_path.resolve() == live
     assert {p: p.read_bytes() for p in live.rglob("*") if p.is_file()} == before
     assert not list((sp.output_dir / "builds").glob(".tmp-*"))
