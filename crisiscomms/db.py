@@ -1,17 +1,44 @@
-"""Database engine and sessions: SQLite file by default, any SQLAlchemy URL (PostgreSQL)."""
+"""Database engine and sessions: SQLite file by default, any SQLAlchemy URL (PostgreSQL).
+
+The schema is owned by Alembic (``crisiscomms/migrations``, shipped inside the package).
+:func:`init_db` brings a database to the newest revision: an empty one is created by the
+migrations, one made by the pre-Alembic ``create_all`` is checked against the baseline revision
+and stamped (adoption), and one already at head costs a single query (then nothing, per engine).
+See docs/database.md.
+"""
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, event, inspect
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session, create_engine
 
 from crisiscomms import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from crisiscomms.errors import CrisisCommsError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+BASELINE = "baseline"
+"""The first revision: the schema ``create_all`` made before Alembic (see its module)."""
+_PG_LOCK_KEY = 0x6372_6973_6973  # pg_advisory_xact_lock key: one migrator at a time ("crisis")
+
+_at_head: weakref.WeakSet[Engine] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+class SchemaError(CrisisCommsError):
+    """The database cannot be brought to the current schema automatically."""
 
 
 def make_engine(url: str) -> Engine:
@@ -34,28 +61,168 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# -- migrations ---------------------------------------------------------------------------------
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic Config built in code (no alembic.ini, no URL): migrations run on
+    ``connection``, passed to ``env.py`` as ``config.attributes["connection"]``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+@cache
+def head_revisions() -> frozenset[str]:
+    """The head revision(s) of the migrations shipped with this version."""
+    return frozenset(_script().get_heads())
+
+
+def current_revisions(engine: Engine) -> frozenset[str]:
+    """The revision(s) the database is stamped with (empty: never migrated)."""
+    with engine.connect() as conn:
+        return frozenset(MigrationContext.configure(conn).get_current_heads())
+
+
+def baseline_schema() -> MetaData:
+    """The schema of the baseline revision, frozen in its module (adoption checks against it)."""
+    module = _script().get_revision(BASELINE).module
+    schema: MetaData = module.schema()
+    return schema
+
+
 def init_db(engine: Engine) -> None:
-    """Create every table that does not exist yet, and add nullable columns a newer version
-    declares to an older table (idempotent)."""
-    SQLModel.metadata.create_all(engine)
-    _add_missing_nullable_columns(engine)
+    """Bring the database to the newest revision (idempotent; see the module docstring).
+
+    Runs ``alembic upgrade head`` on one connection of ``engine``, in one transaction, under an
+    advisory lock on PostgreSQL and a write lock on SQLite, so concurrent callers (workers
+    starting together) migrate once. Raises :class:`SchemaError` for a pre-Alembic database
+    that does not have the baseline's tables and columns."""
+    if engine in _at_head:
+        return
+    with _lock:
+        if engine in _at_head:
+            return
+        if current_revisions(engine) != head_revisions():  # one query; no lock when at head
+            migrate(engine, "head")
+        _at_head.add(engine)
 
 
-def _add_missing_nullable_columns(engine: Engine) -> None:
-    """Additive migration: ``ALTER TABLE ... ADD COLUMN`` for nullable columns a table lacks."""
-    from sqlalchemy import inspect, text
+def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False) -> None:
+    """Upgrade (or with ``downgrade`` downgrade) to ``revision``; adopts a pre-Alembic
+    database first. Forgets any "already at head" knowledge about ``engine``."""
+    _at_head.discard(engine)
+    with _migration_connection(engine) as conn:
+        current = frozenset(MigrationContext.configure(conn).get_current_heads())
+        if not downgrade and revision == "head" and current == head_revisions():
+            return
+        config = alembic_config(conn)
+        if not current and not downgrade and _has_baseline_tables(conn):
+            _adopt(conn)
+            command.stamp(config, BASELINE)
+        if downgrade:
+            command.downgrade(config, revision)
+        else:
+            command.upgrade(config, revision)
 
-    inspector = inspect(engine)
-    with engine.begin() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            if not inspector.has_table(table.name):
-                continue
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present or not column.nullable:
-                    continue
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """One connection, one transaction, committed at the end; rolled back on error."""
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:
+            # SQLite alters a table by copying it (batch mode): DROP TABLE must not cascade or
+            # fail on foreign keys meanwhile (the pragma is a no-op inside a transaction, so
+            # first), and BEGIN IMMEDIATE takes the write lock the driver would not take for DDL.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+        try:
+            yield conn
+            if sqlite:
+                problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    raise SchemaError(f"migration left foreign key violations: {problems[:5]}")
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
+
+
+def _has_baseline_tables(conn: Connection) -> bool:
+    present = set(inspect(conn).get_table_names())
+    return any(name in present for name in baseline_schema().tables)
+
+
+def _adopt(conn: Connection) -> None:
+    """Bring a database made by the pre-Alembic ``init_db`` to the baseline shape, as that code
+    would have (create missing tables, add missing nullable columns, plus the unique constraints
+    the old additive step left out), then check it against the baseline exactly."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.operations import Operations, ops
+    from sqlalchemy import Index, UniqueConstraint
+
+    baseline = baseline_schema()
+    context = MigrationContext.configure(conn, opts={"render_as_batch": True})
+    op = Operations(context)
+    inspector = inspect(conn)
+    present = set(inspector.get_table_names())
+    for table in baseline.sorted_tables:
+        if table.name not in present:
+            op.invoke(ops.CreateTableOp.from_table(table))
+            for index in table.indexes:
+                op.invoke(ops.CreateIndexOp.from_index(index))
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = [c for c in table.columns if c.name not in have]
+        required = [c.name for c in missing if not c.nullable]
+        if required:
+            raise SchemaError(f"table {table.name} lacks required columns {required}: this "
+                              "database was not made by crisiscomms, or by a version too old to "
+                              "adopt; migrate its data into a new database")
+        for column in missing:
+            op.add_column(table.name, column._copy())
+
+    unfixable: list[str] = []
+    for diff in _flatten(compare_metadata(MigrationContext.configure(conn), baseline)):
+        kind, obj = diff[0], diff[1] if len(diff) > 1 else None
+        if kind == "add_constraint" and isinstance(obj, UniqueConstraint):
+            columns = [c.name for c in obj.columns]
+            # the name PostgreSQL gives an unnamed one, as create_all would have made it
+            name = obj.name if isinstance(obj.name, str) else "_".join([obj.table.name, *columns,
+                                                                        "key"])
+            with op.batch_alter_table(obj.table.name) as batch:
+                batch.create_unique_constraint(name, columns)
+        elif kind == "add_index" and isinstance(obj, Index):
+            op.invoke(ops.CreateIndexOp.from_index(obj))
+        else:
+            unfixable.append(repr(diff))
+    if unfixable:
+        raise SchemaError("this database differs from the baseline schema in ways crisiscomms "
+                          "will not change by itself: " + "; ".join(unfixable[:10]))
+
+
+def _flatten(diffs: list[Any]) -> Iterator[tuple[Any, ...]]:
+    for diff in diffs:
+        if isinstance(diff, list):  # column modifications come grouped per column
+            yield from (tuple(d) for d in diff)
+        else:
+            yield tuple(diff)
 
 
 @contextmanager
