@@ -4,10 +4,13 @@ Columns (header row, any order): ``email`` (required), and any of ``name``, ``lo
 ``time_zone``, ``plan``, ``consent`` (true/false, yes/no, 1/0), ``unsubscribed`` /
 ``suppressed`` (true means no consent), plus any other column the ``Recipient`` table has.
 An address is checked with ``email-validator`` (syntax only, no DNS: an import must not depend
-on the network) and normalised; a duplicate (in the file, case-insensitive, or already in the
-database) is rejected with the line it repeats. Unsubscribed/suppressed recipients are
-imported with ``consent = false``: they are counted, and the planner never gives them to a
-provider.
+on the network), normalised and stored lower-cased, the whole address, as status page
+subscriptions store it (``Bob@X.com`` and ``bob@x.com`` are one recipient); a duplicate (in the
+file or already in the database, both compared lower-cased) is rejected with the line it
+repeats. Stored addresses are lower-case (the migration ``recipient emails lower-cased`` folded
+older ones), so the database check is an exact match on the unique index.
+Unsubscribed/suppressed recipients are imported with ``consent = false``: they are counted,
+and the planner never gives them to a provider.
 
 By default a file with any rejected line imports nothing (bad input changes nothing) and the
 report lists every (line, reason); ``skip_invalid`` imports the valid lines and reports the rest.
@@ -83,7 +86,7 @@ def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, o
     if not address:
         raise ValueError("email is empty")
     try:
-        email = validate_email(address, check_deliverability=False).normalized
+        email = validate_email(address, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise ValueError(f"invalid email {address!r}: {exc}") from None
     consent = _flag(raw["consent"], line, "consent") if raw.get("consent", "").strip() else True
@@ -110,6 +113,7 @@ def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, o
 
 
 def _existing(session: Session, emails: list[str]) -> set[str]:
+    """Which of ``emails`` (lower-cased) are already recipients."""
     rows = session.execute(select(col(Recipient.email)).where(col(Recipient.email).in_(emails)))
     return {str(e).lower() for e in rows.scalars()}
 
@@ -139,7 +143,7 @@ def import_csv(engine: Engine, path: Path, *, skip_invalid: bool = False) -> Imp
                 report.rejected.append((line, str(exc)))
                 bad.add(line)
                 continue
-            folded = str(values["email"]).lower()
+            folded = str(values["email"])  # lower-cased by _validated
             if folded in seen:
                 report.rejected.append((line, f"duplicate of line {seen[folded]} ({folded})"))
                 bad.add(line)
