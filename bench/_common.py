@@ -104,13 +104,45 @@ def workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="crisiscomms-bench-"))
 
 
+CONTENT = ("playbooks", "templates")
+content_source = "worktree"
+"""Where the playbooks and templates of the last `content_dirs` call came from."""
+
+
+def content_dirs(work: Path) -> tuple[Path, Path]:
+    """The playbooks and templates folders to use: the repository's own, or, while they have
+    uncommitted changes (someone is editing a template in this checkout), a snapshot of the
+    committed ones, so a half-edited, unapproved template cannot stop a benchmark."""
+    global content_source
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *CONTENT], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        dirty = ""
+    if not dirty:
+        content_source = "worktree"
+        return ROOT / "playbooks", ROOT / "templates"
+    target = work / "content"
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", "HEAD", *CONTENT], cwd=ROOT,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    content_source = "HEAD snapshot (templates/playbooks had uncommitted changes)"
+    return target / "playbooks", target / "templates"
+
+
+def content_note() -> str:
+    return content_source
+
+
 def base_env(work: Path, db_url: str, emulators: EmulatorProcess) -> dict[str, str]:
+    playbooks, templates = content_dirs(work)
     return {
         **prefect_env(work),
         "CRISISCOMMS_DATA_DIR": str(work / "data"),
         "CRISISCOMMS_DATABASE_URL": db_url,
-        "CRISISCOMMS_PLAYBOOKS_DIR": str(ROOT / "playbooks"),
-        "CRISISCOMMS_TEMPLATES_DIR": str(ROOT / "templates"),
+        "CRISISCOMMS_PLAYBOOKS_DIR": str(playbooks),
+        "CRISISCOMMS_TEMPLATES_DIR": str(templates),
         **emulators.env(),
     }
 

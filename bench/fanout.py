@@ -1,14 +1,25 @@
 """Email fan-out throughput: the full path beside the raw ceiling, measured in one run.
 
 Full path: trigger the outage acknowledgement (render), plan the ledger (bulk), publish
-through the Prefect flow (claim, read recipients, substitutions, SendGrid SDK requests of 1,000
-personalizations, several in flight, bulk records) to the SendGrid emulator. Raw ceiling: a bare
-httpx client posting prebuilt 1,000-personalization requests of the same shape to the same
-emulator with the same number of requests in flight. The emulators run in a subprocess (their
-memory is not in ``peak_rss_mb``); Prefect's temporary server is a subprocess too and is
-started before the clock starts. Importing the recipients is timed separately (``import_s``).
+through the Prefect flow (claim, read recipients, substitutions, SendGrid Mail Send requests of
+1,000 personalizations through the configured transport (``Settings.sendgrid_transport``:
+pooled httpx + orjson by default, the SDK with ``sdk``; the report names the one the email
+channel really used), several in flight, bulk records) to the SendGrid emulator. Raw ceiling: a
+bare httpx client posting prebuilt 1,000-personalization requests of the same shape to the same
+emulator with the same number of requests in flight.
+
+Memory: the recipients are imported by a separate process (``import_s``), so the sender's
+``peak_rss_mb`` (this process's high-water mark, taken right after the send, before the raw
+ceiling and the naive flow) holds only imports, Prefect, the send and its records;
+``rss_before_send_mb`` is the resident size just before the clock starts. ``--sizes
+100000,1000000`` runs each size in a fresh process and prints them side by side (flat memory:
+``peak_rss_mb`` does not grow with the recipient count). The emulators run in a subprocess
+(their memory is not counted); Prefect's temporary server is a subprocess too and is started
+before the clock starts. ``duplicates`` and ``missing`` compare addresses, not counts: the
+emulator's distinct recipients against the consenting recipients in the database.
 
     uv run python bench/fanout.py --recipients 1000000 [--backend sqlite|postgresql] [--json]
+    uv run python bench/fanout.py --sizes 100000,1000000 --naive 0 [--json]
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -27,9 +39,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
+    ROOT,
     SG_KEY,
     EmulatorProcess,
     base_env,
+    content_note,
     database,
     emit,
     peak_rss_mb,
@@ -126,6 +140,52 @@ def naive(count: int) -> dict[str, Any]:
             "per_s": round(count / elapsed, 1)}
 
 
+_SEED = """
+import sys
+from crisiscomms.audience import drill_recipients, insert_recipients
+from crisiscomms.config import Settings
+from crisiscomms.db import init_db, make_engine, session_scope
+engine = make_engine(Settings().resolved_database_url)
+init_db(engine)
+with session_scope(engine) as session:
+    insert_recipients(session, drill_recipients(int(sys.argv[1])))
+engine.dispose()
+"""
+
+
+def seed_in_subprocess(count: int) -> None:
+    """Import ``count`` drill recipients in a separate process (its memory is not ours)."""
+    subprocess.run([sys.executable, "-c", _SEED, str(count)], check=True, cwd=ROOT)
+
+
+def current_rss_mb() -> float:
+    """Resident set size of this process now (``VmRSS``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def sizes(args: argparse.Namespace) -> None:
+    """Each size in a fresh process; the reports side by side."""
+    reports = []
+    for size in (int(s) for s in args.sizes.split(",") if s.strip()):
+        cmd = [sys.executable, __file__, "--recipients", str(size), "--backend", args.backend,
+               "--max-workers", str(args.max_workers), "--send-concurrency",
+               str(args.send_concurrency), "--naive", str(args.naive), "--json"]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+        reports.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    keys = ("recipients", "elapsed_s", "per_s", "ratio", "peak_rss_mb", "rss_before_send_mb",
+            "duplicates", "missing")
+    summary = {"backend": args.backend, "runs": [{k: r[k] for k in keys} for r in reports],
+               "peak_rss_growth_mb": round(reports[-1]["peak_rss_mb"]
+                                           - reports[0]["peak_rss_mb"], 1) if reports else 0}
+    if args.json:
+        print(json.dumps({**summary, "reports": reports}))
+    else:
+        emit(summary, False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=100_000)
@@ -135,8 +195,13 @@ def main() -> None:
                         help="requests in flight per task")
     parser.add_argument("--naive", type=int, default=2000,
                         help="recipients for the one-task-per-recipient flow (0: skip)")
+    parser.add_argument("--sizes", default=None,
+                        help="comma-separated recipient counts, each run in a fresh process")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.sizes:
+        sizes(args)
+        return
 
     work = workdir()
     in_flight = args.max_workers * args.send_concurrency
@@ -146,23 +211,26 @@ def main() -> None:
                            "CRISISCOMMS_SEND_CONCURRENCY": str(args.send_concurrency),
                            "CRISISCOMMS_BATCHES_PER_TASK": "50"})
         from prefect import flow
+        from sqlalchemy import select
+        from sqlmodel import col
 
-        from crisiscomms.audience import drill_recipients, insert_recipients
         from crisiscomms.channels import CHANNEL_CLASSES
         from crisiscomms.config import Settings
         from crisiscomms.db import init_db, make_engine, session_scope
         from crisiscomms.incidents import trigger
         from crisiscomms.ledger import channel_counts
+        from crisiscomms.models import Recipient
         from crisiscomms.playbooks import load_playbook
+        from crisiscomms.wiring import build_channels
         from flows.run_playbook import run_stage
 
         settings = Settings()
+        started = time.perf_counter()
+        seed_in_subprocess(args.recipients)
+        import_s = time.perf_counter() - started
         engine = make_engine(settings.resolved_database_url)
         init_db(engine)
-        started = time.perf_counter()
-        with session_scope(engine) as session:
-            insert_recipients(session, drill_recipients(args.recipients))
-        import_s = time.perf_counter() - started
+        transport = getattr(build_channels(settings)["email"], "transport", "sdk")
 
         @flow
         def warm() -> None:
@@ -171,6 +239,7 @@ def main() -> None:
         warm()  # Prefect's temporary server starts here, before the clock
 
         facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
+        rss_before = current_rss_mb()
         started = time.perf_counter()
         bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
                          facts={**facts, "incident_ref": "FANOUT-1"}, actor="bench")
@@ -181,8 +250,14 @@ def main() -> None:
         stats = emulators.stats()
         with session_scope(engine) as session:
             counts = channel_counts(session, bundle.incident_id)["email"]
-        duplicates = int(stats["duplicates"])
-        delivered = int(stats["recipients"]) - duplicates
+            expected = {str(e).lower() for e in session.execute(
+                select(col(Recipient.email)).where(col(Recipient.consent))).scalars()}
+        seen = emulators.http.get(f"{emulators.sendgrid_url}/_emulator/addresses").json()
+        received = set(seen["addresses"])
+        duplicates = len(seen["repeated"])
+        missing = len(expected - received)
+        unexpected = len(received - expected)
+        del expected, received, seen
         emulators.reset()
         ceiling = raw_ceiling(emulators.sendgrid_url, args.recipients, in_flight)
         emulators.reset()
@@ -196,8 +271,13 @@ def main() -> None:
             "raw_ceiling_per_s": round(ceiling, 1),
             "ratio": round(per_s / ceiling, 3),
             "peak_rss_mb": rss,
+            "rss_before_send_mb": rss_before,
             "duplicates": duplicates,
-            "missing": max(0, args.recipients - delivered),
+            "missing": missing,
+            "unexpected": unexpected,
+            "duplicate_key_pairs": int(stats["duplicates"]),
+            "emulator_recipient_messages": int(stats["recipients"]),
+            "email_transport": transport,
             "ledger_sent": counts["sent"],
             "ledger_failed": counts["failed"],
             "errors": result["errors"][:5],
@@ -206,6 +286,8 @@ def main() -> None:
             "email_lane_s": result["lane_seconds"].get("email"),
             "requests_in_flight": in_flight,
             "emulator": "subprocess (its memory is not in peak_rss_mb)",
+            "import": "subprocess (its memory is not in peak_rss_mb)",
+            "content": content_note(),
             "naive_one_task_per_recipient": naive_report,
         }
         engine.dispose()
