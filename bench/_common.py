@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SG_KEY, X_TOKEN = "SG.bench-key", "bench-x-token"
 
 _RUNNER = """
-import json, sys, signal
+import json, os, sys, signal
 from crisiscomms.emulators import SendGridEmulator, XEmulator
 sg = SendGridEmulator(sys.argv[1]).start()
 x = XEmulator(sys.argv[2]).start()
 print(json.dumps({"sendgrid": sg.url, "x": x.url}), flush=True)
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
 sys.stdin.read()
 """
 
