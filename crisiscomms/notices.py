@@ -26,6 +26,7 @@ from markupsafe import escape
 from crisiscomms.facts import LOCALIZABLE_FACTS, FactSheet
 from crisiscomms.locales import fallback_chain
 from crisiscomms.playbooks import Playbook, Stage
+from crisiscomms.rendering import escape_percent
 
 SUBJECT_PARTS = ("subject",)
 
@@ -110,7 +111,8 @@ def message_problems(playbook: Playbook, facts: FactSheet, channel: str, locale:
         for part, text in _body_parts(parts).items():
             html = ".html" in part or part == "html"
             for value in expected:
-                if value not in text and not (html and str(escape(value)) in text):
+                forms = (value, escape_percent(value)) if "%" in value else (value,)
+                if not any(f in text or (html and str(escape(f)) in text) for f in forms):
                     problems.append(f"field {path}: {part} does not carry {value!r}")
     notice = playbook.notice
     subject = parts.get("subject")
