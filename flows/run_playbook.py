@@ -13,9 +13,11 @@ Every run starts by reconciling rows a dead sender left ``sending`` for longer t
 ``resume_incident`` does the same for a whole incident, with a lease the operator chooses
 (``crisiscomms resume``), then publishes whatever is planned (also after ``crisiscomms retry``).
 
-Scale-out: with ``batches_deployment`` set (``publish-batches/<deployment>``), chunks run as
-flow runs of that deployment instead of local tasks, so a work pool's workers share them
-(``prefect.yaml``, ``docs/scaling.md``).
+Scale-out: with ``batches_deployment`` set (``publish-batches/<deployment>``), the email
+chunks run as flow runs of that deployment instead of local tasks, so a work pool's workers
+share them; each chunk still claims its rows (``ledger.claim``), so no two workers send the same
+batch, and the parent reads each chunk's outcome from the ledger (``prefect.yaml``,
+``flows/deploy.py``, ``docs/scaling.md``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from crisiscomms.publishing import (
     SendPolicy,
     publish_deliveries,
     reconcile_sending,
+    use_global_rate_limits,
 )
 from crisiscomms.wiring import build_channels
 
@@ -125,13 +128,31 @@ def publish_task(channel: str, delivery_ids: list[int]) -> dict[str, Any]:
 
 
 @flow(name="publish-batches", log_prints=False)
-def publish_batches(channel: str, delivery_ids: list[int]) -> dict[str, Any]:
-    """One chunk as its own flow run: what a work pool's workers pick up in scale-out mode."""
+def publish_batches(channel: str, delivery_ids: list[int],
+                    rate_limits: dict[str, str] | None = None) -> dict[str, Any]:
+    """One chunk as its own flow run: what a work pool's workers pick up in scale-out mode.
+
+    ``rate_limits`` maps a channel to a Prefect global concurrency limit with slot decay (made
+    by ``flows/deploy.py``), so every worker draws from one shared rate; a name that does not
+    exist fails the run before anything is claimed."""
+    if rate_limits:
+        _check_global_limits(rate_limits)
+        use_global_rate_limits(rate_limits)
     return publish_chunk(channel, delivery_ids)
 
 
-Submit = Callable[[str, list[int]], Callable[[], dict[str, Any]]]
-"""Start a chunk; returns a function that waits for and returns its result."""
+def _check_global_limits(names: Mapping[str, str]) -> None:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        for channel, name in names.items():
+            try:
+                limit = client.read_global_concurrency_limit_by_name(name)
+            except Exception as exc:  # ObjectNotFound, or the API is unreachable
+                raise RuntimeError(f"rate limit {name!r} for {channel} is not usable: "
+                                   f"{exc}; run flows/deploy.py") from exc
+            if not limit.slot_decay_per_second:
+                raise RuntimeError(f"rate limit {name!r} for {channel} has no slot decay")
 
 
 def _local_submit(channel: str, ids: list[int]) -> Callable[[], dict[str, Any]]:
@@ -139,69 +160,129 @@ def _local_submit(channel: str, ids: list[int]) -> Callable[[], dict[str, Any]]:
     return future.result
 
 
-def _deployment_submit(deployment: str) -> Submit:
-    from prefect.deployments import run_deployment
+class _DeploymentLane:
+    """Email chunks as flow runs of the ``publish-batches`` deployment, picked up by whichever
+    worker of the pool is free; the pool's and workers' limits bound concurrency.
 
-    def submit(channel: str, ids: list[int]) -> Callable[[], dict[str, Any]]:
-        started: Any = run_deployment(
-            deployment, parameters={"channel": channel, "delivery_ids": ids}, timeout=0,
-            as_subflow=True)
-        run_id = started.id
+    The outcome of a chunk is read from **our ledger** once its flow run is final, never from
+    Prefect's result storage: the Delivery rows are the record (exactly once by claim), and a
+    worker on another machine needs no shared result storage. Runs are polled in bulk (one API
+    call per 200 pending runs per ``poll_s``), not one call per chunk.
+    """
 
-        def result() -> dict[str, Any]:
-            from prefect import get_client
+    def __init__(self, deployment: str, poll_s: float = 1.0) -> None:
+        self.deployment, self.poll_s = deployment, poll_s
+        self._pending: set[Any] = set()
+        self._final: dict[Any, tuple[str, float, float]] = {}
 
-            with get_client(sync_client=True) as client:
-                while True:
-                    current = client.read_flow_run(run_id)
-                    if current.state is not None and current.state.is_final():
-                        break
-                    time.sleep(0.5)
-            if current.state is None or not current.state.is_completed():
-                name = current.state.name if current.state else "unknown"
-                return {"channel": channel, "sent": 0, "failed": 0, "skipped": 0,
-                        "unconfirmed": 0, "started": time.time(), "finished": time.time(),
-                        "errors": [f"{channel} chunk flow run {run_id} ended {name}"]}
-            value: Any = current.state.result()
-            return dict(value)
+    def submit(self, channel: str, ids: list[int]) -> Callable[[], dict[str, Any]]:
+        from prefect.deployments import run_deployment
 
-        return result
+        run: Any = run_deployment(self.deployment,
+                                  parameters={"channel": channel, "delivery_ids": ids},
+                                  timeout=0, as_subflow=True)
+        self._pending.add(run.id)
+        return lambda: self._wait(run.id, channel, ids)
 
-    return submit
+    def _wait(self, run_id: Any, channel: str, ids: list[int]) -> dict[str, Any]:
+        while run_id not in self._final:
+            self._poll()
+            if run_id not in self._final:
+                time.sleep(self.poll_s)
+        state, started, finished = self._final[run_id]
+        return _ledger_report(channel, ids, f"{channel} chunk flow run {run_id} ended {state}",
+                              started, finished)
+
+    def _poll(self) -> None:
+        from prefect import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        pending = list(self._pending)
+        with get_client(sync_client=True) as client:
+            for i in range(0, len(pending), 200):
+                page = pending[i:i + 200]
+                runs = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=page)),
+                    sort=FlowRunSort.ID_DESC, limit=len(page), offset=0)
+                # limit and sort explicit: Prefect 3.8.8's client sends null for both, which
+                # its server refuses (422) under the FastAPI we pin
+                for run in runs:
+                    if run.state is not None and run.state.is_final():
+                        now = time.time()
+                        start = run.start_time.timestamp() if run.start_time else now
+                        end = run.end_time.timestamp() if run.end_time else now
+                        self._final[run.id] = (str(run.state.name), start, end)
+                        self._pending.discard(run.id)
+
+
+def _ledger_report(channel: str, ids: Sequence[int], note: str, started: float,
+                   finished: float) -> dict[str, Any]:
+    """A chunk's outcome as the ledger holds it (recipients by state, failed rows' reasons)."""
+    from sqlalchemy import func, select
+    from sqlmodel import col
+
+    from crisiscomms.models import Delivery, DeliveryState
+
+    _, engine, _ = _context()
+    by_state: dict[str, int] = {}
+    errors: list[str] = []
+    with session_scope(engine) as session:
+        for state, total in session.execute(
+                select(col(Delivery.state), func.sum(col(Delivery.recipient_count)))
+                .where(col(Delivery.id).in_(list(ids))).group_by(col(Delivery.state))).all():
+            by_state[DeliveryState(state).value] = int(total or 0)
+        for batch_no, error in session.execute(
+                select(col(Delivery.batch_no), col(Delivery.error))
+                .where(col(Delivery.id).in_(list(ids)),
+                       col(Delivery.state).in_([DeliveryState.failed,
+                                                DeliveryState.unconfirmed]))).all():
+            errors.append(f"{channel} batch {batch_no}: {error}")
+    left = by_state.get("planned", 0) + by_state.get("sending", 0)
+    if left:
+        errors.append(f"{note}; {left} recipients not settled (crisiscomms resume "
+                      "reconciles and sends them)")
+    return {"channel": channel, "sent": by_state.get("sent", 0),
+            "failed": by_state.get("failed", 0), "skipped": 0,
+            "unconfirmed": by_state.get("unconfirmed", 0), "errors": errors,
+            "started": started, "finished": finished}
 
 
 def _run_lanes(planned: Mapping[str, list[int]], settings: Settings,
-               submit: Submit) -> list[dict[str, Any]]:
-    """Status page first (awaited), then every other channel in its own lane."""
+               remote: _DeploymentLane | None = None) -> list[dict[str, Any]]:
+    """Status page first (awaited), then every other channel in its own lane. With ``remote``,
+    the email lane's chunks become flow runs of the batches deployment (the fan-out that
+    needs the workers); the handful of rows of the other channels stay tasks of this run."""
     step = settings.batches_per_task
     chunks = {channel: [planned.get(channel, [])[i:i + step]
                         for i in range(0, len(planned.get(channel, [])), step)]
               for channel in PUBLISH_ORDER}
-    results = [submit("status_page", ids)() for ids in chunks["status_page"]]
+    results = [_local_submit("status_page", ids)() for ids in chunks["status_page"]]
     waits: list[Callable[[], dict[str, Any]]] = [
-        submit(channel, ids) for channel in ("x", "support", "press")
+        _local_submit(channel, ids) for channel in ("x", "support", "press")
         for ids in chunks[channel]]
-    results.extend(_email_lane(chunks["email"], settings.max_workers, submit))
+    if remote is None:
+        results.extend(_email_lane(chunks["email"], settings.max_workers))
+    else:  # every chunk at once: the work pool and its workers bound concurrency
+        email = [remote.submit("email", ids) for ids in chunks["email"]]
+        results.extend(w() for w in email)
     results.extend(w() for w in waits)
     return results
 
 
-def _email_lane(chunks: list[list[int]], width: int, submit: Submit) -> list[dict[str, Any]]:
-    """Email chunks, ``width`` at a time (the lane never takes the other channels' slots)."""
-    if submit is _local_submit:
-        queue = list(chunks)
-        running: list[PrefectFuture[dict[str, Any]]] = [
-            publish_task.submit("email", queue.pop(0)) for _ in range(min(width, len(queue)))]
-        out: list[dict[str, Any]] = []
-        while running:
-            done = next(iter(as_completed(running)))
-            running.remove(done)
-            out.append(done.result())
-            if queue:
-                running.append(publish_task.submit("email", queue.pop(0)))
-        return out
-    waits = [submit("email", ids) for ids in chunks]  # the work pool bounds concurrency
-    return [w() for w in waits]
+def _email_lane(chunks: list[list[int]], width: int) -> list[dict[str, Any]]:
+    """Email chunks as local tasks, ``width`` at a time (never the other channels' slots)."""
+    queue = list(chunks)
+    running: list[PrefectFuture[dict[str, Any]]] = [
+        publish_task.submit("email", queue.pop(0)) for _ in range(min(width, len(queue)))]
+    out: list[dict[str, Any]] = []
+    while running:
+        done = next(iter(as_completed(running)))
+        running.remove(done)
+        out.append(done.result())
+        if queue:
+            running.append(publish_task.submit("email", queue.pop(0)))
+    return out
 
 
 def _summary(incident_ref: str, stage: str | None, prep: Mapping[str, Any],
@@ -232,8 +313,8 @@ def publish_stage(incident_ref: str, stage: str,
     """Plan and publish one approved stage; returns per-channel sent/failed/skipped."""
     settings = Settings()
     prep = plan_task(incident_ref, stage)
-    submit = _deployment_submit(batches_deployment) if batches_deployment else _local_submit
-    return _summary(incident_ref, stage, prep, _run_lanes(prep["planned"], settings, submit))
+    remote = _DeploymentLane(batches_deployment) if batches_deployment else None
+    return _summary(incident_ref, stage, prep, _run_lanes(prep["planned"], settings, remote))
 
 
 @flow(name="resume-incident", log_prints=False)
@@ -243,8 +324,8 @@ def resume_incident(incident_ref: str, stale_after_s: float | None = None,
     planned row (requeued by reconciliation or by ``crisiscomms retry``)."""
     settings = Settings()
     prep = reconcile_task(incident_ref, stale_after_s)
-    submit = _deployment_submit(batches_deployment) if batches_deployment else _local_submit
-    return _summary(incident_ref, None, prep, _run_lanes(prep["planned"], settings, submit))
+    remote = _DeploymentLane(batches_deployment) if batches_deployment else None
+    return _summary(incident_ref, None, prep, _run_lanes(prep["planned"], settings, remote))
 
 
 def _in_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,246 @@
+"""The production set-up, for real: ``prefect server start`` on PostgreSQL, a process work pool,
+our flows deployed by ``flows/deploy.py``, two ``prefect worker start`` processes, our tables on
+PostgreSQL; an outage acknowledgement to 2,000 recipients fans out as chunk flow runs that both
+workers pick up, and every recipient gets the email exactly once.
+
+Takes about a minute (server start with its migrations, two workers, a subprocess per flow
+run). Every wait has a deadline; every process this starts is ended in ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import col, select
+
+from crisiscomms.config import PROJECT_ROOT
+from crisiscomms.drill import emulator_environment
+from crisiscomms.emulators import EmulatorPair
+from crisiscomms.pgcluster import free_port
+
+pytestmark = pytest.mark.integration
+
+SENDGRID_KEY = "SG.integration-test-key"  # the keys the session's emulators accept
+X_TOKEN = "x-integration-test-token"
+RECIPIENTS = 2000
+EMAIL_BATCH = 100  # recipients per ledger row / SendGrid request: 20 rows
+ROWS_PER_CHUNK = 4  # ledger rows per chunk flow run: 5 chunks of 400 recipients
+POOL = "crisiscomms-test"
+WORKERS = ("worker-a", "worker-b")
+
+
+class Processes:
+    """Subprocesses in their own process groups, ended group by group."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT,
+                                start_new_session=True)
+        log.close()
+        self.started[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self.started.values())):  # workers before the server
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.started.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float,
+               procs: Processes | None = None, interval_s: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if procs is not None:
+            for name, proc in procs.started.items():
+                if proc.poll() is not None:
+                    raise AssertionError(f"{name} exited {proc.returncode} while waiting for "
+                                         f"{what}:\n{procs.log(name)}")
+        time.sleep(interval_s)
+    logs = "\n".join(f"--- {n}\n{procs.log(n)}" for n in procs.started) if procs else ""
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
+
+
+@pytest.fixture
+def stack(pg_cluster: Any, emulators: EmulatorPair, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """PostgreSQL databases, a Prefect server on one of them, the CRISISCOMMS_* environment."""
+    suffix = uuid.uuid4().hex[:8]
+    ours = str(pg_cluster.create_database(f"cc_{suffix}"))
+    pg_cluster.create_database(f"prefect_{suffix}")
+    prefect_db = pg_cluster.url(f"prefect_{suffix}", driver="asyncpg")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    emulators.reset()
+    crisis_env = {
+        "CRISISCOMMS_DATA_DIR": str(tmp_path / "data"),
+        "CRISISCOMMS_DATABASE_URL": ours,
+        "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
+        "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
+        "CRISISCOMMS_MAX_ATTEMPTS": "2",
+        "CRISISCOMMS_HTTP_TIMEOUT_S": "5",
+        "CRISISCOMMS_EMAIL_BATCH_SIZE": str(EMAIL_BATCH),
+        "CRISISCOMMS_BATCHES_PER_TASK": str(ROWS_PER_CHUNK),
+        **emulator_environment(emulators, SENDGRID_KEY, X_TOKEN),
+    }
+    prefect_env = {
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CRISISCOMMS_"))}
+    env = {**base, **prefect_env, **crisis_env}
+    for key, value in crisis_env.items():
+        monkeypatch.setenv(key, value)
+
+    procs = Processes(tmp_path)
+    try:
+        procs.start("server", [sys.executable, "-m", "prefect", "server", "start",
+                               "--host", "127.0.0.1", "--port", str(port)],
+                    {**env, "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db})
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{api}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until("the Prefect server on PostgreSQL", healthy, 180, procs)
+        yield {"api": api, "env": env, "procs": procs, "db_url": ours}
+    finally:
+        procs.stop_all()
+
+
+def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
+    stack: dict[str, Any], emulators: EmulatorPair
+) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from crisiscomms.audience import ensure_drill_audience
+    from crisiscomms.channels import CHANNEL_CLASSES
+    from crisiscomms.config import Settings
+    from crisiscomms.db import init_db, make_engine, session_scope
+    from crisiscomms.incidents import trigger
+    from crisiscomms.ledger import channel_counts, pending_by_channel
+    from crisiscomms.models import Delivery
+    from crisiscomms.playbooks import load_playbook
+    from flows.deploy import BATCHES_DEPLOYMENT, STAGE_DEPLOYMENT, deploy
+
+    procs: Processes = stack["procs"]
+    with temporary_settings(updates={PREFECT_API_URL: stack["api"]}):
+        made = deploy(POOL, email_rate_per_s=200.0, x_rate_per_s=5.0)
+        assert made["work_pool_type"] == "process"
+        assert set(made["rate_limits"]) == {"email", "x"}
+        for name in WORKERS:
+            procs.start(name, [sys.executable, "-m", "prefect", "worker", "start",
+                               "--pool", POOL, "--type", "process", "--name", name,
+                               "--limit", "2"], stack["env"])
+
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        engine = make_engine(settings.resolved_database_url)
+        init_db(engine)
+        with session_scope(engine) as session:
+            ensure_drill_audience(session, RECIPIENTS)
+        facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
+        bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
+                         facts=facts, actor="test")
+        assert bundle.approved  # the acknowledgement is auto_send
+
+        def workers_online() -> bool:
+            with get_client(sync_client=True) as client:
+                online = {w.name for w in client.read_workers_for_work_pool(
+                    POOL, offset=0, limit=50)
+                          if str(w.status).lower().endswith("online")}
+            return set(WORKERS) <= online
+
+        wait_until("two workers online", workers_online, 120, procs)
+
+        parent: Any = run_deployment(STAGE_DEPLOYMENT, parameters={
+            "incident_ref": bundle.incident_ref, "stage": bundle.stage}, timeout=0)
+
+        def final(run_id: Any) -> Callable[[], bool]:
+            def check() -> bool:
+                with get_client(sync_client=True) as client:
+                    state = client.read_flow_run(run_id).state
+                return state is not None and state.is_final()
+            return check
+
+        wait_until("the publish-stage flow run", final(parent.id), 300, procs, interval_s=1)
+        with get_client(sync_client=True) as client:
+            parent_run = client.read_flow_run(parent.id)
+            chunks = client.read_flow_runs(deployment_filter=DeploymentFilter(
+                name=DeploymentFilterName(any_=[BATCHES_DEPLOYMENT.split("/")[1]])),
+                sort=FlowRunSort.ID_DESC, offset=0, limit=200)
+        assert parent_run.state is not None and parent_run.state.is_completed(), (
+            f"{parent_run.state}\n" + "\n".join(procs.log(n) for n in procs.started))
+        assert parent_run.labels.get("prefect.worker.name") in WORKERS
+
+        # The ledger: every recipient sent once, nothing left planned or sending.
+        with session_scope(engine) as session:
+            counts = channel_counts(session, bundle.incident_id)
+            assert bundle.incident_id is not None
+            assert pending_by_channel(session, bundle.incident_id) == {}
+            ids = [int(i) for i in session.exec(select(col(Delivery.id)).where(
+                col(Delivery.incident_id) == bundle.incident_id,
+                col(Delivery.channel) == "email"))]
+        email_rows = len(ids)
+        assert counts["email"]["sent"] == RECIPIENTS, counts
+        assert counts["email"]["failed"] == 0 and counts["x"]["sent"] >= 1
+        assert counts["x"]["failed"] == 0 and counts["status_page"]["sent"] == 1
+        sg = emulators.sendgrid.stats()
+        assert sg["recipients"] == RECIPIENTS and sg["duplicates"] == 0
+
+        # The fan-out ran as chunk flow runs spread over both workers.
+        expected_chunks = -(-email_rows // ROWS_PER_CHUNK)
+        assert email_rows == RECIPIENTS // EMAIL_BATCH
+        assert len(chunks) == expected_chunks
+        assert all(c.state is not None and c.state.is_completed() for c in chunks)
+        ran_by = {c.labels.get("prefect.worker.name") for c in chunks}
+        assert ran_by == set(WORKERS), ran_by
+
+        # Two workers handed the same rows at once: the claim lets one send, never both.
+        replays = [run_deployment(BATCHES_DEPLOYMENT, timeout=0, parameters={
+            "channel": "email", "delivery_ids": ids}) for _ in range(2)]
+        for run in replays:
+            wait_until("a replayed chunk", final(run.id), 180, procs, interval_s=1)
+        sg = emulators.sendgrid.stats()
+        assert sg["recipients"] == RECIPIENTS and sg["duplicates"] == 0
+        with session_scope(engine) as session:
+            assert channel_counts(session, bundle.incident_id)["email"]["sent"] == RECIPIENTS
+        engine.dispose()
