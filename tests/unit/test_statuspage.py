@@ -280,3 +280,211 @@ def test_catalogues_cover_every_key() -> None:
         assert set(json.loads(path.read_text())) == english, lang
     assert Catalog("pt-BR")("components") == "Components"  # unknown language: English
     assert Catalog("fr-CA")("components") == "Composants"
+
+
+# -- people's view: locales, permalinks, maintenance pages -------------------------------------
+
+
+def test_a_locale_timeline_keeps_untranslated_updates_in_the_default_locale(
+        tmp_path: Path) -> None:
+    sp = page(tmp_path, default_locale="en")
+
+    def fill(state: dict[str, Any]) -> None:
+        add(state, "a-en", "investigating", at=NOW - timedelta(minutes=20), body="Looking.")
+        add(state, "a-de", "investigating", at=NOW - timedelta(minutes=20), body="Wir schauen.",
+            locale="de")
+        add(state, "b-en", "identified", at=NOW - timedelta(minutes=10), body="Found it.")
+
+    sp.change(fill)
+    german = json.loads((sp.site_path / "de/api/v2/incidents.json").read_text())
+    bodies = [u["body"] for u in german["incidents"][0]["incident_updates"]]
+    assert bodies == ["Found it.", "Wir schauen."]  # nothing dropped, German where it exists
+    english = json.loads((sp.site_path / "api/v2/incidents.json").read_text())
+    assert [u["body"] for u in english["incidents"][0]["incident_updates"]] == [
+        "Found it.", "Looking."]
+    html = (sp.site_path / "de/incidents/INC-1.html").read_text()
+    assert "Found it." in html and "Wir schauen." in html and "Looking." not in html
+    # the permanent link of the German page is the German page
+    assert german["incidents"][0]["shortlink"] == \
+        "https://status.example.com/de/incidents/INC-1.html"
+    assert 'href="https://status.example.com/de/incidents/INC-1.html"' in html
+
+
+def test_maintenances_have_pages_and_completed_ones_stay_in_the_history(tmp_path: Path) -> None:
+    early = page(tmp_path, now=NOW - timedelta(days=3))
+    early.schedule_maintenance(name="Old upgrade", components=["API"],
+                               start=NOW - timedelta(days=2), end=NOW - timedelta(days=2) +
+                               timedelta(hours=1))
+    sp = page(tmp_path)
+    mid = sp.schedule_maintenance(name="Next upgrade", components=["API"],
+                                  start=NOW + timedelta(days=1),
+                                  end=NOW + timedelta(days=1, hours=1))
+    docs = json.loads((sp.site_path / "api/v2/scheduled-maintenances.json").read_text())
+    by_name = {m["name"]: m for m in docs["scheduled_maintenances"]}
+    assert by_name["Old upgrade"]["status"] == "completed"
+    for m in by_name.values():
+        assert m["shortlink"] == f"https://status.example.com/incidents/{m['id']}.html"
+        assert m["name"] in (sp.site_path / f"incidents/{m['id']}.html").read_text()
+    index = (sp.site_path / "index.html").read_text()
+    assert f'href="incidents/{mid}.html"' in index and "Old upgrade" in index  # recent months
+    history = (sp.site_path / "history.html").read_text()
+    assert "Old upgrade" in history and "Next upgrade" not in history
+
+
+def test_incident_page_id_is_where_the_messages_link(tmp_path: Path) -> None:
+    assert model.slug_from_url("https://status.example.com/incidents/drill-outage-001") == \
+        "drill-outage-001"
+    assert model.slug_from_url("https://status.example.com/incidents/abc.html?x=1") == "abc"
+    for url in (None, "", "https://www.example.com/recalls/kettle",
+                "https://status.example.com/incidents/a/b", "https://x.com/incidents/<b>"):
+        assert model.slug_from_url(url) is None
+    state = model.new_state("en")
+    model.add_incident_update(state, key="k1", ref="REF-1", name="One", status="investigating",
+                              severity="minor", components=["API"], body="b", locale="en",
+                              stage="ack", now=NOW, started_at=NOW, slug="drill-outage-001")
+    model.add_incident_update(state, key="k2", ref="REF-2", name="Two", status="investigating",
+                              severity="minor", components=["API"], body="b", locale="en",
+                              stage="ack", now=NOW, started_at=NOW, slug="drill-outage-001")
+    assert state["incidents"]["REF-1"]["slug"] == "drill-outage-001"
+    assert state["incidents"]["REF-2"]["slug"] == "REF-2"  # taken: its own reference
+
+
+def test_failed_publish_keeps_state_with_the_live_site_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crisiscomms.statuspage.page import StatusPageError
+
+    sp = page(tmp_path)
+    sp.change(lambda state: add(state, "a", "investigating"))
+    state_before, live = sp.state_path.read_text(), sp.site_path.resolve()
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("crisiscomms.statuspage.publish.write_tree", full)
+    with pytest.raises(StatusPageError, match="ENOSPC"):
+        sp.change(lambda state: add(state, "b", "identified"))
+    assert sp.state_path.read_text() == state_before  # rolled back: not ahead of the site
+    assert sp.site_path.resolve() == live and sp.live_generation() == sp.load()["generation"]
+    with pytest.raises(StatusPageError, match="previous site is still live"):
+        sp.rebuild()
+    with pytest.raises(StatusPageError, match="ENOSPC"):
+        sp.schedule_maintenance(name="M", components=["API"], start=NOW + timedelta(hours=1),
+                                end=NOW + timedelta(hours=2))
+    assert sp.state_path.read_text() == state_before
+    sp.state_path.write_text("{not json")
+    with pytest.raises(StatusPageError, match="unreadable"):
+        sp.rebuild()
+
+
+def test_cli_build_and_maintenance_fail_with_one_line_not_a_trace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from crisiscomms.cli import app
+
+    monkeypatch.setenv("CRISISCOMMS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CRISISCOMMS_STATUS_PAGE_DIR", raising=False)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["statuspage", "build"])
+    assert ok.exit_code == 0, ok.output
+    state = tmp_path / "data" / "status_page" / "state.json"
+    state.write_text("[1, 2")
+    bad = runner.invoke(app, ["statuspage", "build"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert "status page state unreadable" in " ".join(bad.output.split())
+    state.unlink()
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("crisiscomms.statuspage.publish.write_tree", full)
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    end = (datetime.now(UTC) + timedelta(days=1, hours=1)).isoformat()
+    failed = runner.invoke(app, ["maintenance", "schedule", "--name", "DB", "--components",
+                                 "API", "--start", later, "--end", end])
+    assert failed.exit_code == 2, failed.output
+    assert "ENOSPC" in failed.output and "Traceback" not in failed.output
+    assert not state.exists()  # nothing committed for a site that never went live
+
+
+def test_serve_answers_the_links_messages_carry(tmp_path: Path) -> None:
+    import threading
+
+    import httpx
+
+    from crisiscomms.statuspage_server import serve_status_page
+
+    sp = page(tmp_path)
+    sp.change(lambda state: add(state, "a", "investigating", ref="inc-7"))
+    server = serve_status_page(sp.site_path, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        page_answer = httpx.get(f"{base}/incidents/inc-7")
+        assert page_answer.status_code == 200 and "Incident inc-7" in page_answer.text
+        assert page_answer.headers["content-type"].startswith("text/html")
+        summary = httpx.get(f"{base}/api/v2/summary.json")
+        assert summary.headers["content-type"] == "application/json"
+        assert summary.headers["access-control-allow-origin"] == "*"
+        assert httpx.get(f"{base}/history.atom").headers["content-type"] == \
+            "application/atom+xml"
+        assert httpx.get(f"{base}/incidents/nope").status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- subscriber emails: the unsubscribe link ---------------------------------------------------
+
+
+def test_every_email_recipient_gets_an_unsubscribe_link_and_list_unsubscribe_headers() -> None:
+    from crisiscomms.channels.base import OutboundBatch, OutboundRecipient, RenderedMessage
+    from crisiscomms.channels.sendgrid_email import UNSUBSCRIBE_TAG, SendGridEmailChannel
+    from crisiscomms.facts import FactSheet
+    from crisiscomms.rendering import substitution_tag
+
+    assert substitution_tag("unsubscribe_url", html=False) == UNSUBSCRIBE_TAG
+    secret = "SG.very-secret-key"
+    channel = SendGridEmailChannel(secret, from_email="status@example.com", from_name="S",
+                                   unsubscribe_url="https://subs.example.com/v1/unsubscribe/")
+    assert channel.unsubscribe_link("tok_1-A") == "https://subs.example.com/v1/unsubscribe/tok_1-A"
+    bare = SendGridEmailChannel(secret, from_email="status@example.com", from_name="S")
+    assert bare.unsubscribe_link("tok") == "mailto:status@example.com?subject=unsubscribe"
+    assert channel.unsubscribe_link(None) == bare.unsubscribe_link(None)
+    facts = FactSheet(incident_ref="I-1", organization="Example", title="T", severity="minor",
+                      started_at=NOW)
+    message = RenderedMessage(playbook="p", stage="s", channel="email", locale="en",
+                              parts={"subject": "S", "text": "t %unsubscribe_url%",
+                                     "html": "<a href=\"%unsubscribe_url.html%\">x</a>"},
+                              content_hash="h")
+    recipients = [
+        OutboundRecipient(1, "a@example.com", {UNSUBSCRIBE_TAG: channel.unsubscribe_link("t1")}),
+        OutboundRecipient(2, "b@example.com", {UNSUBSCRIBE_TAG: bare.unsubscribe_link("t2")}),
+        OutboundRecipient(3, "c@example.com", {}),
+    ]
+    body = channel.build_body(OutboundBatch(key="k", batch_no=0, facts=facts,
+                                            incident_status="investigating", message=message,
+                                            recipients=recipients))
+    first, second, third = body["personalizations"]
+    assert first["headers"] == {
+        "List-Unsubscribe": "<https://subs.example.com/v1/unsubscribe/t1>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    assert second["headers"] == {
+        "List-Unsubscribe": "<mailto:status@example.com?subject=unsubscribe>"}
+    assert "headers" not in third
+    assert secret not in json.dumps(body)
+
+
+def test_recipient_values_fill_unsubscribe_url() -> None:
+    from crisiscomms.models import Recipient
+    from crisiscomms.playbooks import Playbook
+    from crisiscomms.publishing import recipient_values
+
+    playbook = Playbook.model_validate({
+        "name": "p", "title": "P", "locales": ["en"], "default_locale": "en",
+        "recipient_fields": {"first_name": {"fallback": "there"},
+                             "unsubscribe_url": {"fallback": ""}},
+        "stages": [{"id": "s", "title": "S", "incident_status": "investigating"}]})
+    row = Recipient(email="a@example.com", name="Ada Lovelace", unsubscribe_token="tok")
+    values = recipient_values(row, playbook, lambda token: f"https://u.example/{token}")
+    assert values == {"first_name": "Ada", "unsubscribe_url": "https://u.example/tok"}
