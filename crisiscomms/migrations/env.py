@@ -18,29 +18,16 @@ from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
-from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
-from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 from crisiscomms import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from crisiscomms.migrations import render_item
 
 config = context.config
 target_metadata = SQLModel.metadata
 if config.config_file_name is not None and "connection" not in config.attributes:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
-
-
-def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
-    """Render SQLModel's types as the plain SQLAlchemy types they compile to, so revisions import
-    no SQLModel internals: ``AutoString`` → ``sa.String``, ``UTCDateTime`` →
-    ``sa.DateTime(timezone=True)`` (TIMESTAMPTZ on PostgreSQL, DATETIME on SQLite)."""
-    if kind == "type" and isinstance(obj, AutoString):
-        length = getattr(obj.impl, "length", None)
-        return f"sa.String(length={length})" if length else "sa.String()"
-    if kind == "type" and isinstance(obj, UTCDateTime):
-        return "sa.DateTime(timezone=True)"
-    return False
 
 
 def _options() -> dict[str, Any]:
