@@ -31,6 +31,7 @@ second here are per core (``cpu_s`` is the process CPU time of the timed work).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,7 +41,7 @@ from typing import Any, cast
 import jinja2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, emit, peak_rss_mb
+from _common import content_dirs, content_note, emit, peak_rss_mb, workdir
 
 BATCH = 1000
 PARTS = ("subject", "text", "html")
@@ -83,7 +84,7 @@ def batches(count: int, locales: Sequence[str], default: str
             yield loc, rows, tags
 
 
-def setup(playbook_name: str) -> dict[str, Any]:
+def setup(playbook_name: str, work: Path) -> dict[str, Any]:
     from crisiscomms.approvals import ApprovalLock
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.facts import build_fact_sheet
@@ -91,8 +92,8 @@ def setup(playbook_name: str) -> dict[str, Any]:
     from crisiscomms.publishing import _MessageContext
     from crisiscomms.rendering import StageRenderer, substitution_tag, time_tags
 
-    templates = ROOT / "templates"
-    playbook = load_playbook(playbook_name, ROOT / "playbooks")
+    playbooks, templates = content_dirs(work)  # committed ones while others edit
+    playbook = load_playbook(playbook_name, playbooks)
     stage = next(s for s in playbook.stages if "email" in s.channels)
     facts = build_fact_sheet(dict(playbook.drill_facts))
     started = time.perf_counter()
@@ -222,7 +223,16 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    env = setup(args.playbook)
+    work = workdir()
+    try:
+        env = setup(args.playbook, work)
+        report = measure(env, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    emit(report, args.json)
+
+
+def measure(env: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     wall, cpu, renders, chars = ours(env, args.recipients)
     sample = min(args.baseline_recipients, args.recipients)
     bare_wall, bare_cpu, bare_n = full_renders(env, sample, sandbox=False)
@@ -249,8 +259,9 @@ def main() -> None:
         "time_ratio_sandbox_vs_bare": round(bare_per_s / sandbox_per_s, 3),
         "aim": "time ratio <= 1.3 and >= 50,000 renders/s per core",
         "peak_rss_mb": peak_rss_mb(),
+        "content": content_note(),
     }
-    emit(report, args.json)
+    return report
 
 
 if __name__ == "__main__":

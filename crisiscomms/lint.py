@@ -297,7 +297,7 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
         try:
             sheet = build_fact_sheet(data)
         except FactsError as exc:
-            problems.append(Problem(playbook.name, str(exc), field="drill_facts", facts=label))
+            problems += _facts_problems(playbook, exc, label)
             continue
         for stage in playbook.stages:
             for text in fact_problems(playbook, stage, sheet):
@@ -309,14 +309,57 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
                         message, _ = renderer.render_message(playbook, stage, sheet, channel,
                                                              locale)
                     except CrisisCommsError as exc:
-                        problems.append(Problem(playbook.name, _strip_where(str(exc)),
-                                                message=stage.id, channel=channel, locale=locale,
+                        field, text = _split_field(_strip_where(str(exc)))
+                        problems.append(Problem(playbook.name, text, message=stage.id,
+                                                channel=channel, locale=locale, field=field,
                                                 facts=label))
                         continue
                     if cls.personal:
                         problems += _personal_problems(playbook, cls, stage.id, channel, locale,
                                                        message.parts, label)
-    return problems
+    return _unique(problems)
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    """One problem once: the same fault found with several fact sets is named with the first."""
+    seen: set[tuple[str | None, ...]] = set()
+    out = []
+    for p in problems:
+        key = (p.playbook, p.text, p.message, p.channel, p.locale, p.field)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+_FACT_ERROR = re.compile(r"(?P<field>[A-Za-z0-9_.]+): (?P<msg>.+)")
+
+
+def _facts_problems(playbook: Playbook, exc: FactsError, label: str) -> list[Problem]:
+    """Invalid drill facts: one problem per fact and message that cannot be rendered."""
+    text = str(exc).removeprefix("invalid facts: ")
+    out = []
+    for item in text.split("; "):
+        m = _FACT_ERROR.fullmatch(item)
+        field, msg = (m["field"], m["msg"]) if m else ("drill_facts", item)
+        for stage in playbook.stages:
+            out.append(Problem(playbook.name, f"drill_facts.{field}: {msg}; no message of this "
+                               f"stage can be rendered", message=stage.id, field=field,
+                               facts=label))
+    return out
+
+
+_TEMPLATE_IN_TEXT = re.compile(r"template \S+/[a-z_]+\.(?P<part>[a-z0-9_]+)\.[A-Za-z-]+\.j2")
+
+
+def _split_field(text: str) -> tuple[str | None, str]:
+    """The part a render problem is about: ``field text: ...`` (a limit) or the part of the
+    template it names (``template pb/s/email.text.en.j2 uses ...``)."""
+    m = re.match(r"field ([A-Za-z0-9_.]+)[:,] ?", text)
+    if m:
+        return m[1], text[m.end():]
+    t = _TEMPLATE_IN_TEXT.search(text)
+    return (t["part"], text) if t else (None, text)
 
 
 def _strip_where(text: str) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -260,6 +260,7 @@ class StageRenderer:
         self.approvals = approvals
         self.env = make_environment(templates_dir)
         self._checked: dict[str, str] = {}
+        self._recipient_uses: dict[str, frozenset[str]] = {}
 
     def _source_hash(self, name: str) -> str:
         """Load (and, if required, approval-check) a template once per renderer."""
@@ -272,12 +273,39 @@ class StageRenderer:
                 self._checked[name] = hashlib.sha256(source.encode()).hexdigest()
         return self._checked[name]
 
+    def recipient_fields_used(self, name: str) -> frozenset[str]:
+        """The recipient fields a template names (``recipient.plan``, ``recipient['plan']``)."""
+        if name not in self._recipient_uses:
+            from jinja2 import nodes
+
+            assert self.env.loader is not None
+            source, _, _ = self.env.loader.get_source(self.env, name)
+            used = set()
+            for node in self.env.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+                if isinstance(node.node, nodes.Name) and node.node.name == "recipient":
+                    if isinstance(node, nodes.Getattr):
+                        used.add(node.attr)
+                    elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                        used.add(node.arg.value)
+            self._recipient_uses[name] = frozenset(used)
+        return self._recipient_uses[name]
+
     def _exists(self, name: str) -> bool:
         return (self.templates_dir / name).is_file()
 
-    def render_part(self, name: str, context: Mapping[str, Any], where: str) -> str:
+    def render_part(self, name: str, context: Mapping[str, Any], where: str,
+                    declared: Collection[str] | None = None) -> str:
+        """One template; ``declared``: the playbook's recipient fields, the only ones a
+        template may name."""
         try:
             self._source_hash(name)
+            if declared is not None:
+                undeclared = sorted(self.recipient_fields_used(name) - set(declared))
+                if undeclared:
+                    raise RenderError(
+                        f"{where}: template {name} uses "
+                        f"{', '.join('recipient.' + f for f in undeclared)}, which the playbook "
+                        f"does not declare (recipient_fields: {', '.join(declared) or 'none'})")
             text = self.env.get_template(name).render(context)
         except TemplateNotFound:
             raise RenderError(f"{where}: template {name} is missing") from None
@@ -351,12 +379,12 @@ class StageRenderer:
         parts: dict[str, str] = {}
         for part, name in list(names.items()):
             ctx = self._part_context(playbook, stage, facts, locale, cls.personal, name)
-            text = self.render_part(name, ctx, where)
+            text = self.render_part(name, ctx, where, playbook.recipient_fields)
             problems = part_problems(cls.limits, part, _limit_text(text))
             short_name = template_name(playbook.name, stage.id, channel, short_part(part), locale)
             if problems and self._exists(short_name):
                 ctx = self._part_context(playbook, stage, facts, locale, cls.personal, short_name)
-                text = self.render_part(short_name, ctx, where)
+                text = self.render_part(short_name, ctx, where, playbook.recipient_fields)
                 names[part] = short_name
                 problems = part_problems(cls.limits, part, _limit_text(text))
             if problems:
