@@ -1,0 +1,126 @@
+"""The Failures page: X is down during the publish, the row shows X's reason; X comes back, one
+click re-sends, the row goes away and X has each post exactly once."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from crisiscomms.audience import ensure_drill_audience
+from crisiscomms.channels import CHANNEL_CLASSES
+from crisiscomms.config import PROJECT_ROOT, Settings
+from crisiscomms.db import init_db, make_engine, session_scope
+from crisiscomms.drill import emulator_environment, environment
+from crisiscomms.emulators import EmulatorPair, start_emulators
+from crisiscomms.incidents import plan_bundle, trigger
+from crisiscomms.ledger import pending_ids
+from crisiscomms.playbooks import load_playbook
+from crisiscomms.publishing import publish_deliveries
+from crisiscomms.views import delivery_failures
+from crisiscomms.wiring import build_channels
+
+pytestmark = pytest.mark.e2e
+REF = "E2E-FAILURES-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def x_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An outage acknowledgement published while the X emulator is stopped: X rows fail."""
+    root = tmp_path_factory.mktemp("e2e-failures")
+    with start_emulators(sendgrid_key="SG.e2e-f", x_token="e2e-f") as pair:
+        env = {
+            "CRISISCOMMS_DATA_DIR": str(root),
+            "CRISISCOMMS_DATABASE_URL": f"sqlite:///{root / 'crisiscomms.db'}",
+            "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
+            "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
+            "CRISISCOMMS_MAX_ATTEMPTS": "2",
+            "CRISISCOMMS_HTTP_TIMEOUT_S": "2",
+            **emulator_environment(pair, "SG.e2e-f", "e2e-f"),
+        }
+        with environment(env):
+            settings = Settings(_env_file=None)  # type: ignore[call-arg]
+            engine = make_engine(settings.resolved_database_url)
+            init_db(engine)
+            with session_scope(engine) as session:
+                ensure_drill_audience(session, 50)
+            facts = {**load_playbook("outage", settings.playbooks_dir).drill_facts,
+                     "incident_ref": REF}
+            bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
+                             facts=facts, actor="e2e")
+            plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
+            with session_scope(engine) as session:
+                ids = [i for group in pending_ids(session, bundle.message_ids).values()
+                       for i in group]
+            pair.x.stop()  # X is down: connection refused, nothing reaches it
+            report = publish_deliveries(engine, build_channels(settings), ids,
+                                        playbooks_dir=settings.playbooks_dir, max_attempts=2)
+            failed_x = [f for f in delivery_failures(engine, REF) if f.channel == "x"]
+            assert report.failed > 0 and failed_x
+            assert {f.channel for f in delivery_failures(engine, REF)} == {"x"}
+            engine.dispose()
+            yield {"env": env, "pair": pair, "failed_x": len(failed_x)}
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(x_down: dict[str, Any]) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, **x_down["env"]}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
+         "--server.headless", "true", "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError(f"dashboard did not start: {proc.stderr.read() if proc.stderr else ''}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_retry_failed_x_posts_once_and_clears_the_row(browser: Any, dashboard_url: str,
+                                                      x_down: dict[str, Any]) -> None:
+    pair: EmulatorPair = x_down["pair"]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{dashboard_url}/failures_page")
+    page.get_by_role("heading", name=f"{REF} · x").wait_for(timeout=60_000)
+    table = page.locator("table").first
+    assert "failed" in table.inner_text()
+    assert "X unreachable" in table.inner_text()  # the provider's reason, as recorded
+    assert pair.x.stats()["accepted_messages"] == 0
+
+    pair.x.start()  # X is healthy again (same port)
+    page.get_by_role("button", name="Retry failed").click()
+    page.get_by_text(f"{REF} · x: re-sent").wait_for(timeout=60_000)
+    page.get_by_text("No failed or unconfirmed deliveries.").wait_for(timeout=30_000)
+    assert page.get_by_role("heading", name=f"{REF} · x").count() == 0
+    assert "0 failed, 0 unconfirmed" in page.get_by_text(f"{REF} · x: re-sent").inner_text()
+
+    posts = pair.x.received()
+    assert len(posts) == x_down["failed_x"]  # one post per failed X row
+    assert len({p["text"] for p in posts}) == len(posts)
+    assert pair.x.stats()["duplicates"] == 0  # nothing was attempted twice
+    page.close()
