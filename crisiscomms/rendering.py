@@ -281,12 +281,14 @@ class StageRenderer:
             assert self.env.loader is not None
             source, _, _ = self.env.loader.get_source(self.env, name)
             used = set()
-            for node in self.env.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
-                if isinstance(node.node, nodes.Name) and node.node.name == "recipient":
-                    if isinstance(node, nodes.Getattr):
-                        used.add(node.attr)
-                    elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                        used.add(node.arg.value)
+            tree = self.env.parse(source)
+            for attr in tree.find_all(nodes.Getattr):
+                if isinstance(attr.node, nodes.Name) and attr.node.name == "recipient":
+                    used.add(attr.attr)
+            for item in tree.find_all(nodes.Getitem):
+                if (isinstance(item.node, nodes.Name) and item.node.name == "recipient"
+                        and isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str)):
+                    used.add(item.arg.value)
             self._recipient_uses[name] = frozenset(used)
         return self._recipient_uses[name]
 
