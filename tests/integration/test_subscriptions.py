@@ -10,10 +10,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+import yaml
 from sqlmodel import Session, select
 
 from crisiscomms.config import PROJECT_ROOT, Settings
@@ -170,4 +172,76 @@ def test_updates_reach_the_subscribers_of_the_affected_components(
                                            "both@example.org"}
         assert audience(None) == {"all@example.org", "api@example.org", "dash@example.org",
                                   "both@example.org"}
+    engine.dispose()
+
+
+# -- subscriber updates, end to end ------------------------------------------------------------
+
+
+def _mails_to(emus: EmulatorPair, address: str) -> list[dict[str, Any]]:
+    return [m for m in emus.sendgrid.received() if m["to"] == address]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_subscribers_of_the_affected_component_get_each_update_once_until_they_unsubscribe(
+    server: tuple[str, Settings], emus: EmulatorPair,
+) -> None:
+    """Readers subscribe through the page's form over HTTP (double opt-in), an incident on one
+    component goes out through the Prefect flow to the SendGrid emulator: its subscribers and
+    the customer list get it once each, with their own unsubscribe link; one click on it and
+    the next update no longer reaches them."""
+    from crisiscomms.channels import CHANNEL_CLASSES
+    from crisiscomms.cli import _publish
+    from crisiscomms.db import make_engine
+    from crisiscomms.incidents import approve, trigger
+
+    base, settings = server
+    readers = {"api@example.org": ["API"], "dash@example.org": ["Dashboard"],
+               "all@example.org": []}
+    for address, components in readers.items():
+        reply = httpx.post(f"{base}/v1/subscribe", timeout=5,
+                           data={"email": address, "components": components, "locale": "en"})
+        assert reply.status_code == 202, reply.text
+        (mail,) = _mails_to(emus, address)
+        confirm = re.search(r"(http://127\.0\.0\.1:\d+/v1/confirm/[\w-]+)", mail["text"])
+        assert confirm is not None
+        assert httpx.get(confirm.group(1), timeout=5).status_code == 200
+    assert httpx.post(f"{base}/v1/subscribe", data={"email": "pending@example.org",
+                                                    "components": ["API"]},
+                      timeout=5).status_code == 202  # never confirms
+    engine = make_engine(settings.resolved_database_url)
+    with Session(engine) as s:
+        s.add(Recipient(email="customer@example.org", name="Casey Customer", consent=True))
+        s.commit()
+        tokens = {r.email: r.unsubscribe_token for r in s.exec(select(Recipient))}
+    emus.reset()
+
+    facts = {**yaml.safe_load((PROJECT_ROOT / "playbooks/outage.yaml").read_text())[
+        "drill_facts"], "incident_ref": "SUB-1", "components": ["API"]}
+    first = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage", facts=facts,
+                    actor="test")
+    assert first.approved  # the acknowledgement is auto_send
+    result = _publish("SUB-1", first.stage)
+    assert not result.get("errors"), result
+    wanted = {"api@example.org", "all@example.org", "customer@example.org"}
+    received = emus.sendgrid.received()
+    assert sorted(m["to"] for m in received) == sorted(wanted)  # each exactly once
+    assert emus.sendgrid.stats()["duplicates"] == 0
+    for mail in received:
+        link = f"{base}/v1/unsubscribe/{tokens[mail['to']]}"
+        assert link in mail["text"] and f'href="{link}"' in mail["html"], mail["to"]
+
+    # one click (RFC 8058 POST, as a mail client sends it from List-Unsubscribe)
+    clicked = httpx.post(f"{base}/v1/unsubscribe/{tokens['api@example.org']}",
+                         data={"List-Unsubscribe": "One-Click"}, timeout=5)
+    assert clicked.status_code == 200
+    emus.reset()
+    update = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
+                     facts={"incident_ref": "SUB-1"}, stage="update", actor="test")
+    approve(engine, incident_ref=update.incident_ref, stage="update", approver="Dana (PR lead)",
+            playbooks_dir=settings.playbooks_dir)
+    result = _publish("SUB-1", "update")
+    assert not result.get("errors"), result
+    assert sorted(m["to"] for m in emus.sendgrid.received()) == sorted(
+        wanted - {"api@example.org"})
     engine.dispose()
