@@ -167,8 +167,24 @@ def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False,
             command.stamp(config, BASELINE)
         if downgrade:
             command.downgrade(config, revision)
+        elif script_location is None:
+            _upgrade(config, revision)
         else:
             command.upgrade(config, revision)
+
+
+def _upgrade(config: Config, revision: str) -> None:
+    """``alembic.command.upgrade`` with the cached ScriptDirectory (revision files are read once
+    per process, not once per database: init_db runs for every new test database)."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    script = _script()
+
+    def steps(rev: Any, _context: Any) -> Any:
+        return script._upgrade_revs(revision, rev)
+
+    with EnvironmentContext(config, script, fn=steps, destination_rev=revision):
+        script.run_env()
 
 
 @contextmanager

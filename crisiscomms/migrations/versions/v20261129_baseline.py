@@ -178,7 +178,13 @@ def schema() -> sa.MetaData:
 
 
 def upgrade() -> None:
-    for table in schema().sorted_tables:
+    metadata = schema()
+    if not op.get_context().as_sql:
+        # Online: the same tables through SQLAlchemy's DDL directly, a third of the time of the
+        # Alembic operations below (init_db runs this for every new database, e.g. each test).
+        metadata.create_all(op.get_bind(), checkfirst=False)
+        return
+    for table in metadata.sorted_tables:  # offline (alembic upgrade --sql): print the DDL
         op.invoke(ops.CreateTableOp.from_table(table))
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             op.invoke(ops.CreateIndexOp.from_index(index))
