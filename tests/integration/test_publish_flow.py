@@ -133,7 +133,8 @@ def test_a_dead_channel_does_not_stop_the_others(
     ({"components": []}, FactsError, "missing required facts: components"),
     ({"next_update_at": None, "incident_ref": "NEW-1"}, None, None),
     ({"severity": "apocalyptic"}, FactsError, "severity"),
-    ({"components": ["障" * 150]}, LimitError, "message acknowledge, channel x, locale en, field text: text is"),
+    ({"components": ["障" * 150]}, LimitError,
+     "message acknowledge, channel x, locale en, field text: text is"),
 ])
 def test_bad_facts_are_refused_and_change_nothing(
     workspace: tuple[Settings, Engine], emulators: EmulatorPair, facts: dict[str, object],
