@@ -37,10 +37,12 @@ def _facts(playbook: Playbook, **overrides: Any) -> FactSheet:
 
 
 def _render(
-    renderer: StageRenderer, playbook: Playbook, stage_id: str, facts: FactSheet
+    renderer: StageRenderer, playbook: Playbook, stage_id: str, facts: FactSheet,
+    locale: str = "en",
 ) -> dict[str, RenderedMessage]:
     stage = playbook.stage(stage_id)
-    return {m.channel: m for m, _ in renderer.render_stage(playbook, stage, facts)}
+    return {m.channel: m for m, _ in renderer.render_stage(playbook, stage, facts)
+            if m.locale == locale}
 
 
 def _main_text(message: RenderedMessage) -> str:
@@ -49,7 +51,7 @@ def _main_text(message: RenderedMessage) -> str:
 
 def test_playbook_shape(playbook: Playbook) -> None:
     assert playbook.name == "outage"
-    assert playbook.locales == ("en",)
+    assert playbook.locales == ("en", "es", "fr", "de", "ja")
     assert [s.id for s in playbook.stages] == list(STAGES)
     assert [str(s.incident_status) for s in playbook.stages] == [
         "investigating",
@@ -61,7 +63,7 @@ def test_playbook_shape(playbook: Playbook) -> None:
     assert not playbook.stage("resolve").auto_send
     for stage in playbook.stages:
         assert set(stage.channels) == set(DEFAULT_CHANNELS)
-    assert playbook.recipient_fields["first_name"].fallback == "there"
+    assert playbook.recipient_fields["first_name"].fallback_for("en") == "there"
     for fact in (
         "title",
         "severity",
