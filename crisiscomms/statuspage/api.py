@@ -178,9 +178,13 @@ class Snapshot:
         """One entry per update of the incident, newest first: this locale's text, else the
         default locale's, else the first published (an update never drops out of a locale's
         timeline because it was not translated)."""
-        chosen: dict[str, dict[str, Any]] = {}
+        chosen: dict[tuple[str, int], dict[str, Any]] = {}
+        seen: dict[tuple[str, str], int] = {}
         for u in incident["updates"]:
-            event = u.get("event") or u["key"]
+            # the n-th text of a locale in an event pairs with the n-th text of the others
+            name = u.get("event") or u["key"]
+            n = seen[(name, u["locale"])] = seen.get((name, u["locale"]), -1) + 1
+            event = (name, n)
             have = chosen.get(event)
             if have is None or _rank(u["locale"], self.locale, self.default_locale) < _rank(
                     have["locale"], self.locale, self.default_locale):
