@@ -3,11 +3,12 @@
 The bench seeds ``--recipients`` subscribers, triggers the outage acknowledgement and plans its
 ledger (status page, X, support, email in 1,000-recipient batches). Then it starts the real
 ``crisiscomms resume INCIDENT --now`` as a separate process (its own session and process group)
-and, once that process is sending (the emulator's request counter moves), SIGKILLs it at a
-random moment within the estimated remaining send time; ``--kills`` times; then one last
-``crisiscomms resume --now`` runs to completion (again while rows are left ``sending`` or
-``planned``). Every resume reconciles the rows the dead sender left ``sending`` against the
-provider (``GET /_emulator/keys/<key>``) before anything is sent again.
+and SIGKILLs it at a random point of the send: when the emulator has received a random 5-50%
+of the recipients still to reach (so every kill lands mid-send, with requests in flight and
+results not yet recorded); ``--kills`` times; then ``crisiscomms resume --now`` runs to
+completion (repeated, up to three times, while rows are left ``sending`` or ``planned``).
+Every resume reconciles the rows the dead sender left ``sending`` against the provider
+(``GET /_emulator/keys/<key>``) before anything is sent again.
 
 The SendGrid and X emulators run in their own process (never killed) and are the witness:
 ``duplicates`` are addresses that received the message more than once (under any key, so
@@ -116,30 +117,28 @@ def _received(emulators: EmulatorProcess) -> int:
     return int(emulators.stats()["recipients"])
 
 
-def _requests(emulators: EmulatorProcess) -> int:
-    return int(emulators.stats()["requests"])
-
-
 def _kill_at_random(proc: subprocess.Popen[bytes], emulators: EmulatorProcess,
-                    rng: random.Random, remaining: int, rate: float) -> dict[str, Any]:
-    """Wait until the process sends, then SIGKILL it at a random point of the estimated rest."""
+                    rng: random.Random, remaining: int) -> dict[str, Any]:
+    """SIGKILL the process at a random point of the send: once the emulator has received a
+    random share (5-50%) of the recipients still to reach, so every kill lands mid-send and
+    leaves work for the next resume; a process that finishes first is not killed."""
     started = time.monotonic()
-    before = _requests(emulators)
-    while proc.poll() is None and _requests(emulators) == before:
-        time.sleep(0.01)
-    sending_at = time.monotonic() - started
-    window = max(0.05, remaining / max(rate, 1.0))
-    delay = rng.uniform(0.0, window)
-    deadline = time.monotonic() + delay
-    while proc.poll() is None and time.monotonic() < deadline:
+    before = _received(emulators)
+    target = before + max(1, int(remaining * rng.uniform(0.05, 0.5)))
+    first: float | None = None
+    while proc.poll() is None:
+        received = _received(emulators)
+        if first is None and received > before:
+            first = time.monotonic() - started
+        if received >= target:
+            break
         time.sleep(0.005)
     killed = proc.poll() is None
     if killed:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    return {"killed": killed, "first_request_after_s": round(sending_at, 2),
-            "kill_after_sending_s": round(delay, 3) if killed else None,
-            "exit": proc.returncode}
+    return {"killed": killed, "first_recipient_after_s": None if first is None else round(first, 2),
+            "kill_target_received": target - before, "exit": proc.returncode}
 
 
 def _ledger(db_url: str) -> dict[str, int]:
@@ -218,17 +217,14 @@ def _run(args: argparse.Namespace, rng: random.Random, work: Path, env: dict[str
     child_env = {**os.environ, **env, "PREFECT_API_URL": prefect_url}
     log = work / "resume.log"
     runs: list[dict[str, Any]] = []
-    rate = 20_000.0  # recipients/s guess until a run measures it
     started = time.perf_counter()
     for n in range(args.kills):
         received = _received(emulators)
         remaining = max(0, len(expected) - received)
         t0 = time.perf_counter()
         proc = _resume(child_env, log)
-        run = _kill_at_random(proc, emulators, rng, remaining, rate)
+        run = _kill_at_random(proc, emulators, rng, remaining)
         got = _received(emulators) - received
-        if run["kill_after_sending_s"]:
-            rate = max(rate * 0.5, got / max(run["kill_after_sending_s"], 0.05))
         runs.append({"run": n + 1, **run, "received": got,
                      "run_s": round(time.perf_counter() - t0, 2)})
     final: list[dict[str, Any]] = []
