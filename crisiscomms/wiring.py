@@ -97,6 +97,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
             from_name=settings.email_from_name,
             timeout_s=settings.http_timeout_s,
             unsubscribe_url=unsubscribe_url(settings),
+            transport=settings.sendgrid_transport,
         )
         channels["press"] = PressReleaseChannel(
             settings.sendgrid_api_key,
