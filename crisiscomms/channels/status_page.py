@@ -44,6 +44,7 @@ from crisiscomms.limits import limit_problems
 from crisiscomms.statuspage import model, publish
 from crisiscomms.statuspage.model import INCIDENT_STATUSES, LifecycleError, iso, short_id
 from crisiscomms.statuspage.page import StatusPage
+from crisiscomms.statuspage.publish import Content
 
 __all__ = ["INCIDENT_STATUSES", "StatusPageChannel", "iso", "short_id"]
 
@@ -181,7 +182,7 @@ class StatusPageChannel:
         except ValueError as exc:  # bad input in the facts: never publishable
             raise LifecycleError(str(exc)) from None
 
-    def _site_files(self, state: dict[str, Any]) -> dict[str, str | bytes]:
+    def _site_files(self, state: dict[str, Any]) -> dict[str, Content]:
         """Every file of the site, by relative path."""
         return self.page.build(state)
 

@@ -61,6 +61,7 @@ class Snapshot:
         self._components = self._build_components()
         self.component_by_name = {c["_key"]: c for c in self._components if not c["group"]}
         self._incidents: list[dict[str, Any]] | None = None
+        self._docs: dict[str, dict[str, Any]] = {}
         self._maintenances: list[dict[str, Any]] | None = None
         self._updated_at: str | None = None
 
@@ -239,19 +240,42 @@ class Snapshot:
         """The permanent page of an incident or maintenance, in this locale."""
         return f"{self.page_info.url}/{self.prefix}incidents/{incident_id}.html"
 
-    def incidents(self) -> list[dict[str, Any]]:
-        """Every incident, newest first."""
+    def ordered(self) -> list[dict[str, Any]]:
+        """The incidents as kept in the state, newest first (computed once per snapshot)."""
         if self._incidents is None:
-            ordered = sorted(
+            self._incidents = sorted(
                 self.state["incidents"].values(),
                 key=lambda i: (parse_time(i["started_at"]), parse_time(i["created_at"])),
                 reverse=True,
             )
-            self._incidents = [self.incident(i) for i in ordered]
         return self._incidents
 
+    def document(self, incident: dict[str, Any]) -> dict[str, Any]:
+        """The v2 document of a state incident (built once per snapshot)."""
+        doc = self._docs.get(incident["id"])
+        if doc is None:
+            doc = self._docs[incident["id"]] = self.incident(incident)
+        return doc
+
+    def incidents(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every incident (or the ``limit`` newest), newest first."""
+        ordered = self.ordered() if limit is None else self.ordered()[:limit]
+        return [self.document(i) for i in ordered]
+
+    def recently_updated(self, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` incidents updated last, latest first (the feeds)."""
+        ordered = sorted(self.ordered(), key=lambda i: parse_time(i["updated_at"]),
+                         reverse=True)[:limit]
+        return [self.document(i) for i in ordered]
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """What the history lists of every incident, newest first, without building the full
+        documents (a thousand incidents in five locales)."""
+        return [{"id": i.get("slug") or i["id"], "name": i["name"], "status": i["status"],
+                 "impact": i["impact"], "started_at": i["started_at"]} for i in self.ordered()]
+
     def unresolved(self) -> list[dict[str, Any]]:
-        return [i for i in self.incidents() if i["status"] not in CLOSED_STATUSES]
+        return [self.document(i) for i in self.ordered() if i["status"] not in CLOSED_STATUSES]
 
     # -- maintenances ----------------------------------------------------------------------
 
@@ -336,7 +360,7 @@ class Snapshot:
         page = self.page()
         status = self.status()
         components = self.components()
-        incidents = self.incidents()
+        incidents = self.incidents(INCIDENTS_LISTED)
         unresolved = self.unresolved()
         upcoming, active = self.upcoming(), self.active()
         return {

@@ -38,8 +38,7 @@ def feeds(snapshot: Snapshot, base_url: str) -> dict[str, bytes]:
     updated = snapshot.updated_at()
     if updated:
         fg.updated(parse_time(updated))
-    incidents = sorted(snapshot.incidents(), key=lambda i: parse_time(i["updated_at"]),
-                       reverse=True)[:FEED_ENTRIES]
+    incidents = snapshot.recently_updated(FEED_ENTRIES)
     for incident in reversed(incidents):  # feedgen prepends: add oldest first
         entry = fg.add_entry()
         url = f"{base_url}incidents/{incident['id']}.html"

@@ -6,8 +6,11 @@ import json
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from crisiscomms.statuspage.api import PageInfo, Snapshot
 from crisiscomms.statuspage.feeds import feeds
+from crisiscomms.statuspage.publish import Previous, SiteFiles
 from crisiscomms.statuspage.views import SiteViews, compute_uptimes
 
 
@@ -22,19 +25,24 @@ def _json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def build_site(state: dict[str, Any], page: PageInfo, now: datetime) -> dict[str, str | bytes]:
+def build_site(state: dict[str, Any], page: PageInfo, now: datetime,
+               previous: Previous | None = None) -> SiteFiles:
     """Every file of the site by relative path: the default locale at the root, every other
-    locale under ``<locale>/``."""
+    locale under ``<locale>/``. Incident pages unchanged since ``previous`` (the live build)
+    are linked from it; ``files.manifest`` holds the fingerprints for the next build."""
     locales, default = site_locales(state)
     uptimes = compute_uptimes(state, now)
-    files: dict[str, str | bytes] = {}
+    files = SiteFiles()
+    prints = {ref: orjson.dumps(incident, option=orjson.OPT_SORT_KEYS)  # once, not per locale
+              for ref, incident in state["incidents"].items()}
     for locale in locales:
         prefix = "" if locale == default else f"{locale}/"
         snapshot = Snapshot(state, page, locale, now, default)
         for relative, data in snapshot.documents().items():
             files[prefix + relative] = _json(data)
-        views = SiteViews(snapshot, locales=locales, default_locale=default, uptimes=uptimes)
-        for relative, html in views.pages().items():
+        views = SiteViews(snapshot, locales=locales, default_locale=default, uptimes=uptimes,
+                          raw_prints=prints)
+        for relative, html in views.pages(previous, files.manifest).items():
             files[prefix + relative] = html
         for relative, feed in feeds(snapshot, f"{page.url}/{prefix}").items():
             files[prefix + relative] = feed

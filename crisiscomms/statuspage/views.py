@@ -11,6 +11,7 @@ lines of inline script that show times in the reader's time zone (UTC text witho
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+import orjson
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -27,6 +29,7 @@ from markupsafe import Markup, escape
 from crisiscomms.statuspage.api import Snapshot
 from crisiscomms.statuspage.catalog import Catalog
 from crisiscomms.statuspage.model import CLOSED_STATUSES, parse_time
+from crisiscomms.statuspage.publish import Content, Linked, Previous
 from crisiscomms.statuspage.uptime import DAYS, Uptime, component_uptime, maintenance_days
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -142,15 +145,29 @@ class Shell:
     """A page rendered once with markers, filled per incident page (a thousand incident pages
     cost one layout render, not a thousand)."""
 
-    HERE, TITLE, MAIN = "@@HERE@@", "@@TITLE@@", "@@MAIN@@"
+    HERE, TITLE, MAIN, UPDATED = "@@HERE@@", "@@TITLE@@", "@@MAIN@@", "@@UPDATED@@"
     MARKS: ClassVar[dict[str, str]] = {"title": TITLE, "main": MAIN}
 
     def __init__(self, rendered: str) -> None:
-        self.parts = re.split(r"(@@(?:HERE|TITLE|MAIN)@@)", rendered)
+        self.text = rendered
+        self.parts = re.split(r"(@@(?:HERE|TITLE|MAIN|UPDATED)@@)", rendered)
 
-    def fill(self, *, here: str, title: str, main: str) -> str:
-        values = {self.HERE: str(escape(here)), self.TITLE: str(escape(title)), self.MAIN: main}
+    def fill(self, *, here: str, title: str, main: str, updated: str = "") -> str:
+        values = {self.HERE: str(escape(here)), self.TITLE: str(escape(title)), self.MAIN: main,
+                  self.UPDATED: updated}
         return "".join(values.get(part, part) for part in self.parts)
+
+
+@lru_cache(maxsize=1)
+def render_version() -> str:
+    """A hash of every template and catalogue: a page rendered by other templates or words is
+    never reused."""
+    digest = hashlib.sha256()
+    for folder in (TEMPLATES, TEMPLATES.parent / "locales"):
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class SiteViews:
@@ -163,8 +180,10 @@ class SiteViews:
         locales: list[str],
         default_locale: str,
         uptimes: dict[str, Uptime],
+        raw_prints: dict[str, bytes] | None = None,
     ) -> None:
         self.snap = snapshot
+        self._raw_prints = raw_prints or {}
         self.locale = snapshot.locale
         self.catalog = Catalog(self.locale)
         self.locales = locales
@@ -224,13 +243,17 @@ class SiteViews:
             "updated_at": self.snap.updated_at(),
         }
 
-    def pages(self) -> dict[str, str]:
+    def pages(self, previous: Previous | None = None,
+              manifest: dict[str, str] | None = None) -> dict[str, Content]:
+        """Every page of this locale by path relative to the locale's root. An incident page
+        whose inputs (its document, the page around it, the templates) have the same
+        fingerprint as in ``previous`` is linked from it, not rendered; ``manifest`` receives
+        the fingerprints (keys relative to the site root)."""
         env = environment()
         snap = self.snap
-        incidents = snap.incidents()
         maintenances = snap.maintenances()
         done = [m for m in maintenances if m["status"] == "completed"]
-        past = [i for i in incidents if i["status"] in CLOSED_STATUSES]
+        past = [i for i in snap.summaries() if i["status"] in CLOSED_STATUSES]
         if done:  # completed maintenances stay in the history, beside the incidents
             past = sorted([*past, *done], key=lambda i: parse_time(i["started_at"]),
                           reverse=True)
@@ -238,7 +261,7 @@ class SiteViews:
             comp["id"]: uptime_bar(self.uptimes[comp["id"]], self.catalog)
             for comp in snap.components() if not comp["group"]
         }
-        files: dict[str, str] = {}
+        files: dict[str, Content] = {}
         files["index.html"] = env.get_template("index.html.j2").render(
             **self._common(0, "index.html"),
             status=snap.status(),
@@ -253,15 +276,40 @@ class SiteViews:
             **self._common(0, "history.html"), months=self.months(past),
         )
         shell = Shell(env.get_template("shell.html.j2").render(
-            **self._common(1, Shell.HERE), marks=Shell.MARKS))
-        # One permanent page per incident and per maintenance (their shortlinks).
-        pages = [*incidents, *maintenances]
+            **{**self._common(1, Shell.HERE), "updated_at": Shell.UPDATED},
+            marks=Shell.MARKS, updated_line=Markup(Shell.UPDATED)))
+        shell_print = hashlib.sha256(
+            f"{render_version()}\0{shell.text}".encode()).hexdigest()[:16]
+        # One permanent page per incident and per maintenance (their shortlinks); a closed
+        # incident's page rarely changes: reuse it when its fingerprint is the same.
+        prefix = snap.prefix
+        todo: list[dict[str, Any]] = []
+        positions = {name: c["position"] for name, c in snap.component_by_name.items()}
+        for raw in snap.ordered():
+            slug = raw.get("slug") or raw["id"]
+            here = f"incidents/{slug}.html"
+            # what the page is made of: the page around it (locale, languages, URLs,
+            # templates, words), the incident as stored, where its components stand
+            mark = hashlib.sha256(b"\0".join((
+                shell_print.encode(), self._raw_prints.get(raw["id"]) or orjson.dumps(
+                    raw, option=orjson.OPT_SORT_KEYS),
+                orjson.dumps([positions.get(c) for c in raw["components"]]),
+            ))).hexdigest()[:24]
+            if manifest is not None:
+                manifest[prefix + here] = mark
+            if previous is not None and previous.manifest.get(prefix + here) == mark:
+                files[here] = Linked(previous.root / prefix / here)
+            else:
+                todo.append(snap.document(raw))
+        todo += maintenances  # they follow the clock: always rendered
         mains = env.get_template("incident.html.j2").render(
-            **self._common(1, ""), incidents=pages, split=SPLIT).split(SPLIT)
+            **self._common(1, ""), incidents=todo, split=SPLIT).split(SPLIT)
         name = snap.page_info.name
-        for incident, main in zip(pages, mains, strict=False):
+        for incident, main in zip(todo, mains, strict=False):
             here = f"incidents/{incident['id']}.html"
-            files[here] = shell.fill(here=here, title=f"{incident['name']} · {name}", main=main)
+            files[here] = shell.fill(
+                here=here, title=f"{incident['name']} · {name}", main=main,
+                updated=str(self.catalog.markup("updated", time=when(incident["updated_at"]))))
         return files
 
 

@@ -252,7 +252,7 @@ def test_failed_build_leaves_the_previous_site(tmp_path: Path,
     before = {p: p.read_bytes() for p in live.rglob("*") if p.is_file()}
     state_before = sp.state_path.read_text()
 
-    def boom(*_: object) -> dict[str, str]:
+    def boom(*_: object, **__: object) -> dict[str, str]:
         raise RuntimeError("template exploded")
 
     monkeypatch.setattr("crisiscomms.statuspage.page.build_site", boom)
@@ -488,3 +488,36 @@ def test_recipient_values_fill_unsubscribe_url() -> None:
     row = Recipient(email="a@example.com", name="Ada Lovelace", unsubscribe_token="tok")
     values = recipient_values(row, playbook, lambda token: f"https://u.example/{token}")
     assert values == {"first_name": "Ada", "unsubscribe_url": "https://u.example/tok"}
+
+
+def test_unchanged_incident_pages_are_linked_from_the_live_build(tmp_path: Path) -> None:
+    sp = page(tmp_path)
+
+    def fill(state: dict[str, Any]) -> None:
+        add(state, "o1", "investigating", ref="OLD-1", at=NOW - timedelta(days=3))
+        add(state, "o2", "resolved", ref="OLD-1", at=NOW - timedelta(days=3, hours=-1))
+        add(state, "n1", "investigating", ref="NEW-1", at=NOW - timedelta(minutes=9))
+
+    sp.change(fill)
+    first = sp.site_path.resolve()
+    sp.change(lambda state: add(state, "n2", "identified", ref="NEW-1",
+                                at=NOW - timedelta(minutes=1), body="Found it."))
+    second = sp.site_path.resolve()
+    assert second != first
+    old_before, old_after = first / "incidents/OLD-1.html", second / "incidents/OLD-1.html"
+    assert old_after.stat().st_ino == old_before.stat().st_ino  # the same file, linked
+    assert old_after.read_text() == old_before.read_text()
+    new_page = (second / "incidents/NEW-1.html").read_text()
+    assert "Found it." in new_page  # the changed incident was rendered again
+    assert (second / "incidents/NEW-1.html").stat().st_ino != \
+        (first / "incidents/NEW-1.html").stat().st_ino
+    # no manifest in the served site; the ones beside the kept builds only
+    assert not list(second.rglob("*.json.pages*")) and not (second / ".pages.json").exists()
+    manifests = sorted(p.name for p in (sp.output_dir / ".pages").glob("*.json"))
+    assert manifests == sorted(f"{b.name}.json" for b in (first, second))
+    # a rebuild from scratch (no manifest) renders the same bytes
+    for manifest in (sp.output_dir / ".pages").glob("*.json"):
+        manifest.unlink()
+    third = sp.rebuild()
+    assert (third / "incidents/OLD-1.html").read_text() == old_after.read_text()
+    assert (third / "incidents/OLD-1.html").stat().st_ino != old_after.stat().st_ino
