@@ -244,3 +244,31 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
         with session_scope(engine) as session:
             assert channel_counts(session, bundle.incident_id)["email"]["sent"] == RECIPIENTS
         engine.dispose()
+
+
+def test_prefect_yaml_declares_what_deploy_py_makes() -> None:
+    """prefect.yaml (for ``prefect deploy --all``) and flows/deploy.py must not drift: same
+    deployment names, entrypoints that exist, parameters the flows accept, same rate limits."""
+    import inspect
+
+    import yaml
+
+    from flows import deploy as deploy_script
+    from flows import run_playbook
+
+    spec = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
+    made: set[str] = set()
+    for dep in spec["deployments"]:
+        path, name = dep["entrypoint"].split(":")
+        assert (PROJECT_ROOT / path).is_file()
+        flow_obj = getattr(run_playbook, name)
+        made.add(f"{flow_obj.name}/{dep['name']}")
+        accepted = set(inspect.signature(flow_obj.fn).parameters)
+        assert set(dep.get("parameters", {})) <= accepted, dep["name"]
+        params = dep.get("parameters", {})
+        if "batches_deployment" in params:
+            assert params["batches_deployment"] == deploy_script.BATCHES_DEPLOYMENT
+        if "rate_limits" in params:
+            assert params["rate_limits"] == deploy_script.RATE_LIMIT_NAMES
+    assert made == {deploy_script.STAGE_DEPLOYMENT, deploy_script.BATCHES_DEPLOYMENT,
+                    deploy_script.RESUME_DEPLOYMENT}
