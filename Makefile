@@ -49,9 +49,15 @@ integration: install postgres
 e2e: install browser
 	$(RUN) pytest tests/e2e
 
-bench: install
+# Figures, not asserts: each script prints its own baseline measured in the same run.
+bench: install postgres
 	$(RUN) python bench/latency.py
+	$(RUN) python bench/render.py
 	$(RUN) python bench/statuspage.py
+	$(RUN) python bench/fanout.py --recipients 1000000 --json
+	$(RUN) python bench/fanout.py --recipients 1000000 --backend postgresql --naive 0 --json
+	$(RUN) python bench/crash_resume.py --recipients 200000 --kills 10 --json
+	$(RUN) python bench/faults.py --json
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache data
