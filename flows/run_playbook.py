@@ -170,8 +170,10 @@ class _DeploymentLane:
     call per 200 pending runs per ``poll_s``), not one call per chunk.
     """
 
-    def __init__(self, deployment: str, poll_s: float = 1.0) -> None:
-        self.deployment, self.poll_s = deployment, poll_s
+    def __init__(self, deployment: str, poll_s: float = 1.0,
+                 wait_s: float | None = None) -> None:
+        self.deployment, self.poll_s, self.wait_s = deployment, poll_s, wait_s
+        self._deadline: float | None = None
         self._pending: set[Any] = set()
         self._final: dict[Any, tuple[str, float, float]] = {}
 
@@ -185,10 +187,20 @@ class _DeploymentLane:
         return lambda: self._wait(run.id, channel, ids)
 
     def _wait(self, run_id: Any, channel: str, ids: list[int]) -> dict[str, Any]:
+        """Until the run is final, or ``wait_s`` after the first wait: a run still waiting for
+        a worker then is reported unsettled from the ledger and may run later (its claim
+        keeps it exactly once; ``crisiscomms resume`` picks up what it leaves)."""
+        if self._deadline is None and self.wait_s is not None:
+            self._deadline = time.monotonic() + self.wait_s
         while run_id not in self._final:
             self._poll()
-            if run_id not in self._final:
-                time.sleep(self.poll_s)
+            if run_id in self._final:
+                break
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                now = time.time()
+                return _ledger_report(channel, ids, f"{channel} chunk flow run {run_id} not "
+                                      f"final after {self.wait_s} s", now, now)
+            time.sleep(self.poll_s)
         state, started, finished = self._final[run_id]
         return _ledger_report(channel, ids, f"{channel} chunk flow run {run_id} ended {state}",
                               started, finished)
@@ -308,23 +320,29 @@ def _summary(incident_ref: str, stage: str | None, prep: Mapping[str, Any],
 
 
 @flow(name="publish-stage", log_prints=False)
-def publish_stage(incident_ref: str, stage: str,
-                  batches_deployment: str | None = None) -> dict[str, Any]:
-    """Plan and publish one approved stage; returns per-channel sent/failed/skipped."""
+def publish_stage(incident_ref: str, stage: str, batches_deployment: str | None = None,
+                  chunk_wait_s: float | None = None) -> dict[str, Any]:
+    """Plan and publish one approved stage; returns per-channel sent/failed/skipped.
+
+    ``batches_deployment``: email chunks run as flow runs of that deployment (scale-out);
+    ``chunk_wait_s``: stop waiting for them after that long (None: until they end)."""
     settings = Settings()
     prep = plan_task(incident_ref, stage)
-    remote = _DeploymentLane(batches_deployment) if batches_deployment else None
+    remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
+              if batches_deployment else None)
     return _summary(incident_ref, stage, prep, _run_lanes(prep["planned"], settings, remote))
 
 
 @flow(name="resume-incident", log_prints=False)
 def resume_incident(incident_ref: str, stale_after_s: float | None = None,
-                    batches_deployment: str | None = None) -> dict[str, Any]:
+                    batches_deployment: str | None = None,
+                    chunk_wait_s: float | None = None) -> dict[str, Any]:
     """Reconcile the incident's ``sending`` rows against the providers, then publish every
     planned row (requeued by reconciliation or by ``crisiscomms retry``)."""
     settings = Settings()
     prep = reconcile_task(incident_ref, stale_after_s)
-    remote = _DeploymentLane(batches_deployment) if batches_deployment else None
+    remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
+              if batches_deployment else None)
     return _summary(incident_ref, None, prep, _run_lanes(prep["planned"], settings, remote))
 
 

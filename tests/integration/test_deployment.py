@@ -272,3 +272,53 @@ def test_prefect_yaml_declares_what_deploy_py_makes() -> None:
             assert params["rate_limits"] == deploy_script.RATE_LIMIT_NAMES
     assert made == {deploy_script.STAGE_DEPLOYMENT, deploy_script.BATCHES_DEPLOYMENT,
                     deploy_script.RESUME_DEPLOYMENT}
+
+
+def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No server: the lane's poll is stubbed; what it reports comes from the Delivery rows."""
+    from crisiscomms.audience import drill_recipients, insert_recipients
+    from crisiscomms.channels.base import DeliveryResult
+    from crisiscomms.db import init_db, make_engine, session_scope
+    from crisiscomms.ledger import claim, plan_messages, record
+    from crisiscomms.models import Delivery, Incident, Message
+    from flows import run_playbook
+
+    url = f"sqlite:///{tmp_path / 'lane.db'}"
+    monkeypatch.setenv("CRISISCOMMS_DATABASE_URL", url)
+    engine = make_engine(url)
+    init_db(engine)
+    with session_scope(engine) as s:
+        insert_recipients(s, drill_recipients(2500))
+        inc = Incident(ref="INC-LANE", playbook="outage", title="t", severity="major")
+        s.add(inc)
+        s.flush()
+        assert inc.id is not None
+        msg = Message(incident_id=inc.id, stage="acknowledge", facts_version=1, channel="email",
+                      locale="en", parts_json="{}", content_hash="h", template_hashes_json="{}")
+        s.add(msg)
+        s.flush()
+        plan_messages(s, incident_ref="INC-LANE", facts_hash="f" * 64, messages=[msg],
+                      personal_channels=["email"], locales=("en",), default_locale="en",
+                      batch_size=1000)
+    with session_scope(engine) as s:
+        ids = [int(i) for i in s.exec(select(col(Delivery.id)).order_by(col(Delivery.id)))]
+        assert len(ids) == 3
+        claim(s, ids[:2])
+        record(s, ids[0], DeliveryResult.sent("p1"), 1)
+        record(s, ids[1], DeliveryResult.permanent("400 bad"), 1)
+
+    lane = run_playbook._DeploymentLane("publish-batches/x", poll_s=0.01, wait_s=0.05)
+    monkeypatch.setattr(lane, "_poll", lambda: None)  # the run never becomes final
+    out = lane._wait("run-1", "email", ids)
+    assert (out["sent"], out["failed"]) == (1000, 1000), out
+    assert any("400 bad" in e for e in out["errors"])
+    assert any("not final after 0.05 s" in e and "500 recipients not settled" in e
+               for e in out["errors"]), out["errors"]
+
+    lane._final["run-2"] = ("Completed", 1.0, 2.0)
+    done = lane._wait("run-2", "email", ids[:1])
+    assert done == {"channel": "email", "sent": 1000, "failed": 0, "skipped": 0,
+                    "unconfirmed": 0, "errors": [], "started": 1.0, "finished": 2.0}
+    engine.dispose()
