@@ -314,8 +314,10 @@ def failures_cmd(
 
     engine = make_engine(_settings().resolved_database_url)
     rows = _run(lambda: delivery_failures(engine, incident))
-    table = Table("incident", "channel", "locale", "batch", "recipients", "state", "attempts",
-                  "reason", title="delivery failures")
+    table = Table(title="delivery failures")
+    for name in ("incident", "channel", "locale", "batch", "recipients", "state", "attempts",
+                 "reason"):  # fold, never cut: a reference or a reason must read whole
+        table.add_column(name, overflow="fold")
     for f in rows:
         table.add_row(f.incident_ref, f.channel, f.locale, str(f.batch_no), str(f.recipients),
                       f.state, str(f.attempts), f.reason)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from crisiscomms.cli import app
 from crisiscomms.config import PROJECT_ROOT
+from crisiscomms.emulators import EmulatorPair, Faults
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -81,3 +82,34 @@ def test_drill_prints_one_json_object(cli_env: Path) -> None:
     lines = (out / "sent.jsonl").read_text().splitlines()
     assert len(lines) == 78
     assert (out / "status_page" / "api" / "v2" / "summary.json").is_file()
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_failures_then_one_command_retry(workspace: tuple[object, object],
+                                         emulators: EmulatorPair, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """X is down during the acknowledgement: `failures` names it with the provider's answer,
+    `retry --channel x` sends the post once when X is back, and email is not sent twice."""
+    from crisiscomms import cli
+
+    monkeypatch.setattr(cli.out, "_width", 200)  # a wide terminal: one table row per line
+    emulators.x.set_faults(Faults(error_rate=1.0, error_statuses=(503,)))
+    path = facts_file(tmp_path, incident_ref="CLI-RETRY-1")
+    first = runner.invoke(app, ["trigger", "outage", "--facts", str(path)])
+    assert first.exit_code != 2, first.output
+    assert emulators.x.stats()["accepted_messages"] == 0
+    listing = runner.invoke(app, ["failures", "CLI-RETRY-1"])
+    text = " ".join(listing.output.split())
+    assert listing.exit_code == 0, listing.output
+    assert "CLI-RETRY-1" in text and "503" in text and "crisiscomms retry" in text
+    emulators.x.set_faults(Faults())
+    again = runner.invoke(app, ["retry", "CLI-RETRY-1", "--channel", "x"])
+    assert again.exit_code == 0, again.output
+    posts = len(yaml.safe_load((PROJECT_ROOT / "playbooks" / "outage.yaml").read_text())
+                ["locales"])  # one post per language
+    assert f"re-queued {posts} recipient(s) of CLI-RETRY-1 on x" in " ".join(again.output.split())
+    assert emulators.x.stats()["accepted_messages"] == posts
+    assert emulators.sendgrid.stats()["duplicates"] == 0
+    assert emulators.sendgrid.stats()["recipients"] == 1000
+    after = runner.invoke(app, ["failures", "CLI-RETRY-1"])
+    assert "CLI-RETRY-1" not in after.output
