@@ -33,6 +33,11 @@ class _QuietHandler(SimpleHTTPRequestHandler):
             return local + ".html"
         return local
 
+    def list_directory(self, path: str | os.PathLike[str]) -> None:
+        """No directory listings: a folder without ``index.html`` is not found."""
+        self.send_error(404, "File not found")
+        return None
+
     def end_headers(self) -> None:
         self.send_header("Cache-Control", LOCAL_CACHE)
         self.send_header("X-Content-Type-Options", "nosniff")

@@ -429,6 +429,7 @@ def test_serve_answers_the_links_messages_carry(tmp_path: Path) -> None:
         assert httpx.get(f"{base}/history.atom").headers["content-type"] == \
             "application/atom+xml"
         assert httpx.get(f"{base}/incidents/nope").status_code == 404
+        assert httpx.get(f"{base}/incidents/").status_code == 404  # no directory listing
     finally:
         server.shutdown()
         server.server_close()
