@@ -312,11 +312,13 @@ class _Row:
     recipient_count: int
 
 
-def _thread_root(session: Session, incident_id: int) -> str | None:
-    """The first X post of the incident: later updates reply to it, keeping one thread."""
+def _thread_root(session: Session, incident_id: int, locale: str) -> str | None:
+    """The incident's first X post in ``locale``: later updates in that language reply to it,
+    keeping one thread per language."""
     return session.execute(
         select(col(Delivery.provider_id))
         .where(col(Delivery.incident_id) == incident_id, col(Delivery.channel) == "x",
+               col(Delivery.locale) == locale,
                col(Delivery.state) == DeliveryState.sent,
                col(Delivery.provider_id).is_not(None),
                col(Delivery.provider_id) != "reconciled")
@@ -349,7 +351,8 @@ def _context(session: Session, message_id: int, playbooks_dir: Path) -> _Message
         facts=facts_of(facts_row),
         incident_status=str(playbook.stage(message.stage).incident_status),
         fields=fields,
-        reply_to=_thread_root(session, message.incident_id) if message.channel == "x" else None,
+        reply_to=(_thread_root(session, message.incident_id, message.locale)
+                  if message.channel == "x" else None),
     )
 
 

@@ -29,6 +29,10 @@ def workspace(backend_workspace: tuple[Settings, Engine]) -> tuple[Settings, Eng
     return backend_workspace
 
 
+def languages(settings: Settings) -> int:
+    return len(load_playbook("outage", settings.playbooks_dir).locales)
+
+
 def drill_facts(settings: Settings, **over: object) -> dict[str, object]:
     facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
     facts.update(over)
@@ -53,12 +57,13 @@ def test_acknowledgement_goes_out_on_every_channel(
     assert result["errors"] == []
     with Session(engine) as s:
         counts = channel_counts(s, bundle.incident_id)
+    n = languages(settings)  # broadcast channels publish one message per language
     assert counts["email"]["sent"] == 1000 and counts["email"]["failed"] == 0
-    assert counts["x"]["sent"] == 1 and counts["status_page"]["sent"] == 1
-    assert counts["support"]["sent"] == 1
+    assert counts["x"]["sent"] == n and counts["status_page"]["sent"] == n
+    assert counts["support"]["sent"] == n
     sg = emulators.sendgrid.stats()
     assert sg["recipients"] == 1000 and sg["duplicates"] == 0
-    assert emulators.x.stats()["accepted_messages"] == 1
+    assert emulators.x.stats()["accepted_messages"] == n
     received = emulators.sendgrid.received()
     ada = next(r for r in received if r["to"] == "subscriber0000010@drill.example.com")
     assert "Hi Ada" in ada["text"] and "%first_name" not in ada["text"] + ada["html"]
@@ -79,9 +84,10 @@ def test_triggering_the_same_update_twice_sends_nothing_twice(
         run(bundle.incident_ref, "acknowledge")
     assert emulators.sendgrid.stats()["recipients"] == 1000
     assert emulators.sendgrid.stats()["duplicates"] == 0
-    assert emulators.x.stats()["accepted_messages"] == 1
-    with Session(engine) as s:
-        assert len(s.exec(select(Delivery)).all()) == 4
+    n = languages(settings)
+    assert emulators.x.stats()["accepted_messages"] == n
+    with Session(engine) as s:  # one email batch (all English) + x, status page, support
+        assert len(s.exec(select(Delivery)).all()) == 1 + 3 * n
 
 
 def test_update_waits_for_approval_then_threads_on_x(
@@ -103,7 +109,10 @@ def test_update_waits_for_approval_then_threads_on_x(
     assert result["errors"] == []
     assert emulators.sendgrid.stats()["recipients"] == 2000
     posts = emulators.x.received()
-    assert len(posts) == 2 and posts[-1]["reply_to"] == posts[0]["id"]
+    n = languages(settings)  # each language's update replies to that language's post
+    assert len(posts) == 2 * n
+    roots = {p["id"] for p in posts[:n]}
+    assert sorted(p["reply_to"] for p in posts[n:]) == sorted(roots)
 
 
 def test_a_dead_channel_does_not_stop_the_others(
@@ -122,9 +131,11 @@ def test_a_dead_channel_does_not_stop_the_others(
     result = run(bundle.incident_ref, "acknowledge")
     with Session(engine) as s:
         counts = channel_counts(s, bundle.incident_id)
-        x_row = s.exec(select(Delivery).where(Delivery.channel == "x")).one()
-    assert counts["email"]["sent"] == 1000 and counts["status_page"]["sent"] == 1
-    assert counts["x"]["failed"] == 1 and x_row.attempts == 2 and x_row.error
+        x_rows = s.exec(select(Delivery).where(Delivery.channel == "x")).all()
+    n = languages(settings)
+    assert counts["email"]["sent"] == 1000 and counts["status_page"]["sent"] == n
+    assert counts["x"]["failed"] == n
+    assert all(r.attempts == 2 and r.error for r in x_rows)
     assert any(e.startswith("x batch 0") for e in result["errors"])  # type: ignore[union-attr]
     assert emulators.x.stats()["accepted_messages"] == 0
 
