@@ -30,6 +30,8 @@ maintenance_app = typer.Typer(help="Scheduled maintenance on the status page.",
                               no_args_is_help=True)
 app.add_typer(maintenance_app, name="maintenance")
 statuspage_app = typer.Typer(help="The public status page (static site).", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 app.add_typer(statuspage_app, name="statuspage")
 out = Console()
 err = Console(stderr=True)
@@ -290,10 +292,9 @@ def retry_cmd(
     = False,
 ) -> None:
     """Re-queue failed deliveries under the same idempotency keys and send them again."""
-    from crisiscomms.db import make_engine
     from crisiscomms.views import retry_failed
 
-    engine = make_engine(_settings().resolved_database_url)
+    engine = _engine(_settings())
     count, result = _run(lambda: retry_failed(
         engine, incident, channel=channel, include_unconfirmed=unconfirmed,
         publish=lambda ref: _run_resume(ref, None)))
@@ -309,10 +310,9 @@ def failures_cmd(
     = None,
 ) -> None:
     """Failed and unconfirmed deliveries with the provider's reason."""
-    from crisiscomms.db import make_engine
     from crisiscomms.views import delivery_failures
 
-    engine = make_engine(_settings().resolved_database_url)
+    engine = _engine(_settings())
     rows = _run(lambda: delivery_failures(engine, incident))
     table = Table(title="delivery failures")
     for name in ("incident", "channel", "locale", "batch", "recipients", "state", "attempts",
@@ -460,13 +460,9 @@ def serve(
 
 
 def _status_page(settings: Settings) -> Any:
-    from crisiscomms.statuspage.page import StatusPage
+    from crisiscomms.wiring import build_status_page
 
-    subscribe = (f"{settings.subscriptions_url.rstrip('/')}/v1/subscribe"
-                 if settings.subscriptions_url else None)
-    return StatusPage(settings.resolved_status_page_dir,
-                      page_name=f"{settings.organization} Status",
-                      page_url=settings.status_page_url, subscribe_url=subscribe)
+    return build_status_page(settings)
 
 
 def _aware(value: str, option: str) -> Any:
@@ -587,3 +583,24 @@ def demo(
     finally:
         server.shutdown()
         pair.stop()
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """The revision the database is at, beside the newest the code knows."""
+    from crisiscomms.db import current_revisions, head_revisions, make_engine
+
+    engine = make_engine(_settings().resolved_database_url)
+    current, head = _run(lambda: (current_revisions(engine), head_revisions()))
+    state = "up to date" if current == head else "behind: run crisiscomms db upgrade"
+    out.print(f"database at {', '.join(sorted(current)) or 'no revision'}; "
+              f"newest {', '.join(sorted(head))} ({state})")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest revision (every command also does this first)."""
+    from crisiscomms.db import current_revisions
+
+    engine = _engine(_settings())
+    out.print(f"database at {', '.join(sorted(current_revisions(engine)))}")

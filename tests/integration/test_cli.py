@@ -113,3 +113,12 @@ def test_failures_then_one_command_retry(workspace: tuple[object, object],
     assert emulators.sendgrid.stats()["recipients"] == 1000
     after = runner.invoke(app, ["failures", "CLI-RETRY-1"])
     assert "CLI-RETRY-1" not in after.output
+
+
+def test_db_status_and_upgrade(cli_env: Path) -> None:
+    before = runner.invoke(app, ["db", "status"])
+    assert before.exit_code == 0, before.output
+    assert "no revision" in before.output and "behind" in " ".join(before.output.split())
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    after = runner.invoke(app, ["db", "status"])
+    assert "up to date" in " ".join(after.output.split())
