@@ -94,15 +94,19 @@ def deploy(pool: str, *, pool_type: str = "process", source: Path = PROJECT_ROOT
         options: dict[str, Any] = {
             "name": name, "work_pool_name": pool, "parameters": parameters,
             "job_variables": job_variables or {}, "concurrency_limit": concurrency}
+        # ``_sync=True``: these dispatch on "is an event loop running?", which another library
+        # in the same process (Playwright's sync API, a notebook) can make true.
         if image is None:  # process pool: the workers run this checkout
-            loaded: Any = Flow.from_source(source=str(source), entrypoint=entrypoint)
-            return str(loaded.to_deployment(**options).apply(work_pool_name=pool))
+            loaded: Any = Flow.from_source(  # type: ignore[call-arg]
+                source=str(source), entrypoint=entrypoint, _sync=True)
+            return str(loaded.to_deployment(**options, _sync=True)
+                       .apply(work_pool_name=pool, _sync=True))
         # container pool: the image holds the project at its working directory
         from flows import run_playbook
 
         flow_obj: Any = getattr(run_playbook, entrypoint.rsplit(":", 1)[1])
-        deployment: Any = flow_obj.to_deployment(**options)
-        return str(deployment.apply(work_pool_name=pool, image=image))
+        deployment: Any = flow_obj.to_deployment(**options, _sync=True)
+        return str(deployment.apply(work_pool_name=pool, image=image, _sync=True))
 
     ids = {
         BATCHES_DEPLOYMENT: one("flows/run_playbook.py:publish_batches", "crisiscomms-batches",

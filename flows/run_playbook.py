@@ -180,9 +180,9 @@ class _DeploymentLane:
     def submit(self, channel: str, ids: list[int]) -> Callable[[], dict[str, Any]]:
         from prefect.deployments import run_deployment
 
-        run: Any = run_deployment(self.deployment,
-                                  parameters={"channel": channel, "delivery_ids": ids},
-                                  timeout=0, as_subflow=True)
+        run: Any = run_deployment(  # type: ignore[call-arg]
+            self.deployment, parameters={"channel": channel, "delivery_ids": ids},
+            timeout=0, as_subflow=True, _sync=True)  # sync even if an event loop is running
         self._pending.add(run.id)
         return lambda: self._wait(run.id, channel, ids)
 

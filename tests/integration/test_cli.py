@@ -75,12 +75,14 @@ def test_drill_prints_one_json_object(cli_env: Path) -> None:
     assert set(report) >= {"incident_id", "playbook", "channels", "emulator_received",
                            "duplicates", "elapsed_s"}
     assert report["channels"]["email"] == {"planned": 75, "sent": 75, "failed": 0}
+    posts = 3 * len(yaml.safe_load((PROJECT_ROOT / "playbooks" / "outage.yaml").read_text())
+                    ["locales"])  # three stages, one broadcast message per language
     for channel in ("x", "status_page"):
-        assert report["channels"][channel] == {"planned": 3, "sent": 3, "failed": 0}
-    assert report["emulator_received"] == {"email": 75, "x": 3}
+        assert report["channels"][channel] == {"planned": posts, "sent": posts, "failed": 0}
+    assert report["emulator_received"] == {"email": 75, "x": posts}
     assert report["duplicates"] == 0
     lines = (out / "sent.jsonl").read_text().splitlines()
-    assert len(lines) == 78
+    assert len(lines) == 75 + posts
     assert (out / "status_page" / "api" / "v2" / "summary.json").is_file()
 
 

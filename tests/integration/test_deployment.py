@@ -191,8 +191,9 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
 
         wait_until("two workers online", workers_online, 120, procs)
 
-        parent: Any = run_deployment(STAGE_DEPLOYMENT, parameters={
-            "incident_ref": bundle.incident_ref, "stage": bundle.stage}, timeout=0)
+        # _sync: Playwright's sync API (the e2e tests, same process) leaves a running loop
+        parent: Any = run_deployment(STAGE_DEPLOYMENT, parameters={  # type: ignore[call-arg]
+            "incident_ref": bundle.incident_ref, "stage": bundle.stage}, timeout=0, _sync=True)
 
         def final(run_id: Any) -> Callable[[], bool]:
             def check() -> bool:
@@ -235,8 +236,9 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
         assert ran_by == set(WORKERS), ran_by
 
         # Two workers handed the same rows at once: the claim lets one send, never both.
-        replays = [run_deployment(BATCHES_DEPLOYMENT, timeout=0, parameters={
-            "channel": "email", "delivery_ids": ids}) for _ in range(2)]
+        replays = [run_deployment(BATCHES_DEPLOYMENT, timeout=0, _sync=True,  # type: ignore[call-arg]
+                                  parameters={"channel": "email", "delivery_ids": ids})
+                   for _ in range(2)]
         for run in replays:
             wait_until("a replayed chunk", final(run.id), 180, procs, interval_s=1)
         sg = emulators.sendgrid.stats()
