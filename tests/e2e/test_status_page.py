@@ -4,7 +4,8 @@ Two drills (the outage through resolution, the data incident open in five locale
 maintenances (one on a grouped component) build the site; Chromium opens it over HTTP in the
 America/New_York time zone: the banner, the components and groups with their uptime bars, the
 active incident's timeline with times in the reader's zone, an incident page and the German
-page. Screenshots go to the test artifacts and ``docs/img/status_page.png``.
+page. Screenshots go to the test artifacts (``status_page_readme.png`` is the README's
+picture, 1280 wide).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.config import PROJECT_ROOT, Settings
+from crisiscomms.config import Settings
 from crisiscomms.db import make_engine, session_scope
 from crisiscomms.drill import run_drill
 from crisiscomms.incidents import get_incident, load_bundle, plan_bundle
@@ -31,7 +32,9 @@ from crisiscomms.wiring import build_channels, build_status_page
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).parent / "artifacts"
-SCREENSHOT = PROJECT_ROOT / "docs" / "img" / "status_page.png"
+SCREENSHOT = ARTIFACTS / "status_page_readme.png"
+"""The README's picture (copy it to docs/img/status_page.png when the page changes; a test
+never writes into the source tree)."""
 ZONE = "America/New_York"
 WIDTH = 1280
 
