@@ -56,6 +56,9 @@ def main() -> None:
         "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
         "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
         **emulator_environment(pair, sg_key, x_token),
+        # Back-to-back incidents, five X posts each (one per language): our X quota guard
+        # (1 post/s after a burst of 10) would set the pace, not the path being measured.
+        "CRISISCOMMS_X_RATE_PER_S": "1000",
     })
     settings = Settings()
     engine = make_engine(settings.resolved_database_url)

@@ -194,6 +194,12 @@ def use_global_rate_limits(names: Mapping[str, str]) -> None:
         _GLOBAL_LIMITS.update({channel: GlobalRateLimit(name) for channel, name in names.items()})
 
 
+BURST = 10
+"""Requests a channel's bucket lets go at once before its rate applies: one stage's X posts in
+every language (and their thread parts) go together, then 1 per second. X's own quota is per
+15-minute window; its 429 with ``x-rate-limit-reset`` is honoured on top of this."""
+
+
 def channel_bucket(channel: str, rate_per_s: float | None) -> RateLimiter | None:
     """The limiter of a channel for this process: its Prefect global concurrency limit when
     :func:`use_global_rate_limits` named one (shared by all workers), else the process-wide
@@ -211,7 +217,8 @@ def channel_bucket(channel: str, rate_per_s: float | None) -> RateLimiter | None
             return None
         bucket = _BUCKETS.get((channel, rate_per_s))
         if bucket is None:
-            bucket = _BUCKETS[(channel, rate_per_s)] = TokenBucket(rate_per_s)
+            bucket = _BUCKETS[(channel, rate_per_s)] = TokenBucket(
+                rate_per_s, burst=max(BURST, rate_per_s))
         return bucket
 
 

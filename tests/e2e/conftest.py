@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
 import pytest
+
+from crisiscomms.config import PROJECT_ROOT
+from crisiscomms.pgcluster import free_port
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -32,3 +39,29 @@ def browser() -> Iterator[object]:
         instance = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
         yield instance
         instance.close()
+
+
+def run_dashboard(env: Mapping[str, str]) -> Iterator[str]:
+    """Start the Streamlit dashboard on a free loopback port with ``env``; yield its URL once
+    its health check answers; stop it afterwards (the body of each page's fixture)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
+         "--server.headless", "true", "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError(f"dashboard did not start: {proc.stderr.read() if proc.stderr else ''}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)

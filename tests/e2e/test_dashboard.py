@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from crisiscomms.audience import ensure_drill_audience
@@ -26,16 +21,11 @@ from crisiscomms.playbooks import load_playbook
 from crisiscomms.publishing import publish_deliveries
 from crisiscomms.statuspage_server import serve_status_page
 from crisiscomms.wiring import build_channels
+from tests.e2e.conftest import run_dashboard
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).parent / "artifacts"
 REF = "E2E-OUTAGE-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -72,28 +62,8 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 
 @pytest.fixture(scope="module")
 def dashboard_url(published: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, **{k: v for k, v in published.items() if k.startswith("CRISISCOMMS")}}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
-         "--server.headless", "true", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError(f"dashboard did not start: {proc.stderr.read() if proc.stderr else ''}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    yield from run_dashboard({**os.environ, **{k: v for k, v in published.items()
+                                                if k.startswith("CRISISCOMMS")}})
 
 
 def test_dashboard_lists_the_incident_with_channel_counts(browser, dashboard_url: str) -> None:

@@ -4,14 +4,9 @@ click re-sends, the row goes away and X has each post exactly once."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from crisiscomms.audience import ensure_drill_audience
@@ -26,15 +21,10 @@ from crisiscomms.playbooks import load_playbook
 from crisiscomms.publishing import publish_deliveries
 from crisiscomms.views import delivery_failures
 from crisiscomms.wiring import build_channels
+from tests.e2e.conftest import run_dashboard
 
 pytestmark = pytest.mark.e2e
 REF = "E2E-FAILURES-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -77,28 +67,7 @@ def x_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def dashboard_url(x_down: dict[str, Any]) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, **x_down["env"]}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
-         "--server.headless", "true", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError(f"dashboard did not start: {proc.stderr.read() if proc.stderr else ''}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    yield from run_dashboard({**os.environ, **x_down["env"]})
 
 
 def test_retry_failed_x_posts_once_and_clears_the_row(browser: Any, dashboard_url: str,

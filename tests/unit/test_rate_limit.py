@@ -149,3 +149,11 @@ def test_global_rate_limit_errors_propagate() -> None:
 
     with pytest.raises(TimeoutError, match="no slot"):
         GlobalRateLimit("missing", timeout_s=1, take=take).acquire()
+
+
+def test_a_stage_of_posts_in_every_language_goes_at_once_then_the_rate_applies() -> None:
+    from crisiscomms.publishing import BURST
+
+    bucket = channel_bucket("test-burst", 1.0)
+    assert isinstance(bucket, TokenBucket) and bucket.capacity == BURST
+    assert channel_bucket("test-burst-fast", 50.0).capacity == 50.0  # type: ignore[union-attr]
