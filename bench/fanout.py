@@ -5,8 +5,9 @@ through the Prefect flow (claim, read recipients, substitutions, SendGrid Mail S
 1,000 personalizations through the configured transport (``Settings.sendgrid_transport``:
 pooled httpx + orjson by default, the SDK with ``sdk``; the report names the one the email
 channel really used), several in flight, bulk records) to the SendGrid emulator. Raw ceiling: a
-bare httpx client posting prebuilt 1,000-personalization requests of the same shape to the same
-emulator with the same number of requests in flight.
+bare httpx client posting the same request bodies our channel built (eight real batches of
+1,000 personalizations with their substitutions and unsubscribe headers, addresses rewritten),
+prebuilt, to the same emulator with the same number of requests in flight.
 
 Memory: the recipients are imported by a separate process (``import_s``), so the sender's
 ``peak_rss_mb`` (this process's high-water mark, taken right after the send, before the raw
@@ -52,24 +53,40 @@ from _common import (
 )
 
 
-def raw_ceiling(url: str, recipients: int, in_flight: int) -> float:
-    """Recipients per second a bare HTTP client gets through the emulator."""
-    def body(i: int) -> bytes:
-        return json.dumps({
-            "personalizations": [
-                {"to": [{"email": f"raw{i}-{j:04d}@drill.example.com"}],
-                 "substitutions": {"%first_name%": "Ada", "%first_name.html%": "Ada"},
-                 "custom_args": {"crisiscomms_key": f"raw-{i}",
-                                 "crisiscomms_recipient": str(j)}}
-                for j in range(1000)],
-            "from": {"email": "status@example.com", "name": "Status"},
-            "subject": "Raw ceiling",
-            "content": [{"type": "text/plain", "value": "Hi %first_name%"},
-                        {"type": "text/html", "value": "<p>Hi %first_name.html%</p>"}],
-            "custom_args": {"crisiscomms_key": f"raw-{i}", "crisiscomms_batch": str(i)},
-        }).encode()
+def real_bodies(engine: Any, settings: Any, incident_id: int, count: int = 8) -> list[bytes]:
+    """The Mail Send bodies our email channel builds for the first ``count`` ledger rows of the
+    incident (the same recipients' substitutions, unsubscribe headers, parts and custom args),
+    with each address and key rewritten so the replay never repeats the real send."""
+    import orjson
+    from sqlmodel import Session, col, select
 
-    bodies = [body(i) for i in range(8)]
+    from crisiscomms.ledger import decode_ids
+    from crisiscomms.models import Delivery
+    from crisiscomms.publishing import _batch, _context, _recipients
+    from crisiscomms.wiring import build_channels
+
+    channel: Any = build_channels(settings)["email"]
+    out: list[bytes] = []
+    with Session(engine) as session:
+        rows = session.exec(select(Delivery).where(
+            col(Delivery.incident_id) == incident_id, col(Delivery.channel) == "email")
+            .order_by(col(Delivery.id)).limit(count)).all()
+        for i, row in enumerate(rows):
+            ctx = _context(session, row.message_id, settings.playbooks_dir)
+            recipients, _ = _recipients(
+                session.connection(), decode_ids(row.recipient_ids), ctx.fields,
+                tags=ctx.time_tags, locale=ctx.message.locale,
+                unsubscribe=channel.unsubscribe_link)
+            body = channel.build_body(_batch(ctx, f"raw-{i}", row.batch_no, recipients))
+            for j, personalization in enumerate(body["personalizations"]):
+                personalization["to"] = [{"email": f"raw{i}-{j:04d}@drill.example.com"}]
+            out.append(orjson.dumps(body))
+    return out
+
+
+def raw_ceiling(url: str, recipients: int, in_flight: int, bodies: list[bytes]) -> float:
+    """Recipients per second a bare HTTP client gets through the emulator, posting the same
+    request bodies our channel builds (``real_bodies``), prebuilt, round robin."""
     local = threading.local()
     headers = {"Authorization": f"Bearer {SG_KEY}", "Content-Type": "application/json"}
 
@@ -77,11 +94,13 @@ def raw_ceiling(url: str, recipients: int, in_flight: int) -> float:
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = httpx.Client(timeout=60)
-        response = client.post(f"{url}/v3/mail/send", content=bodies[i % 8], headers=headers)
+        response = client.post(f"{url}/v3/mail/send", content=bodies[i % len(bodies)],
+                               headers=headers)
         if response.status_code != 202:
             raise SystemExit(f"raw ceiling: emulator answered {response.status_code}")
 
-    requests = -(-recipients // 1000)
+    per_request = len(json.loads(bodies[0])["personalizations"])
+    requests = -(-recipients // per_request)
     started = time.perf_counter()
     with ThreadPoolExecutor(in_flight) as pool:
         list(pool.map(post, range(requests)))
@@ -259,7 +278,9 @@ def main() -> None:
         unexpected = len(received - expected)
         del expected, received, seen
         emulators.reset()
-        ceiling = raw_ceiling(emulators.sendgrid_url, args.recipients, in_flight)
+        bodies = real_bodies(engine, settings, bundle.incident_id)
+        ceiling = raw_ceiling(emulators.sendgrid_url, args.recipients, in_flight, bodies)
+        del bodies
         emulators.reset()
         naive_report = naive(args.naive) if args.naive else None
         per_s = args.recipients / elapsed
