@@ -6,14 +6,16 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import Engine
 
-from crisiscomms.config import PROJECT_ROOT
+from crisiscomms.config import PROJECT_ROOT, Settings
 from crisiscomms.pgcluster import free_port
+from crisiscomms.publishing import PublishReport
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -65,3 +67,35 @@ def run_dashboard(env: Mapping[str, str]) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def publish_outage_acknowledgement(
+    settings: Settings, ref: str, recipients: int, *,
+    before_publish: Callable[[], None] = lambda: None,
+) -> tuple[Engine, PublishReport]:
+    """``recipients`` drill subscribers, the outage acknowledged as ``ref``, planned and
+    published through the real channels without Prefect (a dashboard page needs data, not a
+    flow). ``before_publish`` runs between planning and sending (stop an emulator there)."""
+    from crisiscomms.audience import ensure_drill_audience
+    from crisiscomms.channels import CHANNEL_CLASSES
+    from crisiscomms.db import init_db, make_engine, session_scope
+    from crisiscomms.incidents import plan_bundle, trigger
+    from crisiscomms.ledger import pending_ids
+    from crisiscomms.playbooks import load_playbook
+    from crisiscomms.publishing import publish_deliveries
+    from crisiscomms.wiring import build_channels
+
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    with session_scope(engine) as session:
+        ensure_drill_audience(session, recipients)
+    facts = {**load_playbook("outage", settings.playbooks_dir).drill_facts, "incident_ref": ref}
+    bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage", facts=facts,
+                     actor="e2e")
+    plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
+    with session_scope(engine) as session:
+        ids = [i for group in pending_ids(session, bundle.message_ids).values() for i in group]
+    before_publish()
+    report = publish_deliveries(engine, build_channels(settings), ids,
+                                playbooks_dir=settings.playbooks_dir, max_attempts=2)
+    return engine, report

@@ -9,19 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from crisiscomms.audience import ensure_drill_audience
-from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.config import PROJECT_ROOT, Settings
-from crisiscomms.db import init_db, make_engine, session_scope
 from crisiscomms.drill import emulator_environment, environment
 from crisiscomms.emulators import start_emulators
-from crisiscomms.incidents import plan_bundle, trigger
-from crisiscomms.ledger import pending_ids
-from crisiscomms.playbooks import load_playbook
-from crisiscomms.publishing import publish_deliveries
 from crisiscomms.statuspage_server import serve_status_page
-from crisiscomms.wiring import build_channels
-from tests.e2e.conftest import run_dashboard
+from tests.e2e.conftest import publish_outage_acknowledgement, run_dashboard
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -42,20 +34,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         }
         with environment(env):
             settings = Settings(_env_file=None)  # type: ignore[call-arg]
-            engine = make_engine(settings.resolved_database_url)
-            init_db(engine)
-            with session_scope(engine) as session:
-                ensure_drill_audience(session, 250)
-            facts = {**load_playbook("outage", settings.playbooks_dir).drill_facts,
-                     "incident_ref": REF}
-            bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                             facts=facts, actor="e2e")
-            plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
-            with session_scope(engine) as session:
-                ids = [i for group in pending_ids(session, bundle.message_ids).values()
-                       for i in group]
-            report = publish_deliveries(engine, build_channels(settings), ids,
-                                        playbooks_dir=settings.playbooks_dir, max_attempts=2)
+            _, report = publish_outage_acknowledgement(settings, REF, 250)
             assert report.failed == 0
             yield {**env, "site": str(settings.resolved_status_page_dir / "site")}
 

@@ -9,19 +9,11 @@ from typing import Any
 
 import pytest
 
-from crisiscomms.audience import ensure_drill_audience
-from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.config import PROJECT_ROOT, Settings
-from crisiscomms.db import init_db, make_engine, session_scope
 from crisiscomms.drill import emulator_environment, environment
 from crisiscomms.emulators import EmulatorPair, start_emulators
-from crisiscomms.incidents import plan_bundle, trigger
-from crisiscomms.ledger import pending_ids
-from crisiscomms.playbooks import load_playbook
-from crisiscomms.publishing import publish_deliveries
 from crisiscomms.views import delivery_failures
-from crisiscomms.wiring import build_channels
-from tests.e2e.conftest import run_dashboard
+from tests.e2e.conftest import publish_outage_acknowledgement, run_dashboard
 
 pytestmark = pytest.mark.e2e
 REF = "E2E-FAILURES-1"
@@ -43,21 +35,9 @@ def x_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         }
         with environment(env):
             settings = Settings(_env_file=None)  # type: ignore[call-arg]
-            engine = make_engine(settings.resolved_database_url)
-            init_db(engine)
-            with session_scope(engine) as session:
-                ensure_drill_audience(session, 50)
-            facts = {**load_playbook("outage", settings.playbooks_dir).drill_facts,
-                     "incident_ref": REF}
-            bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                             facts=facts, actor="e2e")
-            plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
-            with session_scope(engine) as session:
-                ids = [i for group in pending_ids(session, bundle.message_ids).values()
-                       for i in group]
-            pair.x.stop()  # X is down: connection refused, nothing reaches it
-            report = publish_deliveries(engine, build_channels(settings), ids,
-                                        playbooks_dir=settings.playbooks_dir, max_attempts=2)
+            # X is down: connection refused, nothing reaches it
+            engine, report = publish_outage_acknowledgement(settings, REF, 50,
+                                                            before_publish=pair.x.stop)
             failed_x = [f for f in delivery_failures(engine, REF) if f.channel == "x"]
             assert report.failed > 0 and failed_x
             assert {f.channel for f in delivery_failures(engine, REF)} == {"x"}
