@@ -143,10 +143,11 @@ def run_drill(
                     select(col(Delivery.key), col(Delivery.channel), col(Delivery.locale),
                            col(Delivery.recipient_count))
                     .where(col(Delivery.incident_id) == incident_id)).all()
-                press_messages = session.execute(
-                    select(col(Message.stage), col(Message.locale), col(Message.parts_json))
-                    .where(col(Message.incident_id) == incident_id,
-                           col(Message.channel) == "press")).all()
+                press_keys = {str(k): f"{stage}.{loc}" for k, stage, loc in session.execute(
+                    select(col(Delivery.key), col(Message.stage), col(Delivery.locale))
+                    .join(Message, col(Message.id) == col(Delivery.message_id))
+                    .where(col(Delivery.incident_id) == incident_id,
+                           col(Delivery.channel) == "press")).all()}
             engine.dispose()
             key_locale = {str(k): str(loc) for k, _, loc, _ in delivered}
             by_locale: dict[str, dict[str, int]] = {}
@@ -176,8 +177,7 @@ def run_drill(
                 "stages": stages,
             }
             if out is not None:
-                _keep_outputs(out, settings, pair, key_locale,
-                              [(str(s), str(loc), json.loads(p)) for s, loc, p in press_messages])
+                _keep_outputs(out, settings, pair, key_locale, press_keys)
                 report["out"] = str(out)
             report["elapsed_s"] = round(time.perf_counter() - started, 3)
             return report
@@ -188,16 +188,21 @@ def run_drill(
             shutil.rmtree(temp, ignore_errors=True)
 
 
+def _keep_press_release(folder: Path, name: str, record: Mapping[str, Any]) -> None:
+    """One journalist's copy of a stage's press release, exactly as SendGrid received it (dates
+    and names filled in), once per stage and locale."""
+    folder.mkdir(exist_ok=True)
+    if not (folder / f"{name}.txt").exists():
+        (folder / f"{name}.html").write_text(str(record.get("html", "")), encoding="utf-8")
+        (folder / f"{name}.txt").write_text(
+            f"To: {record.get('to')}\nSubject: {record.get('subject')}\n\n"
+            f"{record.get('text', '')}\n", encoding="utf-8")
+
+
 def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair,
                   key_locale: Mapping[str, str] | None = None,
-                  press: list[tuple[str, str, dict[str, str]]] | None = None) -> None:
+                  press_keys: Mapping[str, str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for stage, locale, parts in press or []:
-        folder = out / "press_release"
-        folder.mkdir(exist_ok=True)
-        (folder / f"{stage}.{locale}.html").write_text(parts["html"], encoding="utf-8")
-        (folder / f"{stage}.{locale}.txt").write_text(
-            f"Subject: {parts['subject']}\n\n{parts['text']}\n", encoding="utf-8")
     site = settings.resolved_status_page_dir / "site"  # the live build (a symlink)
     target = out / "status_page"
     if site.exists() and site.resolve() != target.resolve():
@@ -218,6 +223,9 @@ def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair,
                     resolved = (key_locale or {}).get(str(record.get("key")))
                     if resolved is not None:  # the locale the ledger resolved for the delivery
                         record["locale"] = resolved
+                    press_name = (press_keys or {}).get(str(record.get("key")))
+                    if press_name is not None:
+                        _keep_press_release(out / "press_release", press_name, record)
                     sink.write(json.dumps(record, ensure_ascii=False) + "\n")
             part.unlink()
     (out / "README.txt").write_text(

@@ -15,6 +15,7 @@ Templates may be reworded at any time: these tests check facts and structure, no
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from html import unescape
 from pathlib import Path
@@ -153,7 +154,9 @@ def test_product_recall_drill(cli_env: Path) -> None:
     for locale in pb.locales:
         html = norm(unescape((folder / f"announce.{locale}.html").read_text(encoding="utf-8")))
         text = norm((folder / f"announce.{locale}.txt").read_text(encoding="utf-8"))
-        assert text.startswith("Subject: ")
+        assert text.startswith("To: press") and " Subject: " in text  # one copy as sent
+        assert "%" not in re.sub(r"\d+(?:[.,]\d+)? ?%", "", html + text), \
+            "a personal or time tag was left unfilled"
         for body in (html, text):
             for key in ("media_contact_name", "media_contact_email", "media_contact_phone",
                         "product_name", "toll_free_phone", "website"):
