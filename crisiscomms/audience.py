@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, insert
+from sqlalchemy import func, insert, text
 from sqlmodel import Session, col, select
 
 from crisiscomms.models import Recipient, utcnow
@@ -12,6 +12,8 @@ from crisiscomms.models import Recipient, utcnow
 DRILL_NAMES = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Linus",
                "Margaret Hamilton", "", "Zoë O'Brien", "Dennis Ritchie", "Hedy Lamarr")
 INSERT_CHUNK = 5000
+ANALYZE_AFTER = 10_000
+"""A bulk insert of at least this many recipients refreshes PostgreSQL's statistics."""
 DRILL_DOMAIN = "drill.example.com"
 DRILL_PRESS_DOMAIN = "press.drill.example.net"
 
@@ -29,6 +31,11 @@ def insert_recipients(session: Session, rows: Iterable[dict[str, object]]) -> in
     if chunk:
         session.execute(insert(Recipient), chunk)
         total += len(chunk)
+    if total >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+        # Fresh statistics now, not when autovacuum gets round to it: with a table it thinks
+        # is empty, PostgreSQL plans each chunk of the audience stream as a full scan + sort
+        # (measured: 206 ms instead of 3 ms per 10,000 recipients of a million).
+        session.execute(text(f"ANALYZE {Recipient.__tablename__}"))
     return total
 
 

@@ -174,3 +174,24 @@ def test_record_many_failures_and_requeue(engine: Engine) -> None:
         assert channel_counts(s)["email"]["unconfirmed"] == 1000
         assert requeue(s, inc.id, states=[DeliveryState.unconfirmed]) == 1000
         assert channel_counts(s)["email"]["planned"] == 2000
+
+
+def test_a_bulk_insert_refreshes_postgresql_statistics(pg_cluster: object) -> None:
+    """Without fresh statistics PostgreSQL plans every audience chunk as a full scan + sort."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from crisiscomms.audience import ANALYZE_AFTER
+    from crisiscomms.db import init_db, make_engine
+
+    url = pg_cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined]
+    eng = make_engine(str(url))
+    init_db(eng)
+    with Session(eng) as s:
+        insert_recipients(s, drill_recipients(ANALYZE_AFTER))
+        s.commit()
+    with eng.connect() as conn:
+        rows = conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'recipient'"))
+        assert rows.scalar_one() >= ANALYZE_AFTER * 0.9
+    eng.dispose()
