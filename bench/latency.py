@@ -41,9 +41,9 @@ def main() -> None:
 
     from crisiscomms.audience import drill_recipients, insert_recipients
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.config import PROJECT_ROOT, Settings
+    from crisiscomms.config import Settings
     from crisiscomms.db import init_db, make_engine, session_scope
-    from crisiscomms.drill import emulator_environment
+    from crisiscomms.drill import workspace_environment
     from crisiscomms.emulators import start_emulators
     from crisiscomms.incidents import trigger
     from crisiscomms.playbooks import load_playbook
@@ -52,10 +52,7 @@ def main() -> None:
     sg_key, x_token = "SG.bench-key", "bench-x-token"
     pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)
     os.environ.update({
-        "CRISISCOMMS_DATA_DIR": str(work / "data"),
-        "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
-        "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
-        **emulator_environment(pair, sg_key, x_token),
+        **workspace_environment(work / "data", pair, sg_key, x_token),
         # Back-to-back incidents, five X posts each (one per language): our X quota guard
         # (1 post/s after a burst of 10) would set the pace, not the path being measured.
         "CRISISCOMMS_X_RATE_PER_S": "1000",

@@ -25,7 +25,7 @@ from sqlmodel import col
 
 from crisiscomms.audience import ensure_drill_audience
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.config import Settings
+from crisiscomms.config import PROJECT_ROOT, Settings
 from crisiscomms.db import init_db, make_engine, session_scope
 from crisiscomms.emulators import EmulatorPair, start_emulators
 from crisiscomms.errors import FactsError
@@ -75,6 +75,25 @@ def emulator_environment(pair: EmulatorPair, sendgrid_key: str, x_token: str) ->
     }
 
 
+def workspace_environment(
+    data_dir: Path, pair: EmulatorPair, sendgrid_key: str, x_token: str, *,
+    database_url: str | None = None, playbooks_dir: Path = PROJECT_ROOT / "playbooks",
+    templates_dir: Path = PROJECT_ROOT / "templates",
+) -> dict[str, str]:
+    """The ``CRISISCOMMS_*`` environment of a workspace wired to the emulators: its data
+    folder, its database (default: SQLite under the data folder), the playbooks and templates,
+    and both providers' URLs and credentials (drills, demos, tests and benches)."""
+    env = {
+        "CRISISCOMMS_DATA_DIR": str(data_dir),
+        "CRISISCOMMS_PLAYBOOKS_DIR": str(playbooks_dir),
+        "CRISISCOMMS_TEMPLATES_DIR": str(templates_dir),
+        **emulator_environment(pair, sendgrid_key, x_token),
+    }
+    if database_url is not None:
+        env["CRISISCOMMS_DATABASE_URL"] = database_url
+    return env
+
+
 def run_drill(
     *,
     playbook_name: str,
@@ -103,12 +122,9 @@ def run_drill(
         pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)
     else:
         pair, sg_key, x_token = emulators
-    overrides = {
-        "CRISISCOMMS_DATA_DIR": str(root),
-        "CRISISCOMMS_PLAYBOOKS_DIR": str(base.playbooks_dir),
-        "CRISISCOMMS_TEMPLATES_DIR": str(base.templates_dir),
-        **emulator_environment(pair, sg_key, x_token),
-    }
+    overrides = workspace_environment(root, pair, sg_key, x_token,
+                                      playbooks_dir=base.playbooks_dir,
+                                      templates_dir=base.templates_dir)
     if workspace is None:
         overrides["CRISISCOMMS_DATABASE_URL"] = f"sqlite:///{root / 'crisiscomms.db'}"
         overrides["CRISISCOMMS_STATUS_PAGE_DIR"] = str(root / "status_page")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from crisiscomms.config import PROJECT_ROOT, Settings
-from crisiscomms.drill import emulator_environment, environment
+from crisiscomms.config import Settings
+from crisiscomms.drill import environment, workspace_environment
 from crisiscomms.emulators import start_emulators
 from crisiscomms.statuspage_server import serve_status_page
 from tests.e2e.conftest import publish_outage_acknowledgement, run_dashboard
@@ -26,11 +26,8 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     root = tmp_path_factory.mktemp("e2e")
     with start_emulators(sendgrid_key="SG.e2e", x_token="e2e") as pair:
         env = {
-            "CRISISCOMMS_DATA_DIR": str(root),
-            "CRISISCOMMS_DATABASE_URL": f"sqlite:///{root / 'crisiscomms.db'}",
-            "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
-            "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
-            **emulator_environment(pair, "SG.e2e", "e2e"),
+            **workspace_environment(root, pair, "SG.e2e", "e2e",
+                                    database_url=f"sqlite:///{root / 'crisiscomms.db'}"),
         }
         with environment(env):
             settings = Settings(_env_file=None)  # type: ignore[call-arg]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from crisiscomms.config import PROJECT_ROOT, Settings
-from crisiscomms.drill import emulator_environment, environment
+from crisiscomms.config import Settings
+from crisiscomms.drill import environment, workspace_environment
 from crisiscomms.emulators import EmulatorPair, start_emulators
 from crisiscomms.views import delivery_failures
 from tests.e2e.conftest import publish_outage_acknowledgement, run_dashboard
@@ -25,13 +25,10 @@ def x_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     root = tmp_path_factory.mktemp("e2e-failures")
     with start_emulators(sendgrid_key="SG.e2e-f", x_token="e2e-f") as pair:
         env = {
-            "CRISISCOMMS_DATA_DIR": str(root),
-            "CRISISCOMMS_DATABASE_URL": f"sqlite:///{root / 'crisiscomms.db'}",
-            "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
-            "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
+            **workspace_environment(root, pair, "SG.e2e-f", "e2e-f",
+                                    database_url=f"sqlite:///{root / 'crisiscomms.db'}"),
             "CRISISCOMMS_MAX_ATTEMPTS": "2",
             "CRISISCOMMS_HTTP_TIMEOUT_S": "2",
-            **emulator_environment(pair, "SG.e2e-f", "e2e-f"),
         }
         with environment(env):
             settings = Settings(_env_file=None)  # type: ignore[call-arg]

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from crisiscomms.audience import drill_recipients, insert_recipients
-from crisiscomms.config import PROJECT_ROOT, Settings
+from crisiscomms.config import Settings
 from crisiscomms.db import init_db, make_engine, session_scope
-from crisiscomms.drill import emulator_environment
+from crisiscomms.drill import workspace_environment
 from crisiscomms.emulators import EmulatorPair, start_emulators
 
 SENDGRID_KEY = "SG.integration-test-key"
@@ -59,13 +59,10 @@ def _workspace(tmp_path: Path, emulators: EmulatorPair, monkeypatch: pytest.Monk
                db_url: str) -> Iterator[tuple[Settings, Engine]]:
     emulators.reset()
     env = {
-        "CRISISCOMMS_DATA_DIR": str(tmp_path / "data"),
-        "CRISISCOMMS_DATABASE_URL": db_url,
-        "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
-        "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
+        **workspace_environment(tmp_path / "data", emulators, SENDGRID_KEY, X_TOKEN,
+                                database_url=db_url),
         "CRISISCOMMS_MAX_ATTEMPTS": "2",
         "CRISISCOMMS_HTTP_TIMEOUT_S": "2",
-        **emulator_environment(emulators, SENDGRID_KEY, X_TOKEN),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -25,7 +25,7 @@ import pytest
 from sqlmodel import col, select
 
 from crisiscomms.config import PROJECT_ROOT
-from crisiscomms.drill import emulator_environment
+from crisiscomms.drill import workspace_environment
 from crisiscomms.emulators import EmulatorPair
 from crisiscomms.pgcluster import free_port
 
@@ -101,15 +101,12 @@ def stack(pg_cluster: Any, emulators: EmulatorPair, tmp_path: Path,
     api = f"http://127.0.0.1:{port}/api"
     emulators.reset()
     crisis_env = {
-        "CRISISCOMMS_DATA_DIR": str(tmp_path / "data"),
-        "CRISISCOMMS_DATABASE_URL": ours,
-        "CRISISCOMMS_PLAYBOOKS_DIR": str(PROJECT_ROOT / "playbooks"),
-        "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
+        **workspace_environment(tmp_path / "data", emulators, SENDGRID_KEY, X_TOKEN,
+                                database_url=ours),
         "CRISISCOMMS_MAX_ATTEMPTS": "2",
         "CRISISCOMMS_HTTP_TIMEOUT_S": "5",
         "CRISISCOMMS_EMAIL_BATCH_SIZE": str(EMAIL_BATCH),
         "CRISISCOMMS_BATCHES_PER_TASK": str(ROWS_PER_CHUNK),
-        **emulator_environment(emulators, SENDGRID_KEY, X_TOKEN),
     }
     prefect_env = {
         "PREFECT_HOME": str(tmp_path / "prefect-home"),

@@ -19,7 +19,7 @@ import yaml
 from sqlmodel import Session, select
 
 from crisiscomms.config import PROJECT_ROOT, Settings
-from crisiscomms.drill import emulator_environment
+from crisiscomms.drill import workspace_environment
 from crisiscomms.emulators import EmulatorPair, start_emulators
 from crisiscomms.intake.subscriptions import create_app
 from crisiscomms.ledger import stream_audience
@@ -50,10 +50,8 @@ def server(tmp_path: Path, emus: EmulatorPair,
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     for key, value in {
-        **emulator_environment(emus, SG_KEY, "x-sub-token"),
-        "CRISISCOMMS_DATA_DIR": str(tmp_path / "data"),
-        "CRISISCOMMS_DATABASE_URL": f"sqlite:///{tmp_path / 'subs.db'}",
-        "CRISISCOMMS_TEMPLATES_DIR": str(PROJECT_ROOT / "templates"),
+        **workspace_environment(tmp_path / "data", emus, SG_KEY, "x-sub-token",
+                                database_url=f"sqlite:///{tmp_path / 'subs.db'}"),
         "CRISISCOMMS_SUBSCRIPTIONS_URL": base,
         "CRISISCOMMS_HTTP_TIMEOUT_S": "2",
     }.items():
