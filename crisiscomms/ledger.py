@@ -28,7 +28,7 @@ from sqlmodel import Session, col
 
 from crisiscomms.channels.base import DeliveryResult, Outcome
 from crisiscomms.locales import resolve_locale
-from crisiscomms.models import Delivery, DeliveryState, Message, Recipient, utcnow
+from crisiscomms.models import Delivery, DeliveryState, Incident, Message, Recipient, utcnow
 
 PLAN_CHUNK_ROWS = 2000
 """Rows per bulk INSERT statement."""
@@ -334,29 +334,39 @@ def requeue(
 class FailureRow:
     id: int
     incident_id: int
+    incident_ref: str
     channel: str
     locale: str
     batch_no: int
     recipients: int
     state: str
+    """``failed`` (retry re-sends it) or ``unconfirmed`` (check the provider first)."""
     attempts: int
     error: str | None
     updated_at: datetime
+
+    @property
+    def reason(self) -> str:
+        """The provider's answer (or ours), for people."""
+        return self.error or ""
 
 
 def failures(session: Session, incident_id: int | None = None, *,
              limit: int = 500) -> list[FailureRow]:
     """Failed and unconfirmed rows with the provider's reason, newest first."""
     stmt = select(
-        col(Delivery.id), col(Delivery.incident_id), col(Delivery.channel), col(Delivery.locale),
-        col(Delivery.batch_no), col(Delivery.recipient_count), col(Delivery.state),
-        col(Delivery.attempts), col(Delivery.error), col(Delivery.updated_at),
-    ).where(col(Delivery.state).in_([DeliveryState.failed, DeliveryState.unconfirmed]))
+        col(Delivery.id), col(Delivery.incident_id), col(Incident.ref), col(Delivery.channel),
+        col(Delivery.locale), col(Delivery.batch_no), col(Delivery.recipient_count),
+        col(Delivery.state), col(Delivery.attempts), col(Delivery.error),
+        col(Delivery.updated_at),
+    ).join(Incident, col(Incident.id) == col(Delivery.incident_id)).where(
+        col(Delivery.state).in_([DeliveryState.failed, DeliveryState.unconfirmed]))
     if incident_id is not None:
         stmt = stmt.where(col(Delivery.incident_id) == incident_id)
     rows = session.execute(stmt.order_by(col(Delivery.id).desc()).limit(limit)).all()
-    return [FailureRow(int(r[0]), int(r[1]), str(r[2]), str(r[3]), int(r[4]), int(r[5]),
-                       DeliveryState(r[6]).value, int(r[7]), r[8], r[9]) for r in rows]
+    return [FailureRow(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]),
+                       int(r[6]), DeliveryState(r[7]).value, int(r[8]), r[9], r[10])
+            for r in rows]
 
 
 def _planned_by_channel(session: Session, scope: Any) -> dict[str, list[int]]:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from crisiscomms.db import session_scope
-from crisiscomms.ledger import ChannelCounts, counts_by_incident
+from crisiscomms.ledger import ChannelCounts, FailureRow, counts_by_incident, failures
 from crisiscomms.models import Incident, Message
 
 
@@ -57,34 +57,15 @@ def holding_statements(engine: Engine, incident_id: int) -> dict[str, str]:
         return out
 
 
-@dataclass(frozen=True)
-class FailureView:
-    incident_ref: str
-    channel: str
-    locale: str
-    batch_no: int
-    recipients: int
-    state: str
-    """``failed`` (retry re-sends it) or ``unconfirmed`` (check the provider first)."""
-    attempts: int
-    reason: str
-    updated_at: datetime
-
-
 def delivery_failures(engine: Engine, incident_ref: str | None = None, *,
-                      limit: int = 500) -> list[FailureView]:
+                      limit: int = 500) -> list[FailureRow]:
     """Failed and unconfirmed deliveries with the provider's reason (the dashboard's failure
     list and ``crisiscomms failures``)."""
     from crisiscomms.incidents import get_incident
-    from crisiscomms.ledger import failures
 
     with session_scope(engine) as session:
         incident_id = get_incident(session, incident_ref).id if incident_ref else None
-        refs = dict(session.exec(select(Incident.id, Incident.ref)).all())
-        return [FailureView(refs.get(f.incident_id, str(f.incident_id)), f.channel, f.locale,
-                            f.batch_no, f.recipients, f.state, f.attempts, f.error or "",
-                            f.updated_at)
-                for f in failures(session, incident_id, limit=limit)]
+        return failures(session, incident_id, limit=limit)
 
 
 def retry_failed(engine: Engine, incident_ref: str, *, channel: str | None = None,

@@ -28,7 +28,8 @@ import streamlit as st
 from data import engine
 
 from crisiscomms.config import Settings
-from crisiscomms.views import FailureView, delivery_failures, retry_failed
+from crisiscomms.ledger import FailureRow
+from crisiscomms.views import delivery_failures, retry_failed
 
 st.title("Failures")
 st.caption("Deliveries that failed or could not be confirmed, with the provider's reason. "
@@ -92,14 +93,14 @@ def show_last_result() -> None:
         st.success(text)
 
 
-def failure_table(rows: list[FailureView]) -> None:
+def failure_table(rows: list[FailureRow]) -> None:
     st.table([{"state": r.state, "locale": r.locale, "batch": r.batch_no,
                "recipients": r.recipients, "attempts": r.attempts, "reason": r.reason,
                "updated": r.updated_at.strftime("%Y-%m-%d %H:%M:%S UTC")} for r in rows])
 
 
 show_last_result()
-groups: dict[tuple[str, str], list[FailureView]] = defaultdict(list)
+groups: dict[tuple[str, str], list[FailureRow]] = defaultdict(list)
 for failure in delivery_failures(engine()):
     groups[(failure.incident_ref, failure.channel)].append(failure)
 if not groups:
