@@ -25,7 +25,7 @@ SG_KEY, X_TOKEN = "SG.bench-key", "bench-x-token"
 
 _RUNNER = """
 import json, os, sys, signal
-from crisiscomms.emulators import SendGridEmulator, XEmulator
+from crisiscomms.testing.emulators import SendGridEmulator, XEmulator
 sg = SendGridEmulator(sys.argv[1]).start()
 x = XEmulator(sys.argv[2]).start()
 print(json.dumps({"sendgrid": sg.url, "x": x.url}), flush=True)
@@ -85,9 +85,9 @@ class EmulatorProcess:
 def database(backend: str, work: Path) -> Iterator[str]:
     """A database URL: a SQLite file in ``work`` or a throwaway PostgreSQL cluster."""
     if backend == "sqlite":
-        yield f"sqlite:///{work / 'crisiscomms.db'}"
+        yield f"sqlite:///{work / 'crisiscomms.core.database'}"
         return
-    from crisiscomms.pgcluster import ThrowawayCluster
+    from crisiscomms.testing.pgcluster import ThrowawayCluster
 
     # durable: fsync on, as in production (tests turn it off)
     with ThrowawayCluster(durable=True) as pg:

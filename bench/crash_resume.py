@@ -145,8 +145,8 @@ def _ledger(db_url: str) -> dict[str, int]:
     from sqlalchemy import func, select
     from sqlmodel import col
 
-    from crisiscomms.db import make_engine, session_scope
-    from crisiscomms.models import Delivery
+    from crisiscomms.core.database import make_engine, session_scope
+    from crisiscomms.delivery.models import Delivery
 
     engine = make_engine(db_url)
     try:
@@ -192,13 +192,13 @@ def _run(args: argparse.Namespace, rng: random.Random, work: Path, env: dict[str
          db_url: str, emulators: EmulatorProcess, prefect_url: str) -> dict[str, Any]:
     from sqlmodel import col, select
 
-    from crisiscomms.audience import drill_recipients, insert_recipients
+    from crisiscomms.audience.models import Recipient
+    from crisiscomms.audience.recipients import drill_recipients, insert_recipients
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.config import Settings
-    from crisiscomms.db import init_db, make_engine, session_scope
-    from crisiscomms.incidents import plan_bundle, trigger
-    from crisiscomms.models import Recipient
-    from crisiscomms.playbooks import load_playbook
+    from crisiscomms.core.database import init_db, make_engine, session_scope
+    from crisiscomms.core.settings import Settings
+    from crisiscomms.incident.service import plan_bundle, trigger
+    from crisiscomms.playbook.loader import load_playbook
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url)

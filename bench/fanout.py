@@ -60,10 +60,10 @@ def real_bodies(engine: Any, settings: Any, incident_id: int, count: int = 8) ->
     import orjson
     from sqlmodel import Session, col, select
 
-    from crisiscomms.ledger import decode_ids
-    from crisiscomms.models import Delivery
-    from crisiscomms.publishing import _batch, _context, _recipients
-    from crisiscomms.wiring import build_channels
+    from crisiscomms.channels.wiring import build_channels
+    from crisiscomms.delivery.ledger import decode_ids
+    from crisiscomms.delivery.models import Delivery
+    from crisiscomms.delivery.sender import _batch, _context, _recipients
 
     channel: Any = build_channels(settings)["email"]
     out: list[bytes] = []
@@ -114,13 +114,14 @@ def naive(count: int) -> dict[str, Any]:
     from prefect.task_runners import ThreadPoolTaskRunner
     from sqlmodel import Session, select
 
-    from crisiscomms.channels.base import OutboundBatch, OutboundRecipient, RenderedMessage
-    from crisiscomms.config import Settings
-    from crisiscomms.db import make_engine
-    from crisiscomms.facts import FactSheet
-    from crisiscomms.incidents import facts_of, latest_facts
-    from crisiscomms.models import Incident, Message, Recipient
-    from crisiscomms.wiring import build_channels
+    from crisiscomms.audience.models import Recipient
+    from crisiscomms.channels.wiring import build_channels
+    from crisiscomms.core.database import make_engine
+    from crisiscomms.core.settings import Settings
+    from crisiscomms.delivery.contract import OutboundBatch, OutboundRecipient, RenderedMessage
+    from crisiscomms.incident.facts import FactSheet
+    from crisiscomms.incident.models import Incident, Message
+    from crisiscomms.incident.service import facts_of, latest_facts
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url)
@@ -161,9 +162,9 @@ def naive(count: int) -> dict[str, Any]:
 
 _SEED = """
 import sys
-from crisiscomms.audience import drill_recipients, insert_recipients
-from crisiscomms.config import Settings
-from crisiscomms.db import init_db, make_engine, session_scope
+from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+from crisiscomms.core.settings import Settings
+from crisiscomms.core.database import init_db, make_engine, session_scope
 engine = make_engine(Settings().resolved_database_url)
 init_db(engine)
 with session_scope(engine) as session:
@@ -233,15 +234,15 @@ def main() -> None:
         from sqlalchemy import select
         from sqlmodel import col
 
+        from crisiscomms.audience.models import Recipient
         from crisiscomms.channels import CHANNEL_CLASSES
-        from crisiscomms.config import Settings
-        from crisiscomms.db import init_db, make_engine, session_scope
-        from crisiscomms.incidents import trigger
-        from crisiscomms.ledger import channel_counts
-        from crisiscomms.models import Recipient
-        from crisiscomms.playbooks import load_playbook
-        from crisiscomms.wiring import build_channels
-        from flows.run_playbook import run_stage
+        from crisiscomms.channels.wiring import build_channels
+        from crisiscomms.core.database import init_db, make_engine, session_scope
+        from crisiscomms.core.settings import Settings
+        from crisiscomms.delivery.ledger import channel_counts
+        from crisiscomms.flows.run_playbook import run_stage
+        from crisiscomms.incident.service import trigger
+        from crisiscomms.playbook.loader import load_playbook
 
         settings = Settings()
         started = time.perf_counter()

@@ -84,15 +84,15 @@ def _run(args: argparse.Namespace, emulators: EmulatorProcess) -> dict[str, Any]
     from sqlalchemy import delete, select
     from sqlmodel import col
 
-    from crisiscomms.audience import drill_recipients, insert_recipients
+    from crisiscomms.audience.models import Recipient
+    from crisiscomms.audience.recipients import drill_recipients, insert_recipients
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.config import Settings
-    from crisiscomms.db import init_db, make_engine, session_scope
-    from crisiscomms.incidents import trigger
-    from crisiscomms.ledger import channel_counts
-    from crisiscomms.models import Recipient
-    from crisiscomms.playbooks import load_playbook
-    from flows.run_playbook import run_resume, run_stage
+    from crisiscomms.core.database import init_db, make_engine, session_scope
+    from crisiscomms.core.settings import Settings
+    from crisiscomms.delivery.ledger import channel_counts
+    from crisiscomms.flows.run_playbook import run_resume, run_stage
+    from crisiscomms.incident.service import trigger
+    from crisiscomms.playbook.loader import load_playbook
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url)

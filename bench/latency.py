@@ -39,15 +39,15 @@ def main() -> None:
                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                        "PREFECT_LOGGING_LEVEL": "WARNING"})
 
-    from crisiscomms.audience import drill_recipients, insert_recipients
+    from crisiscomms.audience.recipients import drill_recipients, insert_recipients
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.config import Settings
-    from crisiscomms.db import init_db, make_engine, session_scope
-    from crisiscomms.drill import workspace_environment
-    from crisiscomms.emulators import start_emulators
-    from crisiscomms.incidents import trigger
-    from crisiscomms.playbooks import load_playbook
-    from flows.run_playbook import run_stage
+    from crisiscomms.core.database import init_db, make_engine, session_scope
+    from crisiscomms.core.settings import Settings
+    from crisiscomms.flows.run_playbook import run_stage
+    from crisiscomms.incident.service import trigger
+    from crisiscomms.playbook.loader import load_playbook
+    from crisiscomms.testing.drill import workspace_environment
+    from crisiscomms.testing.emulators import start_emulators
 
     sg_key, x_token = "SG.bench-key", "bench-x-token"
     pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)

@@ -5,7 +5,7 @@ A personalised render is one recipient's email as they read it: subject, text an
 Ours (the path publishing takes): each approved template is rendered ONCE per locale by
 ``StageRenderer`` (sandboxed, StrictUndefined, approval-checked, limits and canonical facts
 checked), with substitution tags for the declared personal fields and per-recipient time tags;
-then, per recipient, ``crisiscomms.publishing._recipients`` builds the substitutions from the
+then, per recipient, ``crisiscomms.delivery.sender._recipients`` builds the substitutions from the
 recipient's row (fallbacks per locale, HTML-escaped variants, times in the recipient's own
 zone) and the tags are filled as SendGrid fills them (``apply_substitutions``, the emulator's
 copy of SendGrid's behaviour) into the final subject, text and HTML.
@@ -21,7 +21,8 @@ per-recipient substitutions that go into the SendGrid request); the provider fil
 Also: the sandboxed environment rendering each recipient's full text the same way (``sandbox``),
 to show what the sandbox itself costs against bare Jinja on identical work.
 
-Recipients are the drill audience (``crisiscomms.audience.drill_recipients``: five languages,
+Recipients are the drill audience (``crisiscomms.audience.recipients.drill_recipients``: five
+languages,
 regional tags such as es-MX resolving to es, several time zones per language), in batches of
 1,000 per resolved locale as the ledger plans them. Building the rows is not timed; everything
 from a row to the final text is. The baselines render a sample (``--baseline-recipients``,
@@ -69,8 +70,8 @@ class _Rows:
 def batches(count: int, locales: Sequence[str], default: str
             ) -> Iterator[tuple[str, list[Row], list[str]]]:
     """(resolved locale, rows, their requested locale tags), ``BATCH`` recipients at most."""
-    from crisiscomms.audience import drill_recipients
-    from crisiscomms.locales import resolve_locale
+    from crisiscomms.audience.recipients import drill_recipients
+    from crisiscomms.core.locales import resolve_locale
 
     pending: dict[str, tuple[list[Row], list[str]]] = {loc: ([], []) for loc in locales}
     for i, r in enumerate(drill_recipients(count, locales=tuple(locales),
@@ -90,12 +91,12 @@ def batches(count: int, locales: Sequence[str], default: str
 
 
 def setup(playbook_name: str, work: Path) -> dict[str, Any]:
-    from crisiscomms.approvals import ApprovalLock
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.facts import build_fact_sheet
-    from crisiscomms.playbooks import load_playbook
-    from crisiscomms.publishing import _MessageContext
-    from crisiscomms.rendering import StageRenderer, substitution_tag, time_tags
+    from crisiscomms.delivery.sender import _MessageContext
+    from crisiscomms.incident.facts import build_fact_sheet
+    from crisiscomms.playbook.loader import load_playbook
+    from crisiscomms.render.approvals import ApprovalLock
+    from crisiscomms.render.environment import StageRenderer, substitution_tag, time_tags
 
     playbooks, templates = content_dirs(work)  # committed ones while others edit
     playbook = load_playbook(playbook_name, playbooks)
@@ -131,8 +132,8 @@ def setup(playbook_name: str, work: Path) -> dict[str, Any]:
 def ours(env: Mapping[str, Any], count: int) -> tuple[float, float, float, int, int]:
     """(wall s, cpu s, cpu s of the substitutions alone, renders, characters) of our
     per-recipient path over ``count``."""
-    from crisiscomms.emulators.sendgrid import apply_substitutions
-    from crisiscomms.publishing import _recipients
+    from crisiscomms.delivery.sender import _recipients
+    from crisiscomms.testing.emulators.sendgrid import apply_substitutions
 
     playbook = env["playbook"]
     contexts = env["contexts"]
@@ -172,7 +173,7 @@ def _per_recipient_context(env: Mapping[str, Any], locale: str, row: Row,
 
 def full_renders(env: dict[str, Any], count: int, *, sandbox: bool) -> tuple[float, float, int]:
     """(wall s, cpu s, renders): every part rendered per recipient, bare Jinja or sandboxed."""
-    from crisiscomms.rendering import make_environment
+    from crisiscomms.render.environment import make_environment
 
     playbook, stage, facts = env["playbook"], env["stage"], env["facts"]
     renderer = env["renderer"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from crisiscomms.config import PROJECT_ROOT, Settings
-from crisiscomms.db import init_db, make_engine
+from crisiscomms.core.database import init_db, make_engine
+from crisiscomms.core.settings import PROJECT_ROOT, Settings
 
 PLAYBOOKS = PROJECT_ROOT / "playbooks"
 TEMPLATES = PROJECT_ROOT / "templates"
@@ -43,7 +43,7 @@ def pg_cluster() -> Iterator[object]:
     PostgreSQL server binaries exist, except on CI, where ``.ci/run`` installs them."""
     import os
 
-    from crisiscomms.pgcluster import PostgresUnavailable, ThrowawayCluster
+    from crisiscomms.testing.pgcluster import PostgresUnavailable, ThrowawayCluster
 
     try:
         cluster = ThrowawayCluster().start()

@@ -53,15 +53,15 @@ import python_http_client.exceptions as http_errors
 from pydantic import SecretStr
 from sendgrid import SendGridAPIClient
 
-from crisiscomms.channels.base import (
+from crisiscomms.channels.redaction import BEARER, install_redaction
+from crisiscomms.delivery.contract import (
     ChannelLimits,
     DeliveryResult,
     OutboundBatch,
     OutboundRecipient,
     RenderedMessage,
 )
-from crisiscomms.channels.redaction import BEARER, install_redaction
-from crisiscomms.limits import limit_problems
+from crisiscomms.render.limits import limit_problems
 
 _REDACTIONS = (
     BEARER,

@@ -38,9 +38,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from crisiscomms.channels.base import ChannelLimits, DeliveryResult, OutboundBatch, RenderedMessage
-from crisiscomms.channels.files import utc_now
-from crisiscomms.limits import limit_problems
+from crisiscomms.core.files import utc_now
+from crisiscomms.delivery.contract import (
+    ChannelLimits,
+    DeliveryResult,
+    OutboundBatch,
+    RenderedMessage,
+)
+from crisiscomms.render.limits import limit_problems
 from crisiscomms.statuspage import model, publish
 from crisiscomms.statuspage.model import INCIDENT_STATUSES, LifecycleError, iso, short_id
 from crisiscomms.statuspage.page import StatusPage

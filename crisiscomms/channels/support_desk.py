@@ -26,9 +26,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from crisiscomms.channels.base import ChannelLimits, DeliveryResult, OutboundBatch, RenderedMessage
-from crisiscomms.channels.files import dumps, path_lock, read_json, utc_now, write_atomic
-from crisiscomms.limits import limit_problems
+from crisiscomms.core.files import dumps, path_lock, read_json, utc_now, write_atomic
+from crisiscomms.delivery.contract import (
+    ChannelLimits,
+    DeliveryResult,
+    OutboundBatch,
+    RenderedMessage,
+)
+from crisiscomms.render.limits import limit_problems
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

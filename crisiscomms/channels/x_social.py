@@ -35,15 +35,15 @@ import requests
 import tweepy
 from pydantic import SecretStr
 
-from crisiscomms.channels.base import (
+from crisiscomms.channels.redaction import BEARER, install_redaction
+from crisiscomms.delivery.contract import (
     ChannelLimits,
     DeliveryResult,
     OutboundBatch,
     Outcome,
     RenderedMessage,
 )
-from crisiscomms.channels.redaction import BEARER, install_redaction
-from crisiscomms.limits import limit_problems
+from crisiscomms.render.limits import limit_problems
 
 X_API_HOST = "https://api.twitter.com"
 """The prefix tweepy hard-codes; :class:`RebasedSession` replaces it with ``base_url``."""

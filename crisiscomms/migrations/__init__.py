@@ -1,7 +1,7 @@
 """Alembic migrations for both backends (SQLite and PostgreSQL); see docs/database.md.
 
 ``env.py`` and ``versions/`` ship inside the package so an installed ``crisiscomms`` finds them;
-:func:`crisiscomms.db.init_db` runs them.
+:func:`crisiscomms.core.database.init_db` runs them.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from crisiscomms.errors import CrisisCommsError
+from crisiscomms.core.errors import CrisisCommsError
 
 STATE_VERSION = 1
 

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from crisiscomms.channels.files import utc_now, write_atomic
-from crisiscomms.errors import CrisisCommsError
+from crisiscomms.core.errors import CrisisCommsError
+from crisiscomms.core.files import utc_now, write_atomic
 from crisiscomms.statuspage import model, publish
 from crisiscomms.statuspage.api import PageInfo
 from crisiscomms.statuspage.publish import Content

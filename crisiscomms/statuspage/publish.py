@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from crisiscomms.channels.files import path_lock
+from crisiscomms.core.files import path_lock
 
 BUILD_RE = re.compile(r"^g(\d{8})-[0-9a-f]{8}$")
 MANIFESTS = ".pages"

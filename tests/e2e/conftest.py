@@ -13,9 +13,9 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from crisiscomms.config import PROJECT_ROOT, Settings
-from crisiscomms.pgcluster import free_port
-from crisiscomms.publishing import PublishReport
+from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.delivery.sender import PublishReport
+from crisiscomms.testing.pgcluster import free_port
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -76,14 +76,14 @@ def publish_outage_acknowledgement(
     """``recipients`` drill subscribers, the outage acknowledged as ``ref``, planned and
     published through the real channels without Prefect (a dashboard page needs data, not a
     flow). ``before_publish`` runs between planning and sending (stop an emulator there)."""
-    from crisiscomms.audience import ensure_drill_audience
+    from crisiscomms.audience.recipients import ensure_drill_audience
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.db import init_db, make_engine, session_scope
-    from crisiscomms.incidents import plan_bundle, trigger
-    from crisiscomms.ledger import pending_ids
-    from crisiscomms.playbooks import load_playbook
-    from crisiscomms.publishing import publish_deliveries
-    from crisiscomms.wiring import build_channels
+    from crisiscomms.channels.wiring import build_channels
+    from crisiscomms.core.database import init_db, make_engine, session_scope
+    from crisiscomms.delivery.ledger import pending_ids
+    from crisiscomms.delivery.sender import publish_deliveries
+    from crisiscomms.incident.service import plan_bundle, trigger
+    from crisiscomms.playbook.loader import load_playbook
 
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from crisiscomms.config import Settings
-from crisiscomms.drill import environment, workspace_environment
-from crisiscomms.emulators import start_emulators
-from crisiscomms.statuspage_server import serve_status_page
+from crisiscomms.core.settings import Settings
+from crisiscomms.statuspage.server import serve_status_page
+from crisiscomms.testing.drill import environment, workspace_environment
+from crisiscomms.testing.emulators import start_emulators
 from tests.e2e.conftest import publish_outage_acknowledgement, run_dashboard
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     with start_emulators(sendgrid_key="SG.e2e", x_token="e2e") as pair:
         env = {
             **workspace_environment(root, pair, "SG.e2e", "e2e",
-                                    database_url=f"sqlite:///{root / 'crisiscomms.db'}"),
+                                    database_url=f"sqlite:///{root / 'crisiscomms.core.database'}"),
         }
         with environment(env):
             settings = Settings(_env_file=None)  # type: ignore[call-arg]

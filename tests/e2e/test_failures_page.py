@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from crisiscomms.config import Settings
-from crisiscomms.drill import environment, workspace_environment
-from crisiscomms.emulators import EmulatorPair, start_emulators
-from crisiscomms.views import delivery_failures
+from crisiscomms.core.settings import Settings
+from crisiscomms.incident.views import delivery_failures
+from crisiscomms.testing.drill import environment, workspace_environment
+from crisiscomms.testing.emulators import EmulatorPair, start_emulators
 from tests.e2e.conftest import publish_outage_acknowledgement, run_dashboard
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ def x_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     with start_emulators(sendgrid_key="SG.e2e-f", x_token="e2e-f") as pair:
         env = {
             **workspace_environment(root, pair, "SG.e2e-f", "e2e-f",
-                                    database_url=f"sqlite:///{root / 'crisiscomms.db'}"),
+                                    database_url=f"sqlite:///{root / 'crisiscomms.core.database'}"),
             "CRISISCOMMS_MAX_ATTEMPTS": "2",
             "CRISISCOMMS_HTTP_TIMEOUT_S": "2",
         }

@@ -21,14 +21,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.config import Settings
-from crisiscomms.db import make_engine, session_scope
-from crisiscomms.drill import run_drill
-from crisiscomms.incidents import get_incident, load_bundle, plan_bundle
-from crisiscomms.ledger import pending_ids
-from crisiscomms.publishing import publish_deliveries
-from crisiscomms.statuspage_server import serve_status_page
-from crisiscomms.wiring import build_channels, build_status_page
+from crisiscomms.channels.wiring import build_channels, build_status_page
+from crisiscomms.core.database import make_engine, session_scope
+from crisiscomms.core.settings import Settings
+from crisiscomms.delivery.ledger import pending_ids
+from crisiscomms.delivery.sender import publish_deliveries
+from crisiscomms.incident.service import get_incident, load_bundle, plan_bundle
+from crisiscomms.statuspage.server import serve_status_page
+from crisiscomms.testing.drill import run_drill
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from crisiscomms.audience import drill_recipients, insert_recipients
-from crisiscomms.config import Settings
-from crisiscomms.db import init_db, make_engine, session_scope
-from crisiscomms.drill import workspace_environment
-from crisiscomms.emulators import EmulatorPair, start_emulators
+from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+from crisiscomms.core.database import init_db, make_engine, session_scope
+from crisiscomms.core.settings import Settings
+from crisiscomms.testing.drill import workspace_environment
+from crisiscomms.testing.emulators import EmulatorPair, start_emulators
 
 SENDGRID_KEY = "SG.integration-test-key"
 X_TOKEN = "x-integration-test-token"
@@ -45,7 +45,7 @@ def workspace(tmp_path: Path, emulators: EmulatorPair,
               monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, Engine]]:
     """A fresh data folder and SQLite database wired to the emulators through the environment."""
     yield from _workspace(tmp_path, emulators, monkeypatch,
-                          f"sqlite:///{tmp_path / 'crisiscomms.db'}")
+                          f"sqlite:///{tmp_path / 'crisiscomms.core.database'}")
 
 
 @pytest.fixture

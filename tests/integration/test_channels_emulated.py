@@ -14,19 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from crisiscomms.channels import (
+from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
+from crisiscomms.channels.status_page import StatusPageChannel
+from crisiscomms.channels.support_desk import SupportDeskChannel
+from crisiscomms.channels.x_social import XChannel
+from crisiscomms.delivery.contract import (
     OutboundBatch,
     OutboundRecipient,
     Outcome,
     RenderedMessage,
-    SendGridEmailChannel,
-    StatusPageChannel,
-    SupportDeskChannel,
-    XChannel,
 )
-from crisiscomms.emulators import EmulatorPair, Faults, start_emulators
-from crisiscomms.facts import FactSheet, build_fact_sheet
-from crisiscomms.rendering import recipient_substitutions
+from crisiscomms.incident.facts import FactSheet, build_fact_sheet
+from crisiscomms.render.environment import recipient_substitutions
+from crisiscomms.testing.emulators import EmulatorPair, Faults, start_emulators
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from crisiscomms.cli import app
-from crisiscomms.config import PROJECT_ROOT
-from crisiscomms.emulators import EmulatorPair, Faults
+from crisiscomms.core.settings import PROJECT_ROOT
+from crisiscomms.testing.emulators import EmulatorPair, Faults
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()

@@ -13,15 +13,15 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.config import Settings
-from crisiscomms.emulators import EmulatorPair, Faults
-from crisiscomms.incidents import plan_bundle, trigger
-from crisiscomms.ledger import channel_counts, claim, pending_ids
-from crisiscomms.models import Delivery, DeliveryState
-from crisiscomms.playbooks import load_playbook
-from crisiscomms.publishing import _outbound
-from crisiscomms.views import delivery_failures, retry_failed
-from crisiscomms.wiring import build_channels
+from crisiscomms.channels.wiring import build_channels
+from crisiscomms.core.settings import Settings
+from crisiscomms.delivery.ledger import channel_counts, claim, pending_ids
+from crisiscomms.delivery.models import Delivery, DeliveryState
+from crisiscomms.delivery.sender import _outbound
+from crisiscomms.incident.service import plan_bundle, trigger
+from crisiscomms.incident.views import delivery_failures, retry_failed
+from crisiscomms.playbook.loader import load_playbook
+from crisiscomms.testing.emulators import EmulatorPair, Faults
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 
@@ -52,7 +52,7 @@ def acknowledge(settings: Settings, engine: Engine, ref: str = "INC-SCALE-1") ->
 def test_every_recipient_once_while_the_provider_fails_a_quarter_of_requests(
     ws: tuple[Settings, Engine], emulators: EmulatorPair
 ) -> None:
-    from flows.run_playbook import run_stage
+    from crisiscomms.flows.run_playbook import run_stage
 
     settings, engine = ws
     emulators.sendgrid.set_faults(Faults(error_rate=0.1, timeout_rate=0.05, hang_s=3.0,
@@ -71,12 +71,12 @@ def test_a_crash_mid_send_is_reconciled_not_resent(
     ws: tuple[Settings, Engine], emulators: EmulatorPair
 ) -> None:
     """Rows left ``sending``: those the provider has become sent without a resend."""
-    from flows.run_playbook import run_resume
+    from crisiscomms.flows.run_playbook import run_resume
 
     settings, engine = ws
     incident_id = acknowledge(settings, engine)
     with Session(engine) as s:
-        from crisiscomms.incidents import get_incident, load_bundle
+        from crisiscomms.incident.service import get_incident, load_bundle
 
         bundle = load_bundle(s, get_incident(s, "INC-SCALE-1"), "acknowledge")
     plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
@@ -103,7 +103,7 @@ def test_a_crash_mid_send_is_reconciled_not_resent(
 def test_a_dead_channel_fails_alone_and_one_command_retries_it(
     ws: tuple[Settings, Engine], emulators: EmulatorPair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.run_playbook import run_resume, run_stage
+    from crisiscomms.flows.run_playbook import run_resume, run_stage
 
     monkeypatch.setenv("CRISISCOMMS_MAX_ATTEMPTS", "2")
     settings, engine = ws
@@ -129,7 +129,7 @@ def test_a_dead_channel_fails_alone_and_one_command_retries_it(
 def test_a_permanent_refusal_is_recorded_once_with_the_reason(
     ws: tuple[Settings, Engine], emulators: EmulatorPair
 ) -> None:
-    from flows.run_playbook import run_stage
+    from crisiscomms.flows.run_playbook import run_stage
 
     settings, engine = ws
     emulators.sendgrid.set_faults(Faults(error_rate=1.0, error_statuses=(403,)))
@@ -145,11 +145,11 @@ def test_a_permanent_refusal_is_recorded_once_with_the_reason(
 def test_unsubscribed_recipients_are_counted_and_never_sent(
     ws: tuple[Settings, Engine], emulators: EmulatorPair
 ) -> None:
-    from flows.run_playbook import run_stage
+    from crisiscomms.flows.run_playbook import run_stage
 
     settings, engine = ws
     with Session(engine) as s:
-        from crisiscomms.models import Recipient
+        from crisiscomms.audience.models import Recipient
 
         s.execute(update(Recipient).where(Recipient.id <= 10).values(consent=False))
         s.commit()
@@ -181,7 +181,7 @@ def test_recipient_import_validates_every_line(
     text = result.output + (result.stderr if result.stderr_bytes is not None else "")
     assert "line 3:" in text and "line 4: duplicate of line 2" in text
     assert "line 5:" in text and "already a recipient" in text and "line 7:" in text
-    from crisiscomms.models import Recipient
+    from crisiscomms.audience.models import Recipient
 
     with Session(engine) as s:
         assert len(s.exec(select(Recipient)).all()) == 1000  # nothing imported
@@ -200,10 +200,10 @@ def test_sendgrid_lost_answer_is_reconciled_by_key(
     """A request accepted whose answer was lost is recognised, never resent."""
     import dataclasses
 
-    from crisiscomms.channels.base import Outcome
     from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
-    from crisiscomms.incidents import get_incident, load_bundle
-    from crisiscomms.publishing import SendPolicy, send_once
+    from crisiscomms.delivery.contract import Outcome
+    from crisiscomms.delivery.sender import SendPolicy, send_once
+    from crisiscomms.incident.service import get_incident, load_bundle
     from tests.integration.conftest import SENDGRID_KEY
 
     settings, engine = ws

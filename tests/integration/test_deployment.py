@@ -24,10 +24,10 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from crisiscomms.config import PROJECT_ROOT
-from crisiscomms.drill import workspace_environment
-from crisiscomms.emulators import EmulatorPair
-from crisiscomms.pgcluster import free_port
+from crisiscomms.core.settings import PROJECT_ROOT
+from crisiscomms.testing.drill import workspace_environment
+from crisiscomms.testing.emulators import EmulatorPair
+from crisiscomms.testing.pgcluster import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -149,15 +149,15 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from crisiscomms.audience import ensure_drill_audience
+    from crisiscomms.audience.recipients import ensure_drill_audience
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.config import Settings
-    from crisiscomms.db import init_db, make_engine, session_scope
-    from crisiscomms.incidents import trigger
-    from crisiscomms.ledger import channel_counts, pending_by_channel
-    from crisiscomms.models import Delivery
-    from crisiscomms.playbooks import load_playbook
-    from flows.deploy import BATCHES_DEPLOYMENT, STAGE_DEPLOYMENT, deploy
+    from crisiscomms.core.database import init_db, make_engine, session_scope
+    from crisiscomms.core.settings import Settings
+    from crisiscomms.delivery.ledger import channel_counts, pending_by_channel
+    from crisiscomms.delivery.models import Delivery
+    from crisiscomms.flows.deploy import BATCHES_DEPLOYMENT, STAGE_DEPLOYMENT, deploy
+    from crisiscomms.incident.service import trigger
+    from crisiscomms.playbook.loader import load_playbook
 
     procs: Processes = stack["procs"]
     with temporary_settings(updates={PREFECT_API_URL: stack["api"]}):
@@ -252,8 +252,8 @@ def test_prefect_yaml_declares_what_deploy_py_makes() -> None:
 
     import yaml
 
-    from flows import deploy as deploy_script
-    from flows import run_playbook
+    from crisiscomms.flows import deploy as deploy_script
+    from crisiscomms.flows import run_playbook
 
     spec = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
     made: set[str] = set()
@@ -277,12 +277,13 @@ def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No server: the lane's poll is stubbed; what it reports comes from the Delivery rows."""
-    from crisiscomms.audience import drill_recipients, insert_recipients
-    from crisiscomms.channels.base import DeliveryResult
-    from crisiscomms.db import init_db, make_engine, session_scope
-    from crisiscomms.ledger import claim, plan_messages, record
-    from crisiscomms.models import Delivery, Incident, Message
-    from flows import run_playbook
+    from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+    from crisiscomms.core.database import init_db, make_engine, session_scope
+    from crisiscomms.delivery.contract import DeliveryResult
+    from crisiscomms.delivery.ledger import claim, plan_messages, record
+    from crisiscomms.delivery.models import Delivery
+    from crisiscomms.flows import run_playbook
+    from crisiscomms.incident.models import Incident, Message
 
     url = f"sqlite:///{tmp_path / 'lane.db'}"
     monkeypatch.setenv("CRISISCOMMS_DATABASE_URL", url)

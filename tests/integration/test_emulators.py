@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from crisiscomms.emulators import (
+from crisiscomms.testing.emulators import (
     EmulatorPair,
     Faults,
     SendGridEmulator,

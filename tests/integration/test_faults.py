@@ -9,17 +9,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from crisiscomms.channels import (
+from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
+from crisiscomms.channels.x_social import XChannel
+from crisiscomms.delivery.contract import (
     OutboundBatch,
     OutboundRecipient,
     Outcome,
     RenderedMessage,
-    SendGridEmailChannel,
-    XChannel,
 )
-from crisiscomms.emulators import EmulatorPair, Faults, start_emulators
-from crisiscomms.facts import FactSheet, build_fact_sheet
-from crisiscomms.publishing import SendPolicy, StillSending, send_once
+from crisiscomms.delivery.sender import SendPolicy, StillSending, send_once
+from crisiscomms.incident.facts import FactSheet, build_fact_sheet
+from crisiscomms.testing.emulators import EmulatorPair, Faults, start_emulators
 
 pytestmark = pytest.mark.integration
 

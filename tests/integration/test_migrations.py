@@ -18,8 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from crisiscomms.config import PROJECT_ROOT
-from crisiscomms.db import (
+from crisiscomms.core.database import (
     MIGRATIONS_DIR,
     SchemaError,
     baseline_schema,
@@ -29,6 +28,7 @@ from crisiscomms.db import (
     make_engine,
     migrate,
 )
+from crisiscomms.core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +125,7 @@ def test_init_db_twice_is_a_no_op(fresh: Engine, db_url: str) -> None:
 
 def test_concurrent_first_runs_migrate_once(fresh: Engine, db_url: str) -> None:
     """Two processes starting on an empty database (workers starting together)."""
-    code = "import sys; from crisiscomms.db import init_db, make_engine; " \
+    code = "import sys; from crisiscomms.core.database import init_db, make_engine; " \
            "init_db(make_engine(sys.argv[1]))"
     procs = [subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]

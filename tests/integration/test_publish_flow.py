@@ -12,13 +12,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.config import Settings
-from crisiscomms.emulators import EmulatorPair
-from crisiscomms.errors import ApprovalError, FactsError, LimitError, RenderError
-from crisiscomms.incidents import approve, trigger
-from crisiscomms.ledger import channel_counts
-from crisiscomms.models import Delivery, Incident
-from crisiscomms.playbooks import load_playbook
+from crisiscomms.core.errors import ApprovalError, FactsError, LimitError, RenderError
+from crisiscomms.core.settings import Settings
+from crisiscomms.delivery.ledger import channel_counts
+from crisiscomms.delivery.models import Delivery
+from crisiscomms.incident.models import Incident
+from crisiscomms.incident.service import approve, trigger
+from crisiscomms.playbook.loader import load_playbook
+from crisiscomms.testing.emulators import EmulatorPair
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 
@@ -40,7 +41,7 @@ def drill_facts(settings: Settings, **over: object) -> dict[str, object]:
 
 
 def run(ref: str, stage: str) -> dict[str, object]:
-    from flows.run_playbook import run_stage
+    from crisiscomms.flows.run_playbook import run_stage
 
     return run_stage(ref, stage)
 
@@ -178,7 +179,7 @@ def test_template_problems_are_refused(
                 facts=drill_facts(settings), actor="test")
     x_tpl = templates / "outage" / "acknowledge" / "x.text.en.j2"
     x_tpl.write_text("{{ facts.no_such_fact }}")
-    from crisiscomms.approvals import ApprovalLock
+    from crisiscomms.render.approvals import ApprovalLock
 
     ApprovalLock(templates).approve(ApprovalLock(templates).template_names(), "tester")
     with pytest.raises(RenderError, match="undefined"):

@@ -30,15 +30,15 @@ from sqlalchemy import func, select
 from statuspage_v2 import PATHS, check_document
 from typer.testing import CliRunner
 
+from crisiscomms.channels.wiring import build_status_page
 from crisiscomms.cli import _publish, app
-from crisiscomms.config import PROJECT_ROOT, Settings
-from crisiscomms.db import make_engine, session_scope
-from crisiscomms.drill import run_drill
-from crisiscomms.emulators import EmulatorPair
-from crisiscomms.models import Delivery
+from crisiscomms.core.database import make_engine, session_scope
+from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.delivery.models import Delivery
 from crisiscomms.statuspage.page import StatusPage
-from crisiscomms.statuspage_server import serve_status_page
-from crisiscomms.wiring import build_status_page
+from crisiscomms.statuspage.server import serve_status_page
+from crisiscomms.testing.drill import run_drill
+from crisiscomms.testing.emulators import EmulatorPair
 
 pytestmark = pytest.mark.integration
 PAGE_URL = "https://status.example.com"

@@ -18,14 +18,14 @@ import uvicorn
 import yaml
 from sqlmodel import Session, select
 
-from crisiscomms.config import PROJECT_ROOT, Settings
-from crisiscomms.drill import workspace_environment
-from crisiscomms.emulators import EmulatorPair, start_emulators
-from crisiscomms.intake.subscriptions import create_app
-from crisiscomms.ledger import stream_audience
-from crisiscomms.models import Recipient
+from crisiscomms.api.subscriptions import create_app
+from crisiscomms.audience.models import Recipient
+from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.delivery.ledger import stream_audience
 from crisiscomms.statuspage import model
 from crisiscomms.statuspage.page import StatusPage
+from crisiscomms.testing.drill import workspace_environment
+from crisiscomms.testing.emulators import EmulatorPair, start_emulators
 
 pytestmark = pytest.mark.integration
 SG_KEY = "SG.subscriptions-test-key"
@@ -75,7 +75,7 @@ def server(tmp_path: Path, emus: EmulatorPair,
 
 
 def subscribers(settings: Settings) -> list[Recipient]:
-    from crisiscomms.db import make_engine
+    from crisiscomms.core.database import make_engine
 
     engine = make_engine(settings.resolved_database_url)
     with Session(engine) as s:
@@ -147,7 +147,7 @@ def test_updates_reach_the_subscribers_of_the_affected_components(
     server: tuple[str, Settings],
 ) -> None:
     _, settings = server
-    from crisiscomms.db import make_engine
+    from crisiscomms.core.database import make_engine
 
     engine = make_engine(settings.resolved_database_url)
     with Session(engine) as s:
@@ -190,8 +190,8 @@ def test_subscribers_of_the_affected_component_get_each_update_once_until_they_u
     the next update no longer reaches them."""
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.cli import _publish
-    from crisiscomms.db import make_engine
-    from crisiscomms.incidents import approve, trigger
+    from crisiscomms.core.database import make_engine
+    from crisiscomms.incident.service import approve, trigger
 
     base, settings = server
     readers = {"api@example.org": ["API"], "dash@example.org": ["Dashboard"],

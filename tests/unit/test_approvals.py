@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-from crisiscomms.approvals import ApprovalLock, bundle_hash
-from crisiscomms.errors import ApprovalError
+from crisiscomms.core.errors import ApprovalError
+from crisiscomms.render.approvals import ApprovalLock, bundle_hash
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_bundle_hash_is_order_independent() -> None:
 
 
 def test_shipped_templates_are_all_approved() -> None:
-    from crisiscomms.config import PROJECT_ROOT
+    from crisiscomms.core.settings import PROJECT_ROOT
 
     lock = ApprovalLock(PROJECT_ROOT / "templates")
     states = {n: lock.status(n).state for n in lock.template_names()}
@@ -168,10 +168,10 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def world(project: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    from crisiscomms.audience import drill_recipients, insert_recipients
-    from crisiscomms.config import Settings
-    from crisiscomms.db import init_db, make_engine, session_scope
-    from crisiscomms.emulators import start_emulators
+    from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+    from crisiscomms.core.database import init_db, make_engine, session_scope
+    from crisiscomms.core.settings import Settings
+    from crisiscomms.testing.emulators import start_emulators
 
     pair = start_emulators(sendgrid_key="SG.test-key", x_token="x-test-token")
     settings = Settings(
@@ -195,8 +195,8 @@ def world(project: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 def _trigger(world: dict[str, Any], actor: str = "alice") -> Any:
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.incidents import trigger
-    from crisiscomms.playbooks import load_playbook
+    from crisiscomms.incident.service import trigger
+    from crisiscomms.playbook.loader import load_playbook
 
     pb = load_playbook("mini_recall", world["settings"].playbooks_dir)
     return trigger(world["engine"], world["settings"], CHANNEL_CLASSES,
@@ -204,7 +204,7 @@ def _trigger(world: dict[str, Any], actor: str = "alice") -> Any:
 
 
 def _approve(world: dict[str, Any], ref: str, who: str) -> Any:
-    from crisiscomms.incidents import approve
+    from crisiscomms.incident.service import approve
 
     return approve(world["engine"], incident_ref=ref, stage="announce", approver=who,
                    playbooks_dir=world["settings"].playbooks_dir)
@@ -212,10 +212,10 @@ def _approve(world: dict[str, Any], ref: str, who: str) -> Any:
 
 def _plan_and_publish(world: dict[str, Any], bundle: Any) -> Any:
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.incidents import plan_bundle
-    from crisiscomms.models import Delivery
-    from crisiscomms.publishing import publish_deliveries
-    from crisiscomms.wiring import build_channels
+    from crisiscomms.channels.wiring import build_channels
+    from crisiscomms.delivery.models import Delivery
+    from crisiscomms.delivery.sender import publish_deliveries
+    from crisiscomms.incident.service import plan_bundle
 
     engine: Engine = world["engine"]
     plan_bundle(engine, world["settings"], CHANNEL_CLASSES, bundle)
@@ -243,7 +243,7 @@ def test_bundle_two_person_rule(world: dict[str, Any]) -> None:
 def test_the_send_checks_the_hash_of_exactly_what_it_sends(world: dict[str, Any]) -> None:
     """A stored message changed after approval (here: its email text) is refused before any
     request leaves; untouched channels still go out."""
-    from crisiscomms.models import Message
+    from crisiscomms.incident.models import Message
 
     bundle = _trigger(world, actor="alice")
     _approve(world, bundle.incident_ref, "bob")
@@ -268,7 +268,7 @@ def test_the_send_checks_the_hash_of_exactly_what_it_sends(world: dict[str, Any]
 
 def test_an_unapproved_bundle_plans_nothing(world: dict[str, Any]) -> None:
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.incidents import plan_bundle
+    from crisiscomms.incident.service import plan_bundle
 
     bundle = _trigger(world, actor="alice")
     _approve(world, bundle.incident_ref, "bob")  # one of two: not approved yet
@@ -278,7 +278,7 @@ def test_an_unapproved_bundle_plans_nothing(world: dict[str, Any]) -> None:
 
 
 def test_an_edited_template_refuses_a_new_render_before_any_write(world: dict[str, Any]) -> None:
-    from crisiscomms.models import Incident
+    from crisiscomms.incident.models import Incident
 
     name = "mini_recall/announce/email.text.en.j2"
     path = world["project"] / "templates" / name

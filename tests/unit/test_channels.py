@@ -13,27 +13,24 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
-from crisiscomms.channels import (
-    CHANNEL_CLASSES,
+from crisiscomms.channels import CHANNEL_CLASSES
+from crisiscomms.channels.press_release import PressReleaseChannel
+from crisiscomms.channels.sendgrid_email import SendGridEmailChannel, retry_after_from_headers
+from crisiscomms.channels.status_page import StatusPageChannel
+from crisiscomms.channels.support_desk import SupportDeskChannel
+from crisiscomms.channels.x_social import RebasedSession, XChannel
+from crisiscomms.delivery.backoff import backoff_delay, send_with_retry
+from crisiscomms.delivery.contract import (
     Channel,
     ChannelLimits,
     DeliveryResult,
     OutboundBatch,
     OutboundRecipient,
     Outcome,
-    PressReleaseChannel,
     RenderedMessage,
-    SendGridEmailChannel,
-    StatusPageChannel,
-    SupportDeskChannel,
-    XChannel,
-    send_with_retry,
 )
-from crisiscomms.channels.retry import backoff_delay
-from crisiscomms.channels.sendgrid_email import retry_after_from_headers
-from crisiscomms.channels.x_social import RebasedSession
-from crisiscomms.facts import build_fact_sheet
-from crisiscomms.rendering import recipient_substitutions
+from crisiscomms.incident.facts import build_fact_sheet
+from crisiscomms.render.environment import recipient_substitutions
 
 FACTS = build_fact_sheet(
     {

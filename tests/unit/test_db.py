@@ -1,5 +1,6 @@
-"""crisiscomms.db on SQLite: migrations ship in the package, one head, init_db is idempotent and
-cheap at head, and the guard: models.py and the migrations describe the same schema."""
+"""crisiscomms.core.database on SQLite: migrations ship in the package, one head, init_db is
+idempotent and cheap at head, and the guard: the models and the migrations describe the same
+schema."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
-from crisiscomms.config import PROJECT_ROOT
-from crisiscomms.db import (
+from crisiscomms.core.database import (
     MIGRATIONS_DIR,
     alembic_config,
     current_revisions,
@@ -23,6 +23,7 @@ from crisiscomms.db import (
     init_db,
     make_engine,
 )
+from crisiscomms.core.settings import PROJECT_ROOT
 
 
 def test_models_and_migrations_agree(engine: Engine) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from crisiscomms.config import PROJECT_ROOT
-from crisiscomms.errors import FactsError, PlaybookError
-from crisiscomms.facts import build_fact_sheet
-from crisiscomms.playbooks import load_playbook
+from crisiscomms.core.errors import FactsError, PlaybookError
+from crisiscomms.core.settings import PROJECT_ROOT
+from crisiscomms.incident.facts import build_fact_sheet
+from crisiscomms.playbook.loader import load_playbook
 
 GOOD = {
     "incident_ref": "INC-1", "organization": "Example", "title": "Down", "severity": "major",

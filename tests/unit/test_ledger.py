@@ -6,10 +6,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from crisiscomms.audience import drill_recipients, insert_recipients
-from crisiscomms.channels.base import DeliveryResult
-from crisiscomms.ledger import channel_counts, claim, decode_ids, plan_messages, record
-from crisiscomms.models import Delivery, DeliveryState, Incident, Message, Recipient
+from crisiscomms.audience.models import Recipient
+from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+from crisiscomms.delivery.contract import DeliveryResult
+from crisiscomms.delivery.ledger import channel_counts, claim, decode_ids, plan_messages, record
+from crisiscomms.delivery.models import Delivery, DeliveryState
+from crisiscomms.incident.models import Incident, Message
 
 
 @pytest.fixture
@@ -66,7 +68,7 @@ def test_replanning_adds_nothing(engine: Engine) -> None:
 
 
 def test_keys_are_deterministic_across_databases(engine: Engine, tmp_path) -> None:
-    from crisiscomms.db import init_db, make_engine
+    from crisiscomms.core.database import init_db, make_engine
 
     other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
     init_db(other)
@@ -155,7 +157,7 @@ def test_concurrent_claims_never_overlap(engine: Engine) -> None:
 
 
 def test_record_many_failures_and_requeue(engine: Engine) -> None:
-    from crisiscomms.ledger import failures, record_many, requeue
+    from crisiscomms.delivery.ledger import failures, record_many, requeue
 
     msgs = seed(engine, 3000)
     plan(engine, msgs)
@@ -182,8 +184,8 @@ def test_a_bulk_insert_refreshes_postgresql_statistics(pg_cluster: object) -> No
 
     from sqlalchemy import text
 
-    from crisiscomms.audience import ANALYZE_AFTER
-    from crisiscomms.db import init_db, make_engine
+    from crisiscomms.audience.recipients import ANALYZE_AFTER
+    from crisiscomms.core.database import init_db, make_engine
 
     url = pg_cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined]
     eng = make_engine(str(url))

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from crisiscomms.approvals import ApprovalLock
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.cli import app
-from crisiscomms.config import PROJECT_ROOT
-from crisiscomms.lint import Problem, lint, resolve_paths
+from crisiscomms.core.settings import PROJECT_ROOT
+from crisiscomms.playbook.lint import Problem, lint, resolve_paths
+from crisiscomms.render.approvals import ApprovalLock
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "lint"
 runner = CliRunner()
@@ -121,10 +121,10 @@ def test_each_broken_fixture_fails_naming_the_problem(case: str, tmp_path: Path)
 
 def test_unapproved_template_also_refused_where_it_is_used(tmp_path: Path) -> None:
     """An unapproved template is refused at render time too (trigger renders with the lock)."""
-    from crisiscomms.errors import ApprovalError
-    from crisiscomms.facts import build_fact_sheet
-    from crisiscomms.playbooks import load_playbook
-    from crisiscomms.rendering import StageRenderer
+    from crisiscomms.core.errors import ApprovalError
+    from crisiscomms.incident.facts import build_fact_sheet
+    from crisiscomms.playbook.loader import load_playbook
+    from crisiscomms.render.environment import StageRenderer
 
     project = build("edited_template", tmp_path)
     pb = load_playbook("mini_recall", project / "playbooks")

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from crisiscomms.channels import CHANNEL_CLASSES, RenderedMessage
-from crisiscomms.facts import FactSheet, build_fact_sheet
-from crisiscomms.playbooks import DEFAULT_CHANNELS, Playbook, load_playbook
-from crisiscomms.rendering import StageRenderer
-from crisiscomms.text_weight import x_weighted_length
+from crisiscomms.channels import CHANNEL_CLASSES
+from crisiscomms.delivery.contract import RenderedMessage
+from crisiscomms.incident.facts import FactSheet, build_fact_sheet
+from crisiscomms.playbook.loader import DEFAULT_CHANNELS, Playbook, load_playbook
+from crisiscomms.render.environment import StageRenderer
+from crisiscomms.render.text_weight import x_weighted_length
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / "playbooks"

@@ -13,13 +13,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.config import PROJECT_ROOT, Settings
-from crisiscomms.errors import FactsError
-from crisiscomms.facts import BreachFacts, RecallFacts, build_fact_sheet
-from crisiscomms.models import Incident
-from crisiscomms.notices import fact_problems, message_problems
-from crisiscomms.playbooks import Playbook, load_playbook
-from crisiscomms.rendering import StageRenderer, make_environment, time_tags, time_values
+from crisiscomms.core.errors import FactsError
+from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.incident.facts import BreachFacts, RecallFacts, build_fact_sheet
+from crisiscomms.incident.models import Incident
+from crisiscomms.playbook.loader import Playbook, load_playbook
+from crisiscomms.playbook.notices import fact_problems, message_problems
+from crisiscomms.render.environment import StageRenderer, make_environment, time_tags, time_values
 
 PLAYBOOKS = PROJECT_ROOT / "playbooks"
 TEMPLATES = PROJECT_ROOT / "templates"
@@ -131,7 +131,7 @@ def test_an_untranslated_recall_text_is_refused_per_locale() -> None:
 
 def test_trigger_refuses_a_recall_missing_a_field_and_stores_nothing(
         engine: Engine, settings: Settings) -> None:
-    from crisiscomms.incidents import trigger
+    from crisiscomms.incident.service import trigger
 
     facts = drill()
     del facts["recall"]["toll_free_phone"]

@@ -8,10 +8,10 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from crisiscomms.db import migrate
-from crisiscomms.models import Recipient
-from crisiscomms.recipients_import import import_csv
-from crisiscomms.statuspage.subscriptions import normalise_email
+from crisiscomms.audience.importer import import_csv
+from crisiscomms.audience.models import Recipient
+from crisiscomms.audience.subscriptions import normalise_email
+from crisiscomms.core.database import migrate
 
 
 def _emails(engine: Engine) -> list[str]:
@@ -49,7 +49,7 @@ def test_case_variants_within_one_file_are_duplicates(engine: Engine, tmp_path) 
 def test_a_mixed_case_address_stored_before_is_found_after_migration(tmp_path) -> None:
     """``Bob@x.com`` imported by an older version: the data migration folds it, and a new
     ``bob@x.com`` is then recognised as the same recipient."""
-    from crisiscomms.db import init_db, make_engine
+    from crisiscomms.core.database import init_db, make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     migrate(engine, "baseline")  # the schema before the data migration

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from crisiscomms.approvals import ApprovalLock
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.errors import ApprovalError, LimitError, RenderError
-from crisiscomms.facts import FactSheet, build_fact_sheet
-from crisiscomms.locales import fallback_chain, resolve_locale
-from crisiscomms.playbooks import Playbook
-from crisiscomms.rendering import StageRenderer, recipient_substitutions
+from crisiscomms.core.errors import ApprovalError, LimitError, RenderError
+from crisiscomms.core.locales import fallback_chain, resolve_locale
+from crisiscomms.incident.facts import FactSheet, build_fact_sheet
+from crisiscomms.playbook.loader import Playbook
+from crisiscomms.render.approvals import ApprovalLock
+from crisiscomms.render.environment import StageRenderer, recipient_substitutions
 
 PLAYBOOK = Playbook.model_validate({
     "name": "pb",

@@ -12,7 +12,7 @@ import feedparser
 import pytest
 from statuspage_v2 import PATHS, check_document
 
-from crisiscomms.errors import CrisisCommsError
+from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.statuspage import LifecycleError, model
 from crisiscomms.statuspage.catalog import Catalog, available
 from crisiscomms.statuspage.page import StatusPage
@@ -412,7 +412,7 @@ def test_serve_answers_the_links_messages_carry(tmp_path: Path) -> None:
 
     import httpx
 
-    from crisiscomms.statuspage_server import serve_status_page
+    from crisiscomms.statuspage.server import serve_status_page
 
     sp = page(tmp_path)
     sp.change(lambda state: add(state, "a", "investigating", ref="inc-7"))
@@ -439,10 +439,10 @@ def test_serve_answers_the_links_messages_carry(tmp_path: Path) -> None:
 
 
 def test_every_email_recipient_gets_an_unsubscribe_link_and_list_unsubscribe_headers() -> None:
-    from crisiscomms.channels.base import OutboundBatch, OutboundRecipient, RenderedMessage
     from crisiscomms.channels.sendgrid_email import UNSUBSCRIBE_TAG, SendGridEmailChannel
-    from crisiscomms.facts import FactSheet
-    from crisiscomms.rendering import substitution_tag
+    from crisiscomms.delivery.contract import OutboundBatch, OutboundRecipient, RenderedMessage
+    from crisiscomms.incident.facts import FactSheet
+    from crisiscomms.render.environment import substitution_tag
 
     assert substitution_tag("unsubscribe_url", html=False) == UNSUBSCRIBE_TAG
     secret = "SG.very-secret-key"
@@ -477,9 +477,9 @@ def test_every_email_recipient_gets_an_unsubscribe_link_and_list_unsubscribe_hea
 
 
 def test_recipient_values_fill_unsubscribe_url() -> None:
-    from crisiscomms.models import Recipient
-    from crisiscomms.playbooks import Playbook
-    from crisiscomms.publishing import recipient_values
+    from crisiscomms.audience.models import Recipient
+    from crisiscomms.delivery.sender import recipient_values
+    from crisiscomms.playbook.loader import Playbook
 
     playbook = Playbook.model_validate({
         "name": "p", "title": "P", "locales": ["en"], "default_locale": "en",

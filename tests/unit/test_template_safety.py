@@ -24,19 +24,19 @@ from jinja2.exceptions import SecurityError
 from markupsafe import escape
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.config import PROJECT_ROOT
-from crisiscomms.emulators.sendgrid import apply_substitutions
-from crisiscomms.errors import RenderError
-from crisiscomms.facts import build_fact_sheet
-from crisiscomms.playbooks import Playbook, load_playbook
-from crisiscomms.publishing import _recipients
-from crisiscomms.rendering import (
+from crisiscomms.core.errors import RenderError
+from crisiscomms.core.settings import PROJECT_ROOT
+from crisiscomms.delivery.sender import _recipients
+from crisiscomms.incident.facts import build_fact_sheet
+from crisiscomms.playbook.loader import Playbook, load_playbook
+from crisiscomms.render.environment import (
     StageRenderer,
     make_environment,
     substitution_tag,
     time_tags,
     time_values,
 )
+from crisiscomms.testing.emulators.sendgrid import apply_substitutions
 
 PLAYBOOKS = PROJECT_ROOT / "playbooks"
 TEMPLATES = PROJECT_ROOT / "templates"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crisiscomms.text_weight import X_MAX_WEIGHTED_LENGTH, fits_x, x_weighted_length
+from crisiscomms.render.text_weight import X_MAX_WEIGHTED_LENGTH, fits_x, x_weighted_length
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,2 @@
+"""The audience: recipients, their CSV import and status page subscriptions (double opt-in).
+"""

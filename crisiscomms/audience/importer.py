@@ -1,0 +1,177 @@
+"""Recipient import from CSV: every line validated before anything is written.
+
+Columns (header row, any order): ``email`` (required), and any of ``name``, ``locale``,
+``time_zone``, ``plan``, ``consent`` (true/false, yes/no, 1/0), ``unsubscribed`` /
+``suppressed`` (true means no consent), plus any other column the ``Recipient`` table has.
+An address is checked with ``email-validator`` (syntax only, no DNS: an import must not depend
+on the network), normalised and stored lower-cased, the whole address, as status page
+subscriptions store it (``Bob@X.com`` and ``bob@x.com`` are one recipient); a duplicate (in the
+file or already in the database, both compared lower-cased) is rejected with the line it
+repeats. Stored addresses are lower-case (the migration ``recipient emails lower-cased`` folded
+older ones), so the database check is an exact match on the unique index.
+Unsubscribed/suppressed recipients are imported with ``consent = false``: they are counted,
+and the planner never gives them to a provider.
+
+By default a file with any rejected line imports nothing (bad input changes nothing) and the
+report lists every (line, reason); ``skip_invalid`` imports the valid lines and reports the rest.
+The file is read twice (validate, then insert in chunks), so memory holds the addresses seen,
+not the rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from crisiscomms.audience.models import Recipient
+from crisiscomms.audience.recipients import insert_recipients
+from crisiscomms.core.clock import utcnow
+from crisiscomms.core.errors import CrisisCommsError
+
+TRUE = frozenset({"1", "true", "yes", "y", "t"})
+FALSE = frozenset({"0", "false", "no", "n", "f", ""})
+_BUILTIN = ("email", "name", "locale", "time_zone", "plan", "consent")
+_LOOKUP_CHUNK = 500
+
+
+class RecipientImportError(CrisisCommsError):
+    """The file cannot be imported at all (unreadable, no email column)."""
+
+
+@dataclass
+class ImportReport:
+    lines: int = 0
+    imported: int = 0
+    suppressed: int = 0
+    """Imported without consent (unsubscribed / suppressed): never sent to."""
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    """(line number in the file, reason)."""
+    written: bool = False
+
+
+def _flag(value: str | None, line: int, column: str) -> bool:
+    text = (value or "").strip().lower()
+    if text in TRUE:
+        return True
+    if text in FALSE:
+        return False
+    raise ValueError(f"{column} must be true or false, got {value!r}")
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise RecipientImportError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        if "email" not in fields:
+            raise RecipientImportError(f"{path}: the header row has no 'email' column")
+        reader.fieldnames = fields
+        for row in reader:
+            yield reader.line_num, {k: (v or "") for k, v in row.items() if k is not None}
+
+
+def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, object]:
+    """One row as Recipient values; ValueError naming what is wrong."""
+    address = raw.get("email", "").strip()
+    if not address:
+        raise ValueError("email is empty")
+    try:
+        email = validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValueError(f"invalid email {address!r}: {exc}") from None
+    consent = _flag(raw["consent"], line, "consent") if raw.get("consent", "").strip() else True
+    for column in ("unsubscribed", "suppressed"):
+        if raw.get(column, "").strip() and _flag(raw[column], line, column):
+            consent = False
+    locale = raw.get("locale", "").strip() or "en"
+    if len(locale) > 16 or not locale.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"locale {locale!r} is not a language tag")
+    zone = raw.get("time_zone", "").strip() or "UTC"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {zone!r}") from None
+    values: dict[str, object] = {"email": email, "locale": locale, "time_zone": zone,
+                                 "consent": consent, "name": raw.get("name", "").strip() or None,
+                                 "plan": raw.get("plan", "").strip() or None}
+    for column in columns:
+        if column not in _BUILTIN and raw.get(column, "").strip():
+            values[column] = raw[column].strip()
+    if len(email) > 254 or len(str(values["name"] or "")) > 200:
+        raise ValueError("email or name too long")
+    return values
+
+
+def _existing(session: Session, emails: list[str]) -> set[str]:
+    """Which of ``emails`` (lower-cased) are already recipients."""
+    rows = session.execute(select(col(Recipient.email)).where(col(Recipient.email).in_(emails)))
+    return {str(e).lower() for e in rows.scalars()}
+
+
+def import_csv(engine: Engine, path: Path, *, skip_invalid: bool = False) -> ImportReport:
+    """Validate every line of ``path``, then insert (all, or with ``skip_invalid`` the valid)."""
+    report = ImportReport()
+    columns = set(Recipient.model_fields) - {"id", "created_at"}
+    seen: dict[str, int] = {}
+    bad: set[int] = set()
+    pending: list[tuple[int, str]] = []
+
+    def check_existing(session: Session) -> None:
+        known = _existing(session, [e for _, e in pending])
+        for line, email in pending:
+            if email in known:
+                report.rejected.append((line, f"{email} is already a recipient"))
+                bad.add(line)
+        pending.clear()
+
+    with Session(engine) as session:
+        for line, raw in _rows(path):
+            report.lines += 1
+            try:
+                values = _validated(line, raw, columns)
+            except ValueError as exc:
+                report.rejected.append((line, str(exc)))
+                bad.add(line)
+                continue
+            folded = str(values["email"])  # lower-cased by _validated
+            if folded in seen:
+                report.rejected.append((line, f"duplicate of line {seen[folded]} ({folded})"))
+                bad.add(line)
+                continue
+            seen[folded] = line
+            pending.append((line, folded))
+            if len(pending) >= _LOOKUP_CHUNK:
+                check_existing(session)
+        if pending:
+            check_existing(session)
+    report.rejected.sort()
+    if report.rejected and not skip_invalid:
+        return report
+
+    def good_rows() -> Iterator[dict[str, object]]:
+        now = utcnow()
+        for line, raw in _rows(path):
+            if line in bad:
+                continue
+            values = _validated(line, raw, columns)
+            values["created_at"] = now
+            report.imported += 1
+            report.suppressed += not values["consent"]
+            yield values
+
+    with Session(engine) as session:
+        insert_recipients(session, good_rows())
+        session.commit()
+    report.written = True
+    return report

@@ -1,0 +1,199 @@
+"""Email subscriptions to the status page: double opt-in, per-component, one row per address.
+
+A subscriber is a :class:`~crisiscomms.models.Recipient` row: ``consent`` is False until the
+confirmation link is opened (``confirmed_at``), ``components`` lists what they follow (empty:
+everything), ``unsubscribe_token`` backs the unsubscribe link in every email. Incident updates
+reach subscribers through the ledger's audience query (``ledger.stream_audience(components=)``).
+
+Rules: a malformed address or an unknown component is refused (SubscriptionError); a repeated
+request is ignored (already subscribed) or resends the confirmation at most once per
+``RESEND_AFTER``; the answer to the requester is the same either way, so the form never tells
+who is subscribed. The confirmation email is an approved template
+(``templates/_statuspage/subscribe/email.<part>.<locale>.j2``) sent through the email channel.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from sqlmodel import Session, col, select
+
+from crisiscomms.audience.models import Recipient, new_token
+from crisiscomms.core.clock import utcnow
+from crisiscomms.core.errors import CrisisCommsError
+from crisiscomms.delivery.contract import (
+    Channel,
+    DeliveryResult,
+    OutboundBatch,
+    OutboundRecipient,
+    RenderedMessage,
+)
+from crisiscomms.incident.facts import FactSheet
+from crisiscomms.render.approvals import ApprovalLock
+from crisiscomms.render.environment import content_hash, make_environment
+from crisiscomms.statuspage.model import short_id
+
+RESEND_AFTER = timedelta(hours=1)
+TEMPLATE_DIR = "_statuspage/subscribe"
+EMAIL_PARTS = ("subject", "text", "html")
+_EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
+    r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+
+
+class SubscriptionError(CrisisCommsError):
+    """A subscribe request that cannot be accepted (bad address, unknown component)."""
+
+
+@dataclass(frozen=True)
+class SubscribeResult:
+    action: Literal["pending", "resent", "ignored"]
+    recipient_id: int
+    confirm_token: str | None = None
+    """Set when a confirmation email should go out now."""
+
+
+def normalise_email(raw: str) -> str:
+    """The address as stored: trimmed and lower-cased (no duplicate subscriber by case);
+    SubscriptionError when malformed."""
+    email = (raw or "").strip()
+    if len(email) > 254 or not _EMAIL_RE.match(email) or ".." in email:
+        raise SubscriptionError("that email address does not look right")
+    return email.lower()
+
+
+def normalise_components(names: Iterable[str], known: Iterable[str] | None) -> list[str]:
+    """The chosen components, de-duplicated in order; unknown ones are refused."""
+    chosen = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+    bad = [n for n in chosen if "," in n]
+    if known is not None:
+        known_set = set(known)
+        bad += [n for n in chosen if n not in known_set]
+    if bad:
+        raise SubscriptionError(f"unknown components: {', '.join(sorted(set(bad)))}")
+    return chosen
+
+
+def subscribe(
+    session: Session,
+    *,
+    email: str,
+    components: Sequence[str] = (),
+    locale: str = "en",
+    known_components: Iterable[str] | None = None,
+    now: datetime | None = None,
+) -> SubscribeResult:
+    """Record a subscribe request; checks first, writes after."""
+    address = normalise_email(email)
+    chosen = normalise_components(components, known_components)
+    if not re.match(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$", locale or ""):
+        locale = "en"
+    now = now or utcnow()
+    existing = session.exec(
+        select(Recipient).where(col(Recipient.email) == address)
+    ).first()
+    if existing is None:
+        row = Recipient(email=address, locale=locale, consent=False, confirmed_at=None,
+                        components=",".join(chosen) or None, confirm_token=new_token(),
+                        confirm_sent_at=now, lists=None)
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        return SubscribeResult("pending", row.id, row.confirm_token)
+    assert existing.id is not None
+    if existing.consent:  # subscribed already (or an imported customer): nothing to do
+        return SubscribeResult("ignored", existing.id)
+    if existing.confirm_token is not None:  # pending: resend, but not more than once an hour
+        sent = existing.confirm_sent_at
+        if sent is not None and sent.tzinfo is None:
+            sent = sent.replace(tzinfo=UTC)
+        if sent is not None and now - sent < RESEND_AFTER:
+            return SubscribeResult("ignored", existing.id)
+        existing.confirm_sent_at = now
+        existing.components = ",".join(chosen) or None
+        return SubscribeResult("resent", existing.id, existing.confirm_token)
+    # unsubscribed before: a new double opt-in
+    existing.confirm_token = new_token()
+    existing.confirm_sent_at = now
+    existing.components = ",".join(chosen) or None
+    existing.locale = locale
+    return SubscribeResult("pending", existing.id, existing.confirm_token)
+
+
+def confirm(session: Session, token: str, now: datetime | None = None) -> Recipient | None:
+    """Confirm the subscription behind ``token``; None when the link is unknown or used."""
+    if not token:
+        return None
+    row = session.exec(select(Recipient).where(col(Recipient.confirm_token) == token)).first()
+    if row is None:
+        return None
+    row.consent = True
+    row.confirmed_at = now or utcnow()
+    row.confirm_token = None
+    return row
+
+
+def unsubscribe(session: Session, token: str) -> Recipient | None:
+    """Stop every status email to the recipient behind ``token`` (idempotent)."""
+    if not token:
+        return None
+    row = session.exec(
+        select(Recipient).where(col(Recipient.unsubscribe_token) == token)
+    ).first()
+    if row is None:
+        return None
+    row.consent = False
+    row.confirm_token = None
+    return row
+
+
+def confirmation_message(
+    templates_dir: Path,
+    *,
+    locale: str,
+    organization: str,
+    page_name: str,
+    confirm_url: str,
+    unsubscribe_url: str,
+    components: Sequence[str],
+) -> RenderedMessage:
+    """The confirmation email from its approved templates (the locale's, else English)."""
+    env = make_environment(templates_dir)
+    lock = ApprovalLock(templates_dir)
+    lang = locale.replace("_", "-").split("-")[0].lower()
+    chosen = lang if (templates_dir / TEMPLATE_DIR / f"email.text.{lang}.j2").is_file() else "en"
+    context = {"locale": chosen, "organization": organization, "page_name": page_name,
+               "confirm_url": confirm_url, "unsubscribe_url": unsubscribe_url,
+               "components": list(components)}
+    parts: dict[str, str] = {}
+    for part in EMAIL_PARTS:
+        name = f"{TEMPLATE_DIR}/email.{part}.{chosen}.j2"
+        assert env.loader is not None
+        source, _, _ = env.loader.get_source(env, name)
+        lock.check(name, source)  # ApprovalError when edited or unapproved
+        parts[part] = env.get_template(name).render(context).strip()
+    return RenderedMessage(playbook="_statuspage", stage="subscribe", channel="email",
+                           locale=chosen, parts=parts,
+                           content_hash=content_hash("email", chosen, parts))
+
+
+def send_confirmation(
+    channel: Channel, message: RenderedMessage, recipient_id: int, address: str,
+    *, organization: str, token: str,
+) -> DeliveryResult:
+    """One email through the email channel; its key is stable per confirmation token."""
+    facts = FactSheet(incident_ref="SUBSCRIBE", organization=organization,
+                      title="Status page subscription", severity="minor",
+                      started_at=datetime.now(UTC))
+    batch = OutboundBatch(
+        key=f"subscribe-{recipient_id}-{short_id(token)}", batch_no=0, facts=facts,
+        incident_status="investigating", message=message,
+        recipients=[OutboundRecipient(id=recipient_id, address=address)],
+    )
+    return channel.send(batch)

@@ -1,0 +1,3 @@
+"""Delivery: the channel contract, the ledger (outbox), the sender with its rate limits and
+retries, and reconciliation after a crash.
+"""

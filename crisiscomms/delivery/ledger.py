@@ -1,0 +1,425 @@
+"""The delivery ledger (outbox): plan deliveries, claim batches, record results, count.
+
+Grain: one row per (message, channel, batch). Email batches are a deterministic partition of the
+consenting recipients (ordered by id, grouped by resolved locale, ``batch_size`` per row); every
+other channel has one row per message. Keys are deterministic, so planning the same stage twice
+adds nothing, and a row moves planned → sending → sent | failed exactly once.
+
+Crash safety: a row is ``sending`` (committed) before its request leaves, ``sent``/``failed``
+after. Rows found ``sending`` later (the sender died) are reconciled against the provider
+(``publishing.reconcile_sending``) before anything is resent: accepted → ``sent``, not
+accepted → ``planned`` again, provider cannot tell → ``unconfirmed`` (a human decides).
+Claims: ``SELECT … FOR UPDATE SKIP LOCKED`` inside the UPDATE on PostgreSQL, a single
+``UPDATE … WHERE state = 'planned' RETURNING`` on SQLite (which serialises writers anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Executable, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
+
+from crisiscomms.audience.models import Recipient
+from crisiscomms.core.clock import utcnow
+from crisiscomms.core.locales import resolve_locale
+from crisiscomms.delivery.contract import DeliveryResult, Outcome
+from crisiscomms.delivery.models import Delivery, DeliveryState
+from crisiscomms.incident.models import Incident, Message
+
+PLAN_CHUNK_ROWS = 2000
+"""Rows per bulk INSERT statement."""
+
+
+def delivery_key(
+    incident_ref: str, stage: str, facts_hash: str, channel: str, locale: str, batch_no: int,
+    recipient_ids: str,
+) -> str:
+    """Deterministic idempotency key of one ledger row (sent to the provider with the batch)."""
+    material = "\x1f".join(
+        [incident_ref, stage, facts_hash, channel, locale, str(batch_no), recipient_ids]
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+def encode_ids(ids: Sequence[int]) -> str:
+    return ",".join(map(str, ids))
+
+
+def decode_ids(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")] if text else []
+
+
+@dataclass
+class PlanResult:
+    new_rows: int = 0
+    existing_messages: int = 0
+    recipients: dict[str, int] = field(default_factory=dict)
+    suppressed: int = 0
+    """Recipients without consent (unsubscribed, suppressed): skipped, counted, never planned."""
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    stmt: Executable
+    if dialect == "sqlite":
+        stmt = sqlite.insert(Delivery).on_conflict_do_nothing(index_elements=["key"])
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(Delivery).on_conflict_do_nothing(index_elements=["key"])
+    else:  # pragma: no cover - other backends: plain insert, the unique key still guards
+        stmt = insert(Delivery)
+    session.execute(stmt, rows)
+
+
+CHANNEL_LISTS = {"press": "press"}
+"""Personal channels that go to one list of recipients (``Recipient.lists``); every other
+personal channel goes to the customer list: recipients on no list, or on ``customers``."""
+
+
+def _on_list(name: str) -> Any:
+    return (literal(",") + func.coalesce(col(Recipient.lists), "") + literal(",")).contains(
+        f",{name},")
+
+
+def _follows_components(components: Sequence[str]) -> Any:
+    """Status page subscribers: those who follow no particular component (everything), or at
+    least one of ``components`` (``Recipient.components``, comma-separated)."""
+    padded = literal(",") + func.coalesce(col(Recipient.components), "") + literal(",")
+    return or_(col(Recipient.components).is_(None), col(Recipient.components) == "",
+               *(padded.contains(f",{name},") for name in components))
+
+
+def stream_audience(session: Session, *, chunk: int = 10_000,
+                    channel: str | None = None,
+                    components: Sequence[str] | None = None) -> Iterator[tuple[int, str]]:
+    """(id, locale) of every consenting recipient of ``channel``'s list, ordered by id,
+    streamed in chunks. With ``components`` (the incident's), only recipients who follow one
+    of them or follow everything."""
+    list_name = CHANNEL_LISTS.get(channel or "")
+    audience = (_on_list(list_name) if list_name else
+                or_(col(Recipient.lists).is_(None), _on_list("customers")))
+    if components:
+        audience = and_(audience, _follows_components(components))
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(col(Recipient.id), col(Recipient.locale))
+            .where(col(Recipient.consent).is_(True), col(Recipient.id) > last_id, audience)
+            .order_by(col(Recipient.id))
+            .limit(chunk)
+        ).all()
+        if not rows:
+            return
+        for rid, locale in rows:
+            yield int(rid), str(locale)
+        last_id = int(rows[-1][0])
+
+
+def plan_messages(
+    session: Session,
+    *,
+    incident_ref: str,
+    facts_hash: str,
+    messages: Sequence[Message],
+    personal_channels: Iterable[str],
+    locales: Sequence[str],
+    default_locale: str,
+    batch_size: int,
+    components: Sequence[str] | None = None,
+) -> PlanResult:
+    """Write the ledger rows for ``messages`` in bulk; messages already planned add nothing.
+    ``components``: the incident's, so personal channels reach those who follow them."""
+    result = PlanResult()
+    personal = set(personal_channels)
+    already = set(
+        session.execute(
+            select(col(Delivery.message_id))
+            .where(col(Delivery.message_id).in_([m.id for m in messages]))
+            .distinct()
+        ).scalars()
+    )
+    to_plan = [m for m in messages if m.id not in already]
+    result.existing_messages = len(messages) - len(to_plan)
+    rows: list[dict[str, object]] = []
+
+    def add(message: Message, batch_no: int, ids: Sequence[int]) -> None:
+        encoded = encode_ids(ids)
+        rows.append({
+            "key": delivery_key(incident_ref, message.stage, facts_hash, message.channel,
+                                message.locale, batch_no, encoded),
+            "incident_id": message.incident_id,
+            "message_id": message.id,
+            "channel": message.channel,
+            "locale": message.locale,
+            "batch_no": batch_no,
+            "recipient_ids": encoded,
+            "recipient_count": max(len(ids), 1) if message.channel not in personal else len(ids),
+            "state": DeliveryState.planned,
+            "attempts": 0,
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+        })
+        if len(rows) >= PLAN_CHUNK_ROWS:
+            _insert_ignoring_duplicates(session, rows)
+            result.new_rows += len(rows)
+            rows.clear()
+
+    public = [m for m in to_plan if m.channel not in personal]
+    for message in public:
+        add(message, 0, [])
+    by_channel_locale: dict[tuple[str, str], Message] = {
+        (m.channel, m.locale): m for m in to_plan if m.channel in personal
+    }
+    for channel in sorted({c for c, _ in by_channel_locale}):
+        pending: dict[str, list[int]] = defaultdict(list)
+        batch_no: dict[str, int] = defaultdict(int)
+        count = 0
+        resolved: dict[str, str] = {}
+        for rid, requested in stream_audience(session, channel=channel, components=components):
+            locale = resolved.get(requested)
+            if locale is None:
+                locale = resolved[requested] = resolve_locale(requested, locales, default_locale)
+            target = by_channel_locale.get((channel, locale))
+            if target is None:
+                continue
+            bucket = pending[locale]
+            bucket.append(rid)
+            count += 1
+            if len(bucket) >= batch_size:
+                add(target, batch_no[locale], bucket)
+                batch_no[locale] += 1
+                bucket.clear()
+        for locale, bucket in pending.items():
+            if bucket:
+                add(by_channel_locale[(channel, locale)], batch_no[locale], bucket)
+        result.recipients[channel] = count
+    _insert_ignoring_duplicates(session, rows)
+    result.new_rows += len(rows)
+    if by_channel_locale:
+        result.suppressed = suppressed_count(session)
+    return result
+
+
+def suppressed_count(session: Session) -> int:
+    """Recipients that must not be mailed (consent withdrawn, unsubscribed, suppressed)."""
+    return int(session.execute(
+        select(func.count()).select_from(Recipient).where(col(Recipient.consent).is_(False))
+    ).scalar_one())
+
+
+def claim(session: Session, delivery_ids: Sequence[int]) -> list[int]:
+    """Move planned rows to ``sending`` (attempts + 1) and commit; returns the ids claimed.
+
+    PostgreSQL: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``, so concurrent
+    claimers on several workers never wait on each other nor claim the same row. SQLite: one
+    ``UPDATE … WHERE state = 'planned' RETURNING id`` (SQLite serialises writers).
+    """
+    if not delivery_ids:
+        return []
+    ids = list(delivery_ids)
+    condition = [col(Delivery.id).in_(ids), col(Delivery.state) == DeliveryState.planned]
+    if session.get_bind().dialect.name == "postgresql":
+        lockable = (select(col(Delivery.id)).where(*condition).order_by(col(Delivery.id))
+                    .with_for_update(skip_locked=True))
+        condition = [col(Delivery.id).in_(lockable.scalar_subquery())]
+    stmt = (
+        update(Delivery)
+        .where(*condition)
+        .values(state=DeliveryState.sending, attempts=Delivery.attempts + 1, updated_at=utcnow())
+        .returning(col(Delivery.id))
+    )
+    claimed = sorted(int(i) for i in session.execute(stmt).scalars())
+    session.commit()
+    return claimed
+
+
+def _result_values(result: DeliveryResult, attempts: int) -> dict[str, object]:
+    if result.outcome is Outcome.sent:
+        state, error = DeliveryState.sent, None
+    elif result.outcome is Outcome.unknown:
+        state, error = DeliveryState.unconfirmed, result.reason or "unconfirmed"
+    else:
+        state, error = DeliveryState.failed, result.reason or str(result.outcome)
+    return {"b_state": state, "b_provider_id": result.provider_id, "b_error": error,
+            "b_extra": max(attempts - 1, 0), "b_now": utcnow()}
+
+
+_RECORD = (
+    update(Delivery)
+    .where(col(Delivery.id) == bindparam("b_id"),
+           col(Delivery.state) == DeliveryState.sending)
+    .values(state=bindparam("b_state"), provider_id=bindparam("b_provider_id"),
+            error=bindparam("b_error"), attempts=Delivery.attempts + bindparam("b_extra"),
+            updated_at=bindparam("b_now"))
+)
+
+
+def record_many(session: Session, outcomes: Sequence[tuple[int, DeliveryResult, int]]) -> None:
+    """Record the outcomes of claimed rows in one executemany (sending → sent | failed |
+    unconfirmed) and commit. ``attempts`` counts the requests made for the row this time."""
+    if not outcomes:
+        return
+    params = [{"b_id": did, **_result_values(result, attempts)}
+              for did, result, attempts in outcomes]
+    session.connection().execute(_RECORD, params)
+    session.commit()
+
+
+def record(session: Session, delivery_id: int, result: DeliveryResult, attempts: int) -> None:
+    """Record the outcome of one claimed row (sending → sent | failed | unconfirmed)."""
+    record_many(session, [(delivery_id, result, attempts)])
+
+
+def sending_rows(
+    session: Session,
+    *,
+    incident_id: int | None = None,
+    message_ids: Sequence[int] | None = None,
+    older_than: datetime | None = None,
+) -> list[int]:
+    """Ids of rows left ``sending`` (a sender died, or is still at work: see ``older_than``)."""
+    stmt = select(col(Delivery.id)).where(col(Delivery.state) == DeliveryState.sending)
+    if incident_id is not None:
+        stmt = stmt.where(col(Delivery.incident_id) == incident_id)
+    if message_ids is not None:
+        stmt = stmt.where(col(Delivery.message_id).in_(list(message_ids)))
+    if older_than is not None:
+        stmt = stmt.where(col(Delivery.updated_at) < older_than)
+    return [int(i) for i in session.execute(stmt.order_by(col(Delivery.id))).scalars()]
+
+
+def settle_sending(session: Session, delivery_id: int, state: DeliveryState,
+                   *, provider_id: str | None = None, error: str | None = None) -> bool:
+    """Move one ``sending`` row after reconciliation; False when it was no longer sending."""
+    done = session.execute(
+        update(Delivery)
+        .where(col(Delivery.id) == delivery_id, col(Delivery.state) == DeliveryState.sending)
+        .values(state=state, provider_id=provider_id, error=error, updated_at=utcnow())
+        .returning(col(Delivery.id))
+    ).first()
+    session.commit()
+    return done is not None
+
+
+def requeue(
+    session: Session,
+    incident_id: int,
+    *,
+    channel: str | None = None,
+    states: Sequence[DeliveryState] = (DeliveryState.failed,),
+) -> int:
+    """Put failed (and, when asked, unconfirmed) rows back to ``planned``; returns recipients.
+
+    Same row, same idempotency key: the provider sees the same batch again.
+    """
+    stmt = (
+        update(Delivery)
+        .where(col(Delivery.incident_id) == incident_id, col(Delivery.state).in_(list(states)))
+        .values(state=DeliveryState.planned, error=None, updated_at=utcnow())
+        .returning(col(Delivery.recipient_count))
+    )
+    if channel is not None:
+        stmt = stmt.where(col(Delivery.channel) == channel)
+    total = sum(int(n) for n in session.execute(stmt).scalars())
+    session.commit()
+    return total
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    id: int
+    incident_id: int
+    incident_ref: str
+    channel: str
+    locale: str
+    batch_no: int
+    recipients: int
+    state: str
+    """``failed`` (retry re-sends it) or ``unconfirmed`` (check the provider first)."""
+    attempts: int
+    error: str | None
+    updated_at: datetime
+
+    @property
+    def reason(self) -> str:
+        """The provider's answer (or ours), for people."""
+        return self.error or ""
+
+
+def failures(session: Session, incident_id: int | None = None, *,
+             limit: int = 500) -> list[FailureRow]:
+    """Failed and unconfirmed rows with the provider's reason, newest first."""
+    stmt = select(
+        col(Delivery.id), col(Delivery.incident_id), col(Incident.ref), col(Delivery.channel),
+        col(Delivery.locale), col(Delivery.batch_no), col(Delivery.recipient_count),
+        col(Delivery.state), col(Delivery.attempts), col(Delivery.error),
+        col(Delivery.updated_at),
+    ).join(Incident, col(Incident.id) == col(Delivery.incident_id)).where(
+        col(Delivery.state).in_([DeliveryState.failed, DeliveryState.unconfirmed]))
+    if incident_id is not None:
+        stmt = stmt.where(col(Delivery.incident_id) == incident_id)
+    rows = session.execute(stmt.order_by(col(Delivery.id).desc()).limit(limit)).all()
+    return [FailureRow(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]),
+                       int(r[6]), DeliveryState(r[7]).value, int(r[8]), r[9], r[10])
+            for r in rows]
+
+
+def _planned_by_channel(session: Session, scope: Any) -> dict[str, list[int]]:
+    """Planned rows matching ``scope`` (a WHERE clause), by channel, in id (batch) order."""
+    rows = session.execute(
+        select(col(Delivery.channel), col(Delivery.id))
+        .where(scope, col(Delivery.state) == DeliveryState.planned)
+        .order_by(col(Delivery.id))
+    ).all()
+    out: dict[str, list[int]] = defaultdict(list)
+    for channel, did in rows:
+        out[str(channel)].append(int(did))
+    return dict(out)
+
+
+def pending_by_channel(session: Session, incident_id: int) -> dict[str, list[int]]:
+    """Planned rows of an incident (every stage), by channel, in id order."""
+    return _planned_by_channel(session, col(Delivery.incident_id) == incident_id)
+
+
+def pending_ids(session: Session, message_ids: Sequence[int]) -> dict[str, list[int]]:
+    """Planned rows of the given messages, by channel, in batch order."""
+    return _planned_by_channel(session, col(Delivery.message_id).in_(list(message_ids)))
+
+
+ChannelCounts = dict[str, dict[str, int]]
+
+
+def channel_counts(session: Session, incident_id: int | None = None) -> ChannelCounts:
+    """Recipients per channel and state, computed in SQL (GROUP BY), never by loading rows."""
+    stmt = select(
+        col(Delivery.channel), col(Delivery.state), func.sum(col(Delivery.recipient_count))
+    ).group_by(col(Delivery.channel), col(Delivery.state))
+    if incident_id is not None:
+        stmt = stmt.where(col(Delivery.incident_id) == incident_id)
+    counts: ChannelCounts = {}
+    for channel, state, total in session.execute(stmt).all():
+        bucket = counts.setdefault(str(channel), {s.value: 0 for s in DeliveryState})
+        bucket[DeliveryState(state).value] = int(total or 0)
+    return counts
+
+
+def counts_by_incident(session: Session) -> Mapping[int, ChannelCounts]:
+    stmt = select(
+        col(Delivery.incident_id), col(Delivery.channel), col(Delivery.state),
+        func.sum(col(Delivery.recipient_count)),
+    ).group_by(col(Delivery.incident_id), col(Delivery.channel), col(Delivery.state))
+    out: dict[int, ChannelCounts] = {}
+    for incident_id, channel, state, total in session.execute(stmt).all():
+        per = out.setdefault(int(incident_id), {})
+        bucket = per.setdefault(str(channel), {s.value: 0 for s in DeliveryState})
+        bucket[DeliveryState(state).value] = int(total or 0)
+    return out

@@ -1,0 +1,47 @@
+"""The delivery ledger (outbox).
+
+The ledger (``Delivery``) is batch-grain: one row per (message, channel, batch of recipients)
+with a deterministic idempotency key. A SendGrid request carries a whole batch and is accepted
+or refused whole, so exactly-once holds per batch at a thousandth of the per-recipient row cost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, Text
+from sqlmodel import Field, SQLModel
+
+from crisiscomms.core.clock import utcnow
+from crisiscomms.incident import models as _incident_tables  # noqa: F401  (foreign key targets)
+
+
+class DeliveryState(StrEnum):
+    planned = "planned"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+    unconfirmed = "unconfirmed"
+    """Left ``sending`` by a crash or a lost answer, and the provider cannot say whether it has
+    the batch: never resent automatically (``crisiscomms retry --unconfirmed`` after checking)."""
+
+
+class Delivery(SQLModel, table=True):
+    """The outbox: one row per (message, channel, batch). States planned→sending→sent|failed."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    channel: str = Field(max_length=32)
+    locale: str = Field(max_length=16)
+    batch_no: int
+    recipient_ids: str = Field(default="", sa_column=Column(Text, nullable=False))
+    recipient_count: int
+    state: DeliveryState = Field(default=DeliveryState.planned, index=True)
+    attempts: int = 0
+    provider_id: str | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

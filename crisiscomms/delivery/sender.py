@@ -1,0 +1,630 @@
+"""Publish claimed ledger rows through their channel: claim, verify approval, send, record;
+and reconcile rows a crash left ``sending``.
+
+The hot path (one email batch = one ledger row = one SendGrid request of up to 1,000
+personalizations):
+
+1. the task claims its rows in one statement (``ledger.claim``: they are ``sending``,
+   committed, before any request leaves);
+2. per message (not per row) the approval is re-verified, the rendered parts, facts and
+   playbook are loaded once (:class:`_MessageContext`);
+3. ``concurrency`` threads each take a row, read its recipients with one Core range query
+   (``id BETWEEN first AND last``: tuples, no ORM objects), build the substitutions, and send
+   through the channel with retry, rate limit and reconciliation (:func:`send_once`);
+4. the calling thread records results in bulk (``ledger.record_many``: one executemany per
+   ``RECORD_EVERY`` results).
+
+Exactly once: a retryable answer that may hide an accepted request (timeout, reset, garbage)
+is never resent before the channel's ``reconcile`` says the provider does not have the key.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import lru_cache
+from html import escape
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session, col
+
+from crisiscomms.audience.models import Recipient
+from crisiscomms.core.clock import utcnow
+from crisiscomms.core.errors import CrisisCommsError
+from crisiscomms.delivery.backoff import backoff_delay
+from crisiscomms.delivery.contract import (
+    Channel,
+    DeliveryResult,
+    OutboundBatch,
+    OutboundRecipient,
+    Outcome,
+    RenderedMessage,
+)
+from crisiscomms.delivery.ledger import claim, decode_ids, record_many, sending_rows, settle_sending
+from crisiscomms.delivery.models import Delivery, DeliveryState
+from crisiscomms.incident.facts import FactSheet
+from crisiscomms.incident.models import FactSheetVersion, Incident, Message
+from crisiscomms.incident.service import facts_of, verify_approved
+from crisiscomms.playbook.loader import Playbook, load_playbook
+from crisiscomms.render.environment import substitution_tag, time_tags, time_values
+
+RECORD_EVERY = 16
+"""Results recorded per executemany (a crash loses at most these, and reconcile finds them)."""
+
+
+@dataclass
+class PublishReport:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unconfirmed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: PublishReport) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.unconfirmed += other.unconfirmed
+        self.errors.extend(other.errors)
+
+
+@lru_cache(maxsize=32)
+def _playbook(name: str, playbooks_dir: Path) -> Playbook:
+    return load_playbook(name, playbooks_dir)
+
+
+Unsubscribe = Callable[[str | None], str]
+"""A personal email channel's ``unsubscribe_link``: the recipient's unsubscribe token → their
+link (``SendGridEmailChannel.unsubscribe_link``)."""
+
+
+def recipient_values(recipient: Recipient, playbook: Playbook,
+                     unsubscribe: Unsubscribe | None = None) -> dict[str, str]:
+    """The declared personal fields of one recipient, with the playbook's fallbacks;
+    ``unsubscribe_url`` is the recipient's own link when ``unsubscribe`` is given."""
+    first = (recipient.name or "").split()[0] if (recipient.name or "").split() else ""
+    available = {
+        "first_name": first,
+        "name": recipient.name or "",
+        "email": recipient.email,
+        "plan": recipient.plan or "",
+        "product": recipient.product or "",
+        "order_ref": recipient.order_ref or "",
+        "unsubscribe_url": unsubscribe(recipient.unsubscribe_token) if unsubscribe else "",
+    }
+    return {
+        fieldname: (available.get(fieldname) or spec.fallback_for(recipient.locale))
+        for fieldname, spec in playbook.recipient_fields.items()
+    }
+
+
+# -- rate limits -----------------------------------------------------------------------------
+
+
+class RateLimiter(Protocol):
+    """Blocks until one request of a channel may go; returns the seconds waited."""
+
+    def acquire(self) -> float: ...
+
+
+class TokenBucket:
+    """``rate_per_s`` requests per second with a burst of ``burst``; thread-safe, one process.
+
+    ``clock`` and ``sleep`` are injectable so tests are deterministic (no wall clock)."""
+
+    def __init__(self, rate_per_s: float, burst: float | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be positive")
+        self.rate = rate_per_s
+        self.capacity = max(1.0, burst if burst is not None else rate_per_s)
+        self._tokens = self.capacity
+        self._clock, self._sleep = clock, sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until there is one; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1.0
+            wait_s = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+        if wait_s > 0:
+            self._sleep(wait_s)
+        return wait_s
+
+
+class GlobalRateLimit:
+    """One slot of a Prefect global concurrency limit with slot decay, shared by every worker
+    process of a Prefect server (``prefect gcl create NAME --limit N
+    --slot-decay-per-second R``: at most ``N`` at once, refilled at ``R`` per second).
+
+    Each ``acquire`` is one call to the Prefect API, so use it for request rates (one email
+    request carries up to 1,000 recipients), not per recipient. A limit that does not exist is
+    an error (``strict``), never a silent "no limit"."""
+
+    def __init__(self, name: str, *, timeout_s: float | None = 600.0,
+                 take: Callable[[str, float | None], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.timeout_s = name, timeout_s
+        self._take = take or _prefect_rate_limit
+        self._clock = clock
+
+    def acquire(self) -> float:
+        started = self._clock()
+        self._take(self.name, self.timeout_s)
+        return self._clock() - started
+
+
+def _prefect_rate_limit(name: str, timeout_s: float | None) -> None:
+    from prefect.concurrency.sync import rate_limit
+
+    rate_limit(name, occupy=1, timeout_seconds=timeout_s, strict=True)
+
+
+_BUCKETS: dict[tuple[str, float], TokenBucket] = {}
+_BUCKETS_LOCK = threading.Lock()
+_GLOBAL_LIMITS: dict[str, GlobalRateLimit] = {}
+
+
+def use_global_rate_limits(names: Mapping[str, str]) -> None:
+    """From now on, this process takes ``channel``'s requests from the Prefect global
+    concurrency limit ``names[channel]`` instead of its own bucket (the scale-out path: every
+    worker's flow run calls this; ``flows/run_playbook.py``). An empty mapping restores the
+    per-process buckets."""
+    with _BUCKETS_LOCK:
+        _GLOBAL_LIMITS.clear()
+        _GLOBAL_LIMITS.update({channel: GlobalRateLimit(name) for channel, name in names.items()})
+
+
+BURST = 10
+"""Requests a channel's bucket lets go at once before its rate applies: one stage's X posts in
+every language (and their thread parts) go together, then 1 per second. X's own quota is per
+15-minute window; its 429 with ``x-rate-limit-reset`` is honoured on top of this."""
+
+
+def channel_bucket(channel: str, rate_per_s: float | None) -> RateLimiter | None:
+    """The limiter of a channel for this process: its Prefect global concurrency limit when
+    :func:`use_global_rate_limits` named one (shared by all workers), else the process-wide
+    token bucket (every task and thread of this process shares it; ``None``: no limit).
+
+    Single process (``crisiscomms`` CLI, the embedded default): the bucket. Several workers:
+    the global limit, whose rate is set where it is created (``flows/deploy.py``), so
+    ``rate_per_s`` is ignored there (``docs/scaling.md``).
+    """
+    with _BUCKETS_LOCK:
+        shared = _GLOBAL_LIMITS.get(channel)
+        if shared is not None:
+            return shared
+        if rate_per_s is None:
+            return None
+        bucket = _BUCKETS.get((channel, rate_per_s))
+        if bucket is None:
+            bucket = _BUCKETS[(channel, rate_per_s)] = TokenBucket(
+                rate_per_s, burst=max(BURST, rate_per_s))
+        return bucket
+
+
+# -- sending one batch exactly once -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    max_attempts: int = 4
+    base_delay_s: float = 0.2
+    max_delay_s: float = 30.0
+    rate_per_s: Mapping[str, float | None] = field(default_factory=dict)
+    """Per channel overrides of ``channel.limits.rate_per_s`` (None: no limit)."""
+
+    def bucket(self, channel: Channel) -> RateLimiter | None:
+        rate = self.rate_per_s.get(channel.name, channel.limits.rate_per_s)
+        return channel_bucket(channel.name, rate)
+
+
+def _reconcile(channel: Channel, batch: OutboundBatch) -> bool | Exception | None:
+    method = getattr(channel, "reconcile", None)
+    if method is None:
+        return None
+    try:
+        answer: bool | None = method(batch)
+    except Exception as exc:  # the provider cannot be asked now: keep the row sending
+        return exc
+    return answer
+
+
+class StillSending(Exception):
+    """The provider may have the batch and could not be asked: leave the row ``sending``."""
+
+
+def send_once(
+    channel: Channel,
+    batch: OutboundBatch,
+    policy: SendPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: Callable[[], float] = random.random,
+) -> tuple[DeliveryResult, int]:
+    """Send ``batch`` with retry (backoff with jitter, ``Retry-After`` honoured, the channel's
+    rate limit); answers (result, requests made).
+
+    An ambiguous failure (the provider may have accepted it) is followed by
+    ``channel.reconcile(batch)`` before any resend: True → sent, None → unknown (no resend),
+    False → resend. Raises :class:`StillSending` when the provider could not be asked.
+    """
+    bucket = policy.bucket(channel)
+    attempt = 0
+    while True:
+        attempt += 1
+        if bucket is not None:
+            bucket.acquire()
+        result = channel.send(batch)
+        if result.outcome is not Outcome.retryable:
+            return result, attempt
+        if result.ambiguous:
+            answer = _reconcile(channel, batch)
+            if isinstance(answer, Exception):
+                raise StillSending(f"{result.reason}; provider not asked: {answer}")
+            if answer is True:
+                return DeliveryResult.sent("reconciled"), attempt
+            if answer is None:
+                return DeliveryResult.unknown(
+                    f"{result.reason}; the provider cannot confirm key {batch.key}: check "
+                    "it, then crisiscomms retry --unconfirmed"), attempt
+        if attempt >= policy.max_attempts:
+            return result, attempt
+        sleep(backoff_delay(attempt, result.retry_after_s, base_delay_s=policy.base_delay_s,
+                            max_delay_s=policy.max_delay_s, rng=rng))
+
+
+# -- building batches -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _MessageContext:
+    message: RenderedMessage
+    facts: FactSheet
+    incident_status: str
+    fields: tuple[tuple[str, str, str, str], ...]
+    """(field, fallback, text tag, html tag) of each declared personal field."""
+    reply_to: str | None
+    time_tags: tuple[str, ...] = ()
+    """Per-recipient time tags of the message (filled in each recipient's time zone)."""
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    key: str
+    channel: str
+    message_id: int
+    batch_no: int
+    recipient_ids: str
+    recipient_count: int
+
+
+def _thread_root(session: Session, incident_id: int, locale: str) -> str | None:
+    """The incident's first X post in ``locale``: later updates in that language reply to it,
+    keeping one thread per language."""
+    return session.execute(
+        select(col(Delivery.provider_id))
+        .where(col(Delivery.incident_id) == incident_id, col(Delivery.channel) == "x",
+               col(Delivery.locale) == locale,
+               col(Delivery.state) == DeliveryState.sent,
+               col(Delivery.provider_id).is_not(None),
+               col(Delivery.provider_id) != "reconciled")
+        .order_by(col(Delivery.id))
+    ).scalars().first()
+
+
+def _context(session: Session, message_id: int, playbooks_dir: Path) -> _MessageContext:
+    message = session.get(Message, message_id)
+    assert message is not None
+    incident = session.get(Incident, message.incident_id)
+    assert incident is not None
+    verify_approved(session, message)
+    facts_row = session.execute(select(FactSheetVersion).where(
+        col(FactSheetVersion.incident_id) == incident.id,
+        col(FactSheetVersion.version) == message.facts_version)).scalars().one()
+    playbook = _playbook(incident.playbook, playbooks_dir)
+    fields = tuple(
+        (name, spec.fallback_for(message.locale, playbook.default_locale),
+         substitution_tag(name, html=False), substitution_tag(name, html=True))
+        for name, spec in playbook.recipient_fields.items()
+    )
+    parts = json.loads(message.parts_json)
+    return _MessageContext(
+        time_tags=time_tags(parts),
+        message=RenderedMessage(
+            playbook=incident.playbook, stage=message.stage, channel=message.channel,
+            locale=message.locale, parts=parts,
+            content_hash=message.content_hash),
+        facts=facts_of(facts_row),
+        incident_status=str(playbook.stage(message.stage).incident_status),
+        fields=fields,
+        reply_to=(_thread_root(session, message.incident_id, message.locale)
+                  if message.channel == "x" else None),
+    )
+
+
+_RECIPIENT_COLUMNS = (col(Recipient.id), col(Recipient.email), col(Recipient.name),
+                      col(Recipient.plan), col(Recipient.consent), col(Recipient.time_zone),
+                      col(Recipient.product), col(Recipient.order_ref),
+                      col(Recipient.unsubscribe_token))
+UNSUBSCRIBE_TEXT_TAG = substitution_tag("unsubscribe_url", html=False)
+
+
+def _recipients(conn: Connection, ids: Sequence[int],
+                fields: tuple[tuple[str, str, str, str], ...], *, tags: tuple[str, ...] = (),
+                locale: str = "en", unsubscribe: Unsubscribe | None = None,
+                ) -> tuple[list[OutboundRecipient], int]:
+    """The batch's recipients with their substitutions, in batch order; and how many were
+    skipped (deleted, or consent withdrawn since planning).
+
+    With ``unsubscribe`` (a personal email channel), every recipient's substitutions carry
+    their own unsubscribe link under ``%unsubscribe_url%`` (the channel's List-Unsubscribe
+    header), and the declared field ``unsubscribe_url`` is that link."""
+    if not ids:
+        return [], 0
+    wanted = set(ids)
+    lo, hi = min(ids), max(ids)
+    stmt = select(*_RECIPIENT_COLUMNS).where(col(Recipient.id).between(lo, hi))
+    if hi - lo + 1 > 4 * len(ids):  # a sparse batch: ask for the ids themselves
+        stmt = select(*_RECIPIENT_COLUMNS).where(col(Recipient.id).in_(list(ids)))
+    out: list[OutboundRecipient] = []
+    append = out.append  # the hot loop: a million iterations per fan-out
+    rows = conn.execute(stmt.order_by(col(Recipient.id)))
+    for rid, email, name, plan, consent, zone, product, order_ref, *token in rows:
+        if rid not in wanted or not consent:
+            continue
+        subs: dict[str, str] = dict(time_values(tags, locale, zone)) if tags else {}
+        link = ""
+        if unsubscribe is not None:
+            link = subs[UNSUBSCRIBE_TEXT_TAG] = unsubscribe(token[0] if token else None)
+        for fname, fallback, text_tag, html_tag in fields:
+            if fname == "first_name":
+                value = name.split(None, 1)[0] if name and not name.isspace() else ""
+            elif fname == "unsubscribe_url" and link:  # unique per recipient: not cached
+                subs[text_tag] = link
+                subs[html_tag] = escape(link, quote=True)
+                continue
+            else:
+                value = {"name": name, "email": email, "plan": plan, "product": product,
+                         "order_ref": order_ref}.get(fname) or ""
+            value = value or fallback
+            subs[text_tag] = value
+            subs[html_tag] = _escaped(value)
+        append(OutboundRecipient(rid, email, subs))
+    return out, len(ids) - len(out)
+
+
+@lru_cache(maxsize=65536)
+def _escaped(value: str) -> str:
+    """HTML-escaped personal value (cached: first names repeat across a million recipients)."""
+    return escape(value, quote=True)
+
+
+def _outbound(session: Session, delivery: Delivery, playbooks_dir: Path) -> OutboundBatch:
+    """One ledger row as the channel sees it (kept for callers outside the hot path)."""
+    ctx = _context(session, delivery.message_id, playbooks_dir)
+    recipients, _ = _recipients(session.connection(), decode_ids(delivery.recipient_ids),
+                                ctx.fields, tags=ctx.time_tags, locale=ctx.message.locale)
+    return _batch(ctx, delivery.key, delivery.batch_no, recipients)
+
+
+def _batch(ctx: _MessageContext, key: str, batch_no: int,
+           recipients: Sequence[OutboundRecipient]) -> OutboundBatch:
+    return OutboundBatch(key=key, batch_no=batch_no, facts=ctx.facts,
+                         incident_status=ctx.incident_status, message=ctx.message,
+                         recipients=recipients, reply_to=ctx.reply_to)
+
+
+# -- publishing claimed rows -------------------------------------------------------------------
+
+_Outcome = tuple[_Row, DeliveryResult | None, int, int, str | None]
+"""(row, result or None = leave sending, requests, recipients skipped, note)."""
+
+
+def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
+                 ctx: _MessageContext | CrisisCommsError, policy: SendPolicy) -> _Outcome:
+    if isinstance(ctx, CrisisCommsError):
+        return row, DeliveryResult.permanent(str(ctx)), 1, 0, None
+    channel = channels.get(row.channel)
+    if channel is None:
+        return row, DeliveryResult.permanent(f"channel {row.channel} is not configured"), 1, 0, None
+    skipped = 0
+    recipients: list[OutboundRecipient] = []
+    ids = decode_ids(row.recipient_ids)
+    if ids:
+        with engine.connect() as conn:
+            recipients, skipped = _recipients(
+                conn, ids, ctx.fields, tags=ctx.time_tags, locale=ctx.message.locale,
+                unsubscribe=getattr(channel, "unsubscribe_link", None) if channel.personal
+                else None)
+    if channel.personal and not recipients:
+        return row, DeliveryResult.sent(None), 1, skipped, None
+    batch = _batch(ctx, row.key, row.batch_no, recipients)
+    try:
+        result, attempts = send_once(channel, batch, policy)
+    except StillSending as exc:
+        return row, None, policy.max_attempts, skipped, str(exc)
+    except ValueError as exc:  # a batch the provider can never accept
+        return row, DeliveryResult.permanent(str(exc)), 1, skipped, None
+    return row, result, attempts, skipped, None
+
+
+def publish_deliveries(
+    engine: Engine,
+    channels: Mapping[str, Channel],
+    delivery_ids: Sequence[int],
+    *,
+    playbooks_dir: Path,
+    max_attempts: int,
+    concurrency: int = 4,
+    policy: SendPolicy | None = None,
+) -> PublishReport:
+    """Claim the given planned rows and publish them, ``concurrency`` requests in flight,
+    recording results in bulk."""
+    report = PublishReport()
+    policy = policy or SendPolicy(max_attempts=max_attempts)
+    with Session(engine, expire_on_commit=False) as session:
+        claimed = claim(session, delivery_ids)
+        report.skipped = len(delivery_ids) - len(claimed)
+        if not claimed:
+            return report
+        rows = [_Row(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), str(r[5]), int(r[6]))
+                for r in session.execute(
+                    select(col(Delivery.id), col(Delivery.key), col(Delivery.channel),
+                           col(Delivery.message_id), col(Delivery.batch_no),
+                           col(Delivery.recipient_ids), col(Delivery.recipient_count))
+                    .where(col(Delivery.id).in_(claimed)).order_by(col(Delivery.id)))]
+        contexts: dict[int, _MessageContext | CrisisCommsError] = {}
+        for row in rows:
+            if row.message_id not in contexts:
+                try:
+                    contexts[row.message_id] = _context(session, row.message_id, playbooks_dir)
+                except CrisisCommsError as exc:
+                    contexts[row.message_id] = exc
+        session.commit()  # end the read transaction before the long sends
+
+        pending: list[tuple[int, DeliveryResult, int]] = []
+
+        def absorb(outcome: _Outcome) -> None:
+            row, result, attempts, skipped, note = outcome
+            report.skipped += skipped
+            if result is None:
+                report.errors.append(f"{row.channel} batch {row.batch_no}: still sending "
+                                     f"({note}); crisiscomms resume reconciles it")
+                return
+            pending.append((row.id, result, attempts))
+            counted = row.recipient_count - skipped
+            if result.outcome is Outcome.sent:
+                report.sent += counted
+            elif result.outcome is Outcome.unknown:
+                report.unconfirmed += counted
+                report.errors.append(f"{row.channel} batch {row.batch_no}: {result.reason}")
+            else:
+                report.failed += counted
+                report.errors.append(f"{row.channel} batch {row.batch_no}: {result.reason}")
+            if len(pending) >= RECORD_EVERY:
+                record_many(session, pending)
+                pending.clear()
+
+        workers = max(1, min(concurrency, len(rows)))
+        if workers == 1:
+            for row in rows:
+                absorb(_publish_row(engine, channels, row, contexts[row.message_id], policy))
+        else:
+            with ThreadPoolExecutor(max_workers=workers,
+                                    thread_name_prefix="crisiscomms-send") as pool:
+                for outcome in _bounded(pool, rows, workers, lambda row: _publish_row(
+                        engine, channels, row, contexts[row.message_id], policy)):
+                    absorb(outcome)
+        record_many(session, pending)
+    return report
+
+
+def _bounded(pool: ThreadPoolExecutor, rows: Sequence[_Row], in_flight: int,
+             fn: Callable[[_Row], _Outcome]) -> Iterator[_Outcome]:
+    """Run ``fn`` over ``rows`` with at most ``in_flight`` queued or running (bounded memory)."""
+    it = iter(rows)
+    running: set[Future[_Outcome]] = set()
+    for row in it:
+        running.add(pool.submit(fn, row))
+        if len(running) >= in_flight:
+            break
+    while running:
+        done, running = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield future.result()
+            nxt = next(it, None)
+            if nxt is not None:
+                running.add(pool.submit(fn, nxt))
+
+
+# -- reconciliation of rows left sending ---------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    confirmed: int = 0
+    """Rows the provider had: now ``sent`` (nothing resent)."""
+    requeued: int = 0
+    """Rows the provider did not have: ``planned`` again, sent by the next publish."""
+    unconfirmed: int = 0
+    """Rows the provider cannot confirm either way: ``unconfirmed``, for a human."""
+    still_sending: int = 0
+    """Rows the provider could not be asked about now (left ``sending``)."""
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"confirmed": self.confirmed, "requeued": self.requeued,
+                "unconfirmed": self.unconfirmed, "still_sending": self.still_sending,
+                "errors": list(self.errors)}
+
+
+def reconcile_sending(
+    engine: Engine,
+    channels: Mapping[str, Channel],
+    *,
+    playbooks_dir: Path,
+    incident_id: int | None = None,
+    message_ids: Sequence[int] | None = None,
+    stale_after_s: float = 0.0,
+) -> ReconcileReport:
+    """Ask the provider about every row left ``sending`` for longer than ``stale_after_s``.
+
+    ``stale_after_s`` is the lease: a row claimed more recently may belong to a sender that is
+    still alive (give it longer than max attempts × (timeout + max backoff)); 0 when the caller
+    knows the sender is dead (``crisiscomms resume`` after a crash).
+    """
+    report = ReconcileReport()
+    older_than = utcnow() - timedelta(seconds=stale_after_s) if stale_after_s > 0 else None
+    with Session(engine, expire_on_commit=False) as session:
+        ids = sending_rows(session, incident_id=incident_id, message_ids=message_ids,
+                           older_than=older_than)
+        contexts: dict[int, _MessageContext | CrisisCommsError] = {}
+        for did in ids:
+            delivery = session.get(Delivery, did)
+            if delivery is None:
+                continue
+            ctx = contexts.get(delivery.message_id)
+            if ctx is None:
+                try:
+                    ctx = _context(session, delivery.message_id, playbooks_dir)
+                except CrisisCommsError as exc:
+                    ctx = exc
+                contexts[delivery.message_id] = ctx
+            channel = channels.get(delivery.channel)
+            where = f"{delivery.channel} batch {delivery.batch_no}"
+            if isinstance(ctx, CrisisCommsError) or channel is None:
+                report.still_sending += 1
+                report.errors.append(f"{where}: cannot reconcile: "
+                                     f"{ctx if channel is not None else 'channel not configured'}")
+                continue
+            answer = _reconcile(channel, _batch(ctx, delivery.key, delivery.batch_no, ()))
+            if isinstance(answer, Exception):
+                report.still_sending += 1
+                report.errors.append(f"{where}: provider not reachable: {answer}")
+            elif answer is True:
+                report.confirmed += settle_sending(session, did, DeliveryState.sent,
+                                                   provider_id="reconciled")
+            elif answer is False:
+                report.requeued += settle_sending(session, did, DeliveryState.planned)
+            else:
+                report.unconfirmed += settle_sending(
+                    session, did, DeliveryState.unconfirmed,
+                    error=f"left sending by a crash; {delivery.channel} cannot confirm key "
+                          f"{delivery.key}: check it, then crisiscomms retry --unconfirmed")
+    return report

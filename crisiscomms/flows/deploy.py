@@ -1,0 +1,145 @@
+"""Deploy crisiscomms to a Prefect work pool (the scale-out set-up of ``docs/scaling.md``).
+
+    PREFECT_API_URL=http://prefect.internal:4200/api \\
+        uv run python flows/deploy.py --pool crisiscomms --email-rate-per-s 20
+
+Idempotent; creates or updates:
+
+- the work pool (``--pool-type process`` unless it exists already: a Docker or Kubernetes pool
+  made beforehand is used as it is, with ``--image``);
+- the Prefect global concurrency limits that rate-limit each channel across every worker
+  (``crisiscomms-rate-email``, ``crisiscomms-rate-x``: ``limit`` slots refilled at
+  ``slot_decay_per_second`` = the rate);
+- three deployments from this checkout (``flow.from_source(<project dir>, ...)``; on a
+  container pool the image holds the code): ``publish-stage/crisiscomms`` (plans a stage and
+  fans its email chunks out to) ``publish-batches/crisiscomms-batches`` (one chunk of ledger
+  rows per flow run, claimed exactly once), and ``resume-incident/crisiscomms``.
+
+``prefect.yaml`` declares the same deployments for ``prefect deploy --all``; this script also
+makes the pool and the rate limits, and is what the integration test runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STAGE_DEPLOYMENT = "publish-stage/crisiscomms"
+BATCHES_DEPLOYMENT = "publish-batches/crisiscomms-batches"
+RESUME_DEPLOYMENT = "resume-incident/crisiscomms"
+RATE_LIMIT_NAMES = {"email": "crisiscomms-rate-email", "x": "crisiscomms-rate-x"}
+
+
+def ensure_work_pool(name: str, pool_type: str = "process") -> str:
+    """The pool's type (an existing pool is kept as it is)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return str(client.read_work_pool(name).type)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=name, type=pool_type))
+            return pool_type
+
+
+def ensure_rate_limit(name: str, rate_per_s: float) -> None:
+    """A global concurrency limit used as a rate limit: ``rate_per_s`` requests per second
+    across all workers, bursts up to one second's worth."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+    )
+    from prefect.exceptions import ObjectNotFound
+
+    if rate_per_s <= 0:
+        raise ValueError(f"{name}: rate must be positive")
+    slots = max(1, math.ceil(rate_per_s))
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
+                name=name, limit=slots, slot_decay_per_second=rate_per_s, active=True))
+            return
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(
+            limit=slots, slot_decay_per_second=rate_per_s, active=True))
+
+
+def deploy(pool: str, *, pool_type: str = "process", source: Path = PROJECT_ROOT,
+           image: str | None = None, email_rate_per_s: float | None = None,
+           x_rate_per_s: float | None = 1.0, batches_concurrency: int | None = None,
+           job_variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Make the pool, the rate limits and the three deployments; returns what was made."""
+    from prefect import Flow
+
+    kind = ensure_work_pool(pool, pool_type)
+    rate_limits: dict[str, str] = {}
+    for channel, rate in (("email", email_rate_per_s), ("x", x_rate_per_s)):
+        if rate is not None:
+            ensure_rate_limit(RATE_LIMIT_NAMES[channel], rate)
+            rate_limits[channel] = RATE_LIMIT_NAMES[channel]
+
+    def one(entrypoint: str, name: str, parameters: dict[str, Any],
+            concurrency: int | None = None) -> str:
+        # ``to_deployment().apply()``, not ``flow.deploy()``: Prefect 3.8.8's deploy asks the
+        # server for the pool's online workers with ``limit: null``, which the server refuses
+        # (422) under the FastAPI we pin; ``prefect deploy`` does the same (docs/scaling.md).
+        options: dict[str, Any] = {
+            "name": name, "work_pool_name": pool, "parameters": parameters,
+            "job_variables": job_variables or {}, "concurrency_limit": concurrency}
+        # ``_sync=True``: these dispatch on "is an event loop running?", which another library
+        # in the same process (Playwright's sync API, a notebook) can make true.
+        if image is None:  # process pool: the workers run this checkout
+            loaded: Any = Flow.from_source(  # type: ignore[call-arg]
+                source=str(source), entrypoint=entrypoint, _sync=True)
+            return str(loaded.to_deployment(**options, _sync=True)
+                       .apply(work_pool_name=pool, _sync=True))
+        # container pool: the image holds the project at its working directory
+        from crisiscomms.flows import run_playbook
+
+        flow_obj: Any = getattr(run_playbook, entrypoint.rsplit(":", 1)[1])
+        deployment: Any = flow_obj.to_deployment(**options, _sync=True)
+        return str(deployment.apply(work_pool_name=pool, image=image, _sync=True))
+
+    ids = {
+        BATCHES_DEPLOYMENT: one("flows/run_playbook.py:publish_batches", "crisiscomms-batches",
+                                {"rate_limits": rate_limits}, batches_concurrency),
+        STAGE_DEPLOYMENT: one("flows/run_playbook.py:publish_stage", "crisiscomms",
+                              {"batches_deployment": BATCHES_DEPLOYMENT}),
+        RESUME_DEPLOYMENT: one("flows/run_playbook.py:resume_incident", "crisiscomms",
+                               {"batches_deployment": BATCHES_DEPLOYMENT}),
+    }
+    return {"work_pool": pool, "work_pool_type": kind, "rate_limits": rate_limits,
+            "deployments": ids}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", default="crisiscomms", help="work pool name")
+    parser.add_argument("--pool-type", default="process",
+                        help="type of a pool this creates (process, docker, kubernetes)")
+    parser.add_argument("--image", default=None,
+                        help="container image holding this project (Docker/Kubernetes pools)")
+    parser.add_argument("--email-rate-per-s", type=float, default=None,
+                        help="SendGrid requests/s across all workers (default: no limit)")
+    parser.add_argument("--x-rate-per-s", type=float, default=1.0,
+                        help="X posts/s across all workers (0: no limit)")
+    parser.add_argument("--batches-concurrency", type=int, default=None,
+                        help="at most this many chunk flow runs at once (deployment limit)")
+    args = parser.parse_args(argv)
+    made = deploy(args.pool, pool_type=args.pool_type, image=args.image,
+                  email_rate_per_s=args.email_rate_per_s,
+                  x_rate_per_s=args.x_rate_per_s or None,
+                  batches_concurrency=args.batches_concurrency)
+    print(json.dumps(made, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,376 @@
+"""Publish one approved stage of an incident, coordinated across channels; resume after a crash.
+
+The status page goes first (every other message links to it), then X, support and email
+fan-out, each channel in its own **lane**: the task runner has a slot per channel beside
+``max_workers`` slots for email, and email chunks are submitted ``max_workers`` at a time, so a
+dead channel retrying with backoff never takes a slot another channel needs. Email runs
+``batches_per_task`` ledger rows (up to 1,000 recipients each) per task, ``send_concurrency``
+requests in flight inside each: never one task per recipient (the local Prefect server records
+only ~30 task runs/s).
+
+Every run starts by reconciling rows a dead sender left ``sending`` for longer than the lease
+(``Settings.sending_lease_s``), so a flow retry never resends what the provider already has.
+``resume_incident`` does the same for a whole incident, with a lease the operator chooses
+(``crisiscomms resume``), then publishes whatever is planned (also after ``crisiscomms retry``).
+
+Scale-out: with ``batches_deployment`` set (``publish-batches/<deployment>``), the email
+chunks run as flow runs of that deployment instead of local tasks, so a work pool's workers
+share them; each chunk still claims its rows (``ledger.claim``), so no two workers send the same
+batch, and the parent reads each chunk's outcome from the ledger (``prefect.yaml``,
+``flows/deploy.py``, ``docs/scaling.md``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+from prefect.futures import PrefectFuture, as_completed
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy.engine import Engine
+
+from crisiscomms.channels import CHANNEL_CLASSES
+from crisiscomms.channels.wiring import build_channels
+from crisiscomms.core.database import init_db, make_engine, session_scope
+from crisiscomms.core.settings import Settings
+from crisiscomms.delivery.contract import Channel
+from crisiscomms.delivery.ledger import pending_by_channel, pending_ids
+from crisiscomms.delivery.sender import (
+    PublishReport,
+    SendPolicy,
+    publish_deliveries,
+    reconcile_sending,
+    use_global_rate_limits,
+)
+from crisiscomms.incident.service import get_incident, load_bundle, plan_bundle
+
+PUBLISH_ORDER = ("status_page", "x", "support", "press", "email")
+LANE_CHANNELS = len(PUBLISH_ORDER) - 1
+"""Task-runner slots kept for the channels other than email."""
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
+    engine = make_engine(url)
+    init_db(engine)
+    return engine
+
+
+def _context() -> tuple[Settings, Engine, dict[str, Channel]]:
+    settings = Settings()
+    return settings, _engine(settings.resolved_database_url), build_channels(settings)
+
+
+def send_policy(settings: Settings) -> SendPolicy:
+    return SendPolicy(
+        max_attempts=settings.max_attempts,
+        base_delay_s=settings.retry_base_delay_s,
+        max_delay_s=settings.retry_max_delay_s,
+        rate_per_s={"email": settings.email_rate_per_s, "x": settings.x_rate_per_s},
+    )
+
+
+def publish_chunk(channel: str, delivery_ids: Sequence[int]) -> dict[str, Any]:
+    """Claim and publish up to ``batches_per_task`` ledger rows of one channel."""
+    started = time.time()
+    settings, engine, channels = _context()
+    report = publish_deliveries(engine, channels, list(delivery_ids),
+                                playbooks_dir=settings.playbooks_dir,
+                                max_attempts=settings.max_attempts,
+                                concurrency=settings.send_concurrency,
+                                policy=send_policy(settings))
+    return {"channel": channel, "sent": report.sent, "failed": report.failed,
+            "skipped": report.skipped, "unconfirmed": report.unconfirmed,
+            "errors": report.errors, "started": started, "finished": time.time()}
+
+
+@task(name="plan-deliveries", cache_policy=NONE)
+def plan_task(incident_ref: str, stage: str) -> dict[str, Any]:
+    """Reconcile stale ``sending`` rows of the stage, write its ledger rows (idempotent) and
+    return the planned row ids by channel."""
+    settings, engine, channels = _context()
+    with session_scope(engine) as session:
+        bundle = load_bundle(session, get_incident(session, incident_ref), stage)
+    reconciled = reconcile_sending(engine, channels, playbooks_dir=settings.playbooks_dir,
+                                   message_ids=bundle.message_ids,
+                                   stale_after_s=settings.sending_lease_s)
+    plan = plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
+    with session_scope(engine) as session:
+        planned = pending_ids(session, bundle.message_ids)
+    return {"planned": planned, "reconciled": reconciled.as_dict(),
+            "suppressed": plan.suppressed}
+
+
+@task(name="reconcile-sending", cache_policy=NONE)
+def reconcile_task(incident_ref: str, stale_after_s: float | None) -> dict[str, Any]:
+    """Reconcile the incident's ``sending`` rows, then return its planned rows by channel."""
+    settings, engine, channels = _context()
+    with session_scope(engine) as session:
+        incident_id = get_incident(session, incident_ref).id
+    lease = settings.sending_lease_s if stale_after_s is None else stale_after_s
+    reconciled = reconcile_sending(engine, channels, playbooks_dir=settings.playbooks_dir,
+                                   incident_id=incident_id, stale_after_s=lease)
+    assert incident_id is not None
+    with session_scope(engine) as session:
+        planned = pending_by_channel(session, incident_id)
+    return {"planned": planned, "reconciled": reconciled.as_dict(), "suppressed": 0}
+
+
+@task(name="publish-batches", cache_policy=NONE)
+def publish_task(channel: str, delivery_ids: list[int]) -> dict[str, Any]:
+    """Claim and publish up to ``batches_per_task`` ledger rows of one channel."""
+    return publish_chunk(channel, delivery_ids)
+
+
+@flow(name="publish-batches", log_prints=False)
+def publish_batches(channel: str, delivery_ids: list[int],
+                    rate_limits: dict[str, str] | None = None) -> dict[str, Any]:
+    """One chunk as its own flow run: what a work pool's workers pick up in scale-out mode.
+
+    ``rate_limits`` maps a channel to a Prefect global concurrency limit with slot decay (made
+    by ``flows/deploy.py``), so every worker draws from one shared rate; a name that does not
+    exist fails the run before anything is claimed."""
+    if rate_limits:
+        _check_global_limits(rate_limits)
+        use_global_rate_limits(rate_limits)
+    return publish_chunk(channel, delivery_ids)
+
+
+def _check_global_limits(names: Mapping[str, str]) -> None:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        for channel, name in names.items():
+            try:
+                limit = client.read_global_concurrency_limit_by_name(name)
+            except Exception as exc:  # ObjectNotFound, or the API is unreachable
+                raise RuntimeError(f"rate limit {name!r} for {channel} is not usable: "
+                                   f"{exc}; run flows/deploy.py") from exc
+            if not limit.slot_decay_per_second:
+                raise RuntimeError(f"rate limit {name!r} for {channel} has no slot decay")
+
+
+def _local_submit(channel: str, ids: list[int]) -> Callable[[], dict[str, Any]]:
+    future: PrefectFuture[dict[str, Any]] = publish_task.submit(channel, ids)
+    return future.result
+
+
+class _DeploymentLane:
+    """Email chunks as flow runs of the ``publish-batches`` deployment, picked up by whichever
+    worker of the pool is free; the pool's and workers' limits bound concurrency.
+
+    The outcome of a chunk is read from **our ledger** once its flow run is final, never from
+    Prefect's result storage: the Delivery rows are the record (exactly once by claim), and a
+    worker on another machine needs no shared result storage. Runs are polled in bulk (one API
+    call per 200 pending runs per ``poll_s``), not one call per chunk.
+    """
+
+    def __init__(self, deployment: str, poll_s: float = 1.0,
+                 wait_s: float | None = None) -> None:
+        self.deployment, self.poll_s, self.wait_s = deployment, poll_s, wait_s
+        self._deadline: float | None = None
+        self._pending: set[Any] = set()
+        self._final: dict[Any, tuple[str, float, float]] = {}
+
+    def submit(self, channel: str, ids: list[int]) -> Callable[[], dict[str, Any]]:
+        from prefect.deployments import run_deployment
+
+        run: Any = run_deployment(  # type: ignore[call-arg]
+            self.deployment, parameters={"channel": channel, "delivery_ids": ids},
+            timeout=0, as_subflow=True, _sync=True)  # sync even if an event loop is running
+        self._pending.add(run.id)
+        return lambda: self._wait(run.id, channel, ids)
+
+    def _wait(self, run_id: Any, channel: str, ids: list[int]) -> dict[str, Any]:
+        """Until the run is final, or ``wait_s`` after the first wait: a run still waiting for
+        a worker then is reported unsettled from the ledger and may run later (its claim
+        keeps it exactly once; ``crisiscomms resume`` picks up what it leaves)."""
+        if self._deadline is None and self.wait_s is not None:
+            self._deadline = time.monotonic() + self.wait_s
+        while run_id not in self._final:
+            self._poll()
+            if run_id in self._final:
+                break
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                now = time.time()
+                return _ledger_report(channel, ids, f"{channel} chunk flow run {run_id} not "
+                                      f"final after {self.wait_s} s", now, now)
+            time.sleep(self.poll_s)
+        state, started, finished = self._final[run_id]
+        return _ledger_report(channel, ids, f"{channel} chunk flow run {run_id} ended {state}",
+                              started, finished)
+
+    def _poll(self) -> None:
+        from prefect import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        pending = list(self._pending)
+        with get_client(sync_client=True) as client:
+            for i in range(0, len(pending), 200):
+                page = pending[i:i + 200]
+                runs = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=page)),
+                    sort=FlowRunSort.ID_DESC, limit=len(page), offset=0)
+                # limit and sort explicit: Prefect 3.8.8's client sends null for both, which
+                # its server refuses (422) under the FastAPI we pin
+                for run in runs:
+                    if run.state is not None and run.state.is_final():
+                        now = time.time()
+                        start = run.start_time.timestamp() if run.start_time else now
+                        end = run.end_time.timestamp() if run.end_time else now
+                        self._final[run.id] = (str(run.state.name), start, end)
+                        self._pending.discard(run.id)
+
+
+def _ledger_report(channel: str, ids: Sequence[int], note: str, started: float,
+                   finished: float) -> dict[str, Any]:
+    """A chunk's outcome as the ledger holds it (recipients by state, failed rows' reasons)."""
+    from sqlalchemy import func, select
+    from sqlmodel import col
+
+    from crisiscomms.delivery.models import Delivery, DeliveryState
+
+    _, engine, _ = _context()
+    by_state: dict[str, int] = {}
+    errors: list[str] = []
+    with session_scope(engine) as session:
+        for state, total in session.execute(
+                select(col(Delivery.state), func.sum(col(Delivery.recipient_count)))
+                .where(col(Delivery.id).in_(list(ids))).group_by(col(Delivery.state))).all():
+            by_state[DeliveryState(state).value] = int(total or 0)
+        for batch_no, error in session.execute(
+                select(col(Delivery.batch_no), col(Delivery.error))
+                .where(col(Delivery.id).in_(list(ids)),
+                       col(Delivery.state).in_([DeliveryState.failed,
+                                                DeliveryState.unconfirmed]))).all():
+            errors.append(f"{channel} batch {batch_no}: {error}")
+    left = by_state.get("planned", 0) + by_state.get("sending", 0)
+    if left:
+        errors.append(f"{note}; {left} recipients not settled (crisiscomms resume "
+                      "reconciles and sends them)")
+    return {"channel": channel, "sent": by_state.get("sent", 0),
+            "failed": by_state.get("failed", 0), "skipped": 0,
+            "unconfirmed": by_state.get("unconfirmed", 0), "errors": errors,
+            "started": started, "finished": finished}
+
+
+def _run_lanes(planned: Mapping[str, list[int]], settings: Settings,
+               remote: _DeploymentLane | None = None) -> list[dict[str, Any]]:
+    """Status page first (awaited), then every other channel in its own lane. With ``remote``,
+    the email lane's chunks become flow runs of the batches deployment (the fan-out that
+    needs the workers); the handful of rows of the other channels stay tasks of this run."""
+    step = settings.batches_per_task
+    chunks = {channel: [planned.get(channel, [])[i:i + step]
+                        for i in range(0, len(planned.get(channel, [])), step)]
+              for channel in PUBLISH_ORDER}
+    results = [_local_submit("status_page", ids)() for ids in chunks["status_page"]]
+    waits: list[Callable[[], dict[str, Any]]] = [
+        _local_submit(channel, ids) for channel in ("x", "support", "press")
+        for ids in chunks[channel]]
+    if remote is None:
+        results.extend(_email_lane(chunks["email"], settings.max_workers))
+    else:  # every chunk at once: the work pool and its workers bound concurrency
+        email = [remote.submit("email", ids) for ids in chunks["email"]]
+        results.extend(w() for w in email)
+    results.extend(w() for w in waits)
+    return results
+
+
+def _email_lane(chunks: list[list[int]], width: int) -> list[dict[str, Any]]:
+    """Email chunks as local tasks, ``width`` at a time (never the other channels' slots)."""
+    queue = list(chunks)
+    running: list[PrefectFuture[dict[str, Any]]] = [
+        publish_task.submit("email", queue.pop(0)) for _ in range(min(width, len(queue)))]
+    out: list[dict[str, Any]] = []
+    while running:
+        done = next(iter(as_completed(running)))
+        running.remove(done)
+        out.append(done.result())
+        if queue:
+            running.append(publish_task.submit("email", queue.pop(0)))
+    return out
+
+
+def _summary(incident_ref: str, stage: str | None, prep: Mapping[str, Any],
+             results: list[dict[str, Any]]) -> dict[str, Any]:
+    totals: dict[str, PublishReport] = {c: PublishReport() for c in prep["planned"]}
+    spans: dict[str, list[float]] = {}
+    for out in results:
+        totals.setdefault(out["channel"], PublishReport()).add(PublishReport(
+            out["sent"], out["failed"], out["skipped"], out.get("unconfirmed", 0),
+            list(out["errors"])))
+        span = spans.setdefault(out["channel"], [out["started"], out["finished"]])
+        span[0], span[1] = min(span[0], out["started"]), max(span[1], out["finished"])
+    return {
+        "incident_ref": incident_ref,
+        "stage": stage,
+        "channels": {c: {"sent": r.sent, "failed": r.failed, "skipped": r.skipped,
+                         "unconfirmed": r.unconfirmed} for c, r in totals.items()},
+        "lane_seconds": {c: round(b - a, 3) for c, (a, b) in spans.items()},
+        "reconciled": prep["reconciled"],
+        "suppressed": prep["suppressed"],
+        "errors": [e for r in totals.values() for e in r.errors],
+    }
+
+
+@flow(name="publish-stage", log_prints=False)
+def publish_stage(incident_ref: str, stage: str, batches_deployment: str | None = None,
+                  chunk_wait_s: float | None = None) -> dict[str, Any]:
+    """Plan and publish one approved stage; returns per-channel sent/failed/skipped.
+
+    ``batches_deployment``: email chunks run as flow runs of that deployment (scale-out);
+    ``chunk_wait_s``: stop waiting for them after that long (None: until they end)."""
+    settings = Settings()
+    prep = plan_task(incident_ref, stage)
+    remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
+              if batches_deployment else None)
+    return _summary(incident_ref, stage, prep, _run_lanes(prep["planned"], settings, remote))
+
+
+@flow(name="resume-incident", log_prints=False)
+def resume_incident(incident_ref: str, stale_after_s: float | None = None,
+                    batches_deployment: str | None = None,
+                    chunk_wait_s: float | None = None) -> dict[str, Any]:
+    """Reconcile the incident's ``sending`` rows against the providers, then publish every
+    planned row (requeued by reconciliation or by ``crisiscomms retry``)."""
+    settings = Settings()
+    prep = reconcile_task(incident_ref, stale_after_s)
+    remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
+              if batches_deployment else None)
+    return _summary(incident_ref, None, prep, _run_lanes(prep["planned"], settings, remote))
+
+
+def _in_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return fn()
+
+
+def _runner(max_workers: int | None) -> Any:
+    workers = max_workers or Settings().max_workers
+    return ThreadPoolTaskRunner(max_workers=workers + LANE_CHANNELS)
+
+
+def run_stage(incident_ref: str, stage: str, *, max_workers: int | None = None) -> dict[str, Any]:
+    """Run the flow in this process with a bounded thread pool (``max_workers`` email slots
+    from Settings, plus one lane per other channel).
+
+    Flow-run heartbeats are off for in-process runs: Prefect 3.8 joins its heartbeat thread,
+    which sleeps in 1 s steps, at the end of every flow run (measured: an empty flow takes 1.1 s
+    with heartbeats, 0.2 s without). Heartbeats detect crashed runs on workers; here the caller
+    is the process and sees the crash itself. Deployed flows on workers keep them.
+    """
+    runner = publish_stage.with_options(task_runner=_runner(max_workers))
+    return _in_process(lambda: runner(incident_ref, stage))
+
+
+def run_resume(incident_ref: str, *, stale_after_s: float | None = None,
+               max_workers: int | None = None) -> dict[str, Any]:
+    """Run ``resume_incident`` in this process (``crisiscomms resume`` / ``retry``)."""
+    runner = resume_incident.with_options(task_runner=_runner(max_workers))
+    return _in_process(lambda: runner(incident_ref, stale_after_s))

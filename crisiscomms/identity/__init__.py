@@ -1,0 +1,2 @@
+"""Identity: who did what (the audit trail).
+"""

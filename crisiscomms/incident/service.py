@@ -1,0 +1,402 @@
+"""Incident service: trigger a playbook stage, approve its bundle, plan its deliveries.
+
+Everything that can be refused (unknown playbook, missing fact, undefined variable, over-limit
+text, unapproved template) is checked before the first database write, so bad input changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from crisiscomms.core.clock import utcnow
+from crisiscomms.core.database import session_scope
+from crisiscomms.core.errors import ApprovalError, FactsError, IncidentError
+from crisiscomms.core.settings import Settings
+from crisiscomms.delivery.contract import Channel, RenderedMessage
+from crisiscomms.delivery.ledger import PlanResult, plan_messages
+from crisiscomms.identity.models import AuditEvent
+from crisiscomms.incident.facts import FactSheet, build_fact_sheet
+from crisiscomms.incident.models import (
+    Approval,
+    FactSheetVersion,
+    Incident,
+    IncidentStatus,
+    Message,
+)
+from crisiscomms.playbook.loader import Playbook, load_playbook
+from crisiscomms.playbook.notices import fact_problems
+from crisiscomms.render.approvals import ApprovalLock, bundle_hash
+from crisiscomms.render.environment import StageRenderer, content_hash
+from crisiscomms.statuspage.model import LifecycleError, check_transition
+
+FIRST_OF_TWO = "first_of_two"
+"""Approval kind of the first of two people under a playbook's two-person rule (not yet an
+approval of the bundle)."""
+
+
+@dataclass(frozen=True)
+class StageBundle:
+    """One stage of one incident, rendered from one fact sheet version."""
+
+    incident_id: int
+    incident_ref: str
+    playbook: str
+    stage: str
+    facts_version: int
+    facts_hash: str
+    message_ids: tuple[int, ...]
+    bundle_hash: str
+    approval: Approval | None
+
+    @property
+    def approved(self) -> bool:
+        return self.approval is not None
+
+
+def audit(
+    session: Session, actor: str, action: str, incident_id: int | None, **detail: Any
+) -> None:
+    session.add(AuditEvent(actor=actor, action=action, incident_id=incident_id,
+                           detail_json=json.dumps(detail, default=str, sort_keys=True)))
+
+
+def get_incident(session: Session, ref: str) -> Incident:
+    incident = session.exec(select(Incident).where(Incident.ref == ref)).first()
+    if incident is None:
+        raise IncidentError(f"unknown incident {ref!r}")
+    return incident
+
+
+def latest_facts(session: Session, incident_id: int) -> FactSheetVersion:
+    row = session.exec(
+        select(FactSheetVersion)
+        .where(FactSheetVersion.incident_id == incident_id)
+        .order_by(col(FactSheetVersion.version).desc())
+    ).first()
+    if row is None:
+        raise IncidentError(f"incident {incident_id} has no fact sheet")
+    return row
+
+
+def facts_of(version: FactSheetVersion) -> FactSheet:
+    return FactSheet.model_validate_json(version.facts_json)
+
+
+def _default_ref(playbook: Playbook) -> str:
+    return f"{playbook.name.upper().replace('_', '-')}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+def prepare_facts(
+    playbook: Playbook,
+    data: Mapping[str, Any],
+    settings: Settings,
+    *,
+    base: FactSheet | None,
+) -> FactSheet:
+    raw = dict(data)
+    if base is None:
+        raw.setdefault("incident_ref", _default_ref(playbook))
+        raw.setdefault("organization", settings.organization)
+        raw.setdefault("status_page_url", settings.status_page_url)
+        raw.setdefault("started_at", datetime.now(UTC).isoformat())
+    elif "incident_ref" in raw and raw["incident_ref"] != base.incident_ref:
+        raise FactsError(
+            f"facts name incident {raw['incident_ref']!r} but this is {base.incident_ref!r}"
+        )
+    return build_fact_sheet(raw, base=base)
+
+
+def check_stage_transition(incident: Incident, stage: str, new_status: str) -> None:
+    """Refuse a stage whose incident status the lifecycle does not allow from where the
+    incident is (resolved → investigating needs a stage whose id starts with ``reopen``):
+    LifecycleError naming the incident, its status and the stage."""
+    current = str(incident.status) if incident.status is not None else None
+    try:
+        check_transition(current, new_status, reopen=stage.startswith("reopen"))
+    except LifecycleError as exc:
+        raise LifecycleError(
+            f"incident {incident.ref}: stage {stage!r} refused, nothing was sent: {exc}"
+        ) from None
+
+
+def trigger(
+    engine: Engine,
+    settings: Settings,
+    channels: Mapping[str, type[Channel]],
+    *,
+    playbook_name: str,
+    facts: Mapping[str, Any],
+    stage: str | None = None,
+    actor: str,
+    drill: bool = False,
+) -> StageBundle:
+    """Build the fact sheet, render the stage, store the bundle; auto-approve ``auto_send``."""
+    playbook = load_playbook(playbook_name, settings.playbooks_dir)
+    ref = facts.get("incident_ref")
+    with session_scope(engine) as session:
+        incident = (
+            session.exec(select(Incident).where(Incident.ref == ref)).first() if ref else None
+        )
+        if incident is not None and incident.playbook != playbook.name:
+            raise IncidentError(
+                f"incident {ref!r} runs playbook {incident.playbook!r}, not {playbook.name!r}"
+            )
+        base_version = latest_facts(session, incident.id) if incident and incident.id else None
+        base = facts_of(base_version) if base_version else None
+        stage_obj = playbook.stage(stage or playbook.stages[0].id)
+        if incident is not None:  # refused here, before anything is rendered, planned or sent
+            check_stage_transition(incident, stage_obj.id, str(stage_obj.incident_status))
+        sheet = prepare_facts(playbook, facts, settings, base=base)
+        problems = fact_problems(playbook, stage_obj, sheet)
+        if problems:
+            raise FactsError(
+                f"playbook {playbook.name}, stage {stage_obj.id}: {'; '.join(problems)}")
+        renderer = StageRenderer(
+            settings.templates_dir, channels, approvals=ApprovalLock(settings.templates_dir)
+        )
+        rendered = renderer.render_stage(playbook, stage_obj, sheet)  # raises before any write
+
+        if incident is None:
+            incident = Incident(ref=sheet.incident_ref, playbook=playbook.name, title=sheet.title,
+                                severity=sheet.severity, drill=drill)
+            session.add(incident)
+            session.flush()
+            audit(session, actor, "incident.created", incident.id, playbook=playbook.name)
+        assert incident.id is not None
+        incident.title, incident.severity = sheet.title, sheet.severity
+        incident.status = stage_obj.incident_status
+        incident.updated_at = utcnow()
+        if stage_obj.incident_status is IncidentStatus.resolved:
+            incident.resolved_at = sheet.resolved_at or utcnow()
+        version = _store_facts(session, incident.id, sheet, base_version, actor)
+        messages = [_store_message(session, incident.id, stage_obj.id, version.version, m, h)
+                    for m, h in rendered]
+        digest = bundle_hash(m.content_hash for m in messages)
+        approval = _find_approval(session, incident.id, stage_obj.id, version.version, digest)
+        if approval is None and stage_obj.auto_send:
+            approval = _add_approval(session, incident.id, stage_obj.id, version.version, digest,
+                                     approver=f"auto_send policy of playbook {playbook.name}",
+                                     kind="auto_send")
+        audit(session, actor, "stage.triggered", incident.id, stage=stage_obj.id,
+              facts_version=version.version, bundle_hash=digest)
+        return StageBundle(incident.id, incident.ref, playbook.name, stage_obj.id, version.version,
+                           version.facts_hash, tuple(m.id for m in messages if m.id), digest,
+                           approval)
+
+
+def _store_facts(
+    session: Session, incident_id: int, sheet: FactSheet, base: FactSheetVersion | None, actor: str
+) -> FactSheetVersion:
+    digest = sheet.content_hash()
+    if base is not None and base.facts_hash == digest:
+        return base
+    version = FactSheetVersion(
+        incident_id=incident_id,
+        version=(base.version + 1) if base else 1,
+        facts_json=sheet.model_dump_json(),
+        facts_hash=digest,
+        created_by=actor,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def _store_message(
+    session: Session, incident_id: int, stage: str, facts_version: int, rendered: RenderedMessage,
+    template_hashes: dict[str, str],
+) -> Message:
+    existing = session.exec(
+        select(Message).where(
+            Message.incident_id == incident_id,
+            Message.stage == stage,
+            Message.facts_version == facts_version,
+            Message.channel == rendered.channel,
+            Message.locale == rendered.locale,
+        )
+    ).first()
+    if existing is not None:
+        if existing.content_hash != rendered.content_hash:
+            raise ApprovalError(
+                f"stage {stage} ({rendered.channel}, {rendered.locale}) renders differently from "
+                "the stored message for the same facts; templates changed mid-incident — "
+                "post the change as a new update with new facts"
+            )
+        return existing
+    message = Message(
+        incident_id=incident_id, stage=stage, facts_version=facts_version,
+        channel=rendered.channel, locale=rendered.locale,
+        parts_json=json.dumps(dict(rendered.parts), ensure_ascii=False, sort_keys=True),
+        content_hash=rendered.content_hash,
+        template_hashes_json=json.dumps(template_hashes, sort_keys=True),
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def _find_approval(
+    session: Session, incident_id: int, stage: str, facts_version: int, digest: str
+) -> Approval | None:
+    return session.exec(
+        select(Approval).where(
+            Approval.incident_id == incident_id,
+            Approval.stage == stage,
+            Approval.facts_version == facts_version,
+            Approval.bundle_hash == digest,
+            Approval.kind != FIRST_OF_TWO,
+        )
+    ).first()
+
+
+def _add_approval(
+    session: Session, incident_id: int, stage: str, facts_version: int, digest: str, *,
+    approver: str, kind: str,
+) -> Approval:
+    approval = Approval(incident_id=incident_id, stage=stage, facts_version=facts_version,
+                        bundle_hash=digest, approver=approver, kind=kind)
+    session.add(approval)
+    session.flush()
+    audit(session, approver, "bundle.approved", incident_id, stage=stage,
+          facts_version=facts_version, bundle_hash=digest, kind=kind)
+    return approval
+
+
+def stage_messages(
+    session: Session, incident_id: int, stage: str, facts_version: int | None = None
+) -> list[Message]:
+    """The messages of a stage for a fact sheet version (default: the newest that has one)."""
+    stmt = select(Message).where(Message.incident_id == incident_id, Message.stage == stage)
+    if facts_version is None:
+        latest = session.exec(stmt.order_by(col(Message.facts_version).desc())).first()
+        if latest is None:
+            return []
+        facts_version = latest.facts_version
+    return list(session.exec(
+        stmt.where(Message.facts_version == facts_version).order_by(col(Message.id))
+    ))
+
+
+def load_bundle(session: Session, incident: Incident, stage: str) -> StageBundle:
+    assert incident.id is not None
+    messages = stage_messages(session, incident.id, stage)
+    if not messages:
+        raise IncidentError(f"incident {incident.ref} has no rendered stage {stage!r}; trigger it")
+    version = messages[0].facts_version
+    facts_row = session.exec(select(FactSheetVersion).where(
+        FactSheetVersion.incident_id == incident.id, FactSheetVersion.version == version)).one()
+    digest = bundle_hash(m.content_hash for m in messages)
+    return StageBundle(incident.id, incident.ref, incident.playbook, stage, version,
+                       facts_row.facts_hash, tuple(m.id for m in messages if m.id), digest,
+                       _find_approval(session, incident.id, stage, version, digest))
+
+
+def approve(engine: Engine, *, incident_ref: str, stage: str, approver: str,
+            kind: str = "human", playbooks_dir: Path | None = None) -> StageBundle:
+    """Approve the exact rendered bundle of a stage (idempotent).
+
+    Under a playbook's two-person rule (``approvals: {required: 2}``) the person who triggered
+    the bundle cannot approve it, the first approver is recorded as ``first_of_two`` (the
+    bundle stays unapproved) and a different second person completes the approval, which
+    names both."""
+    if not approver.strip():
+        raise ApprovalError("an approval needs the approver's name")
+    with session_scope(engine) as session:
+        incident = get_incident(session, incident_ref)
+        bundle = load_bundle(session, incident, stage)
+        if bundle.approval is not None:
+            return bundle
+        playbook = load_playbook(incident.playbook, playbooks_dir or Settings().playbooks_dir)
+        if playbook.approvals.required >= 2:
+            return _approve_two_person(session, bundle, approver, kind)
+        approval = _add_approval(session, bundle.incident_id, stage, bundle.facts_version,
+                                 bundle.bundle_hash, approver=approver, kind=kind)
+        return replace(bundle, approval=approval)
+
+
+def _approve_two_person(session: Session, bundle: StageBundle, approver: str,
+                        kind: str) -> StageBundle:
+    author = _bundle_author(session, bundle)
+    where = f"incident {bundle.incident_ref}, stage {bundle.stage}"
+    if author is not None and author.strip().casefold() == approver.strip().casefold():
+        raise ApprovalError(f"{where}: {approver} triggered this bundle and cannot approve it; "
+                            "the playbook needs two other people")
+    first = session.exec(select(Approval).where(
+        Approval.incident_id == bundle.incident_id, Approval.stage == bundle.stage,
+        Approval.facts_version == bundle.facts_version, Approval.bundle_hash == bundle.bundle_hash,
+        Approval.kind == FIRST_OF_TWO)).first()
+    if first is None:
+        _add_approval(session, bundle.incident_id, bundle.stage, bundle.facts_version,
+                      bundle.bundle_hash, approver=approver, kind=FIRST_OF_TWO)
+        return bundle
+    if first.approver.strip().casefold() == approver.strip().casefold():
+        raise ApprovalError(f"{where}: {approver} approved already; the playbook needs a "
+                            "second person")
+    approval = _add_approval(session, bundle.incident_id, bundle.stage, bundle.facts_version,
+                             bundle.bundle_hash, approver=f"{first.approver} + {approver}",
+                             kind="two_person" if kind == "human" else kind)
+    return replace(bundle, approval=approval)
+
+
+def _bundle_author(session: Session, bundle: StageBundle) -> str | None:
+    """Who triggered this exact bundle (the audit trail's ``stage.triggered``)."""
+    rows = session.exec(select(AuditEvent).where(
+        AuditEvent.incident_id == bundle.incident_id, AuditEvent.action == "stage.triggered"
+    ).order_by(col(AuditEvent.id).desc())).all()
+    for row in rows:
+        if json.loads(row.detail_json).get("bundle_hash") == bundle.bundle_hash:
+            return row.actor
+    return None
+
+
+def verify_approved(session: Session, message: Message) -> None:
+    """A send is backed by an approval of exactly this content, or it does not happen."""
+    parts = json.loads(message.parts_json)
+    if content_hash(message.channel, message.locale, parts) != message.content_hash:
+        raise ApprovalError(f"message {message.id} content does not match its approved hash")
+    siblings = stage_messages(session, message.incident_id, message.stage, message.facts_version)
+    digest = bundle_hash(m.content_hash for m in siblings)
+    if _find_approval(session, message.incident_id, message.stage, message.facts_version,
+                      digest) is None:
+        raise ApprovalError(
+            f"stage {message.stage} of incident {message.incident_id} is not approved for this "
+            "exact content; run: crisiscomms approve"
+        )
+
+
+def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[Channel]],
+                bundle: StageBundle) -> PlanResult:
+    """Write the ledger rows of an approved bundle."""
+    if not bundle.approved:
+        raise ApprovalError(
+            f"incident {bundle.incident_ref}, stage {bundle.stage} awaits approval: "
+            f"crisiscomms approve {bundle.incident_ref} --stage {bundle.stage} --by NAME"
+        )
+    playbook = load_playbook(bundle.playbook, settings.playbooks_dir)
+    with session_scope(engine) as session:
+        messages = list(
+            session.exec(select(Message).where(col(Message.id).in_(bundle.message_ids)))
+        )
+        facts = facts_of(session.exec(select(FactSheetVersion).where(
+            FactSheetVersion.incident_id == bundle.incident_id,
+            FactSheetVersion.version == bundle.facts_version)).one())
+        return plan_messages(
+            session,
+            incident_ref=bundle.incident_ref,
+            facts_hash=bundle.facts_hash,
+            messages=messages,
+            personal_channels=[n for n, c in channels.items() if c.personal],
+            locales=playbook.locales,
+            default_locale=playbook.default_locale,
+            batch_size=settings.email_batch_size,
+            components=facts.components,  # status page subscribers of these components
+        )

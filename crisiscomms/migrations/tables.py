@@ -1,0 +1,10 @@
+"""Every table of the engine, gathered for Alembic (``env.py``): each domain owns its models."""
+
+from __future__ import annotations
+
+from crisiscomms.audience import models as audience
+from crisiscomms.delivery import models as delivery
+from crisiscomms.identity import models as identity
+from crisiscomms.incident import models as incident
+
+TABLE_MODULES = (incident, delivery, audience, identity)

@@ -1,0 +1,2 @@
+"""Playbooks: loading and validating them, the notices a fact sheet must satisfy, and lint.
+"""

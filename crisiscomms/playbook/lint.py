@@ -1,0 +1,390 @@
+"""``crisiscomms lint``: every playbook and template checked before a crisis needs them.
+
+For each playbook: it loads; every stage × channel × locale has every part (and the same thread
+parts and short variants in every locale); Q&A exists in every locale; every template is approved
+as it is. Then every message is rendered, exactly as a trigger would, with three fact sets:
+
+- ``drill``: the playbook's own drill facts;
+- ``longest``: the drill facts with every text at its longest plausible length (schema maxima,
+  full-width product and organisation names, long model/lot lists) and recipients with
+  200-character full-width names, so a limit that holds for the drill but not for a real
+  product is caught now;
+- ``urgent`` (recall playbooks): a class I food recall, whose email subject must say URGENT.
+
+Rendering applies the same checks as a trigger: no undefined variable (StrictUndefined: a
+template using an undeclared fact or recipient field fails), channel limits per part with the
+short variant when over (never truncation), the canonical facts each channel must carry
+(``must_carry``), the notice's headline and urgent words. Personal email is checked again after
+substituting the longest recipient values and every time zone's times.
+
+Each problem names playbook, message (stage), channel, locale and field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crisiscomms.core.errors import CrisisCommsError, FactsError, PlaybookError
+from crisiscomms.delivery.contract import Channel
+from crisiscomms.incident.facts import FactSheet, build_fact_sheet
+from crisiscomms.playbook.loader import Playbook, available_playbooks, load_playbook
+from crisiscomms.playbook.notices import fact_problems
+from crisiscomms.render.approvals import ApprovalLock
+from crisiscomms.render.environment import (
+    StageRenderer,
+    part_problems,
+    recipient_substitutions,
+    time_tags,
+    time_values,
+)
+
+_TEMPLATE = re.compile(r"^(?P<channel>[a-z_]+)\.(?P<part>[a-z0-9_]+)\.(?P<locale>[A-Za-z-]+)\.j2$")
+
+LONGEST_TIME_ZONES = ("Pacific/Kiritimati", "America/St_Johns", "Asia/Kathmandu", "UTC",
+                      "America/Argentina/ComodRivadavia")
+"""Zones whose names or abbreviations are long or odd (+14, -0230, +0545...)."""
+
+FULL_WIDTH = "Ｗ"
+"""A full-width letter: two weighted characters on X, three bytes in UTF-8."""
+
+PLAUSIBLE = {"incident_ref": 40, "organization": 40, "components": 24}
+"""Lengths of facts whose schema maximum is not a plausible value (a 64-character reference)."""
+
+FULL_WIDTH_FACTS = frozenset({"organization", "recall.product_name"})
+LONG_LIST = 3
+LONG_ITEM = 40
+
+
+@dataclass(frozen=True)
+class Problem:
+    playbook: str
+    text: str
+    message: str | None = None
+    channel: str | None = None
+    locale: str | None = None
+    field: str | None = None
+    facts: str | None = None
+
+    def __str__(self) -> str:
+        where = [f"playbook {self.playbook}"]
+        for label, value in (("message", self.message), ("channel", self.channel),
+                             ("locale", self.locale), ("field", self.field)):
+            if value:
+                where.append(f"{label} {value}")
+        suffix = f" [facts: {self.facts}]" if self.facts else ""
+        return f"{', '.join(where)}: {self.text}{suffix}"
+
+
+def _long_text(length: int, *, full_width: bool = False) -> str:
+    if full_width:
+        return FULL_WIDTH * length
+    word = "Longestplausible "
+    return (word * (length // len(word) + 1))[:length].strip() or "x"
+
+
+def _pad(value: str, length: int) -> str:
+    """``value`` padded to ``length`` (its own words first: a headline keeps its 'Recall')."""
+    return (value + " " + _long_text(length))[:length].rstrip() if len(value) < length else value
+
+
+def _path_max(path: str) -> int:
+    from crisiscomms.incident.facts import BreachFacts, RecallFacts
+
+    head, _, rest = path.partition(".")
+    model, field = {"recall": (RecallFacts, rest), "breach": (BreachFacts, rest)}.get(
+        head, (FactSheet, head))
+    return _max_length(model, field) or 300
+
+
+def _max_length(model: Any, field: str) -> int | None:
+    info = model.model_fields.get(field)
+    if info is None:
+        return None
+    for meta in info.metadata:
+        value = getattr(meta, "max_length", None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _lengthen(path: str, value: Any, model: Any, field: str) -> Any:
+    if isinstance(value, str) and not value.startswith(("http://", "https://")):
+        limit = PLAUSIBLE.get(path) or _max_length(model, field)
+        if limit is None or "@" in value or field in ("time_zone", "currency",
+                                                      "country_of_manufacture"):
+            return value
+        if path == "incident_ref":
+            return ("LONG-" + "9" * limit)[:limit]
+        if field.endswith("phone"):
+            return value
+        if path in FULL_WIDTH_FACTS:
+            return _long_text(limit, full_width=True)
+        return _pad(value, limit)
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        if field in ("remedy",):
+            return value
+        item = PLAUSIBLE.get(path, LONG_ITEM)
+        return [_long_text(item - 2) + f" {i}" for i in range(LONG_LIST)]
+    return value
+
+
+def longest_facts(drill: Mapping[str, Any]) -> dict[str, Any]:
+    """The drill facts with every text at its longest plausible length."""
+    from crisiscomms.incident.facts import BreachFacts, RecallFacts
+
+    out: dict[str, Any] = {}
+    for key, value in drill.items():
+        if key in ("recall", "breach") and isinstance(value, Mapping):
+            model = RecallFacts if key == "recall" else BreachFacts
+            out[key] = {k: _lengthen(f"{key}.{k}", v, model, k) for k, v in value.items()}
+        elif key == "extra" and isinstance(value, Mapping):
+            out[key] = {k: _long_text(300) for k in value}
+        elif key == "translations" and isinstance(value, Mapping):
+            out[key] = {loc: {p: (_pad(v, _path_max(p)) if isinstance(v, str) else
+                                  [_long_text(LONG_ITEM)] * LONG_LIST)
+                              for p, v in entries.items()} for loc, entries in value.items()}
+        else:
+            out[key] = _lengthen(key, value, FactSheet, key)
+    return out
+
+
+def urgent_facts(drill: Mapping[str, Any]) -> dict[str, Any] | None:
+    recall = drill.get("recall")
+    if not isinstance(recall, Mapping):
+        return None
+    return {**drill, "recall": {**recall, "product_type": "food", "recall_class": "I"}}
+
+
+LONGEST_RECIPIENT = {
+    "first_name": FULL_WIDTH * 200, "name": FULL_WIDTH * 200,
+    "email": ("x" * 64 + "@" + "d" * 63 + "." + "e" * 63 + "." + "f" * 61)[:254],
+    "plan": "p" * 64, "product": FULL_WIDTH * 200, "order_ref": "O" * 64,
+}
+
+
+def _template_inventory(templates_dir: Path, playbook: str
+                        ) -> dict[tuple[str, str], dict[tuple[str, str], str]]:
+    """(stage, locale) → {(channel, part): template name} of the files on disk."""
+    out: dict[tuple[str, str], dict[tuple[str, str], str]] = defaultdict(dict)
+    root = templates_dir / playbook
+    if not root.is_dir():
+        return out
+    for path in sorted(root.glob("*/*.j2")):
+        m = _TEMPLATE.match(path.name)
+        if m is None:
+            continue
+        out[(path.parent.name, m["locale"])][(m["channel"], m["part"])] = (
+            path.relative_to(templates_dir).as_posix())
+    return out
+
+
+def _structure(playbook: Playbook, templates_dir: Path,
+               channels: Mapping[str, type[Channel]]) -> list[Problem]:
+    problems: list[Problem] = []
+    inventory = _template_inventory(templates_dir, playbook.name)
+    stage_ids = {s.id for s in playbook.stages}
+    for stage_id, locale in sorted(inventory):
+        if stage_id not in stage_ids:
+            problems.append(Problem(playbook.name, "templates for a stage the playbook lacks",
+                                    message=stage_id))
+        elif locale not in playbook.locales:
+            problems.append(Problem(playbook.name, "templates for a locale the playbook lacks",
+                                    message=stage_id, locale=locale))
+    for stage in playbook.stages:
+        union: set[tuple[str, str]] = set()
+        for locale in playbook.locales:
+            union |= set(inventory.get((stage.id, locale), {}))
+        for channel in stage.channels:
+            cls = channels.get(channel)
+            if cls is None:
+                problems.append(Problem(playbook.name, "no such channel", message=stage.id,
+                                        channel=channel))
+                continue
+            wanted = {(channel, p) for p in cls.parts} | {k for k in union if k[0] == channel}
+            for locale in playbook.locales:
+                have = inventory.get((stage.id, locale), {})
+                for ch, part in sorted(wanted - set(have)):
+                    problems.append(Problem(
+                        playbook.name, f"template {playbook.name}/{stage.id}/{ch}.{part}."
+                        f"{locale}.j2 is missing", message=stage.id, channel=ch, locale=locale,
+                        field=part))
+        for ch, part in sorted(k for k in union if k[0] not in stage.channels):
+            problems.append(Problem(playbook.name, "template for a channel this stage does not "
+                                    "publish on", message=stage.id, channel=ch, field=part))
+    if playbook.qa:
+        counts = {loc: len(playbook.qa.get(loc, ())) for loc in playbook.locales}
+        expected = max(counts.values())
+        for loc, n in counts.items():
+            if n != expected:
+                problems.append(Problem(playbook.name, f"has {n} Q&A entries, other locales "
+                                        f"have {expected}", locale=loc, field="qa"))
+    return problems
+
+
+def _approval_problems(playbook: Playbook, lock: ApprovalLock) -> list[Problem]:
+    problems = []
+    for name in lock.template_names():
+        if not name.startswith(f"{playbook.name}/"):
+            continue
+        status = lock.status(name)
+        if status.state != "approved":
+            m = _TEMPLATE.match(name.rsplit("/", 1)[-1])
+            stage = name.split("/")[1] if name.count("/") >= 2 else None
+            problems.append(Problem(
+                playbook.name, f"template {name} is {status.state}; review it "
+                f"(crisiscomms templates diff {name}) and approve it", message=stage,
+                channel=m["channel"] if m else None, locale=m["locale"] if m else None,
+                field=m["part"] if m else None))
+    return problems
+
+
+def _fill(pattern: re.Pattern[str], subs: Mapping[str, str], text: str) -> str:
+    return pattern.sub(lambda m: subs[m.group(0)], text)
+
+
+def _personal_problems(playbook: Playbook, channel_cls: type[Channel], stage: str,
+                       channel: str, locale: str, parts: Mapping[str, str],
+                       label: str) -> list[Problem]:
+    values = {f: LONGEST_RECIPIENT.get(f, "x" * 200) for f in playbook.recipient_fields}
+    subs = recipient_substitutions(values)
+    tags = time_tags(parts)
+    out: list[Problem] = []
+    for zone in LONGEST_TIME_ZONES:
+        all_subs = {**subs, **time_values(tags, locale, zone)}
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in all_subs.items())
+        limit = channel_cls.limits.max_substitution_bytes
+        if limit is not None and size > limit:
+            out.append(Problem(playbook.name, f"substitutions are {size} bytes, over {limit}",
+                               message=stage, channel=channel, locale=locale, facts=label))
+        pattern = re.compile("|".join(re.escape(k) for k in sorted(all_subs, key=len,
+                                                                   reverse=True)) or "(?!)")
+        for part, text in parts.items():
+            filled = _fill(pattern, all_subs, text)
+            for problem in part_problems(channel_cls.limits, part, filled):
+                out.append(Problem(playbook.name, f"with the longest recipient values and "
+                                   f"zone {zone}: {problem}", message=stage, channel=channel,
+                                   locale=locale, field=part, facts=label))
+        if out:
+            break
+    return out
+
+
+def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
+                  channels: Mapping[str, type[Channel]]) -> list[Problem]:
+    try:
+        playbook = load_playbook(playbook_name, playbooks_dir)
+    except PlaybookError as exc:
+        return [Problem(playbook_name, str(exc))]
+    problems = _structure(playbook, templates_dir, channels)
+    lock = ApprovalLock(templates_dir)
+    problems += _approval_problems(playbook, lock)
+    if problems:  # rendering a playbook with missing files only repeats the same problems
+        return problems
+    if not playbook.drill_facts:
+        return [Problem(playbook.name, "has no drill_facts to render with", field="drill_facts")]
+    fact_sets: list[tuple[str, dict[str, Any]]] = [
+        ("drill", dict(playbook.drill_facts)), ("longest", longest_facts(playbook.drill_facts))]
+    urgent = urgent_facts(playbook.drill_facts)
+    if urgent is not None and playbook.notice is not None and playbook.notice.urgent:
+        fact_sets.append(("urgent", urgent))
+    renderer = StageRenderer(templates_dir, channels)
+    for label, data in fact_sets:
+        try:
+            sheet = build_fact_sheet(data)
+        except FactsError as exc:
+            problems += _facts_problems(playbook, exc, label)
+            continue
+        for stage in playbook.stages:
+            for text in fact_problems(playbook, stage, sheet):
+                problems.append(Problem(playbook.name, text, message=stage.id, facts=label))
+            for channel in stage.channels:
+                cls = channels[channel]
+                for locale in playbook.locales:
+                    try:
+                        message, _ = renderer.render_message(playbook, stage, sheet, channel,
+                                                             locale)
+                    except CrisisCommsError as exc:
+                        field, text = _split_field(_strip_where(str(exc)))
+                        problems.append(Problem(playbook.name, text, message=stage.id,
+                                                channel=channel, locale=locale, field=field,
+                                                facts=label))
+                        continue
+                    if cls.personal:
+                        problems += _personal_problems(playbook, cls, stage.id, channel, locale,
+                                                       message.parts, label)
+    return _unique(problems)
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    """One problem once: the same fault found with several fact sets is named with the first."""
+    seen: set[tuple[str | None, ...]] = set()
+    out = []
+    for p in problems:
+        key = (p.playbook, p.text, p.message, p.channel, p.locale, p.field)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+_FACT_ERROR = re.compile(r"(?P<field>[A-Za-z0-9_.]+): (?P<msg>.+)")
+
+
+def _facts_problems(playbook: Playbook, exc: FactsError, label: str) -> list[Problem]:
+    """Invalid drill facts: one problem per fact and message that cannot be rendered."""
+    text = str(exc).removeprefix("invalid facts: ")
+    out = []
+    for item in text.split("; "):
+        m = _FACT_ERROR.fullmatch(item)
+        field, msg = (m["field"], m["msg"]) if m else ("drill_facts", item)
+        for stage in playbook.stages:
+            out.append(Problem(playbook.name, f"drill_facts.{field}: {msg}; no message of this "
+                               f"stage can be rendered", message=stage.id, field=field,
+                               facts=label))
+    return out
+
+
+_TEMPLATE_IN_TEXT = re.compile(r"template \S+/[a-z_]+\.(?P<part>[a-z0-9_]+)\.[A-Za-z-]+\.j2")
+
+
+def _split_field(text: str) -> tuple[str | None, str]:
+    """The part a render problem is about: ``field text: ...`` (a limit) or the part of the
+    template it names (``template pb/s/email.text.en.j2 uses ...``)."""
+    m = re.match(r"field ([A-Za-z0-9_.]+)[:,] ?", text)
+    if m:
+        return m[1], text[m.end():]
+    t = _TEMPLATE_IN_TEXT.search(text)
+    return (t["part"], text) if t else (None, text)
+
+
+def _strip_where(text: str) -> str:
+    """Drop the renderer's own 'playbook ..., locale xx: ' prefix (the Problem says it)."""
+    return re.sub(r"^playbook [^,]+, message [^,]+, channel [^,]+, locale [^,:]+[:,] ?", "", text)
+
+
+def resolve_paths(path: Path | None, playbooks_dir: Path, templates_dir: Path
+                  ) -> tuple[Path, Path, list[str] | None]:
+    """``PATH``: a project folder (with playbooks/ and templates/), a playbooks folder, or one
+    playbook file; None means the configured folders."""
+    if path is None:
+        return playbooks_dir, templates_dir, None
+    if path.is_file():
+        return path.parent, path.parent.parent / "templates", [path.stem]
+    if (path / "playbooks").is_dir():
+        return path / "playbooks", path / "templates", None
+    return path, path.parent / "templates", None
+
+
+def lint(playbooks_dir: Path, templates_dir: Path, channels: Mapping[str, type[Channel]],
+         names: list[str] | None = None) -> tuple[list[str], list[Problem]]:
+    """Lint every playbook (or ``names``); returns the playbooks checked and the problems."""
+    checked = names if names is not None else available_playbooks(playbooks_dir)
+    problems: list[Problem] = []
+    for name in checked:
+        problems += lint_playbook(name, playbooks_dir, templates_dir, channels)
+    return checked, problems

@@ -1,0 +1,200 @@
+"""Load and validate playbooks (``playbooks/<name>.yaml``) into typed objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from crisiscomms.core.errors import PlaybookError
+from crisiscomms.core.locales import fallback_chain
+from crisiscomms.incident.facts import BreachFacts, FactSheet, RecallFacts
+from crisiscomms.incident.models import IncidentStatus
+
+KNOWN_CHANNELS = ("status_page", "x", "email", "press", "support")
+"""Publishing order: the status page first (every other message links to it), then social,
+then email (and the press release to the press list); the support holding statement goes out
+with them."""
+
+DEFAULT_CHANNELS = ("status_page", "x", "email", "support")
+"""A stage's channels when it names none (the press release is opt-in)."""
+
+RECIPIENT_FIELDS = ("first_name", "name", "email", "plan", "product", "order_ref",
+                    "unsubscribe_url")
+"""Recipient fields a playbook may declare for personal wording (see Recipient)."""
+
+
+class QA(BaseModel):
+    """One anticipated question and its approved answer (plain text, the same everywhere)."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field(min_length=1)
+    a: str = Field(min_length=1)
+
+
+class Notice(BaseModel):
+    """Rules of a regulated notice (recall, data breach) checked before anything renders."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["recall", "breach"]
+    headline: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per locale, the word the title and the email subject must carry "
+                    "(en: Recall).")
+    urgent: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per locale, the word an urgent recall's email subject must carry "
+                    "(en: URGENT; FDA 21 CFR 7.49(c)(2)).")
+    min_channels: int = Field(default=2, ge=1)
+
+
+class ApprovalPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    required: int = Field(default=1, ge=1, le=2, description="2: the two-person rule")
+
+
+class RecipientField(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fallback: str | dict[str, str] = Field(
+        description="Used when the recipient has no value, e.g. 'there'; or one per locale "
+                    "({en: there, fr: à vous}), since the words around it differ.")
+
+    def fallback_for(self, locale: str, default: str = "en") -> str:
+        if isinstance(self.fallback, str):
+            return self.fallback
+        for candidate in fallback_chain(locale, default):
+            if candidate in self.fallback:
+                return self.fallback[candidate]
+        return next(iter(self.fallback.values()), "")
+
+
+class Stage(BaseModel):
+    """One message of the playbook (acknowledge, update, resolve...), rendered for each channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str
+    incident_status: IncidentStatus
+    auto_send: bool = False
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    required_facts: tuple[str, ...] = ()
+
+
+class Playbook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str
+    description: str = ""
+    locales: tuple[str, ...] = ("en",)
+    default_locale: str = "en"
+    required_facts: tuple[str, ...] = ()
+    recipient_fields: dict[str, RecipientField] = Field(default_factory=dict)
+    time_zones: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per locale, the time zone of public messages (status page, X, support); "
+                    "personal email uses each recipient's own.")
+    qa: dict[str, tuple[QA, ...]] = Field(default_factory=dict)
+    must_carry: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Per channel, the facts every rendered message must carry verbatim.")
+    notice: Notice | None = None
+    approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    stages: tuple[Stage, ...]
+    drill_facts: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Playbook:
+        if not self.stages:
+            raise ValueError("a playbook needs at least one stage")
+        ids = [s.id for s in self.stages]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate stage ids: {ids}")
+        if self.default_locale not in self.locales:
+            raise ValueError(f"default_locale {self.default_locale!r} is not in locales")
+        for stage in self.stages:
+            unknown = [c for c in stage.channels if c not in KNOWN_CHANNELS]
+            if unknown:
+                raise ValueError(f"stage {stage.id!r}: unknown channels {unknown}")
+            if self.notice is not None and len(stage.channels) < self.notice.min_channels:
+                raise ValueError(f"stage {stage.id!r}: a {self.notice.kind} notice goes out on "
+                                 f"at least {self.notice.min_channels} channels")
+        musts = (f for fs in self.must_carry.values() for f in fs)
+        for name in (*self.required_facts, *(f for s in self.stages for f in s.required_facts),
+                     *musts):
+            if not is_fact_path(name):
+                raise ValueError(f"fact {name!r} is not a FactSheet field")
+        unknown_channels = [c for c in self.must_carry if c not in KNOWN_CHANNELS]
+        if unknown_channels:
+            raise ValueError(f"must_carry names unknown channels {unknown_channels}")
+        stray = [loc for loc in (*self.qa, *self.time_zones) if loc not in self.locales]
+        if stray:
+            raise ValueError(f"qa/time_zones name locales the playbook lacks: {stray}")
+        if self.notice is not None:
+            for kind, words in (("headline", self.notice.headline),
+                                ("urgent", self.notice.urgent)):
+                lacking = [loc for loc in self.locales if words and loc not in words]
+                if lacking:
+                    raise ValueError(f"notice.{kind} lacks locales {lacking}")
+        bad = [f for f in self.recipient_fields if f not in RECIPIENT_FIELDS]
+        if bad:
+            raise ValueError(f"unknown recipient fields {bad}; known: {list(RECIPIENT_FIELDS)}")
+        return self
+
+    def stage(self, stage_id: str) -> Stage:
+        for stage in self.stages:
+            if stage.id == stage_id:
+                return stage
+        raise PlaybookError(
+            f"playbook {self.name!r} has no stage {stage_id!r}; "
+            f"stages: {', '.join(s.id for s in self.stages)}"
+        )
+
+    def required_for(self, stage: Stage) -> list[str]:
+        return list(dict.fromkeys((*self.required_facts, *stage.required_facts)))
+
+
+def is_fact_path(name: str) -> bool:
+    """``title``, ``extra.anything``, ``recall.hazard``: a name a playbook may require."""
+    head, _, rest = name.partition(".")
+    if head == "extra":
+        return bool(rest)
+    if head not in FactSheet.model_fields:
+        return False
+    if not rest:
+        return True
+    sections: dict[str, type[BaseModel]] = {"recall": RecallFacts, "breach": BreachFacts}
+    section = sections.get(head)
+    return section is not None and rest in section.model_fields
+
+
+def available_playbooks(playbooks_dir: Path) -> list[str]:
+    return sorted(p.stem for p in playbooks_dir.glob("*.yaml"))
+
+
+def load_playbook(name: str, playbooks_dir: Path) -> Playbook:
+    """Load ``<playbooks_dir>/<name>.yaml``; a clear PlaybookError names what is wrong."""
+    path = playbooks_dir / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_playbooks(playbooks_dir)) or "none"
+        raise PlaybookError(f"unknown playbook {name!r} (available: {known})")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PlaybookError(f"playbook {name!r}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise PlaybookError(f"playbook {name!r}: expected a mapping at the top level")
+    try:
+        playbook = Playbook.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'playbook'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise PlaybookError(f"playbook {name!r} is invalid: {problems}") from None
+    if playbook.name != name:
+        raise PlaybookError(f"playbook file {path.name} declares name {playbook.name!r}")
+    return playbook

@@ -1,0 +1,419 @@
+"""Sandboxed rendering of a playbook stage for every channel and locale from one fact sheet.
+
+Templates live at ``templates/<playbook>/<stage>/<channel>.<part>.<locale>.j2``. Fact and
+recipient values are data, never template code. Personal fields in email render as substitution
+tags (``%first_name%``; ``%first_name.html%`` in HTML parts) so one approved text serves a
+1,000-recipient request; the values are filled per recipient by the provider.
+
+Times in personal email follow each recipient's time zone: there the ``datetime``, ``date`` and
+``time`` filters emit a self-describing tag (``%at|time|2026-11-23T14:00:00+00:00|%``) that the
+publisher fills per recipient with Babel in the message's locale and the recipient's zone
+(:func:`time_tags`, :func:`time_values`; cached per zone, so a million recipients in twenty zones
+cost twenty formats). Public channels use the playbook's zone for the locale, else the facts'.
+
+A channel with ``max_thread_parts > 1`` (X) may have thread parts ``text_2`` ... ``text_9``
+(templates ``x.text_2.<locale>.j2``), each checked against the limit on its own. Any part over a
+limit uses its short variant (``short`` for ``text``, ``<part>_short`` otherwise) or the render
+fails: approved text is never truncated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Collection, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from html import escape
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel import Locale
+from babel.dates import format_date, format_datetime, format_time
+from babel.lists import format_list
+from babel.numbers import format_currency, format_decimal
+from jinja2 import StrictUndefined, TemplateNotFound, pass_context
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
+
+from crisiscomms.core.errors import LimitError, RenderError
+from crisiscomms.core.locales import fallback_chain
+from crisiscomms.delivery.contract import Channel, RenderedMessage
+from crisiscomms.incident.facts import FactSheet
+from crisiscomms.playbook.loader import Playbook, Stage
+from crisiscomms.render.approvals import ApprovalLock
+from crisiscomms.render.limits import limit_problems
+
+SHORT_PART = "short"
+MAX_THREAD_PARTS = 9
+TIME_TAG = re.compile(r"%at(?:\.html)?\|(?:datetime|date|time|pct)\|[^|%]+\|[^%|]*%")
+_TIME_TAG_PARTS = re.compile(r"%at(\.html)?\|(datetime|date|time|pct)\|([^|%]+)\|([^%|]*)%")
+PERCENT_TAG = "%at|pct|-|%"
+"""A literal ``%`` of data (facts, Q&A) in a personal message. The provider fills every
+substitution key wherever it appears, so a fact reading ``%first_name%`` would become the
+recipient's name, and one reading like a time tag (``%at|time|garbage|%``) would crash the
+publisher. In a data text where a ``%`` could open a key (a letter follows it), every ``%`` is
+rendered as this tag instead; :func:`time_tags` collects it and :func:`time_values` fills it
+back with ``%``, so the provider's single left-to-right pass gives the fact's own text back.
+A ``%`` that cannot open a key (``50% off``, ``{% for``) is left as it is."""
+_KEYISH = re.compile(r"%[A-Za-z_]")
+
+
+def escape_percent(value: str) -> str:
+    """Data text as a personal message carries it (see :data:`PERCENT_TAG`)."""
+    return value.replace("%", PERCENT_TAG) if _KEYISH.search(value) else value
+
+
+def _escape_data(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_percent(value)
+    if isinstance(value, dict):
+        return {k: _escape_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_escape_data(v) for v in value)
+    return value
+
+
+def _limit_text(text: str) -> str:
+    """The text limits are checked on: a data ``%`` is one character, not its tag."""
+    return text.replace(PERCENT_TAG, "%") if PERCENT_TAG in text else text
+
+
+def short_part(part: str) -> str:
+    """The short variant's part name: ``short`` for ``text``, else ``<part>_short``."""
+    return SHORT_PART if part == "text" else f"{part}_short"
+
+
+def thread_part(n: int) -> str:
+    return "text" if n == 1 else f"text_{n}"
+
+
+def part_problems(limits: Any, part: str, value: str) -> list[str]:
+    """Limit problems of one part; thread parts (``text_2``...) are checked as posts."""
+    key = "text" if part == "text" or re.fullmatch(r"text_\d", part) else part
+    return [p.replace(f"{key} is", f"{part} is", 1) if key != part else p
+            for p in limit_problems(limits, {key: value})]
+
+
+def babel_locale(locale: str) -> str:
+    return locale.replace("-", "_")
+
+
+def template_name(playbook: str, stage: str, channel: str, part: str, locale: str) -> str:
+    return f"{playbook}/{stage}/{channel}.{part}.{locale}.j2"
+
+
+def content_hash(channel: str, locale: str, parts: Mapping[str, str]) -> str:
+    canonical = json.dumps(
+        {"channel": channel, "locale": locale, "parts": dict(parts)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def substitution_tag(field: str, *, html: bool) -> str:
+    return f"%{field}.html%" if html else f"%{field}%"
+
+
+def recipient_substitutions(values: Mapping[str, str]) -> dict[str, str]:
+    """Per-recipient substitutions for the tags: plain text and HTML-escaped variants."""
+    out: dict[str, str] = {}
+    for field, value in values.items():
+        out[substitution_tag(field, html=False)] = value
+        out[substitution_tag(field, html=True)] = escape(value, quote=True)
+    return out
+
+
+def _tz(ctx: Context) -> ZoneInfo:
+    return ZoneInfo(str(ctx.get("time_zone") or "UTC"))
+
+
+def format_when(kind: str, value: datetime, fmt: str | None, locale: str, tz: ZoneInfo) -> str:
+    """One date/time in a locale and zone, as the ``datetime``/``date``/``time`` filters do."""
+    loc = babel_locale(locale)
+    if kind == "datetime":
+        return format_datetime(value, fmt or "medium", tzinfo=tz, locale=loc)
+    if kind == "date":
+        return format_date(value.astimezone(tz), fmt or "long", locale=loc)
+    if fmt:
+        return format_time(value, fmt, tzinfo=tz, locale=loc)
+    local = value.astimezone(tz)
+    return f"{format_time(local, 'HH:mm', tzinfo=tz, locale=loc)} {local.tzname()}"
+
+
+def _when(ctx: Context, kind: str, value: datetime, fmt: str | None) -> str:
+    if ctx.get("personal_times"):
+        html = ".html" if ctx.get("html_part") else ""
+        tag = f"%at{html}|{kind}|{value.isoformat()}|{fmt or ''}%"
+        return Markup(tag) if html else tag
+    return format_when(kind, value, fmt, ctx["locale"], _tz(ctx))
+
+
+@pass_context
+def _datetime_filter(ctx: Context, value: datetime, fmt: str = "medium") -> str:
+    return _when(ctx, "datetime", value, fmt)
+
+
+@pass_context
+def _time_filter(ctx: Context, value: datetime, fmt: str | None = None) -> str:
+    """``15:00 CET``: the locale's time with the zone's own abbreviation (Babel's ``z`` gives
+    ``+0100`` for most locales); pass a Babel pattern to choose another form."""
+    return _when(ctx, "time", value, fmt)
+
+
+@pass_context
+def _date_filter(ctx: Context, value: datetime | date, fmt: str = "long") -> str:
+    if not isinstance(value, datetime):  # a calendar date has no zone
+        return format_date(value, fmt, locale=babel_locale(ctx["locale"]))
+    return _when(ctx, "date", value, fmt)
+
+
+@pass_context
+def _join_and(ctx: Context, values: list[str] | tuple[str, ...]) -> str:
+    return format_list(list(values), locale=babel_locale(ctx["locale"])) if values else ""
+
+
+@pass_context
+def _number_filter(ctx: Context, value: int | float | Decimal) -> str:
+    return format_decimal(value, locale=babel_locale(ctx["locale"]))
+
+
+@pass_context
+def _money_filter(ctx: Context, value: Decimal | float, currency: str) -> str:
+    return format_currency(value, currency, locale=babel_locale(ctx["locale"]))
+
+
+@pass_context
+def _country_filter(ctx: Context, code: str) -> str:
+    """An ISO 3166 code as the country's name in the locale (``CN`` → ``China``, ``中国``)."""
+    return str(Locale.parse(babel_locale(ctx["locale"])).territories.get(code, code))
+
+
+def time_tags(parts: Mapping[str, str]) -> tuple[str, ...]:
+    """The per-recipient time tags a rendered message holds (sorted, distinct)."""
+    return tuple(sorted({m.group(0) for text in parts.values() for m in TIME_TAG.finditer(text)}))
+
+
+@lru_cache(maxsize=4096)
+def time_values(tags: tuple[str, ...], locale: str, time_zone: str) -> Mapping[str, str]:
+    """The tags' values in a locale and zone (cached: recipients share a handful of zones)."""
+    try:
+        tz = ZoneInfo(time_zone or "UTC")
+    except (ValueError, KeyError):  # an unknown zone on a recipient: the facts' zone is safer
+        tz = ZoneInfo("UTC")
+    out: dict[str, str] = {}
+    for tag in tags:
+        m = _TIME_TAG_PARTS.fullmatch(tag)
+        if m is None:
+            continue
+        html, kind, iso, fmt = m.groups()
+        if kind == "pct":
+            out[tag] = "%"
+            continue
+        try:
+            when = datetime.fromisoformat(iso)
+        except ValueError:  # not one of ours (data is escaped): leave it as it is
+            continue
+        value = format_when(kind, when, fmt or None, locale, tz)
+        out[tag] = escape(value, quote=True) if html else value
+    return out
+
+
+def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
+    from jinja2 import FileSystemLoader
+
+    env = ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(str(templates_dir)),
+        undefined=StrictUndefined,
+        autoescape=lambda name: name is not None and ".html." in name,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        auto_reload=False,
+    )
+    env.filters.update(
+        datetime=_datetime_filter, time=_time_filter, date=_date_filter, join_and=_join_and,
+        number=_number_filter, money=_money_filter, country=_country_filter,
+    )
+    return env
+
+
+class StageRenderer:
+    """Renders stages of playbooks; refuses unapproved templates when given an approval lock."""
+
+    def __init__(
+        self,
+        templates_dir: Path,
+        channels: Mapping[str, type[Channel]],
+        *,
+        approvals: ApprovalLock | None = None,
+    ) -> None:
+        self.templates_dir = templates_dir
+        self.channels = channels
+        self.approvals = approvals
+        self.env = make_environment(templates_dir)
+        self._checked: dict[str, str] = {}
+        self._recipient_uses: dict[str, frozenset[str]] = {}
+
+    def _source_hash(self, name: str) -> str:
+        """Load (and, if required, approval-check) a template once per renderer."""
+        if name not in self._checked:
+            assert self.env.loader is not None
+            source, _, _ = self.env.loader.get_source(self.env, name)
+            if self.approvals is not None:
+                self._checked[name] = self.approvals.check(name, source)
+            else:
+                self._checked[name] = hashlib.sha256(source.encode()).hexdigest()
+        return self._checked[name]
+
+    def recipient_fields_used(self, name: str) -> frozenset[str]:
+        """The recipient fields a template names (``recipient.plan``, ``recipient['plan']``)."""
+        if name not in self._recipient_uses:
+            from jinja2 import nodes
+
+            assert self.env.loader is not None
+            source, _, _ = self.env.loader.get_source(self.env, name)
+            used = set()
+            tree = self.env.parse(source)
+            for attr in tree.find_all(nodes.Getattr):
+                if isinstance(attr.node, nodes.Name) and attr.node.name == "recipient":
+                    used.add(attr.attr)
+            for item in tree.find_all(nodes.Getitem):
+                if (isinstance(item.node, nodes.Name) and item.node.name == "recipient"
+                        and isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str)):
+                    used.add(item.arg.value)
+            self._recipient_uses[name] = frozenset(used)
+        return self._recipient_uses[name]
+
+    def _exists(self, name: str) -> bool:
+        return (self.templates_dir / name).is_file()
+
+    def render_part(self, name: str, context: Mapping[str, Any], where: str,
+                    declared: Collection[str] | None = None) -> str:
+        """One template; ``declared``: the playbook's recipient fields, the only ones a
+        template may name."""
+        try:
+            self._source_hash(name)
+            if declared is not None:
+                undeclared = sorted(self.recipient_fields_used(name) - set(declared))
+                if undeclared:
+                    raise RenderError(
+                        f"{where}: template {name} uses "
+                        f"{', '.join('recipient.' + f for f in undeclared)}, which the playbook "
+                        f"does not declare (recipient_fields: {', '.join(declared) or 'none'})")
+            text = self.env.get_template(name).render(context)
+        except TemplateNotFound:
+            raise RenderError(f"{where}: template {name} is missing") from None
+        except UndefinedError as exc:
+            raise RenderError(f"{where}: template {name} uses an undefined value: {exc}") from None
+        except SecurityError as exc:
+            raise RenderError(
+                f"{where}: template {name} was stopped by the sandbox: {exc}") from None
+        except TemplateError as exc:
+            raise RenderError(f"{where}: template {name} failed: {exc}") from None
+        return text.strip()
+
+    def context(
+        self, playbook: Playbook, stage: Stage, facts: FactSheet, locale: str, *, personal: bool
+    ) -> dict[str, Any]:
+        data = facts.localized(fallback_chain(locale, playbook.default_locale))
+        if facts.recall is not None:
+            data["recall"]["urgent"] = facts.recall.urgent
+        ctx: dict[str, Any] = {
+            "facts": data,
+            "stage": {"id": stage.id, "title": stage.title, "status": str(stage.incident_status)},
+            "playbook": {"name": playbook.name, "title": playbook.title},
+            "locale": locale,
+            "time_zone": playbook.time_zones.get(locale, facts.time_zone),
+            "qa": [qa.model_dump() for qa in playbook.qa.get(locale, ())],
+            "personal_times": personal,
+        }
+        if personal:  # data is text, never a substitution key (see PERCENT_TAG)
+            for key in ("facts", "stage", "playbook", "qa"):
+                ctx[key] = _escape_data(ctx[key])
+            ctx["recipient"] = {
+                f: substitution_tag(f, html=False) for f in playbook.recipient_fields
+            }
+            ctx["recipient_html"] = {
+                f: substitution_tag(f, html=True) for f in playbook.recipient_fields
+            }
+        return ctx
+
+    def _part_context(self, playbook: Playbook, stage: Stage, facts: FactSheet, locale: str,
+                      personal: bool, name: str) -> dict[str, Any]:
+        ctx = self.context(playbook, stage, facts, locale, personal=personal)
+        html_tags = ctx.pop("recipient_html", None)
+        if ".html." in name:
+            ctx["html_part"] = True
+            if html_tags is not None:
+                ctx["recipient"] = html_tags
+        return ctx
+
+    def part_names(self, playbook: str, stage: str, channel: str, locale: str) -> dict[str, str]:
+        """Template of each part of a message: the channel's parts, then any thread parts."""
+        cls = self.channels[channel]
+        names = {part: template_name(playbook, stage, channel, part, locale)
+                 for part in cls.parts}
+        if "text" in cls.parts:
+            for n in range(2, min(getattr(cls, "max_thread_parts", 1), MAX_THREAD_PARTS) + 1):
+                name = template_name(playbook, stage, channel, thread_part(n), locale)
+                if not self._exists(name):
+                    break
+                names[thread_part(n)] = name
+        return names
+
+    def render_message(
+        self, playbook: Playbook, stage: Stage, facts: FactSheet, channel: str, locale: str
+    ) -> tuple[RenderedMessage, dict[str, str]]:
+        """One message and the hashes of the templates it came from."""
+        from crisiscomms.playbook.notices import message_problems
+
+        cls = self.channels[channel]
+        where = f"playbook {playbook.name}, message {stage.id}, channel {channel}, locale {locale}"
+        names = self.part_names(playbook.name, stage.id, channel, locale)
+        parts: dict[str, str] = {}
+        for part, name in list(names.items()):
+            ctx = self._part_context(playbook, stage, facts, locale, cls.personal, name)
+            text = self.render_part(name, ctx, where, playbook.recipient_fields)
+            problems = part_problems(cls.limits, part, _limit_text(text))
+            short_name = template_name(playbook.name, stage.id, channel, short_part(part), locale)
+            if problems and self._exists(short_name):
+                ctx = self._part_context(playbook, stage, facts, locale, cls.personal, short_name)
+                text = self.render_part(short_name, ctx, where, playbook.recipient_fields)
+                names[part] = short_name
+                problems = part_problems(cls.limits, part, _limit_text(text))
+            if problems:
+                raise LimitError(
+                    f"{where}, field {part}: {'; '.join(problems)} (approved text is never "
+                    f"truncated; add a short variant {short_name})")
+            parts[part] = text
+        problems = message_problems(playbook, facts, channel, locale, parts)
+        if problems:
+            raise RenderError(f"{where}: {'; '.join(problems)}")
+        hashes = {name: self._source_hash(name) for name in names.values()}
+        message = RenderedMessage(
+            playbook=playbook.name,
+            stage=stage.id,
+            channel=channel,
+            locale=locale,
+            parts=parts,
+            content_hash=content_hash(channel, locale, parts),
+        )
+        return message, hashes
+
+    def render_stage(
+        self, playbook: Playbook, stage: Stage, facts: FactSheet
+    ) -> list[tuple[RenderedMessage, dict[str, str]]]:
+        """Every channel of the stage in every locale of the playbook."""
+        return [
+            self.render_message(playbook, stage, facts, channel, locale)
+            for channel in stage.channels
+            for locale in playbook.locales
+        ]

@@ -1,0 +1,260 @@
+"""Drills: rehearse a playbook end to end against the local emulators.
+
+A drill runs every stage of a playbook (auto-sent stages as they would be, the others approved
+by the drill) through the real flow, channels and ledger, in a throwaway workspace by default,
+and reports what the ledger recorded beside what the emulators received.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlmodel import col
+
+from crisiscomms.audience.recipients import ensure_drill_audience
+from crisiscomms.channels import CHANNEL_CLASSES
+from crisiscomms.core.database import init_db, make_engine, session_scope
+from crisiscomms.core.errors import FactsError
+from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.delivery.ledger import channel_counts
+from crisiscomms.delivery.models import Delivery
+from crisiscomms.incident.models import Message
+from crisiscomms.incident.service import approve, trigger
+from crisiscomms.playbook.loader import load_playbook
+from crisiscomms.testing.emulators import EmulatorPair, start_emulators
+
+PublishFn = Callable[[str, str], Mapping[str, Any]]
+DRILL_PRESS = 5
+"""Journalists on the drill press list (for playbooks with a press release)."""
+DRILL_APPROVERS = ("drill-approver-1", "drill-approver-2")
+"""Two people, neither the trigger's ``drill`` actor, for two-person playbooks."""
+
+
+@contextmanager
+def environment(overrides: Mapping[str, str]) -> Iterator[None]:
+    """Set ``CRISISCOMMS_*`` variables for this process (the flow's tasks read Settings)."""
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def load_facts_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise FactsError(f"cannot read facts file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise FactsError(f"facts file {path} must hold a mapping of fact names to values")
+    return data
+
+
+def emulator_environment(pair: EmulatorPair, sendgrid_key: str, x_token: str) -> dict[str, str]:
+    return {
+        "CRISISCOMMS_SENDGRID_API_KEY": sendgrid_key,
+        "CRISISCOMMS_SENDGRID_BASE_URL": pair.sendgrid.url,
+        "CRISISCOMMS_X_BEARER_TOKEN": x_token,
+        "CRISISCOMMS_X_BASE_URL": pair.x.url,
+    }
+
+
+def workspace_environment(
+    data_dir: Path, pair: EmulatorPair, sendgrid_key: str, x_token: str, *,
+    database_url: str | None = None, playbooks_dir: Path = PROJECT_ROOT / "playbooks",
+    templates_dir: Path = PROJECT_ROOT / "templates",
+) -> dict[str, str]:
+    """The ``CRISISCOMMS_*`` environment of a workspace wired to the emulators: its data
+    folder, its database (default: SQLite under the data folder), the playbooks and templates,
+    and both providers' URLs and credentials (drills, demos, tests and benches)."""
+    env = {
+        "CRISISCOMMS_DATA_DIR": str(data_dir),
+        "CRISISCOMMS_PLAYBOOKS_DIR": str(playbooks_dir),
+        "CRISISCOMMS_TEMPLATES_DIR": str(templates_dir),
+        **emulator_environment(pair, sendgrid_key, x_token),
+    }
+    if database_url is not None:
+        env["CRISISCOMMS_DATABASE_URL"] = database_url
+    return env
+
+
+def run_drill(
+    *,
+    playbook_name: str,
+    recipients: int,
+    publish: PublishFn,
+    base: Settings,
+    facts_file: Path | None = None,
+    out: Path | None = None,
+    workspace: Path | None = None,
+    emulators: tuple[EmulatorPair, str, str] | None = None,
+) -> dict[str, Any]:
+    """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers."""
+    started = time.perf_counter()
+    playbook = load_playbook(playbook_name, base.playbooks_dir)  # unknown playbook: fail first
+    facts: dict[str, Any] = dict(playbook.drill_facts)
+    if facts_file is not None:
+        facts.update(load_facts_file(facts_file))
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    facts["incident_ref"] = f"{facts.get('incident_ref', 'DRILL-' + playbook.name.upper())}-{stamp}"
+
+    temp = None if workspace is not None else tempfile.mkdtemp(prefix="crisiscomms-drill-")
+    root = workspace or Path(str(temp))
+    own_emulators = emulators is None
+    if emulators is None:
+        sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
+        pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)
+    else:
+        pair, sg_key, x_token = emulators
+    overrides = workspace_environment(root, pair, sg_key, x_token,
+                                      playbooks_dir=base.playbooks_dir,
+                                      templates_dir=base.templates_dir)
+    if workspace is None:
+        overrides["CRISISCOMMS_DATABASE_URL"] = f"sqlite:///{root / 'crisiscomms.core.database'}"
+        overrides["CRISISCOMMS_STATUS_PAGE_DIR"] = str(root / "status_page")
+    try:
+        with environment(overrides):
+            settings = Settings()
+            engine = make_engine(settings.resolved_database_url)
+            init_db(engine)
+            with session_scope(engine) as session:
+                press = DRILL_PRESS if any("press" in s.channels for s in playbook.stages) else 0
+                ensure_drill_audience(session, recipients, locales=playbook.locales,
+                                      spread_time_zones=True, press=press)
+            stages = []
+            incident_id = None
+            for stage in playbook.stages:
+                bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name=playbook.name,
+                                 facts=facts, stage=stage.id, actor="drill", drill=True)
+                incident_id = bundle.incident_id
+                for approver in DRILL_APPROVERS[:playbook.approvals.required]:
+                    if bundle.approved:
+                        break
+                    bundle = approve(engine, incident_ref=bundle.incident_ref, stage=stage.id,
+                                     approver=approver, kind="drill",
+                                     playbooks_dir=settings.playbooks_dir)
+                result = publish(bundle.incident_ref, stage.id)
+                stages.append({"stage": stage.id, "auto_send": stage.auto_send,
+                               "channels": result.get("channels", {}),
+                               "errors": result.get("errors", [])})
+            with session_scope(engine) as session:
+                counts = channel_counts(session, incident_id)
+                delivered = session.execute(
+                    select(col(Delivery.key), col(Delivery.channel), col(Delivery.locale),
+                           col(Delivery.recipient_count))
+                    .where(col(Delivery.incident_id) == incident_id)).all()
+                press_keys = {str(k): f"{stage}.{loc}" for k, stage, loc in session.execute(
+                    select(col(Delivery.key), col(Message.stage), col(Delivery.locale))
+                    .join(Message, col(Message.id) == col(Delivery.message_id))
+                    .where(col(Delivery.incident_id) == incident_id,
+                           col(Delivery.channel) == "press")).all()}
+            engine.dispose()
+            key_locale = {str(k): str(loc) for k, _, loc, _ in delivered}
+            by_locale: dict[str, dict[str, int]] = {}
+            for _, channel, loc, n in delivered:
+                if channel in ("email", "press"):
+                    bucket = by_locale.setdefault(str(channel), {})
+                    bucket[str(loc)] = bucket.get(str(loc), 0) + int(n)
+            sg_stats, x_stats = pair.sendgrid.stats(), pair.x.stats()
+            report: dict[str, Any] = {
+                "incident_id": facts["incident_ref"],
+                "playbook": playbook.name,
+                "recipients": recipients,
+                "channels": {
+                    channel: {
+                        "planned": sum(c.values()),
+                        "sent": c.get("sent", 0),
+                        "failed": c.get("failed", 0),
+                    }
+                    for channel, c in counts.items()
+                },
+                "emulator_received": {
+                    "email": sg_stats["recipients"],
+                    "x": x_stats["accepted_messages"],
+                },
+                "duplicates": sg_stats["duplicates"] + x_stats["duplicates"],
+                "recipients_by_locale": by_locale,
+                "stages": stages,
+            }
+            if out is not None:
+                _keep_outputs(out, settings, pair, key_locale, press_keys)
+                report["out"] = str(out)
+            report["elapsed_s"] = round(time.perf_counter() - started, 3)
+            return report
+    finally:
+        if own_emulators:
+            pair.stop()
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _keep_press_release(folder: Path, name: str, record: Mapping[str, Any]) -> None:
+    """One journalist's copy of a stage's press release, exactly as SendGrid received it (dates
+    and names filled in), once per stage and locale."""
+    folder.mkdir(exist_ok=True)
+    if not (folder / f"{name}.txt").exists():
+        (folder / f"{name}.html").write_text(str(record.get("html", "")), encoding="utf-8")
+        (folder / f"{name}.txt").write_text(
+            f"To: {record.get('to')}\nSubject: {record.get('subject')}\n\n"
+            f"{record.get('text', '')}\n", encoding="utf-8")
+
+
+def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair,
+                  key_locale: Mapping[str, str] | None = None,
+                  press_keys: Mapping[str, str] | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    site = settings.resolved_status_page_dir / "site"  # the live build (a symlink)
+    target = out / "status_page"
+    if site.exists() and site.resolve() != target.resolve():
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(site, target, symlinks=False)
+    support = settings.data_dir / "support"
+    if support.is_dir() and support.resolve() != (out / "support").resolve():
+        shutil.copytree(support, out / "support", dirs_exist_ok=True)
+    email_path, x_path = out / "sent.email.jsonl", out / "sent.x.jsonl"
+    pair.sendgrid.export_jsonl(email_path)
+    pair.x.export_jsonl(x_path)
+    with (out / "sent.jsonl").open("w", encoding="utf-8") as sink:
+        for part in (x_path, email_path):
+            with part.open(encoding="utf-8") as source:
+                for line in source:
+                    record = json.loads(line)
+                    resolved = (key_locale or {}).get(str(record.get("key")))
+                    if resolved is not None:  # the locale the ledger resolved for the delivery
+                        record["locale"] = resolved
+                    press_name = (press_keys or {}).get(str(record.get("key")))
+                    if press_name is not None:
+                        _keep_press_release(out / "press_release", press_name, record)
+                    sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            part.unlink()
+    (out / "README.txt").write_text(
+        "status_page/  the generated public status page (open status_page/index.html)\n"
+        "support/      the unified holding statements for support agents\n"
+        "sent.jsonl    every message exactly as the emulators received it, with the\n"
+        "              locale the ledger resolved for its delivery\n"
+        "press_release/ the press release of each stage and locale (HTML and text), as sent\n"
+        "              to the press list\n",
+        encoding="utf-8",
+    )
+
+
+def dumps(report: Mapping[str, Any]) -> str:
+    return json.dumps(report, sort_keys=False, ensure_ascii=False)
