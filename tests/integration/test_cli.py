@@ -92,9 +92,9 @@ def test_failures_then_one_command_retry(workspace: tuple[object, object],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """X is down during the acknowledgement: `failures` names it with the provider's answer,
     `retry --channel x` sends the post once when X is back, and email is not sent twice."""
-    from crisiscomms import cli
+    from crisiscomms.cli import common
 
-    monkeypatch.setattr(cli.out, "_width", 200)  # a wide terminal: one table row per line
+    monkeypatch.setattr(common.out, "_width", 200)  # a wide terminal: one table row per line
     emulators.x.set_faults(Faults(error_rate=1.0, error_statuses=(503,)))
     path = facts_file(tmp_path, incident_ref="CLI-RETRY-1")
     first = runner.invoke(app, ["trigger", "outage", "--facts", str(path)])

@@ -1,0 +1,107 @@
+"""What every command group shares: the Typer apps, the consoles, error handling, settings.
+
+Errors the engine raises on purpose are printed as one clear line on stderr with exit code 2;
+nothing half-done is left behind because the engine checks before it writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from crisiscomms.core.errors import CrisisCommsError
+from crisiscomms.core.settings import Settings
+
+app = typer.Typer(help="Crisis communications: playbooks, approved templates, coordinated "
+                       "publishing.", no_args_is_help=True, pretty_exceptions_enable=False)
+templates_app = typer.Typer(help="Approve and inspect pre-approved templates.",
+                            no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+maintenance_app = typer.Typer(help="Scheduled maintenance on the status page.",
+                              no_args_is_help=True)
+app.add_typer(maintenance_app, name="maintenance")
+statuspage_app = typer.Typer(help="The public status page (static site).", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(statuspage_app, name="statuspage")
+recipients_app = typer.Typer(help="Recipients: import and validate.", no_args_is_help=True)
+app.add_typer(recipients_app, name="recipients")
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _run(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except CrisisCommsError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        err.print(f"[bold red]configuration error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _settings() -> Settings:
+    return _run(Settings)
+
+
+def _engine(settings: Settings) -> Engine:
+    """The configured database, with its tables created if they are not there yet."""
+    from crisiscomms.core.database import init_db, make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    return engine
+
+
+def _publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
+    import os
+
+    # Prefect's own settings, before Prefect is first imported: no phoning home, quiet console.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from crisiscomms.flows.run_playbook import run_stage
+
+    return run_stage(incident_ref, stage)
+
+
+def _print_publish(result: Mapping[str, Any]) -> None:
+    table = Table("channel", "sent", "failed", "skipped", title=f"{result['incident_ref']} · "
+                  f"{result['stage']}")
+    for channel, c in result["channels"].items():
+        table.add_row(channel, str(c["sent"]), str(c["failed"]), str(c["skipped"]))
+    out.print(table)
+    for line in result.get("errors", []):
+        err.print(f"[red]failed:[/] {line}", highlight=False)
+    if result.get("errors"):
+        raise typer.Exit(1)
+
+
+def _run_resume(incident_ref: str, stale_after_s: float | None) -> Mapping[str, Any]:
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from crisiscomms.flows.run_playbook import run_resume
+
+    return run_resume(incident_ref, stale_after_s=stale_after_s)
+
+
+def _print_reconciled(result: Mapping[str, Any]) -> None:
+    r = result.get("reconciled") or {}
+    out.print(f"reconciled rows left sending: {r.get('confirmed', 0)} confirmed by the provider "
+              f"(not resent), {r.get('requeued', 0)} re-queued, {r.get('unconfirmed', 0)} "
+              f"unconfirmed (check, then retry --unconfirmed), {r.get('still_sending', 0)} "
+              "provider not reachable (run resume again)")
+    for line in r.get("errors", []):
+        err.print(f"[yellow]reconcile:[/] {line}", highlight=False)
+

@@ -1,0 +1,142 @@
+"""Rehearsal: the drill, the provider emulators and the embedded demo."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from crisiscomms.cli.common import (
+    _engine,
+    _publish,
+    _run,
+    _settings,
+    app,
+    out,
+)
+from crisiscomms.core.settings import Settings
+
+
+@app.command()
+def drill(
+    playbook: Annotated[str, typer.Argument(help="Playbook to rehearse")],
+    recipients: Annotated[int, typer.Option(min=0, help="Synthetic subscribers")] = 100,
+    facts: Annotated[Path | None, typer.Option(help="Facts overriding the drill facts")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Keep status page + sent.jsonl")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Run a playbook end to end against the emulators in a temporary workspace."""
+    from crisiscomms.testing.drill import dumps, run_drill
+
+    settings = _settings()
+    report = _run(lambda: run_drill(playbook_name=playbook, recipients=recipients,
+                                    publish=_publish, base=settings, facts_file=facts,
+                                    out=out_dir))
+    if as_json:
+        sys.stdout.write(dumps(report) + "\n")
+    else:
+        _print_drill(report)
+    failed = sum(c["failed"] for c in report["channels"].values())
+    if failed or report["duplicates"]:
+        raise typer.Exit(1)
+
+
+def _print_drill(report: Mapping[str, Any]) -> None:
+    table = Table("channel", "planned", "sent", "failed",
+                  title=f"drill {report['incident_id']} ({report['playbook']})")
+    for channel, c in report["channels"].items():
+        table.add_row(channel, str(c["planned"]), str(c["sent"]), str(c["failed"]))
+    out.print(table)
+    out.print(f"emulators received: {report['emulator_received']}; duplicates: "
+              f"{report['duplicates']}; {report['elapsed_s']} s")
+    if "out" in report:
+        out.print(f"outputs kept in {report['out']}")
+
+
+@app.command()
+def emulators(
+    sendgrid_port: Annotated[int, typer.Option(help="SendGrid emulator port")] = 8025,
+    x_port: Annotated[int, typer.Option(help="X emulator port")] = 8026,
+) -> None:
+    """Start the SendGrid and X emulators on loopback until interrupted."""
+    import secrets
+
+    from crisiscomms.testing.drill import emulator_environment
+    from crisiscomms.testing.emulators import start_emulators
+
+    sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
+    pair = start_emulators(sendgrid_key=sg_key, x_token=x_token, sendgrid_port=sendgrid_port,
+                           x_port=x_port)
+    out.print(f"SendGrid emulator: {pair.sendgrid.url}/v3/mail/send")
+    out.print(f"X emulator:        {pair.x.url}/2/tweets")
+    env_file = Settings().data_dir / "emulators.env"
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in
+                                emulator_environment(pair, sg_key, x_token).items()))
+    env_file.chmod(0o600)
+    out.print(f"credentials for these emulators written to {env_file} (mode 600); "
+              f"load them with: set -a; . {env_file}; set +a")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pair.stop()
+
+
+@app.command()
+def demo(
+    recipients: Annotated[int, typer.Option(min=1, help="Demo subscribers")] = 1000,
+    dashboard: Annotated[bool, typer.Option(help="Start the Streamlit dashboard")] = True,
+    dashboard_port: Annotated[int, typer.Option(help="Dashboard port")] = 8501,
+    status_port: Annotated[int, typer.Option(help="Status page port")] = 8030,
+) -> None:
+    """The embedded default: SQLite, emulators, a drill outage, status page and dashboard."""
+    import secrets
+    import subprocess
+    import threading
+
+    from crisiscomms.statuspage.server import serve_status_page
+    from crisiscomms.testing.drill import run_drill
+    from crisiscomms.testing.emulators import start_emulators
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _engine(settings)
+    sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
+    pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)
+    out.print(f"emulators: SendGrid {pair.sendgrid.url}, X {pair.x.url}")
+    out.print(f"running a drill outage to {recipients} demo subscribers "
+              "(the first flow starts Prefect's temporary server: 10-20 s)...")
+    report = _run(lambda: run_drill(playbook_name="outage", recipients=recipients,
+                                    publish=_publish, base=settings,
+                                    workspace=settings.data_dir,
+                                    emulators=(pair, sg_key, x_token)))
+    _print_drill(report)
+    site = settings.resolved_status_page_dir / "site"
+    server = serve_status_page(site, port=status_port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out.print(f"status page: http://127.0.0.1:{server.server_port}/  (files: {site})")
+    out.print(f"support holding statements: {settings.data_dir / 'support'}")
+    if not dashboard:
+        server.shutdown()
+        pair.stop()
+        return
+    out.print(f"dashboard: http://127.0.0.1:{dashboard_port}/  (Ctrl-C to stop)")
+    app_path = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(app_path),
+               "--server.headless", "true", "--server.port", str(dashboard_port),
+               "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    try:
+        subprocess.run(command, check=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        pair.stop()
+

@@ -1,0 +1,108 @@
+"""Incidents: init, trigger a playbook stage, approve it, list incidents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from crisiscomms.cli.common import (
+    _engine,
+    _print_publish,
+    _publish,
+    _run,
+    _settings,
+    app,
+    out,
+)
+
+
+@app.command()
+def init() -> None:
+    """Create the data folder and database, and report the state of template approvals."""
+    from crisiscomms.render.approvals import ApprovalLock
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _engine(settings)
+    lock = ApprovalLock(settings.templates_dir)
+    states = [lock.status(n).state for n in lock.template_names()]
+    out.print(f"database ready: {settings.resolved_database_url.split('://')[0]} "
+              f"({settings.data_dir})")
+    out.print(f"templates: {states.count('approved')} approved, {states.count('edited')} edited "
+              f"since approval, {states.count('unapproved')} unapproved")
+
+
+@app.command("trigger")
+def trigger_cmd(
+    playbook: Annotated[str, typer.Argument(help="Playbook name, e.g. outage")],
+    facts: Annotated[Path | None, typer.Option(help="YAML/JSON file of facts")] = None,
+    stage: Annotated[str | None, typer.Option(help="Stage id (default: the first)")] = None,
+    incident: Annotated[str | None, typer.Option(help="Existing incident reference")] = None,
+    by: Annotated[str | None, typer.Option(help="Who triggers (audit trail)")] = None,
+    publish: Annotated[bool, typer.Option(help="Publish at once when approved")] = True,
+) -> None:
+    """Trigger a playbook stage: build the fact sheet, render, and publish if auto-approved."""
+    from crisiscomms.channels import CHANNEL_CLASSES
+    from crisiscomms.incident.service import trigger
+    from crisiscomms.testing.drill import load_facts_file
+
+    settings = _settings()
+    data: dict[str, Any] = _run(lambda: load_facts_file(facts)) if facts else {}
+    if incident:
+        data["incident_ref"] = incident
+    engine = _engine(settings)
+    bundle = _run(lambda: trigger(engine, settings, CHANNEL_CLASSES, playbook_name=playbook,
+                                  facts=data, stage=stage, actor=by or settings.operator))
+    out.print(f"incident {bundle.incident_ref}: stage {bundle.stage} rendered "
+              f"({len(bundle.message_ids)} messages, bundle {bundle.bundle_hash[:12]})")
+    if not bundle.approved:
+        out.print(f"awaiting approval: crisiscomms approve {bundle.incident_ref} "
+                  f"--stage {bundle.stage} --by NAME")
+        return
+    if publish:
+        _print_publish(_run(lambda: _publish(bundle.incident_ref, bundle.stage)))
+
+
+@app.command("approve")
+def approve_cmd(
+    incident: Annotated[str, typer.Argument(help="Incident reference")],
+    stage: Annotated[str, typer.Option(help="Stage id to approve")],
+    by: Annotated[str, typer.Option(help="Approver's name")],
+    publish: Annotated[bool, typer.Option(help="Publish at once after approval")] = True,
+) -> None:
+    """Approve the exact rendered bundle of a stage, then publish it."""
+    from crisiscomms.incident.service import approve
+
+    settings = _settings()
+    engine = _engine(settings)
+    bundle = _run(lambda: approve(engine, incident_ref=incident, stage=stage, approver=by,
+                                  playbooks_dir=settings.playbooks_dir))
+    if bundle.approval is None:
+        out.print(f"first approval of {incident} · {stage} recorded by {by}; the playbook needs "
+                  f"a second person: crisiscomms approve {incident} --stage {stage} --by NAME")
+        return
+    out.print(f"approved {incident} · {stage} by {bundle.approval.approver} "
+              f"(bundle {bundle.bundle_hash[:12]})")
+    if publish:
+        _print_publish(_run(lambda: _publish(incident, stage)))
+
+
+@app.command("incidents")
+def incidents_cmd() -> None:
+    """List incidents with per-channel delivery counts."""
+    from crisiscomms.incident.views import incident_overview
+
+    settings = _settings()
+    engine = _engine(settings)
+    table = Table("incident", "playbook", "status", "email sent/failed", "x", "status page")
+    for row in incident_overview(engine):
+        c = row.counts
+        table.add_row(row.ref, row.playbook, row.status,
+                      f"{c.get('email', {}).get('sent', 0)}/{c.get('email', {}).get('failed', 0)}",
+                      str(c.get("x", {}).get("sent", 0)),
+                      str(c.get("status_page", {}).get("sent", 0)))
+    out.print(table)
+

@@ -1,0 +1,108 @@
+"""The public status page: serve it, build it, schedule maintenance; subscriptions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from crisiscomms.cli.common import (
+    _run,
+    _settings,
+    app,
+    maintenance_app,
+    out,
+    statuspage_app,
+)
+from crisiscomms.core.settings import Settings
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 8030,
+) -> None:
+    """Serve the generated status page locally (any static host can serve it too)."""
+    from crisiscomms.statuspage.server import serve_status_page
+
+    settings = _settings()
+    server = serve_status_page(settings.resolved_status_page_dir / "site", port=port)
+    out.print(f"status page: http://127.0.0.1:{server.server_port}/")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+def _status_page(settings: Settings) -> Any:
+    from crisiscomms.channels.wiring import build_status_page
+
+    return build_status_page(settings)
+
+
+def _aware(value: str, option: str) -> Any:
+    from datetime import datetime
+
+    from crisiscomms.core.errors import FactsError
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise FactsError(f"{option} {value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise FactsError(f"{option} needs an offset, e.g. 2026-11-25T02:00:00+00:00")
+    return parsed
+
+
+@maintenance_app.command("schedule")
+def maintenance_schedule(
+    name: Annotated[str, typer.Option(help="What the maintenance is, as readers see it")],
+    components: Annotated[str, typer.Option(help="Comma-separated component names")],
+    start: Annotated[str, typer.Option(help="Start, ISO 8601 with offset")],
+    end: Annotated[str, typer.Option(help="End, ISO 8601 with offset")],
+    body: Annotated[str | None, typer.Option(help="Announcement text (default: standard)")]
+    = None,
+) -> None:
+    """Announce a maintenance window; it moves scheduled → in_progress → completed by time
+    at every build (``crisiscomms statuspage build``, or any update)."""
+    from crisiscomms.core.errors import FactsError
+
+    settings = _settings()
+    names = [c.strip() for c in components.split(",") if c.strip()]
+
+    def schedule() -> str:
+        try:
+            page = _status_page(settings)
+            maintenance_id: str = page.schedule_maintenance(
+                name=name, components=names, start=_aware(start, "--start"),
+                end=_aware(end, "--end"), body=body)
+        except ValueError as exc:
+            raise FactsError(str(exc)) from None
+        return maintenance_id
+
+    maintenance_id = _run(schedule)
+    out.print(f"maintenance {maintenance_id} scheduled: {name} ({', '.join(names)}), "
+              f"{start} to {end}")
+
+
+@statuspage_app.command("build")
+def statuspage_build() -> None:
+    """Rebuild and publish the status page from its own state (run it from cron: maintenance
+    windows start and end with the clock). Needs neither the database nor Prefect."""
+    settings = _settings()
+    build = _run(lambda: _status_page(settings).rebuild())
+    out.print(f"status page published: {build}")
+
+
+@app.command()
+def subscriptions(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 8040,
+) -> None:
+    """Serve the status page's subscribe endpoint (POST /v1/subscribe, confirm, unsubscribe)."""
+    import uvicorn
+
+    from crisiscomms.api.subscriptions import create_app
+
+    settings = _settings()
+    out.print(f"subscriptions: http://127.0.0.1:{port}/v1/subscribe")
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+
