@@ -85,7 +85,7 @@ class EmulatorProcess:
 def database(backend: str, work: Path) -> Iterator[str]:
     """A database URL: a SQLite file in ``work`` or a throwaway PostgreSQL cluster."""
     if backend == "sqlite":
-        yield f"sqlite:///{work / 'crisiscomms.core.database'}"
+        yield f"sqlite:///{work / 'crisiscomms.db'}"
         return
     from crisiscomms.testing.pgcluster import ThrowawayCluster
 

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'crisiscomms.core.database'}"
+        return self.database_url or f"sqlite:///{self.data_dir / 'crisiscomms.db'}"
 
     @property
     def resolved_status_page_dir(self) -> Path:

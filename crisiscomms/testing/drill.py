@@ -127,7 +127,7 @@ def run_drill(
                                       playbooks_dir=base.playbooks_dir,
                                       templates_dir=base.templates_dir)
     if workspace is None:
-        overrides["CRISISCOMMS_DATABASE_URL"] = f"sqlite:///{root / 'crisiscomms.core.database'}"
+        overrides["CRISISCOMMS_DATABASE_URL"] = f"sqlite:///{root / 'crisiscomms.db'}"
         overrides["CRISISCOMMS_STATUS_PAGE_DIR"] = str(root / "status_page")
     try:
         with environment(overrides):

@@ -27,7 +27,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     with start_emulators(sendgrid_key="SG.e2e", x_token="e2e") as pair:
         env = {
             **workspace_environment(root, pair, "SG.e2e", "e2e",
-                                    database_url=f"sqlite:///{root / 'crisiscomms.core.database'}"),
+                                    database_url=f"sqlite:///{root / 'crisiscomms.db'}"),
         }
         with environment(env):
             settings = Settings(_env_file=None)  # type: ignore[call-arg]

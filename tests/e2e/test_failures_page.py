@@ -26,7 +26,7 @@ def x_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     with start_emulators(sendgrid_key="SG.e2e-f", x_token="e2e-f") as pair:
         env = {
             **workspace_environment(root, pair, "SG.e2e-f", "e2e-f",
-                                    database_url=f"sqlite:///{root / 'crisiscomms.core.database'}"),
+                                    database_url=f"sqlite:///{root / 'crisiscomms.db'}"),
             "CRISISCOMMS_MAX_ATTEMPTS": "2",
             "CRISISCOMMS_HTTP_TIMEOUT_S": "2",
         }

@@ -45,7 +45,7 @@ def workspace(tmp_path: Path, emulators: EmulatorPair,
               monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, Engine]]:
     """A fresh data folder and SQLite database wired to the emulators through the environment."""
     yield from _workspace(tmp_path, emulators, monkeypatch,
-                          f"sqlite:///{tmp_path / 'crisiscomms.core.database'}")
+                          f"sqlite:///{tmp_path / 'crisiscomms.db'}")
 
 
 @pytest.fixture
