@@ -179,14 +179,16 @@ _BUCKETS_LOCK = threading.Lock()
 _GLOBAL_LIMITS: dict[str, GlobalRateLimit] = {}
 
 
-def use_global_rate_limits(names: Mapping[str, str]) -> None:
+def use_global_rate_limits(names: Mapping[str, str], *,
+                           take: Callable[[str, float | None], None] | None = None) -> None:
     """From now on, this process takes ``channel``'s requests from the Prefect global
     concurrency limit ``names[channel]`` instead of its own bucket (the scale-out path: every
     worker's flow run calls this; ``flows/run_playbook.py``). An empty mapping restores the
-    per-process buckets."""
+    per-process buckets. ``take`` replaces the call to Prefect (see :class:`GlobalRateLimit`)."""
     with _BUCKETS_LOCK:
         _GLOBAL_LIMITS.clear()
-        _GLOBAL_LIMITS.update({channel: GlobalRateLimit(name) for channel, name in names.items()})
+        _GLOBAL_LIMITS.update({channel: GlobalRateLimit(name, take=take)
+                               for channel, name in names.items()})
 
 
 BURST = 10
