@@ -87,26 +87,6 @@ Unsubscribe = Callable[[str | None], str]
 link (``SendGridEmailChannel.unsubscribe_link``)."""
 
 
-def recipient_values(recipient: Recipient, playbook: Playbook,
-                     unsubscribe: Unsubscribe | None = None) -> dict[str, str]:
-    """The declared personal fields of one recipient, with the playbook's fallbacks;
-    ``unsubscribe_url`` is the recipient's own link when ``unsubscribe`` is given."""
-    first = (recipient.name or "").split()[0] if (recipient.name or "").split() else ""
-    available = {
-        "first_name": first,
-        "name": recipient.name or "",
-        "email": recipient.email,
-        "plan": recipient.plan or "",
-        "product": recipient.product or "",
-        "order_ref": recipient.order_ref or "",
-        "unsubscribe_url": unsubscribe(recipient.unsubscribe_token) if unsubscribe else "",
-    }
-    return {
-        fieldname: (available.get(fieldname) or spec.fallback_for(recipient.locale))
-        for fieldname, spec in playbook.recipient_fields.items()
-    }
-
-
 # -- rate limits -----------------------------------------------------------------------------
 
 

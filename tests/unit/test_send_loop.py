@@ -74,6 +74,7 @@ class Kept:
     key: str
     address: str
     text: str
+    substitutions: dict[str, str]
 
 
 @dataclass
@@ -105,7 +106,7 @@ class FakeProvider:
                 text = batch.message.parts.get("text", "")
                 for tag, value in r.substitutions.items():
                     text = text.replace(tag, value)
-                self.kept.append(Kept(batch.key, r.address, text))
+                self.kept.append(Kept(batch.key, r.address, text, dict(r.substitutions)))
         return answer.result or DeliveryResult.sent(f"msg-{len(self.requests)}")
 
     def reconcile(self, batch: OutboundBatch) -> bool | None:
@@ -115,6 +116,10 @@ class FakeProvider:
         if self.reconciles == "cannot tell":
             return None
         return any(k.key == batch.key for k in self.kept)
+
+    def unsubscribe_link(self, token: str | None) -> str:
+        """The recipient's own one-click link (as ``SendGridEmailChannel`` builds it)."""
+        return f"https://subscriptions.example.com/v1/unsubscribe/{token}"
 
     def addresses(self, key: str | None = None) -> list[str]:
         return sorted(k.address for k in self.kept if key is None or k.key == key)
@@ -375,6 +380,19 @@ def test_publish_sends_each_recipient_exactly_once_and_records_it(ledger: Ledger
     assert all("%first_name" not in t for t in texts.values())  # every tag filled
     # the recipient without a name gets the playbook's fallback, in their language
     assert texts["subscriber0000006@drill.example.com"].startswith("Hi there,")
+
+
+def test_each_recipient_gets_their_own_unsubscribe_link(ledger: Ledger) -> None:
+    from crisiscomms.audience.models import Recipient
+    from crisiscomms.delivery.sender import UNSUBSCRIBE_TEXT_TAG
+
+    provider = FakeProvider()
+    ledger.publish(provider)
+    with Session(ledger.engine) as s:
+        tokens = {r.email: r.unsubscribe_token for r in s.exec(select(Recipient))}
+    links = {k.address: k.substitutions[UNSUBSCRIBE_TEXT_TAG] for k in provider.kept}
+    assert links == {email: provider.unsubscribe_link(token) for email, token in tokens.items()}
+    assert len(set(links.values())) == len(links) == 6 and all(tokens.values())
 
 
 def test_retry_after_then_sent_is_recorded_with_its_attempts(ledger: Ledger) -> None:
