@@ -193,12 +193,13 @@ def _run(args: argparse.Namespace, rng: random.Random, work: Path, env: dict[str
     from sqlmodel import col, select
 
     from crisiscomms.audience.models import Recipient
-    from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+    from crisiscomms.audience.recipients import insert_recipients
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.core.settings import Settings
     from crisiscomms.incident.service import plan_bundle, trigger
     from crisiscomms.playbook.loader import load_playbook
+    from crisiscomms.testing.audiences import drill_recipients
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url)

@@ -162,9 +162,10 @@ def naive(count: int) -> dict[str, Any]:
 
 _SEED = """
 import sys
-from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+from crisiscomms.audience.recipients import insert_recipients
 from crisiscomms.core.settings import Settings
 from crisiscomms.core.database import init_db, make_engine, session_scope
+from crisiscomms.testing.audiences import drill_recipients
 engine = make_engine(Settings().resolved_database_url)
 init_db(engine)
 with session_scope(engine) as session:

@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace, emulators: EmulatorProcess) -> dict[str, Any]
     from sqlmodel import col
 
     from crisiscomms.audience.models import Recipient
-    from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+    from crisiscomms.audience.recipients import insert_recipients
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.core.settings import Settings
@@ -93,6 +93,7 @@ def _run(args: argparse.Namespace, emulators: EmulatorProcess) -> dict[str, Any]
     from crisiscomms.flows.run_playbook import run_resume, run_stage
     from crisiscomms.incident.service import trigger
     from crisiscomms.playbook.loader import load_playbook
+    from crisiscomms.testing.audiences import drill_recipients
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url)

@@ -39,13 +39,14 @@ def main() -> None:
                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                        "PREFECT_LOGGING_LEVEL": "WARNING"})
 
-    from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+    from crisiscomms.audience.recipients import insert_recipients
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.core.settings import Settings
     from crisiscomms.flows.run_playbook import run_stage
     from crisiscomms.incident.service import trigger
     from crisiscomms.playbook.loader import load_playbook
+    from crisiscomms.testing.audiences import drill_recipients
     from crisiscomms.testing.drill import workspace_environment
     from crisiscomms.testing.emulators import start_emulators
 

@@ -21,7 +21,7 @@ per-recipient substitutions that go into the SendGrid request); the provider fil
 Also: the sandboxed environment rendering each recipient's full text the same way (``sandbox``),
 to show what the sandbox itself costs against bare Jinja on identical work.
 
-Recipients are the drill audience (``crisiscomms.audience.recipients.drill_recipients``: five
+Recipients are the drill audience (``crisiscomms.testing.audiences.drill_recipients``: five
 languages,
 regional tags such as es-MX resolving to es, several time zones per language), in batches of
 1,000 per resolved locale as the ledger plans them. Building the rows is not timed; everything
@@ -70,8 +70,8 @@ class _Rows:
 def batches(count: int, locales: Sequence[str], default: str
             ) -> Iterator[tuple[str, list[Row], list[str]]]:
     """(resolved locale, rows, their requested locale tags), ``BATCH`` recipients at most."""
-    from crisiscomms.audience.recipients import drill_recipients
     from crisiscomms.core.locales import resolve_locale
+    from crisiscomms.testing.audiences import drill_recipients
 
     pending: dict[str, tuple[list[Row], list[str]]] = {loc: ([], []) for loc in locales}
     for i, r in enumerate(drill_recipients(count, locales=tuple(locales),

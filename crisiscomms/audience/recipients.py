@@ -1,22 +1,20 @@
-"""Recipients: bulk import and the generated drill audience."""
+"""Recipients: the bulk insert (``crisiscomms recipients import``).
+
+The synthetic drill audience lives in :mod:`crisiscomms.testing.audiences`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, insert, text
-from sqlmodel import Session, col, select
+from sqlalchemy import insert, text
+from sqlmodel import Session
 
 from crisiscomms.audience.models import Recipient
-from crisiscomms.core.clock import utcnow
 
-DRILL_NAMES = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Linus",
-               "Margaret Hamilton", "", "Zoë O'Brien", "Dennis Ritchie", "Hedy Lamarr")
 INSERT_CHUNK = 5000
 ANALYZE_AFTER = 10_000
 """A bulk insert of at least this many recipients refreshes PostgreSQL's statistics."""
-DRILL_DOMAIN = "drill.example.com"
-DRILL_PRESS_DOMAIN = "press.drill.example.net"
 
 
 def insert_recipients(session: Session, rows: Iterable[dict[str, object]]) -> int:
@@ -38,64 +36,3 @@ def insert_recipients(session: Session, rows: Iterable[dict[str, object]]) -> in
         # (measured: 206 ms instead of 3 ms per 10,000 recipients of a million).
         session.execute(text(f"ANALYZE {Recipient.__tablename__}"))
     return total
-
-
-DRILL_LOCALE_TAGS = {"en": ("en", "en-GB"), "es": ("es", "es-MX"), "fr": ("fr", "fr-CA"),
-                     "de": ("de", "de-AT"), "ja": ("ja",)}
-"""Tags drill subscribers ask for: regional variants exercise the fallback (es-MX → es)."""
-
-DRILL_TIME_ZONES = {
-    "en": ("America/New_York", "Europe/London", "America/Los_Angeles"),
-    "es": ("Europe/Madrid", "America/Mexico_City"),
-    "fr": ("Europe/Paris", "America/Toronto"),
-    "de": ("Europe/Berlin", "Europe/Vienna"),
-    "ja": ("Asia/Tokyo",),
-}
-"""Where drill subscribers of each language live (several zones per language)."""
-
-
-def drill_recipients(count: int, *, domain: str = DRILL_DOMAIN, start: int = 1,
-                     locales: tuple[str, ...] = ("en",), spread_time_zones: bool = False,
-                     lists: str | None = None, prefix: str = "subscriber",
-                     ) -> Iterable[dict[str, object]]:
-    """Synthetic subscribers ``start``..``count`` at a reserved example domain; with
-    ``spread_time_zones`` each gets a regional tag and a zone of its language."""
-    now = utcnow()
-    for i in range(start, count + 1):
-        locale = locales[i % len(locales)]
-        zone = "Europe/Berlin"
-        if spread_time_zones:
-            base = locale.split("-")[0]
-            tags = DRILL_LOCALE_TAGS.get(base, (locale,))
-            zones = DRILL_TIME_ZONES.get(base, ("UTC",))
-            locale = tags[(i // len(locales)) % len(tags)]
-            zone = zones[(i // len(locales)) % len(zones)]
-        yield {
-            "email": f"{prefix}{i:07d}@{domain}",
-            "name": DRILL_NAMES[i % len(DRILL_NAMES)] or None,
-            "locale": locale,
-            "time_zone": zone,
-            "lists": lists,
-            "plan": "pro" if i % 3 == 0 else "starter",
-            "consent": True,
-            "created_at": now,
-        }
-
-
-def ensure_drill_audience(session: Session, count: int, *,
-                          locales: tuple[str, ...] = ("en",), spread_time_zones: bool = False,
-                          press: int = 0) -> int:
-    """Make sure ``count`` drill subscribers (and ``press`` journalists on the press list)
-    exist (idempotent for a persistent workspace)."""
-    def existing(domain: str) -> int:
-        return int(session.exec(
-            select(func.count()).select_from(Recipient)
-            .where(col(Recipient.email).endswith(f"@{domain}"))
-        ).one())
-
-    added = insert_recipients(session, drill_recipients(
-        count, start=existing(DRILL_DOMAIN) + 1, locales=locales,
-        spread_time_zones=spread_time_zones))
-    return added + insert_recipients(session, drill_recipients(
-        press, domain=DRILL_PRESS_DOMAIN, start=existing(DRILL_PRESS_DOMAIN) + 1,
-        locales=locales, spread_time_zones=spread_time_zones, lists="press", prefix="press"))

@@ -111,10 +111,6 @@ class StatusPageChannel:
         with publish.locked(self.output_dir):
             yield
 
-    def load_state(self) -> dict[str, Any]:
-        """The committed state (a copy), for inspection and reconciliation."""
-        return self.page.load()
-
     def accepted(self, key: str) -> bool:
         """True when an update with this idempotency key is in the committed state."""
         return key in self.page.load().get("keys", {})

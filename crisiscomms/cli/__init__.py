@@ -2,7 +2,7 @@
 
 - :mod:`.incidents`: ``init``, ``trigger``, ``approve``, ``incidents``
 - :mod:`.delivery`: ``resume``, ``retry``, ``failures``
-- :mod:`.templates`: ``templates status|propose|approve|diff``, ``lint``
+- :mod:`.templates`: ``templates status|propose|approve|diff|gc``, ``lint``
 - :mod:`.recipients`: ``recipients import``
 - :mod:`.statuspage`: ``serve``, ``statuspage build``, ``maintenance schedule``, ``subscriptions``
 - :mod:`.drills`: ``drill``, ``emulators``, ``demo``

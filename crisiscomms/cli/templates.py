@@ -1,4 +1,4 @@
-"""Pre-approved templates: status, propose, approve, diff; and lint."""
+"""Pre-approved templates: status, propose, approve, diff, gc; and lint."""
 
 from __future__ import annotations
 
@@ -82,6 +82,25 @@ def templates_diff(
     if not changed:
         out.print("no changes since approval")
     raise typer.Exit(1 if changed else 0)
+
+
+@templates_app.command("gc")
+def templates_gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List them, remove nothing")]
+    = False,
+) -> None:
+    """Remove approved copies (templates/.approved/) that no lock entry refers to any more."""
+    from crisiscomms.render.approvals import ApprovalLock
+
+    templates_dir = _settings().templates_dir
+    done = _run(lambda: ApprovalLock(templates_dir).collect_garbage(dry_run=dry_run))
+    verb = "would remove" if dry_run else "removed"
+    for path in done.copies:
+        out.print(f"  {verb} {path.relative_to(templates_dir).as_posix()}", highlight=False,
+                  soft_wrap=True)
+    out.print(f"{verb} {len(done.copies)} unreferenced approved cop"
+              f"{'y' if len(done.copies) == 1 else 'ies'} ({done.bytes:,} bytes); "
+              f"kept {done.kept} the lock refers to", highlight=False, soft_wrap=True)
 
 
 @app.command("lint")

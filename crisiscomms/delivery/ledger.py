@@ -59,7 +59,6 @@ def decode_ids(text: str) -> list[int]:
 @dataclass
 class PlanResult:
     new_rows: int = 0
-    existing_messages: int = 0
     recipients: dict[str, int] = field(default_factory=dict)
     suppressed: int = 0
     """Recipients without consent (unsubscribed, suppressed): skipped, counted, never planned."""
@@ -147,7 +146,6 @@ def plan_messages(
         ).scalars()
     )
     to_plan = [m for m in messages if m.id not in already]
-    result.existing_messages = len(messages) - len(to_plan)
     rows: list[dict[str, object]] = []
 
     def add(message: Message, batch_no: int, ids: Sequence[int]) -> None:

@@ -87,26 +87,6 @@ Unsubscribe = Callable[[str | None], str]
 link (``SendGridEmailChannel.unsubscribe_link``)."""
 
 
-def recipient_values(recipient: Recipient, playbook: Playbook,
-                     unsubscribe: Unsubscribe | None = None) -> dict[str, str]:
-    """The declared personal fields of one recipient, with the playbook's fallbacks;
-    ``unsubscribe_url`` is the recipient's own link when ``unsubscribe`` is given."""
-    first = (recipient.name or "").split()[0] if (recipient.name or "").split() else ""
-    available = {
-        "first_name": first,
-        "name": recipient.name or "",
-        "email": recipient.email,
-        "plan": recipient.plan or "",
-        "product": recipient.product or "",
-        "order_ref": recipient.order_ref or "",
-        "unsubscribe_url": unsubscribe(recipient.unsubscribe_token) if unsubscribe else "",
-    }
-    return {
-        fieldname: (available.get(fieldname) or spec.fallback_for(recipient.locale))
-        for fieldname, spec in playbook.recipient_fields.items()
-    }
-
-
 # -- rate limits -----------------------------------------------------------------------------
 
 
@@ -179,14 +159,16 @@ _BUCKETS_LOCK = threading.Lock()
 _GLOBAL_LIMITS: dict[str, GlobalRateLimit] = {}
 
 
-def use_global_rate_limits(names: Mapping[str, str]) -> None:
+def use_global_rate_limits(names: Mapping[str, str], *,
+                           take: Callable[[str, float | None], None] | None = None) -> None:
     """From now on, this process takes ``channel``'s requests from the Prefect global
     concurrency limit ``names[channel]`` instead of its own bucket (the scale-out path: every
     worker's flow run calls this; ``flows/run_playbook.py``). An empty mapping restores the
-    per-process buckets."""
+    per-process buckets. ``take`` replaces the call to Prefect (see :class:`GlobalRateLimit`)."""
     with _BUCKETS_LOCK:
         _GLOBAL_LIMITS.clear()
-        _GLOBAL_LIMITS.update({channel: GlobalRateLimit(name) for channel, name in names.items()})
+        _GLOBAL_LIMITS.update({channel: GlobalRateLimit(name, take=take)
+                               for channel, name in names.items()})
 
 
 BURST = 10

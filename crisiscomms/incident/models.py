@@ -35,13 +35,6 @@ class Incident(IncidentBase, table=True):
     resolved_at: datetime | None = None
 
 
-class IncidentPublic(IncidentBase):
-    id: int
-    created_at: datetime
-    updated_at: datetime
-    resolved_at: datetime | None
-
-
 class FactSheetVersion(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("incident_id", "version"),)
 

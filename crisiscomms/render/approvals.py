@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from crisiscomms.core.errors import ApprovalError
 
 LOCK_NAME = "approvals.lock"
 APPROVED_DIR = ".approved"
+_COPY_NAME = re.compile(r"[0-9a-f]{64}\.j2")
+"""An approved copy: ``<sha256>.j2``. Anything else under ``.approved/`` is not ours to remove."""
 TemplateState = Literal["approved", "edited", "unapproved"]
 
 
@@ -52,6 +55,16 @@ class Proposal:
     sha256: str
     author: str
     proposed_at: str
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What ``templates gc`` removed (or, in a dry run, would remove)."""
+
+    copies: tuple[Path, ...]
+    bytes: int
+    kept: int
+    """Copies left, each one referred to by the lock."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +218,52 @@ class ApprovalLock:
         if updates:
             self.save()
         return list(updates)
+
+    def referenced(self) -> set[str]:
+        """Content hashes the lock refers to: every approval and every proposal."""
+        return ({e.sha256 for e in self.entries.values()}
+                | {p.sha256 for p in self.proposals.values()})
+
+    def unreferenced_copies(self) -> list[Path]:
+        """Approved copies (``.approved/<sha256>.j2``) that no lock entry refers to any more:
+        left by templates approved again after an edit, or removed."""
+        folder = self.templates_dir / APPROVED_DIR
+        if not folder.is_dir():
+            return []
+        referenced = self.referenced()
+        return sorted(
+            path for path in folder.iterdir()
+            if _COPY_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink()
+            and path.name.removesuffix(".j2") not in referenced
+        )
+
+    def collect_garbage(self, *, dry_run: bool = False) -> Collected:
+        """Remove the approved copies no lock entry refers to (``crisiscomms templates gc``).
+
+        The lock is read again from disk first, and each copy is checked against it just
+        before it goes, so a copy the lock refers to is never removed, whatever this object
+        held. Without a lock file nothing is removed: every copy would look unreferenced."""
+        if not self.path.is_file():
+            raise ApprovalError(f"no {LOCK_NAME} under {self.templates_dir}: without it every "
+                                "approved copy looks unreferenced, so none is removed")
+        fresh = ApprovalLock(self.templates_dir)
+        candidates = fresh.unreferenced_copies()
+        sizes = {path: path.stat().st_size for path in candidates}
+        removed: list[Path] = []
+        if dry_run:
+            removed = candidates
+        else:
+            referenced = ApprovalLock(self.templates_dir).referenced()
+            for path in candidates:
+                if path.name.removesuffix(".j2") in referenced:
+                    continue
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        folder = self.templates_dir / APPROVED_DIR
+        left = (sum(1 for p in folder.iterdir() if _COPY_NAME.fullmatch(p.name))
+                if folder.is_dir() else 0)
+        return Collected(tuple(removed), sum(sizes[p] for p in removed),
+                         left - (len(removed) if dry_run else 0))
 
     def save(self) -> None:
         payload: dict[str, object] = {

@@ -153,8 +153,3 @@ def x_weighted_length(text: str) -> int:
         total += _text_weight(normalized[position:start]) + X_URL_WEIGHT
         position = end
     return total + _text_weight(normalized[position:])
-
-
-def fits_x(text: str, limit: int = X_MAX_WEIGHTED_LENGTH) -> bool:
-    """True when ``text`` fits in one post."""
-    return x_weighted_length(text) <= limit

@@ -24,9 +24,7 @@ STATE_VERSION = 1
 INCIDENT_STATUSES = ("investigating", "identified", "monitoring", "resolved", "postmortem")
 OPEN_STATUSES = ("investigating", "identified", "monitoring")
 CLOSED_STATUSES = ("resolved", "postmortem")
-MAINTENANCE_STATUSES = ("scheduled", "in_progress", "verifying", "completed")
 IMPACTS = ("none", "minor", "major", "critical")
-INDICATORS = (*IMPACTS, "maintenance")
 COMPONENT_STATUSES = (
     "operational",
     "under_maintenance",

@@ -23,7 +23,6 @@ import yaml
 from sqlalchemy import select
 from sqlmodel import col
 
-from crisiscomms.audience.recipients import ensure_drill_audience
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import FactsError
@@ -33,6 +32,7 @@ from crisiscomms.delivery.models import Delivery
 from crisiscomms.incident.models import Message
 from crisiscomms.incident.service import approve, trigger
 from crisiscomms.playbook.loader import load_playbook
+from crisiscomms.testing.audiences import ensure_drill_audience
 from crisiscomms.testing.emulators import EmulatorPair, start_emulators
 
 PublishFn = Callable[[str, str], Mapping[str, Any]]

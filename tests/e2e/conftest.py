@@ -76,7 +76,6 @@ def publish_outage_acknowledgement(
     """``recipients`` drill subscribers, the outage acknowledged as ``ref``, planned and
     published through the real channels without Prefect (a dashboard page needs data, not a
     flow). ``before_publish`` runs between planning and sending (stop an emulator there)."""
-    from crisiscomms.audience.recipients import ensure_drill_audience
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.channels.wiring import build_channels
     from crisiscomms.core.database import init_db, make_engine, session_scope
@@ -84,6 +83,7 @@ def publish_outage_acknowledgement(
     from crisiscomms.delivery.sender import publish_deliveries
     from crisiscomms.incident.service import plan_bundle, trigger
     from crisiscomms.playbook.loader import load_playbook
+    from crisiscomms.testing.audiences import ensure_drill_audience
 
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)

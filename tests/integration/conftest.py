@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+from crisiscomms.audience.recipients import insert_recipients
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.settings import Settings
+from crisiscomms.testing.audiences import drill_recipients
 from crisiscomms.testing.drill import workspace_environment
 from crisiscomms.testing.emulators import EmulatorPair, start_emulators
 

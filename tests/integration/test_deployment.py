@@ -149,7 +149,6 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from crisiscomms.audience.recipients import ensure_drill_audience
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.core.settings import Settings
@@ -158,6 +157,7 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
     from crisiscomms.flows.deploy import BATCHES_DEPLOYMENT, STAGE_DEPLOYMENT, deploy
     from crisiscomms.incident.service import trigger
     from crisiscomms.playbook.loader import load_playbook
+    from crisiscomms.testing.audiences import ensure_drill_audience
 
     procs: Processes = stack["procs"]
     with temporary_settings(updates={PREFECT_API_URL: stack["api"]}):
@@ -277,13 +277,14 @@ def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No server: the lane's poll is stubbed; what it reports comes from the Delivery rows."""
-    from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+    from crisiscomms.audience.recipients import insert_recipients
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.delivery.contract import DeliveryResult
     from crisiscomms.delivery.ledger import claim, plan_messages, record
     from crisiscomms.delivery.models import Delivery
     from crisiscomms.flows import run_playbook
     from crisiscomms.incident.models import Incident, Message
+    from crisiscomms.testing.audiences import drill_recipients
 
     url = f"sqlite:///{tmp_path / 'lane.db'}"
     monkeypatch.setenv("CRISISCOMMS_DATABASE_URL", url)

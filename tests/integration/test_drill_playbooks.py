@@ -25,11 +25,11 @@ import pytest
 from babel.numbers import format_decimal
 from typer.testing import CliRunner
 
-from crisiscomms.audience.recipients import DRILL_DOMAIN, DRILL_PRESS_DOMAIN, drill_recipients
 from crisiscomms.cli import app
 from crisiscomms.core.locales import fallback_chain, resolve_locale
 from crisiscomms.core.settings import PROJECT_ROOT
 from crisiscomms.playbook.loader import Playbook, load_playbook
+from crisiscomms.testing.audiences import DRILL_DOMAIN, DRILL_PRESS_DOMAIN, drill_recipients
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 runner = CliRunner()

@@ -168,9 +168,10 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def world(project: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+    from crisiscomms.audience.recipients import insert_recipients
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.core.settings import Settings
+    from crisiscomms.testing.audiences import drill_recipients
     from crisiscomms.testing.emulators import start_emulators
 
     pair = start_emulators(sendgrid_key="SG.test-key", x_token="x-test-token")

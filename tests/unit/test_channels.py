@@ -1,4 +1,4 @@
-"""Channel classes, table-driven over the registry (apprise style), and the retry policy."""
+"""Channel classes, table-driven over the registry (apprise style), and the backoff delay."""
 
 from __future__ import annotations
 
@@ -19,14 +19,12 @@ from crisiscomms.channels.sendgrid_email import SendGridEmailChannel, retry_afte
 from crisiscomms.channels.status_page import StatusPageChannel
 from crisiscomms.channels.support_desk import SupportDeskChannel
 from crisiscomms.channels.x_social import RebasedSession, XChannel
-from crisiscomms.delivery.backoff import backoff_delay, send_with_retry
+from crisiscomms.delivery.backoff import backoff_delay
 from crisiscomms.delivery.contract import (
     Channel,
     ChannelLimits,
-    DeliveryResult,
     OutboundBatch,
     OutboundRecipient,
-    Outcome,
     RenderedMessage,
 )
 from crisiscomms.incident.facts import build_fact_sheet
@@ -256,76 +254,10 @@ def test_rebased_session_rewrites_the_hard_coded_host_and_sets_a_timeout() -> No
     ]
 
 
-# ---- retry policy -----------------------------------------------------------------------------
-
-
-class ScriptedChannel:
-    """A collaborator answering scripted results: the unit under test is the retry policy."""
-
-    name = "scripted"
-    parts = ("text",)
-    personal = False
-    limits = ChannelLimits()
-
-    def __init__(self, results: list[DeliveryResult]) -> None:
-        self.results = list(results)
-        self.calls = 0
-
-    def validate(self, message: RenderedMessage) -> list[str]:
-        return []
-
-    def send(self, batch: OutboundBatch) -> DeliveryResult:
-        self.calls += 1
-        return self.results.pop(0)
-
-
-def any_batch() -> OutboundBatch:
-    return OutboundBatch(key="k", batch_no=0, facts=FACTS, incident_status="investigating",
-                         message=message(SupportDeskChannel, {"text": "t"}))
-
-
-def test_retry_until_sent_with_growing_jittered_backoff() -> None:
-    channel = ScriptedChannel([DeliveryResult.retry("503")] * 3 + [DeliveryResult.sent("id-1")])
-    sleeps: list[float] = []
-    result, attempts = send_with_retry(channel, any_batch(), max_attempts=5, base_delay_s=0.5,
-                                       max_delay_s=30, sleep=sleeps.append, rng=lambda: 1.0)
-    assert result.outcome is Outcome.sent and result.provider_id == "id-1"
-    assert attempts == 4 and channel.calls == 4
-    assert sleeps == [0.5, 1.0, 2.0]
+# ---- backoff (the send loop itself: tests/unit/test_send_loop.py) -----------------------------
 
 
 def test_full_jitter_stays_between_zero_and_the_ceiling() -> None:
     assert backoff_delay(4, None, base_delay_s=1, max_delay_s=5, rng=lambda: 0.0) == 0.0
     assert backoff_delay(4, None, base_delay_s=1, max_delay_s=5, rng=lambda: 0.5) == 2.5
     assert backoff_delay(40, None, base_delay_s=1, max_delay_s=5, rng=lambda: 1.0) == 5.0
-
-
-def test_retry_honours_retry_after_capped() -> None:
-    channel = ScriptedChannel([DeliveryResult.retry("429", retry_after_s=7.0),
-                               DeliveryResult.retry("429", retry_after_s=90.0),
-                               DeliveryResult.sent()])
-    sleeps: list[float] = []
-    result, attempts = send_with_retry(channel, any_batch(), max_attempts=3, base_delay_s=0.2,
-                                       max_delay_s=30, sleep=sleeps.append, rng=lambda: 0.5)
-    assert result.outcome is Outcome.sent and attempts == 3
-    assert sleeps == [pytest.approx(7.1), 30.0]
-
-
-def test_permanent_is_not_retried() -> None:
-    channel = ScriptedChannel([DeliveryResult.permanent("401 bad key"), DeliveryResult.sent()])
-    sleeps: list[float] = []
-    result, attempts = send_with_retry(channel, any_batch(), max_attempts=5, sleep=sleeps.append)
-    assert result.outcome is Outcome.permanent and attempts == 1 and sleeps == []
-
-
-def test_gives_up_after_max_attempts_still_retryable() -> None:
-    channel = ScriptedChannel([DeliveryResult.retry("503")] * 5)
-    sleeps: list[float] = []
-    result, attempts = send_with_retry(channel, any_batch(), max_attempts=3, sleep=sleeps.append,
-                                       rng=lambda: 0.0)
-    assert result.outcome is Outcome.retryable and attempts == 3 and len(sleeps) == 2
-
-
-def test_max_attempts_must_be_positive() -> None:
-    with pytest.raises(ValueError):
-        send_with_retry(ScriptedChannel([]), any_batch(), max_attempts=0)

@@ -7,11 +7,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from crisiscomms.audience.models import Recipient
-from crisiscomms.audience.recipients import drill_recipients, insert_recipients
+from crisiscomms.audience.recipients import insert_recipients
 from crisiscomms.delivery.contract import DeliveryResult
 from crisiscomms.delivery.ledger import channel_counts, claim, decode_ids, plan_messages, record
 from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.incident.models import Incident, Message
+from crisiscomms.testing.audiences import drill_recipients
 
 
 @pytest.fixture

@@ -476,21 +476,6 @@ def test_every_email_recipient_gets_an_unsubscribe_link_and_list_unsubscribe_hea
     assert secret not in json.dumps(body)
 
 
-def test_recipient_values_fill_unsubscribe_url() -> None:
-    from crisiscomms.audience.models import Recipient
-    from crisiscomms.delivery.sender import recipient_values
-    from crisiscomms.playbook.loader import Playbook
-
-    playbook = Playbook.model_validate({
-        "name": "p", "title": "P", "locales": ["en"], "default_locale": "en",
-        "recipient_fields": {"first_name": {"fallback": "there"},
-                             "unsubscribe_url": {"fallback": ""}},
-        "stages": [{"id": "s", "title": "S", "incident_status": "investigating"}]})
-    row = Recipient(email="a@example.com", name="Ada Lovelace", unsubscribe_token="tok")
-    values = recipient_values(row, playbook, lambda token: f"https://u.example/{token}")
-    assert values == {"first_name": "Ada", "unsubscribe_url": "https://u.example/tok"}
-
-
 def test_unchanged_incident_pages_are_linked_from_the_live_build(tmp_path: Path) -> None:
     sp = page(tmp_path)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crisiscomms.render.text_weight import X_MAX_WEIGHTED_LENGTH, fits_x, x_weighted_length
+from crisiscomms.render.text_weight import X_MAX_WEIGHTED_LENGTH, x_weighted_length
 
 
 @pytest.mark.parametrize(
@@ -34,15 +34,14 @@ def test_weighted_length(text: str, expected: int) -> None:
 
 
 def test_boundary_280_281() -> None:
-    assert x_weighted_length("a" * 280) == 280
-    assert fits_x("a" * 280)
-    assert not fits_x("a" * 281)
+    assert x_weighted_length("a" * 280) == X_MAX_WEIGHTED_LENGTH
+    assert x_weighted_length("a" * 281) == X_MAX_WEIGHTED_LENGTH + 1
     assert x_weighted_length("語" * 140) == X_MAX_WEIGHTED_LENGTH
-    assert not fits_x("語" * 140 + "a")
+    assert x_weighted_length("語" * 140 + "a") == X_MAX_WEIGHTED_LENGTH + 1
 
 
 def test_long_url_counts_23_at_the_boundary() -> None:
     url = "https://status.example.com/" + "x" * 200
     text = "a" * (280 - 24) + " " + url
     assert x_weighted_length(text) == 280
-    assert not fits_x(text + "!")
+    assert x_weighted_length(text + "!") == X_MAX_WEIGHTED_LENGTH + 1
