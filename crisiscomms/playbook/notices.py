@@ -27,7 +27,7 @@ from markupsafe import escape
 from crisiscomms.core.locales import fallback_chain
 from crisiscomms.incident.facts import LOCALIZABLE_FACTS, FactSheet
 from crisiscomms.playbook.loader import Playbook, Stage
-from crisiscomms.render.environment import escape_percent
+from crisiscomms.render.escaping import escape_percent
 
 SUBJECT_PARTS = ("subject",)
 

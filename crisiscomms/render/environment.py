@@ -46,42 +46,16 @@ from crisiscomms.core.locales import fallback_chain
 from crisiscomms.delivery.contract import Channel, RenderedMessage
 from crisiscomms.incident.facts import FactSheet
 from crisiscomms.playbook.loader import Playbook, Stage
+from crisiscomms.playbook.notices import message_problems
 from crisiscomms.render.approvals import ApprovalLock
+from crisiscomms.render.escaping import escape_data, limit_text
 from crisiscomms.render.limits import limit_problems
 
 SHORT_PART = "short"
 MAX_THREAD_PARTS = 9
 TIME_TAG = re.compile(r"%at(?:\.html)?\|(?:datetime|date|time|pct)\|[^|%]+\|[^%|]*%")
 _TIME_TAG_PARTS = re.compile(r"%at(\.html)?\|(datetime|date|time|pct)\|([^|%]+)\|([^%|]*)%")
-PERCENT_TAG = "%at|pct|-|%"
-"""A literal ``%`` of data (facts, Q&A) in a personal message. The provider fills every
-substitution key wherever it appears, so a fact reading ``%first_name%`` would become the
-recipient's name, and one reading like a time tag (``%at|time|garbage|%``) would crash the
-publisher. In a data text where a ``%`` could open a key (a letter follows it), every ``%`` is
-rendered as this tag instead; :func:`time_tags` collects it and :func:`time_values` fills it
-back with ``%``, so the provider's single left-to-right pass gives the fact's own text back.
-A ``%`` that cannot open a key (``50% off``, ``{% for``) is left as it is."""
-_KEYISH = re.compile(r"%[A-Za-z_]")
-
-
-def escape_percent(value: str) -> str:
-    """Data text as a personal message carries it (see :data:`PERCENT_TAG`)."""
-    return value.replace("%", PERCENT_TAG) if _KEYISH.search(value) else value
-
-
-def _escape_data(value: Any) -> Any:
-    if isinstance(value, str):
-        return escape_percent(value)
-    if isinstance(value, dict):
-        return {k: _escape_data(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_escape_data(v) for v in value)
-    return value
-
-
-def _limit_text(text: str) -> str:
-    """The text limits are checked on: a data ``%`` is one character, not its tag."""
-    return text.replace(PERCENT_TAG, "%") if PERCENT_TAG in text else text
+"""Time tags, and the ``pct`` tag of a data ``%`` (:mod:`crisiscomms.render.escaping`)."""
 
 
 def short_part(part: str) -> str:
@@ -335,9 +309,9 @@ class StageRenderer:
             "qa": [qa.model_dump() for qa in playbook.qa.get(locale, ())],
             "personal_times": personal,
         }
-        if personal:  # data is text, never a substitution key (see PERCENT_TAG)
+        if personal:  # data is text, never a substitution key (see escaping)
             for key in ("facts", "stage", "playbook", "qa"):
-                ctx[key] = _escape_data(ctx[key])
+                ctx[key] = escape_data(ctx[key])
             ctx["recipient"] = {
                 f: substitution_tag(f, html=False) for f in playbook.recipient_fields
             }
@@ -373,8 +347,6 @@ class StageRenderer:
         self, playbook: Playbook, stage: Stage, facts: FactSheet, channel: str, locale: str
     ) -> tuple[RenderedMessage, dict[str, str]]:
         """One message and the hashes of the templates it came from."""
-        from crisiscomms.playbook.notices import message_problems
-
         cls = self.channels[channel]
         where = f"playbook {playbook.name}, message {stage.id}, channel {channel}, locale {locale}"
         names = self.part_names(playbook.name, stage.id, channel, locale)
@@ -382,13 +354,13 @@ class StageRenderer:
         for part, name in list(names.items()):
             ctx = self._part_context(playbook, stage, facts, locale, cls.personal, name)
             text = self.render_part(name, ctx, where, playbook.recipient_fields)
-            problems = part_problems(cls.limits, part, _limit_text(text))
+            problems = part_problems(cls.limits, part, limit_text(text))
             short_name = template_name(playbook.name, stage.id, channel, short_part(part), locale)
             if problems and self._exists(short_name):
                 ctx = self._part_context(playbook, stage, facts, locale, cls.personal, short_name)
                 text = self.render_part(short_name, ctx, where, playbook.recipient_fields)
                 names[part] = short_name
-                problems = part_problems(cls.limits, part, _limit_text(text))
+                problems = part_problems(cls.limits, part, limit_text(text))
             if problems:
                 raise LimitError(
                     f"{where}, field {part}: {'; '.join(problems)} (approved text is never "
