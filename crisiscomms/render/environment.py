@@ -23,6 +23,7 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -41,7 +42,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
-from crisiscomms.core.errors import LimitError, RenderError
+from crisiscomms.core.errors import ApprovalError, LimitError, Location, RenderError
 from crisiscomms.core.locales import fallback_chain
 from crisiscomms.delivery.contract import Channel, RenderedMessage
 from crisiscomms.incident.facts import FactSheet
@@ -56,6 +57,30 @@ MAX_THREAD_PARTS = 9
 TIME_TAG = re.compile(r"%at(?:\.html)?\|(?:datetime|date|time|pct)\|[^|%]+\|[^%|]*%")
 _TIME_TAG_PARTS = re.compile(r"%at(\.html)?\|(datetime|date|time|pct)\|([^|%]+)\|([^%|]*)%")
 """Time tags, and the ``pct`` tag of a data ``%`` (:mod:`crisiscomms.render.escaping`)."""
+
+
+@dataclass(frozen=True)
+class Where:
+    """Which message is rendering: the fields of its errors, and the start of their text."""
+
+    playbook: str
+    stage: str
+    channel: str
+    locale: str
+
+    def __str__(self) -> str:
+        return (f"playbook {self.playbook}, message {self.stage}, channel {self.channel}, "
+                f"locale {self.locale}")
+
+    def fields(self, *, template: str | None = None, part: str | None = None) -> Location:
+        """The location fields of an error here (``part``: the message part, its ``field``)."""
+        out: Location = {"playbook": self.playbook, "stage": self.stage,
+                         "channel": self.channel, "locale": self.locale}
+        if template is not None:
+            out["template"] = template
+        if part is not None:
+            out["field"] = part
+        return out
 
 
 def short_part(part: str) -> str:
@@ -269,29 +294,36 @@ class StageRenderer:
     def _exists(self, name: str) -> bool:
         return (self.templates_dir / name).is_file()
 
-    def render_part(self, name: str, context: Mapping[str, Any], where: str,
-                    declared: Collection[str] | None = None) -> str:
-        """One template; ``declared``: the playbook's recipient fields, the only ones a
-        template may name."""
+    def render_part(self, name: str, context: Mapping[str, Any], where: Where,
+                    declared: Collection[str] | None = None, *, part: str | None = None) -> str:
+        """One template (of message part ``part``); ``declared``: the playbook's recipient
+        fields, the only ones a template may name."""
+
+        def error(reason: str) -> RenderError:
+            return RenderError(f"{where}: {reason}", **where.fields(template=name, part=part),
+                               reason=reason)
+
         try:
             self._source_hash(name)
             if declared is not None:
                 undeclared = sorted(self.recipient_fields_used(name) - set(declared))
                 if undeclared:
-                    raise RenderError(
-                        f"{where}: template {name} uses "
+                    raise error(
+                        f"template {name} uses "
                         f"{', '.join('recipient.' + f for f in undeclared)}, which the playbook "
                         f"does not declare (recipient_fields: {', '.join(declared) or 'none'})")
             text = self.env.get_template(name).render(context)
+        except ApprovalError as exc:  # the lock names the template; here is where it was used
+            raise ApprovalError(str(exc), **where.fields(template=name, part=part),
+                                reason=exc.reason) from None
         except TemplateNotFound:
-            raise RenderError(f"{where}: template {name} is missing") from None
+            raise error(f"template {name} is missing") from None
         except UndefinedError as exc:
-            raise RenderError(f"{where}: template {name} uses an undefined value: {exc}") from None
+            raise error(f"template {name} uses an undefined value: {exc}") from None
         except SecurityError as exc:
-            raise RenderError(
-                f"{where}: template {name} was stopped by the sandbox: {exc}") from None
+            raise error(f"template {name} was stopped by the sandbox: {exc}") from None
         except TemplateError as exc:
-            raise RenderError(f"{where}: template {name} failed: {exc}") from None
+            raise error(f"template {name} failed: {exc}") from None
         return text.strip()
 
     def context(
@@ -348,27 +380,30 @@ class StageRenderer:
     ) -> tuple[RenderedMessage, dict[str, str]]:
         """One message and the hashes of the templates it came from."""
         cls = self.channels[channel]
-        where = f"playbook {playbook.name}, message {stage.id}, channel {channel}, locale {locale}"
+        where = Where(playbook.name, stage.id, channel, locale)
         names = self.part_names(playbook.name, stage.id, channel, locale)
         parts: dict[str, str] = {}
         for part, name in list(names.items()):
             ctx = self._part_context(playbook, stage, facts, locale, cls.personal, name)
-            text = self.render_part(name, ctx, where, playbook.recipient_fields)
+            text = self.render_part(name, ctx, where, playbook.recipient_fields, part=part)
             problems = part_problems(cls.limits, part, limit_text(text))
             short_name = template_name(playbook.name, stage.id, channel, short_part(part), locale)
             if problems and self._exists(short_name):
                 ctx = self._part_context(playbook, stage, facts, locale, cls.personal, short_name)
-                text = self.render_part(short_name, ctx, where, playbook.recipient_fields)
+                text = self.render_part(short_name, ctx, where, playbook.recipient_fields,
+                                        part=part)
                 names[part] = short_name
                 problems = part_problems(cls.limits, part, limit_text(text))
             if problems:
-                raise LimitError(
-                    f"{where}, field {part}: {'; '.join(problems)} (approved text is never "
-                    f"truncated; add a short variant {short_name})")
+                reason = (f"{'; '.join(problems)} (approved text is never truncated; add a "
+                          f"short variant {short_name})")
+                raise LimitError(f"{where}, field {part}: {reason}",
+                                 **where.fields(template=names[part], part=part), reason=reason)
             parts[part] = text
-        problems = message_problems(playbook, facts, channel, locale, parts)
-        if problems:
-            raise RenderError(f"{where}: {'; '.join(problems)}")
+        found = message_problems(playbook, facts, channel, locale, parts)
+        if found:
+            raise RenderError(f"{where}: {'; '.join(map(str, found))}", **where.fields(),
+                              problems=found)
         hashes = {name: self._source_hash(name) for name in names.values()}
         message = RenderedMessage(
             playbook=playbook.name,
