@@ -96,7 +96,12 @@ def setup(playbook_name: str, work: Path) -> dict[str, Any]:
     from crisiscomms.incident.facts import build_fact_sheet
     from crisiscomms.playbook.loader import load_playbook
     from crisiscomms.render.approvals import ApprovalLock
-    from crisiscomms.render.environment import StageRenderer, substitution_tag, time_tags
+    from crisiscomms.render.environment import (
+        StageRenderer,
+        Where,
+        substitution_tag,
+        time_tags,
+    )
 
     playbooks, templates = content_dirs(work)  # committed ones while others edit
     playbook = load_playbook(playbook_name, playbooks)
@@ -122,7 +127,7 @@ def setup(playbook_name: str, work: Path) -> dict[str, Any]:
             short = names[locale][part].replace(f".{part}.", f".{part}_short.")
             if (templates / short).is_file() and text == renderer.render_part(
                     short, renderer._part_context(playbook, stage, facts, locale, True, short),
-                    "bench"):
+                    Where(playbook.name, stage.id, "email", locale)):
                 names[locale][part] = short
     return {"playbook": playbook, "stage": stage, "facts": facts, "renderer": renderer,
             "contexts": contexts, "names": names, "templates": templates,

@@ -3,8 +3,10 @@
 ``POST /v1/subscribe`` (the page's form, ``application/x-www-form-urlencoded``, or JSON
 ``{"email", "components", "locale"}``), ``GET /v1/confirm/<token>``,
 ``GET|POST /v1/unsubscribe/<token>`` (POST for RFC 8058 one-click). A form gets a small page
-in the reader's language, a JSON client gets JSON. Bad input gets a 400 with a plain message,
-an unknown link a 404 page; never a stack trace. Every accepted request gets the same answer,
+in the reader's language, a JSON client gets JSON. Bad input gets a 400 with a plain message
+(JSON: ``{"message", "field", "values"}``, the field and values read from the
+:class:`~crisiscomms.audience.subscriptions.SubscriptionError`), an unknown link a 404 page;
+never a stack trace. Every accepted request gets the same answer,
 so the endpoint does not tell who is subscribed.
 """
 
@@ -59,10 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             message=catalog(message_key, **values), back=catalog("intake.back"))
         return HTMLResponse(html, status_code=status)
 
-    def answer(is_form: bool, key: str, locale: str, status: int, **values: Any) -> Response:
+    def answer(is_form: bool, key: str, locale: str, status: int, *,
+               error: CrisisCommsError | None = None, **values: Any) -> Response:
         if is_form:
             return page(key, locale, status, **values)
-        return JSONResponse({"message": Catalog("en")(key, **values)}, status_code=status)
+        body = {"message": Catalog("en")(key, **values), **(error.fields() if error else {})}
+        return JSONResponse(body, status_code=status)
 
     @app.post("/v1/subscribe")
     async def subscribe(request: Request) -> Response:
@@ -96,11 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                         known_components=_known_components(settings))
                 address = subs.normalise_email(email)
         except subs.SubscriptionError as exc:
-            key = "intake.unknown_components" if "components" in str(exc) \
-                else "intake.invalid_email"
-            values = {"components": str(exc).partition(": ")[2]} if key.endswith(
-                "components") else {}
-            return answer(not is_json, key, locale, 400, **values)
+            if exc.field == "components":
+                return answer(not is_json, "intake.unknown_components", locale, 400, error=exc,
+                              components=", ".join(exc.values))
+            return answer(not is_json, "intake.invalid_email", locale, 400, error=exc)
         if result.confirm_token is not None:
             _send(result, address, locale)
         return answer(not is_json, "intake.check_inbox", locale, 202)

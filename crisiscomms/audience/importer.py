@@ -75,7 +75,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         reader = csv.DictReader(handle)
         fields = [f.strip().lower() for f in (reader.fieldnames or [])]
         if "email" not in fields:
-            raise RecipientImportError(f"{path}: the header row has no 'email' column")
+            raise RecipientImportError(f"{path}: the header row has no 'email' column",
+                                       field="email")
         reader.fieldnames = fields
         for row in reader:
             yield reader.line_num, {k: (v or "") for k, v in row.items() if k is not None}

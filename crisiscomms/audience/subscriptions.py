@@ -64,7 +64,7 @@ def normalise_email(raw: str) -> str:
     SubscriptionError when malformed."""
     email = (raw or "").strip()
     if len(email) > 254 or not _EMAIL_RE.match(email) or ".." in email:
-        raise SubscriptionError("that email address does not look right")
+        raise SubscriptionError("that email address does not look right", field="email")
     return email.lower()
 
 
@@ -76,7 +76,9 @@ def normalise_components(names: Iterable[str], known: Iterable[str] | None) -> l
         known_set = set(known)
         bad += [n for n in chosen if n not in known_set]
     if bad:
-        raise SubscriptionError(f"unknown components: {', '.join(sorted(set(bad)))}")
+        unknown = sorted(set(bad))
+        raise SubscriptionError(f"unknown components: {', '.join(unknown)}",
+                                field="components", values=unknown)
     return chosen
 
 

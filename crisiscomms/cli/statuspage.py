@@ -47,9 +47,11 @@ def _aware(value: str, option: str) -> Any:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise FactsError(f"{option} {value!r} is not an ISO 8601 time") from None
+        raise FactsError(f"{option} {value!r} is not an ISO 8601 time",
+                         field=option.removeprefix("--"), values=(value,)) from None
     if parsed.tzinfo is None:
-        raise FactsError(f"{option} needs an offset, e.g. 2026-11-25T02:00:00+00:00")
+        raise FactsError(f"{option} needs an offset, e.g. 2026-11-25T02:00:00+00:00",
+                         field=option.removeprefix("--"), values=(value,))
     return parsed
 
 

@@ -108,8 +108,13 @@ def lint_cmd(
     path: Annotated[Path | None, typer.Argument(
         help="A project folder, a playbooks folder or one playbook file (default: configured)")]
     = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the problems as JSON, one object per problem with its fields")]
+    = False,
 ) -> None:
     """Check every playbook and template: facts, locales, variables, limits, canonical facts."""
+    import json
+
     from rich.markup import escape
 
     from crisiscomms.channels import CHANNEL_CLASSES
@@ -119,6 +124,11 @@ def lint_cmd(
     playbooks_dir, templates_dir, names = resolve_paths(path, settings.playbooks_dir,
                                                         settings.templates_dir)
     checked, problems = lint(playbooks_dir, templates_dir, CHANNEL_CLASSES, names)
+    if as_json:
+        sys.stdout.write(json.dumps({"checked": checked,
+                                     "problems": [p.as_dict() for p in problems]},
+                                    ensure_ascii=False, indent=2) + "\n")
+        raise typer.Exit(1 if problems or not checked else 0)
     for problem in problems:
         err.print(f"[red]error:[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
     out.print(f"linted {len(checked)} playbook(s) ({', '.join(checked)}): "

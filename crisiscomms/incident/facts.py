@@ -247,8 +247,9 @@ def build_fact_sheet(data: dict[str, Any], *, base: FactSheet | None = None) -> 
     try:
         return FactSheet.model_validate(merged)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'facts'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise FactsError(f"invalid facts: {problems}") from None
+        problems = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"]) or "facts"
+            problems.append(FactsError(f"{path}: {err['msg']}", field=path, reason=err["msg"]))
+        raise FactsError(f"invalid facts: {'; '.join(map(str, problems))}",
+                         problems=problems) from None

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.database import session_scope
-from crisiscomms.core.errors import ApprovalError, FactsError, IncidentError
+from crisiscomms.core.errors import ApprovalError, FactsError, IncidentError, Location
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import Channel, RenderedMessage
 from crisiscomms.delivery.ledger import PlanResult, plan_messages
@@ -110,8 +110,8 @@ def prepare_facts(
         raw.setdefault("started_at", datetime.now(UTC).isoformat())
     elif "incident_ref" in raw and raw["incident_ref"] != base.incident_ref:
         raise FactsError(
-            f"facts name incident {raw['incident_ref']!r} but this is {base.incident_ref!r}"
-        )
+            f"facts name incident {raw['incident_ref']!r} but this is {base.incident_ref!r}",
+            playbook=playbook.name, field="incident_ref", values=(str(raw["incident_ref"]),))
     return build_fact_sheet(raw, base=base)
 
 
@@ -124,8 +124,9 @@ def check_stage_transition(incident: Incident, stage: str, new_status: str) -> N
         check_transition(current, new_status, reopen=stage.startswith("reopen"))
     except LifecycleError as exc:
         raise LifecycleError(
-            f"incident {incident.ref}: stage {stage!r} refused, nothing was sent: {exc}"
-        ) from None
+            f"incident {incident.ref}: stage {stage!r} refused, nothing was sent: {exc}",
+            playbook=incident.playbook, stage=stage, field=exc.field, values=exc.values,
+            reason=exc.reason) from None
 
 
 def trigger(
@@ -148,8 +149,8 @@ def trigger(
         )
         if incident is not None and incident.playbook != playbook.name:
             raise IncidentError(
-                f"incident {ref!r} runs playbook {incident.playbook!r}, not {playbook.name!r}"
-            )
+                f"incident {ref!r} runs playbook {incident.playbook!r}, not {playbook.name!r}",
+                playbook=playbook.name, field="playbook", values=(playbook.name,))
         base_version = latest_facts(session, incident.id) if incident and incident.id else None
         base = facts_of(base_version) if base_version else None
         stage_obj = playbook.stage(stage or playbook.stages[0].id)
@@ -159,7 +160,8 @@ def trigger(
         problems = fact_problems(playbook, stage_obj, sheet)
         if problems:
             raise FactsError(
-                f"playbook {playbook.name}, stage {stage_obj.id}: {'; '.join(problems)}")
+                f"playbook {playbook.name}, stage {stage_obj.id}: {'; '.join(map(str, problems))}",
+                playbook=playbook.name, stage=stage_obj.id, problems=problems)
         renderer = StageRenderer(
             settings.templates_dir, channels, approvals=ApprovalLock(settings.templates_dir)
         )
@@ -229,8 +231,9 @@ def _store_message(
             raise ApprovalError(
                 f"stage {stage} ({rendered.channel}, {rendered.locale}) renders differently from "
                 "the stored message for the same facts; templates changed mid-incident — "
-                "post the change as a new update with new facts"
-            )
+                "post the change as a new update with new facts",
+                playbook=rendered.playbook, stage=stage, channel=rendered.channel,
+                locale=rendered.locale)
         return existing
     message = Message(
         incident_id=incident_id, stage=stage, facts_version=facts_version,
@@ -290,7 +293,8 @@ def load_bundle(session: Session, incident: Incident, stage: str) -> StageBundle
     assert incident.id is not None
     messages = stage_messages(session, incident.id, stage)
     if not messages:
-        raise IncidentError(f"incident {incident.ref} has no rendered stage {stage!r}; trigger it")
+        raise IncidentError(f"incident {incident.ref} has no rendered stage {stage!r}; trigger it",
+                            playbook=incident.playbook, stage=stage)
     version = messages[0].facts_version
     facts_row = session.exec(select(FactSheetVersion).where(
         FactSheetVersion.incident_id == incident.id, FactSheetVersion.version == version)).one()
@@ -309,7 +313,8 @@ def approve(engine: Engine, *, incident_ref: str, stage: str, approver: str,
     bundle stays unapproved) and a different second person completes the approval, which
     names both."""
     if not approver.strip():
-        raise ApprovalError("an approval needs the approver's name")
+        raise ApprovalError("an approval needs the approver's name", stage=stage,
+                            field="approver")
     with session_scope(engine) as session:
         incident = get_incident(session, incident_ref)
         bundle = load_bundle(session, incident, stage)
@@ -327,9 +332,11 @@ def _approve_two_person(session: Session, bundle: StageBundle, approver: str,
                         kind: str) -> StageBundle:
     author = _bundle_author(session, bundle)
     where = f"incident {bundle.incident_ref}, stage {bundle.stage}"
+    at: Location = {"playbook": bundle.playbook, "stage": bundle.stage, "field": "approver"}
     if author is not None and author.strip().casefold() == approver.strip().casefold():
-        raise ApprovalError(f"{where}: {approver} triggered this bundle and cannot approve it; "
-                            "the playbook needs two other people")
+        reason = (f"{approver} triggered this bundle and cannot approve it; the playbook "
+                  "needs two other people")
+        raise ApprovalError(f"{where}: {reason}", **at, reason=reason)
     first = session.exec(select(Approval).where(
         Approval.incident_id == bundle.incident_id, Approval.stage == bundle.stage,
         Approval.facts_version == bundle.facts_version, Approval.bundle_hash == bundle.bundle_hash,
@@ -339,8 +346,8 @@ def _approve_two_person(session: Session, bundle: StageBundle, approver: str,
                       bundle.bundle_hash, approver=approver, kind=FIRST_OF_TWO)
         return bundle
     if first.approver.strip().casefold() == approver.strip().casefold():
-        raise ApprovalError(f"{where}: {approver} approved already; the playbook needs a "
-                            "second person")
+        reason = f"{approver} approved already; the playbook needs a second person"
+        raise ApprovalError(f"{where}: {reason}", **at, reason=reason)
     approval = _add_approval(session, bundle.incident_id, bundle.stage, bundle.facts_version,
                              bundle.bundle_hash, approver=f"{first.approver} + {approver}",
                              kind="two_person" if kind == "human" else kind)
@@ -362,15 +369,16 @@ def verify_approved(session: Session, message: Message) -> None:
     """A send is backed by an approval of exactly this content, or it does not happen."""
     parts = json.loads(message.parts_json)
     if content_hash(message.channel, message.locale, parts) != message.content_hash:
-        raise ApprovalError(f"message {message.id} content does not match its approved hash")
+        raise ApprovalError(f"message {message.id} content does not match its approved hash",
+                            stage=message.stage, channel=message.channel, locale=message.locale)
     siblings = stage_messages(session, message.incident_id, message.stage, message.facts_version)
     digest = bundle_hash(m.content_hash for m in siblings)
     if _find_approval(session, message.incident_id, message.stage, message.facts_version,
                       digest) is None:
         raise ApprovalError(
             f"stage {message.stage} of incident {message.incident_id} is not approved for this "
-            "exact content; run: crisiscomms approve"
-        )
+            "exact content; run: crisiscomms approve",
+            stage=message.stage, channel=message.channel, locale=message.locale)
 
 
 def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[Channel]],
@@ -379,8 +387,8 @@ def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[
     if not bundle.approved:
         raise ApprovalError(
             f"incident {bundle.incident_ref}, stage {bundle.stage} awaits approval: "
-            f"crisiscomms approve {bundle.incident_ref} --stage {bundle.stage} --by NAME"
-        )
+            f"crisiscomms approve {bundle.incident_ref} --stage {bundle.stage} --by NAME",
+            playbook=bundle.playbook, stage=bundle.stage)
     playbook = load_playbook(bundle.playbook, settings.playbooks_dir)
     with session_scope(engine) as session:
         messages = list(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,10 @@ class Problem:
                 where.append(f"{label} {value}")
         suffix = f" [facts: {self.facts}]" if self.facts else ""
         return f"{', '.join(where)}: {self.text}{suffix}"
+
+    def as_dict(self) -> dict[str, str]:
+        """The problem for machines (``crisiscomms lint --json``): the fields that are set."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def _long_text(length: int, *, full_width: bool = False) -> str:
@@ -279,7 +283,7 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
     try:
         playbook = load_playbook(playbook_name, playbooks_dir)
     except PlaybookError as exc:
-        return [Problem(playbook_name, str(exc))]
+        return [_problem(p, playbook_name) for p in exc.each()]
     problems = _structure(playbook, templates_dir, channels)
     lock = ApprovalLock(templates_dir)
     problems += _approval_problems(playbook, lock)
@@ -300,8 +304,8 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
             problems += _facts_problems(playbook, exc, label)
             continue
         for stage in playbook.stages:
-            for text in fact_problems(playbook, stage, sheet):
-                problems.append(Problem(playbook.name, text, message=stage.id, facts=label))
+            for fault in fact_problems(playbook, stage, sheet):
+                problems.append(_problem(fault, playbook.name, stage=stage.id, facts=label))
             for channel in stage.channels:
                 cls = channels[channel]
                 for locale in playbook.locales:
@@ -309,10 +313,8 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
                         message, _ = renderer.render_message(playbook, stage, sheet, channel,
                                                              locale)
                     except CrisisCommsError as exc:
-                        field, text = _split_field(_strip_where(str(exc)))
-                        problems.append(Problem(playbook.name, text, message=stage.id,
-                                                channel=channel, locale=locale, field=field,
-                                                facts=label))
+                        problems += [_problem(p, playbook.name, stage=stage.id, channel=channel,
+                                              locale=locale, facts=label) for p in exc.each()]
                         continue
                     if cls.personal:
                         problems += _personal_problems(playbook, cls, stage.id, channel, locale,
@@ -332,39 +334,25 @@ def _unique(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-_FACT_ERROR = re.compile(r"(?P<field>[A-Za-z0-9_.]+): (?P<msg>.+)")
+def _problem(exc: CrisisCommsError, playbook: str, *, stage: str | None = None,
+             channel: str | None = None, locale: str | None = None,
+             facts: str | None = None) -> Problem:
+    """A lint problem from an error's fields (where the error says nothing, where lint was)."""
+    return Problem(exc.playbook or playbook, exc.reason, message=exc.stage or stage,
+                   channel=exc.channel or channel, locale=exc.locale or locale,
+                   field=exc.field, facts=facts)
 
 
 def _facts_problems(playbook: Playbook, exc: FactsError, label: str) -> list[Problem]:
     """Invalid drill facts: one problem per fact and message that cannot be rendered."""
-    text = str(exc).removeprefix("invalid facts: ")
     out = []
-    for item in text.split("; "):
-        m = _FACT_ERROR.fullmatch(item)
-        field, msg = (m["field"], m["msg"]) if m else ("drill_facts", item)
+    for fault in exc.each():
+        field = fault.field or "drill_facts"
         for stage in playbook.stages:
-            out.append(Problem(playbook.name, f"drill_facts.{field}: {msg}; no message of this "
-                               f"stage can be rendered", message=stage.id, field=field,
+            out.append(Problem(playbook.name, f"drill_facts.{field}: {fault.reason}; no message "
+                               "of this stage can be rendered", message=stage.id, field=field,
                                facts=label))
     return out
-
-
-_TEMPLATE_IN_TEXT = re.compile(r"template \S+/[a-z_]+\.(?P<part>[a-z0-9_]+)\.[A-Za-z-]+\.j2")
-
-
-def _split_field(text: str) -> tuple[str | None, str]:
-    """The part a render problem is about: ``field text: ...`` (a limit) or the part of the
-    template it names (``template pb/s/email.text.en.j2 uses ...``)."""
-    m = re.match(r"field ([A-Za-z0-9_.]+)[:,] ?", text)
-    if m:
-        return m[1], text[m.end():]
-    t = _TEMPLATE_IN_TEXT.search(text)
-    return (t["part"], text) if t else (None, text)
-
-
-def _strip_where(text: str) -> str:
-    """Drop the renderer's own 'playbook ..., locale xx: ' prefix (the Problem says it)."""
-    return re.sub(r"^playbook [^,]+, message [^,]+, channel [^,]+, locale [^,:]+[:,] ?", "", text)
 
 
 def resolve_paths(path: Path | None, playbooks_dir: Path, templates_dir: Path

@@ -26,6 +26,16 @@ RECIPIENT_FIELDS = ("first_name", "name", "email", "plan", "product", "order_ref
 """Recipient fields a playbook may declare for personal wording (see Recipient)."""
 
 
+class Invalid(ValueError):
+    """A playbook rule broken, with where: pydantic keeps it as the error's ``ctx["error"]``,
+    and :func:`load_playbook` copies its fields into the PlaybookError."""
+
+    def __init__(self, reason: str, *, field: str, stage: str | None = None,
+                 values: tuple[str, ...] = ()) -> None:
+        super().__init__(f"stage {stage!r}: {reason}" if stage else reason)
+        self.reason, self.field, self.stage, self.values = reason, field, stage, values
+
+
 class QA(BaseModel):
     """One anticipated question and its approved answer (plain text, the same everywhere)."""
 
@@ -109,49 +119,56 @@ class Playbook(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Playbook:
         if not self.stages:
-            raise ValueError("a playbook needs at least one stage")
+            raise Invalid("a playbook needs at least one stage", field="stages")
         ids = [s.id for s in self.stages]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate stage ids: {ids}")
+            raise Invalid(f"duplicate stage ids: {ids}", field="stages")
         if self.default_locale not in self.locales:
-            raise ValueError(f"default_locale {self.default_locale!r} is not in locales")
+            raise Invalid(f"default_locale {self.default_locale!r} is not in locales",
+                          field="default_locale")
         for stage in self.stages:
             unknown = [c for c in stage.channels if c not in KNOWN_CHANNELS]
             if unknown:
                 raise ValueError(f"stage {stage.id!r}: unknown channels {unknown}")
             if self.notice is not None and len(stage.channels) < self.notice.min_channels:
-                raise ValueError(f"stage {stage.id!r}: a {self.notice.kind} notice goes out on "
-                                 f"at least {self.notice.min_channels} channels")
+                raise Invalid(f"a {self.notice.kind} notice goes out on at least "
+                              f"{self.notice.min_channels} channels", stage=stage.id,
+                              field="channels")
         musts = (f for fs in self.must_carry.values() for f in fs)
         for name in (*self.required_facts, *(f for s in self.stages for f in s.required_facts),
                      *musts):
             if not is_fact_path(name):
-                raise ValueError(f"fact {name!r} is not a FactSheet field")
+                raise Invalid(f"fact {name!r} is not a FactSheet field", field="facts",
+                              values=(name,))
         unknown_channels = [c for c in self.must_carry if c not in KNOWN_CHANNELS]
         if unknown_channels:
             raise ValueError(f"must_carry names unknown channels {unknown_channels}")
         stray = [loc for loc in (*self.qa, *self.time_zones) if loc not in self.locales]
         if stray:
-            raise ValueError(f"qa/time_zones name locales the playbook lacks: {stray}")
+            raise Invalid(f"qa/time_zones name locales the playbook lacks: {stray}",
+                          field="qa" if stray[0] in self.qa else "time_zones",
+                          values=tuple(stray))
         if self.notice is not None:
             for kind, words in (("headline", self.notice.headline),
                                 ("urgent", self.notice.urgent)):
                 lacking = [loc for loc in self.locales if words and loc not in words]
                 if lacking:
-                    raise ValueError(f"notice.{kind} lacks locales {lacking}")
+                    raise Invalid(f"notice.{kind} lacks locales {lacking}",
+                                  field=f"notice.{kind}", values=tuple(lacking))
         bad = [f for f in self.recipient_fields if f not in RECIPIENT_FIELDS]
         if bad:
-            raise ValueError(f"unknown recipient fields {bad}; known: {list(RECIPIENT_FIELDS)}")
+            raise Invalid(f"unknown recipient fields {bad}; known: {list(RECIPIENT_FIELDS)}",
+                          field="recipient_fields", values=tuple(bad))
         return self
 
     def stage(self, stage_id: str) -> Stage:
         for stage in self.stages:
             if stage.id == stage_id:
                 return stage
+        stages = ", ".join(s.id for s in self.stages)
         raise PlaybookError(
-            f"playbook {self.name!r} has no stage {stage_id!r}; "
-            f"stages: {', '.join(s.id for s in self.stages)}"
-        )
+            f"playbook {self.name!r} has no stage {stage_id!r}; stages: {stages}",
+            playbook=self.name, stage=stage_id, reason=f"no such stage; stages: {stages}")
 
     def required_for(self, stage: Stage) -> list[str]:
         return list(dict.fromkeys((*self.required_facts, *stage.required_facts)))
@@ -180,21 +197,34 @@ def load_playbook(name: str, playbooks_dir: Path) -> Playbook:
     path = playbooks_dir / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(available_playbooks(playbooks_dir)) or "none"
-        raise PlaybookError(f"unknown playbook {name!r} (available: {known})")
+        raise PlaybookError(f"unknown playbook {name!r} (available: {known})", playbook=name,
+                            reason=f"unknown playbook (available: {known})")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise PlaybookError(f"playbook {name!r}: invalid YAML: {exc}") from None
+        raise PlaybookError(f"playbook {name!r}: invalid YAML: {exc}", playbook=name,
+                            reason=f"invalid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise PlaybookError(f"playbook {name!r}: expected a mapping at the top level")
+        reason = "expected a mapping at the top level"
+        raise PlaybookError(f"playbook {name!r}: {reason}", playbook=name, reason=reason)
     try:
         playbook = Playbook.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'playbook'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise PlaybookError(f"playbook {name!r} is invalid: {problems}") from None
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or None
+            rule = err.get("ctx", {}).get("error")
+            if isinstance(rule, Invalid):
+                problems.append(PlaybookError(
+                    f"{loc or 'playbook'}: {err['msg']}", playbook=name, stage=rule.stage,
+                    field=rule.field, values=rule.values, reason=rule.reason))
+            else:
+                problems.append(PlaybookError(f"{loc or 'playbook'}: {err['msg']}",
+                                              playbook=name, field=loc, reason=err["msg"]))
+        raise PlaybookError(f"playbook {name!r} is invalid: {'; '.join(map(str, problems))}",
+                            playbook=name, problems=problems) from None
     if playbook.name != name:
-        raise PlaybookError(f"playbook file {path.name} declares name {playbook.name!r}")
+        raise PlaybookError(f"playbook file {path.name} declares name {playbook.name!r}",
+                            playbook=name, field="name",
+                            reason=f"the file {path.name} declares name {playbook.name!r}")
     return playbook

@@ -12,24 +12,28 @@ Two checks, both before anything is stored or sent:
   names for the channel appear verbatim (escaped in HTML parts), and an email subject carries
   the notice's headline word, and its urgent word for a class I/II food or drug recall.
 
-Each problem names the fact (``field``); callers add playbook, message, channel and locale.
+Each problem is an error value (not raised) whose ``field`` names the fact, with ``locale``
+where one locale is at fault; ``str(problem)`` reads ``locale de, field title: ...``. Callers
+raise them gathered in one error (``problems=``) that adds playbook, stage, channel and locale.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from babel.numbers import format_decimal
 from markupsafe import escape
 
+from crisiscomms.core.errors import CrisisCommsError, FactsError, RenderError
 from crisiscomms.core.locales import fallback_chain
 from crisiscomms.incident.facts import LOCALIZABLE_FACTS, FactSheet
 from crisiscomms.playbook.loader import Playbook, Stage
-from crisiscomms.render.environment import escape_percent
+from crisiscomms.render.escaping import escape_percent
 
 SUBJECT_PARTS = ("subject",)
+E = TypeVar("E", bound=CrisisCommsError)
 
 
 def _localized_value(facts: FactSheet, path: str, locale: str, default: str) -> Any:
@@ -53,29 +57,36 @@ def _prose_paths(facts: FactSheet) -> list[str]:
     return paths
 
 
-def fact_problems(playbook: Playbook, stage: Stage, facts: FactSheet) -> list[str]:
+def _at(cls: type[E], reason: str, *, field: str, locale: str | None = None) -> E:
+    where = f"locale {locale}, field {field}" if locale else f"field {field}"
+    return cls(f"{where}: {reason}", field=field, locale=locale, reason=reason)
+
+
+def fact_problems(playbook: Playbook, stage: Stage, facts: FactSheet) -> list[FactsError]:
     """Why these facts cannot make this stage's messages (empty when they can)."""
     missing = facts.missing(playbook.required_for(stage))
-    problems = [f"missing required facts: {', '.join(missing)}"] if missing else []
+    text = f"missing required facts: {', '.join(missing)}"
+    problems = [FactsError(text, field=missing[0] if len(missing) == 1 else None,
+                           values=missing)] if missing else []
     notice = playbook.notice
     if notice is not None:
         section = facts.recall if notice.kind == "recall" else facts.breach
         if section is None:
-            problems.append(f"field {notice.kind}: a {notice.kind} notice needs the "
-                            f"{notice.kind} facts (see docs/playbooks.md)")
+            problems.append(_at(FactsError, f"a {notice.kind} notice needs the {notice.kind} "
+                                "facts (see docs/playbooks.md)", field=notice.kind))
         for locale in playbook.locales:
             word = notice.headline.get(locale)
             title = _localized_value(facts, "title", locale, playbook.default_locale)
             if word and word.casefold() not in str(title).casefold():
-                problems.append(f"locale {locale}, field title: the headline must say "
-                                f"{word!r} (it reads {title!r})")
+                problems.append(_at(FactsError, f"the headline must say {word!r} (it reads "
+                                    f"{title!r})", field="title", locale=locale))
     for locale in playbook.locales:
         if locale == playbook.default_locale:
             continue
         lacking = [p for p in _prose_paths(facts)
                    if not _translated(facts, p, locale, playbook.default_locale)]
-        problems += [f"locale {locale}, field {p}: no translation (facts.translations.{locale})"
-                     for p in lacking]
+        problems += [_at(FactsError, f"no translation (facts.translations.{locale})", field=p,
+                         locale=locale) for p in lacking]
     return problems
 
 
@@ -103,9 +114,9 @@ def _body_parts(parts: Mapping[str, str]) -> dict[str, str]:
 
 
 def message_problems(playbook: Playbook, facts: FactSheet, channel: str, locale: str,
-                     parts: Mapping[str, str]) -> list[str]:
+                     parts: Mapping[str, str]) -> list[RenderError]:
     """Canonical facts missing from a rendered message, or a notice word missing."""
-    problems: list[str] = []
+    problems: list[RenderError] = []
     for path in playbook.must_carry.get(channel, ()):
         expected = _as_texts(_localized_value(facts, path, locale, playbook.default_locale),
                              locale)
@@ -114,15 +125,17 @@ def message_problems(playbook: Playbook, facts: FactSheet, channel: str, locale:
             for value in expected:
                 forms = (value, escape_percent(value)) if "%" in value else (value,)
                 if not any(f in text or (html and str(escape(f)) in text) for f in forms):
-                    problems.append(f"field {path}: {part} does not carry {value!r}")
+                    problems.append(_at(RenderError, f"{part} does not carry {value!r}",
+                                        field=path))
     notice = playbook.notice
     subject = parts.get("subject")
     if notice is not None and subject is not None:
         word = notice.headline.get(locale)
         if word and word.casefold() not in subject.casefold():
-            problems.append(f"field subject: must say {word!r}")
+            problems.append(_at(RenderError, f"must say {word!r}", field="subject"))
         urgent = notice.urgent.get(locale)
         if facts.recall is not None and facts.recall.urgent and urgent and urgent not in subject:
-            problems.append(f"field subject: a class {facts.recall.recall_class} "
-                            f"{facts.recall.product_type} recall must say {urgent!r}")
+            problems.append(_at(RenderError, f"a class {facts.recall.recall_class} "
+                                f"{facts.recall.product_type} recall must say {urgent!r}",
+                                field="subject"))
     return problems

@@ -123,8 +123,9 @@ class ApprovalLock:
         if entry is not None and approved is None:
             if entry.sha256 == sha256_text(current):
                 return ""
-            raise ApprovalError(f"template {name}: the approved text ({entry.sha256[:12]}) was "
-                                "not kept, so there is nothing to compare with")
+            reason = (f"the approved text ({entry.sha256[:12]}) was not kept, so there is "
+                      "nothing to compare with")
+            raise ApprovalError(f"template {name}: {reason}", template=name, reason=reason)
         old = approved or ""
         label = (f"{name} (approved by {entry.approved_by} at {entry.approved_at})"
                  if entry else f"{name} (never approved)")
@@ -143,13 +144,14 @@ class ApprovalLock:
     def propose(self, names: Iterable[str], author: str) -> list[str]:
         """Record ``author`` as the author of the current content of ``names``."""
         if not author.strip():
-            raise ApprovalError("a proposal needs the author's name")
+            raise ApprovalError("a proposal needs the author's name", field="author")
         known = set(self.template_names())
         now = datetime.now(UTC).isoformat(timespec="seconds")
         out = []
         for name in names:
             if name not in known:
-                raise ApprovalError(f"no template {name} under {self.templates_dir}")
+                raise ApprovalError(f"no template {name} under {self.templates_dir}",
+                                    template=name, reason="no such template")
             self.proposals[name] = Proposal(self.source_hash(name), author.strip(), now)
             out.append(name)
         self.save()
@@ -170,15 +172,13 @@ class ApprovalLock:
         digest = sha256_text(source)
         entry = self.entries.get(name)
         if entry is None:
-            raise ApprovalError(
-                f"template {name} is not approved; run: crisiscomms templates approve {name}"
-            )
+            reason = f"not approved; run: crisiscomms templates approve {name}"
+            raise ApprovalError(f"template {name} is {reason}", template=name, reason=reason)
         if entry.sha256 != digest:
-            raise ApprovalError(
-                f"template {name} was edited after approval by {entry.approved_by} at "
-                f"{entry.approved_at} (approved sha256 {entry.sha256[:12]}, now {digest[:12]}); "
-                f"review it and run: crisiscomms templates approve {name}"
-            )
+            reason = (f"edited after approval by {entry.approved_by} at {entry.approved_at} "
+                      f"(approved sha256 {entry.sha256[:12]}, now {digest[:12]}); review it and "
+                      f"run: crisiscomms templates approve {name}")
+            raise ApprovalError(f"template {name} was {reason}", template=name, reason=reason)
         return digest
 
     def approve(self, names: Iterable[str], approver: str, *,
@@ -188,13 +188,14 @@ class ApprovalLock:
         ``two_person(name)`` says whether the template falls under the two-person rule: then
         its author must be known and must not be ``approver``. Nothing changes on a refusal."""
         if not approver.strip():
-            raise ApprovalError("an approval needs the approver's name")
+            raise ApprovalError("an approval needs the approver's name", field="approver")
         known = set(self.template_names())
         updates: dict[str, TemplateApproval] = {}
         now = datetime.now(UTC).isoformat(timespec="seconds")
         for name in names:
             if name not in known:
-                raise ApprovalError(f"no template {name} under {self.templates_dir}")
+                raise ApprovalError(f"no template {name} under {self.templates_dir}",
+                                    template=name, reason="no such template")
             digest = self.source_hash(name)
             current = self.entries.get(name)
             if current is not None and current.sha256 == digest:
@@ -203,13 +204,15 @@ class ApprovalLock:
             author = self.author(name)
             if two_person(name):
                 if author is None:
-                    raise ApprovalError(
-                        f"template {name} needs two people and its author is unknown; run: "
-                        f"crisiscomms templates propose --by AUTHOR {name}")
+                    reason = ("needs two people and its author is unknown; run: crisiscomms "
+                              f"templates propose --by AUTHOR {name}")
+                    raise ApprovalError(f"template {name} {reason}", template=name,
+                                        reason=reason)
                 if author.strip().casefold() == approver.strip().casefold():
-                    raise ApprovalError(
-                        f"template {name} needs two people: {approver} wrote this change and "
-                        "cannot approve it")
+                    reason = (f"needs two people: {approver} wrote this change and cannot "
+                              "approve it")
+                    raise ApprovalError(f"template {name} {reason}", template=name,
+                                        field="approver", reason=reason)
             updates[name] = TemplateApproval(digest, approver, now, author)
         for name, entry in updates.items():
             self._keep_copy(entry.sha256, (self.templates_dir / name).read_text(encoding="utf-8"))

@@ -23,6 +23,7 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -41,47 +42,45 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
-from crisiscomms.core.errors import LimitError, RenderError
+from crisiscomms.core.errors import ApprovalError, LimitError, Location, RenderError
 from crisiscomms.core.locales import fallback_chain
 from crisiscomms.delivery.contract import Channel, RenderedMessage
 from crisiscomms.incident.facts import FactSheet
 from crisiscomms.playbook.loader import Playbook, Stage
+from crisiscomms.playbook.notices import message_problems
 from crisiscomms.render.approvals import ApprovalLock
+from crisiscomms.render.escaping import escape_data, limit_text
 from crisiscomms.render.limits import limit_problems
 
 SHORT_PART = "short"
 MAX_THREAD_PARTS = 9
 TIME_TAG = re.compile(r"%at(?:\.html)?\|(?:datetime|date|time|pct)\|[^|%]+\|[^%|]*%")
 _TIME_TAG_PARTS = re.compile(r"%at(\.html)?\|(datetime|date|time|pct)\|([^|%]+)\|([^%|]*)%")
-PERCENT_TAG = "%at|pct|-|%"
-"""A literal ``%`` of data (facts, Q&A) in a personal message. The provider fills every
-substitution key wherever it appears, so a fact reading ``%first_name%`` would become the
-recipient's name, and one reading like a time tag (``%at|time|garbage|%``) would crash the
-publisher. In a data text where a ``%`` could open a key (a letter follows it), every ``%`` is
-rendered as this tag instead; :func:`time_tags` collects it and :func:`time_values` fills it
-back with ``%``, so the provider's single left-to-right pass gives the fact's own text back.
-A ``%`` that cannot open a key (``50% off``, ``{% for``) is left as it is."""
-_KEYISH = re.compile(r"%[A-Za-z_]")
+"""Time tags, and the ``pct`` tag of a data ``%`` (:mod:`crisiscomms.render.escaping`)."""
 
 
-def escape_percent(value: str) -> str:
-    """Data text as a personal message carries it (see :data:`PERCENT_TAG`)."""
-    return value.replace("%", PERCENT_TAG) if _KEYISH.search(value) else value
+@dataclass(frozen=True)
+class Where:
+    """Which message is rendering: the fields of its errors, and the start of their text."""
 
+    playbook: str
+    stage: str
+    channel: str
+    locale: str
 
-def _escape_data(value: Any) -> Any:
-    if isinstance(value, str):
-        return escape_percent(value)
-    if isinstance(value, dict):
-        return {k: _escape_data(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_escape_data(v) for v in value)
-    return value
+    def __str__(self) -> str:
+        return (f"playbook {self.playbook}, message {self.stage}, channel {self.channel}, "
+                f"locale {self.locale}")
 
-
-def _limit_text(text: str) -> str:
-    """The text limits are checked on: a data ``%`` is one character, not its tag."""
-    return text.replace(PERCENT_TAG, "%") if PERCENT_TAG in text else text
+    def fields(self, *, template: str | None = None, part: str | None = None) -> Location:
+        """The location fields of an error here (``part``: the message part, its ``field``)."""
+        out: Location = {"playbook": self.playbook, "stage": self.stage,
+                         "channel": self.channel, "locale": self.locale}
+        if template is not None:
+            out["template"] = template
+        if part is not None:
+            out["field"] = part
+        return out
 
 
 def short_part(part: str) -> str:
@@ -295,29 +294,36 @@ class StageRenderer:
     def _exists(self, name: str) -> bool:
         return (self.templates_dir / name).is_file()
 
-    def render_part(self, name: str, context: Mapping[str, Any], where: str,
-                    declared: Collection[str] | None = None) -> str:
-        """One template; ``declared``: the playbook's recipient fields, the only ones a
-        template may name."""
+    def render_part(self, name: str, context: Mapping[str, Any], where: Where,
+                    declared: Collection[str] | None = None, *, part: str | None = None) -> str:
+        """One template (of message part ``part``); ``declared``: the playbook's recipient
+        fields, the only ones a template may name."""
+
+        def error(reason: str) -> RenderError:
+            return RenderError(f"{where}: {reason}", **where.fields(template=name, part=part),
+                               reason=reason)
+
         try:
             self._source_hash(name)
             if declared is not None:
                 undeclared = sorted(self.recipient_fields_used(name) - set(declared))
                 if undeclared:
-                    raise RenderError(
-                        f"{where}: template {name} uses "
+                    raise error(
+                        f"template {name} uses "
                         f"{', '.join('recipient.' + f for f in undeclared)}, which the playbook "
                         f"does not declare (recipient_fields: {', '.join(declared) or 'none'})")
             text = self.env.get_template(name).render(context)
+        except ApprovalError as exc:  # the lock names the template; here is where it was used
+            raise ApprovalError(str(exc), **where.fields(template=name, part=part),
+                                reason=exc.reason) from None
         except TemplateNotFound:
-            raise RenderError(f"{where}: template {name} is missing") from None
+            raise error(f"template {name} is missing") from None
         except UndefinedError as exc:
-            raise RenderError(f"{where}: template {name} uses an undefined value: {exc}") from None
+            raise error(f"template {name} uses an undefined value: {exc}") from None
         except SecurityError as exc:
-            raise RenderError(
-                f"{where}: template {name} was stopped by the sandbox: {exc}") from None
+            raise error(f"template {name} was stopped by the sandbox: {exc}") from None
         except TemplateError as exc:
-            raise RenderError(f"{where}: template {name} failed: {exc}") from None
+            raise error(f"template {name} failed: {exc}") from None
         return text.strip()
 
     def context(
@@ -335,9 +341,9 @@ class StageRenderer:
             "qa": [qa.model_dump() for qa in playbook.qa.get(locale, ())],
             "personal_times": personal,
         }
-        if personal:  # data is text, never a substitution key (see PERCENT_TAG)
+        if personal:  # data is text, never a substitution key (see escaping)
             for key in ("facts", "stage", "playbook", "qa"):
-                ctx[key] = _escape_data(ctx[key])
+                ctx[key] = escape_data(ctx[key])
             ctx["recipient"] = {
                 f: substitution_tag(f, html=False) for f in playbook.recipient_fields
             }
@@ -373,30 +379,31 @@ class StageRenderer:
         self, playbook: Playbook, stage: Stage, facts: FactSheet, channel: str, locale: str
     ) -> tuple[RenderedMessage, dict[str, str]]:
         """One message and the hashes of the templates it came from."""
-        from crisiscomms.playbook.notices import message_problems
-
         cls = self.channels[channel]
-        where = f"playbook {playbook.name}, message {stage.id}, channel {channel}, locale {locale}"
+        where = Where(playbook.name, stage.id, channel, locale)
         names = self.part_names(playbook.name, stage.id, channel, locale)
         parts: dict[str, str] = {}
         for part, name in list(names.items()):
             ctx = self._part_context(playbook, stage, facts, locale, cls.personal, name)
-            text = self.render_part(name, ctx, where, playbook.recipient_fields)
-            problems = part_problems(cls.limits, part, _limit_text(text))
+            text = self.render_part(name, ctx, where, playbook.recipient_fields, part=part)
+            problems = part_problems(cls.limits, part, limit_text(text))
             short_name = template_name(playbook.name, stage.id, channel, short_part(part), locale)
             if problems and self._exists(short_name):
                 ctx = self._part_context(playbook, stage, facts, locale, cls.personal, short_name)
-                text = self.render_part(short_name, ctx, where, playbook.recipient_fields)
+                text = self.render_part(short_name, ctx, where, playbook.recipient_fields,
+                                        part=part)
                 names[part] = short_name
-                problems = part_problems(cls.limits, part, _limit_text(text))
+                problems = part_problems(cls.limits, part, limit_text(text))
             if problems:
-                raise LimitError(
-                    f"{where}, field {part}: {'; '.join(problems)} (approved text is never "
-                    f"truncated; add a short variant {short_name})")
+                reason = (f"{'; '.join(problems)} (approved text is never truncated; add a "
+                          f"short variant {short_name})")
+                raise LimitError(f"{where}, field {part}: {reason}",
+                                 **where.fields(template=names[part], part=part), reason=reason)
             parts[part] = text
-        problems = message_problems(playbook, facts, channel, locale, parts)
-        if problems:
-            raise RenderError(f"{where}: {'; '.join(problems)}")
+        found = message_problems(playbook, facts, channel, locale, parts)
+        if found:
+            raise RenderError(f"{where}: {'; '.join(map(str, found))}", **where.fields(),
+                              problems=found)
         hashes = {name: self._source_hash(name) for name in names.values()}
         message = RenderedMessage(
             playbook=playbook.name,

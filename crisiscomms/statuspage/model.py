@@ -139,26 +139,25 @@ def choose_slug(state: dict[str, Any], ref: str, wanted: str | None) -> str:
 
 
 def check_transition(current: str | None, new: str, *, reopen: bool = False) -> None:
-    """Refuse a status change the lifecycle does not allow (LifecycleError, with the reason)."""
+    """Refuse a status change the lifecycle does not allow (LifecycleError, with the reason;
+    its ``field`` is ``status``, its ``values`` the refused status)."""
+    at: dict[str, Any] = {"field": "status", "values": (new,)}
     if new not in INCIDENT_STATUSES:
         raise LifecycleError(
-            f"incident status {new!r} is not one of {', '.join(INCIDENT_STATUSES)}"
-        )
+            f"incident status {new!r} is not one of {', '.join(INCIDENT_STATUSES)}", **at)
     if new in _ALLOWED[current]:
         return
     if reopen and current in CLOSED_STATUSES and new in OPEN_STATUSES:
         return
     if current is None:
-        raise LifecycleError(f"a new incident cannot start as {new!r}; resolve it first")
+        raise LifecycleError(f"a new incident cannot start as {new!r}; resolve it first", **at)
     if current in CLOSED_STATUSES and new in OPEN_STATUSES:
         raise LifecycleError(
             f"the incident is {current}; moving it back to {new!r} needs an explicit reopen "
-            "(a stage named 'reopen', or reopen=True)"
-        )
+            "(a stage named 'reopen', or reopen=True)", **at)
     raise LifecycleError(
         f"the incident is {current}; it cannot move to {new!r} "
-        f"(allowed: {', '.join(sorted(_ALLOWED[current]))})"
-    )
+        f"(allowed: {', '.join(sorted(_ALLOWED[current]))})", **at)
 
 
 def incident_component_status(incident: dict[str, Any]) -> str:

@@ -136,6 +136,9 @@ def test_bad_requests_are_refused_without_error_pages(server: tuple[str, Setting
     unknown = httpx.post(f"{base}/v1/subscribe",
                          json={"email": "ok@example.org", "components": ["Nope"]}, timeout=5)
     assert unknown.status_code == 400 and "Nope" in unknown.json()["message"]
+    assert unknown.json()["field"] == "components" and unknown.json()["values"] == ["Nope"]
+    bad_address = httpx.post(f"{base}/v1/subscribe", json={"email": "a@b"}, timeout=5)
+    assert bad_address.status_code == 400 and bad_address.json()["field"] == "email"
     garbage = httpx.post(f"{base}/v1/subscribe", content=b"\xff\xfe{",
                          headers={"content-type": "application/json"}, timeout=5)
     assert garbage.status_code == 400
@@ -189,7 +192,7 @@ def test_subscribers_of_the_affected_component_get_each_update_once_until_they_u
     the customer list get it once each, with their own unsubscribe link; one click on it and
     the next update no longer reaches them."""
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.cli import _publish
+    from crisiscomms.cli.common import _publish
     from crisiscomms.core.database import make_engine
     from crisiscomms.incident.service import approve, trigger
 

@@ -107,13 +107,15 @@ def test_a_recall_notice_needs_its_section_and_the_word_recall_in_every_language
     pb = recall_playbook()
     facts = drill()
     del facts["recall"]
-    problems = fact_problems(pb, pb.stages[0], build_fact_sheet(facts))
+    problems = [str(p) for p in fact_problems(pb, pb.stages[0], build_fact_sheet(facts))]
     assert any("recall" in p and "needs the recall facts" in p for p in problems), problems
     facts = drill()
     facts["title"] = "Important notice: KettlePro"
     facts["translations"] = {**facts["translations"],
                              "de": {**facts["translations"]["de"], "title": "Wichtig: Kettle"}}
-    problems = fact_problems(pb, pb.stages[0], build_fact_sheet(facts))
+    faults = fact_problems(pb, pb.stages[0], build_fact_sheet(facts))
+    assert {(f.locale, f.field) for f in faults} >= {("en", "title"), ("de", "title")}
+    problems = [str(p) for p in faults]
     assert any("locale en, field title: the headline must say 'Recall'" in p for p in problems)
     assert any("locale de, field title: the headline must say 'Rückruf'" in p for p in problems)
     assert not any("locale es, field title" in p for p in problems)
@@ -126,7 +128,9 @@ def test_an_untranslated_recall_text_is_refused_per_locale() -> None:
                              if loc == "ja" else entries
                              for loc, entries in facts["translations"].items()}
     problems = fact_problems(pb, pb.stages[0], build_fact_sheet(facts))
-    assert problems == ["locale ja, field recall.hazard: no translation (facts.translations.ja)"]
+    assert [str(p) for p in problems] == [
+        "locale ja, field recall.hazard: no translation (facts.translations.ja)"]
+    assert problems[0].fields() == {"locale": "ja", "field": "recall.hazard"}
 
 
 def test_trigger_refuses_a_recall_missing_a_field_and_stores_nothing(
@@ -199,7 +203,9 @@ def test_a_subject_without_urgent_is_a_problem_for_an_urgent_recall() -> None:
     sheet = build_fact_sheet(facts)
     problems = message_problems(pb, sheet, "email", "de",
                                 {"subject": "Rückruf: KettlePro", "text": "", "html": ""})
-    assert "field subject: a class I food recall must say 'DRINGEND'" in problems
+    assert "field subject: a class I food recall must say 'DRINGEND'" in map(str, problems)
+    assert ("subject", "a class I food recall must say 'DRINGEND'") in [
+        (p.field, p.reason) for p in problems]
 
 
 # -- Babel: numbers, money, dates, countries, lists in five locales; per-recipient zones --------
