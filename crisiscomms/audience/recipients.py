@@ -17,6 +17,8 @@ ANALYZE_AFTER = 10_000
 """A bulk insert of at least this many recipients refreshes PostgreSQL's statistics."""
 DRILL_DOMAIN = "drill.example.com"
 DRILL_PRESS_DOMAIN = "press.drill.example.net"
+PRESS_LIST = "press"
+"""The recipient list of journalists (``Recipient.lists``): the press release's audience."""
 
 
 def insert_recipients(session: Session, rows: Iterable[dict[str, object]]) -> int:
@@ -98,4 +100,4 @@ def ensure_drill_audience(session: Session, count: int, *,
         spread_time_zones=spread_time_zones))
     return added + insert_recipients(session, drill_recipients(
         press, domain=DRILL_PRESS_DOMAIN, start=existing(DRILL_PRESS_DOMAIN) + 1,
-        locales=locales, spread_time_zones=spread_time_zones, lists="press", prefix="press"))
+        locales=locales, spread_time_zones=spread_time_zones, lists=PRESS_LIST, prefix="press"))

@@ -35,7 +35,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.engine import Engine
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.channels.wiring import build_channels
+from crisiscomms.channels.registry import build_channels
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import Channel

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.channels.wiring import build_channels
+from crisiscomms.channels.registry import build_channels
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.ledger import channel_counts, claim, pending_ids
 from crisiscomms.delivery.models import Delivery, DeliveryState

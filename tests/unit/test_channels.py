@@ -108,7 +108,8 @@ NAMES = list(CHANNEL_CLASSES)
 
 
 def test_registry_is_in_publishing_order() -> None:
-    assert NAMES == ["status_page", "x", "email", "press", "support"]
+    """The status page first (every other message links to it), the email fan-out last."""
+    assert NAMES == ["status_page", "x", "support", "press", "email"]
 
 
 @pytest.mark.parametrize("name", NAMES)
