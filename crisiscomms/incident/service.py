@@ -141,6 +141,7 @@ def trigger(
 ) -> StageBundle:
     """Build the fact sheet, render the stage, store the bundle; auto-approve ``auto_send``."""
     playbook = load_playbook(playbook_name, settings.playbooks_dir)
+    playbook.check_channels(channels)
     ref = facts.get("incident_ref")
     with session_scope(engine) as session:
         incident = (

@@ -23,7 +23,7 @@ import yaml
 from sqlalchemy import select
 from sqlmodel import col
 
-from crisiscomms.audience.recipients import ensure_drill_audience
+from crisiscomms.audience.recipients import PRESS_LIST, ensure_drill_audience
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import FactsError
@@ -109,6 +109,7 @@ def run_drill(
     """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers."""
     started = time.perf_counter()
     playbook = load_playbook(playbook_name, base.playbooks_dir)  # unknown playbook: fail first
+    playbook.check_channels(CHANNEL_CLASSES)
     facts: dict[str, Any] = dict(playbook.drill_facts)
     if facts_file is not None:
         facts.update(load_facts_file(facts_file))
@@ -135,7 +136,9 @@ def run_drill(
             engine = make_engine(settings.resolved_database_url)
             init_db(engine)
             with session_scope(engine) as session:
-                press = DRILL_PRESS if any("press" in s.channels for s in playbook.stages) else 0
+                lists = {CHANNEL_CLASSES[c].recipients for s in playbook.stages
+                         for c in playbook.channels_of(s, CHANNEL_CLASSES)}
+                press = DRILL_PRESS if PRESS_LIST in lists else 0
                 ensure_drill_audience(session, recipients, locales=playbook.locales,
                                       spread_time_zones=True, press=press)
             stages = []
