@@ -395,7 +395,7 @@ def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[
             incident_ref=bundle.incident_ref,
             facts_hash=bundle.facts_hash,
             messages=messages,
-            personal_channels=[n for n, c in channels.items() if c.personal],
+            audiences={n: c.recipients for n, c in channels.items() if c.recipients is not None},
             locales=playbook.locales,
             default_locale=playbook.default_locale,
             batch_size=settings.email_batch_size,

@@ -279,7 +279,7 @@ def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_
     """No server: the lane's poll is stubbed; what it reports comes from the Delivery rows."""
     from crisiscomms.audience.recipients import drill_recipients, insert_recipients
     from crisiscomms.core.database import init_db, make_engine, session_scope
-    from crisiscomms.delivery.contract import DeliveryResult
+    from crisiscomms.delivery.contract import CUSTOMER_LIST, DeliveryResult
     from crisiscomms.delivery.ledger import claim, plan_messages, record
     from crisiscomms.delivery.models import Delivery
     from crisiscomms.flows import run_playbook
@@ -300,7 +300,7 @@ def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_
         s.add(msg)
         s.flush()
         plan_messages(s, incident_ref="INC-LANE", facts_hash="f" * 64, messages=[msg],
-                      personal_channels=["email"], locales=("en",), default_locale="en",
+                      audiences={"email": CUSTOMER_LIST}, locales=("en",), default_locale="en",
                       batch_size=1000)
     with session_scope(engine) as s:
         ids = [int(i) for i in s.exec(select(col(Delivery.id)).order_by(col(Delivery.id)))]
