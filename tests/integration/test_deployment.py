@@ -161,7 +161,7 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
 
     procs: Processes = stack["procs"]
     with temporary_settings(updates={PREFECT_API_URL: stack["api"]}):
-        made = deploy(POOL, email_rate_per_s=200.0, x_rate_per_s=5.0)
+        made = deploy(POOL, rates={"email": 200.0, "x": 5.0})
         assert made["work_pool_type"] == "process"
         assert set(made["rate_limits"]) == {"email", "x"}
         for name in WORKERS:
@@ -268,7 +268,7 @@ def test_prefect_yaml_declares_what_deploy_py_makes() -> None:
         if "batches_deployment" in params:
             assert params["batches_deployment"] == deploy_script.BATCHES_DEPLOYMENT
         if "rate_limits" in params:
-            assert params["rate_limits"] == deploy_script.RATE_LIMIT_NAMES
+            assert params["rate_limits"] == deploy_script.rate_limit_names()
     assert made == {deploy_script.STAGE_DEPLOYMENT, deploy_script.BATCHES_DEPLOYMENT,
                     deploy_script.RESUME_DEPLOYMENT}
 
