@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if channel is not None and unsubscribe_token:
             try:
                 message = subs.confirmation_message(
-                    settings.templates_dir, locale=locale, organization=settings.organization,
+                    settings.templates_dir, channel=channel.name, locale=locale,
+                    organization=settings.organization,
                     page_name=page_name, confirm_url=f"{base}/v1/confirm/{token}",
                     unsubscribe_url=f"{base}/v1/unsubscribe/{unsubscribe_token}",
                     components=components)

@@ -110,6 +110,10 @@ def run_drill(
     started = time.perf_counter()
     playbook = load_playbook(playbook_name, base.playbooks_dir)  # unknown playbook: fail first
     playbook.check_channels(CHANNEL_CLASSES)
+    # channels whose rows count recipients (reported per locale), and those to the press list
+    # (each stage's release is kept under ``press_release/``)
+    addressed = [n for n, c in CHANNEL_CLASSES.items() if c.recipients is not None]
+    press_channels = [n for n, c in CHANNEL_CLASSES.items() if c.recipients == PRESS_LIST]
     facts: dict[str, Any] = dict(playbook.drill_facts)
     if facts_file is not None:
         facts.update(load_facts_file(facts_file))
@@ -167,12 +171,12 @@ def run_drill(
                     select(col(Delivery.key), col(Message.stage), col(Delivery.locale))
                     .join(Message, col(Message.id) == col(Delivery.message_id))
                     .where(col(Delivery.incident_id) == incident_id,
-                           col(Delivery.channel) == "press")).all()}
+                           col(Delivery.channel).in_(press_channels))).all()}
             engine.dispose()
             key_locale = {str(k): str(loc) for k, _, loc, _ in delivered}
             by_locale: dict[str, dict[str, int]] = {}
             for _, channel, loc, n in delivered:
-                if channel in ("email", "press"):
+                if channel in addressed:
                     bucket = by_locale.setdefault(str(channel), {})
                     bucket[str(loc)] = bucket.get(str(loc), 0) + int(n)
             sg_stats, x_stats = pair.sendgrid.stats(), pair.x.stats()
@@ -189,8 +193,8 @@ def run_drill(
                     for channel, c in counts.items()
                 },
                 "emulator_received": {
-                    "email": sg_stats["recipients"],
-                    "x": x_stats["accepted_messages"],
+                    pair.sendgrid.channel: sg_stats["recipients"],
+                    pair.x.channel: x_stats["accepted_messages"],
                 },
                 "duplicates": sg_stats["duplicates"] + x_stats["duplicates"],
                 "recipients_by_locale": by_locale,
