@@ -60,7 +60,7 @@ def real_bodies(engine: Any, settings: Any, incident_id: int, count: int = 8) ->
     import orjson
     from sqlmodel import Session, col, select
 
-    from crisiscomms.channels.wiring import build_channels
+    from crisiscomms.channels.registry import build_channels
     from crisiscomms.delivery.ledger import decode_ids
     from crisiscomms.delivery.models import Delivery
     from crisiscomms.delivery.sender import _batch, _context, _recipients
@@ -115,7 +115,7 @@ def naive(count: int) -> dict[str, Any]:
     from sqlmodel import Session, select
 
     from crisiscomms.audience.models import Recipient
-    from crisiscomms.channels.wiring import build_channels
+    from crisiscomms.channels.registry import build_channels
     from crisiscomms.core.database import make_engine
     from crisiscomms.core.settings import Settings
     from crisiscomms.delivery.contract import OutboundBatch, OutboundRecipient, RenderedMessage
@@ -237,7 +237,7 @@ def main() -> None:
 
         from crisiscomms.audience.models import Recipient
         from crisiscomms.channels import CHANNEL_CLASSES
-        from crisiscomms.channels.wiring import build_channels
+        from crisiscomms.channels.registry import build_channels
         from crisiscomms.core.database import init_db, make_engine, session_scope
         from crisiscomms.core.settings import Settings
         from crisiscomms.delivery.ledger import channel_counts

@@ -105,7 +105,8 @@ def setup(playbook_name: str, work: Path) -> dict[str, Any]:
 
     playbooks, templates = content_dirs(work)  # committed ones while others edit
     playbook = load_playbook(playbook_name, playbooks)
-    stage = next(s for s in playbook.stages if "email" in s.channels)
+    stage = next(s for s in playbook.stages
+                 if "email" in playbook.channels_of(s, CHANNEL_CLASSES))
     facts = build_fact_sheet(dict(playbook.drill_facts))
     started = time.perf_counter()
     renderer = StageRenderer(templates, CHANNEL_CLASSES, approvals=ApprovalLock(templates))

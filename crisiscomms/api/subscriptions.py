@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from crisiscomms.audience import subscriptions as subs
 from crisiscomms.audience.models import Recipient
-from crisiscomms.channels.wiring import build_channels
+from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.core.settings import Settings
@@ -115,12 +115,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             row = session.get(Recipient, result.recipient_id)
             unsubscribe_token = row.unsubscribe_token if row else None
             components = (row.components or "").split(",") if row and row.components else []
-        channel = build_channels(settings).get("email")
+        channel = SendGridEmailChannel.from_settings(settings)  # None without a key
         outcome = "email channel not configured"
         if channel is not None and unsubscribe_token:
             try:
                 message = subs.confirmation_message(
-                    settings.templates_dir, locale=locale, organization=settings.organization,
+                    settings.templates_dir, channel=channel.name, locale=locale,
+                    organization=settings.organization,
                     page_name=page_name, confirm_url=f"{base}/v1/confirm/{token}",
                     unsubscribe_url=f"{base}/v1/unsubscribe/{unsubscribe_token}",
                     components=components)

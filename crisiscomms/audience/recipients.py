@@ -15,6 +15,8 @@ from crisiscomms.audience.models import Recipient
 INSERT_CHUNK = 5000
 ANALYZE_AFTER = 10_000
 """A bulk insert of at least this many recipients refreshes PostgreSQL's statistics."""
+PRESS_LIST = "press"
+"""The recipient list of journalists (``Recipient.lists``): the press release's audience."""
 
 
 def insert_recipients(session: Session, rows: Iterable[dict[str, object]]) -> int:

@@ -158,6 +158,7 @@ def unsubscribe(session: Session, token: str) -> Recipient | None:
 def confirmation_message(
     templates_dir: Path,
     *,
+    channel: str,
     locale: str,
     organization: str,
     page_name: str,
@@ -165,24 +166,26 @@ def confirmation_message(
     unsubscribe_url: str,
     components: Sequence[str],
 ) -> RenderedMessage:
-    """The confirmation email from its approved templates (the locale's, else English)."""
+    """The confirmation email from its approved templates (the locale's, else English), for
+    the email channel named ``channel`` (``TEMPLATE_DIR/<channel>.<part>.<locale>.j2``)."""
     env = make_environment(templates_dir)
     lock = ApprovalLock(templates_dir)
     lang = locale.replace("_", "-").split("-")[0].lower()
-    chosen = lang if (templates_dir / TEMPLATE_DIR / f"email.text.{lang}.j2").is_file() else "en"
+    chosen = (lang if (templates_dir / TEMPLATE_DIR / f"{channel}.text.{lang}.j2").is_file()
+              else "en")
     context = {"locale": chosen, "organization": organization, "page_name": page_name,
                "confirm_url": confirm_url, "unsubscribe_url": unsubscribe_url,
                "components": list(components)}
     parts: dict[str, str] = {}
     for part in EMAIL_PARTS:
-        name = f"{TEMPLATE_DIR}/email.{part}.{chosen}.j2"
+        name = f"{TEMPLATE_DIR}/{channel}.{part}.{chosen}.j2"
         assert env.loader is not None
         source, _, _ = env.loader.get_source(env, name)
         lock.check(name, source)  # ApprovalError when edited or unapproved
         parts[part] = env.get_template(name).render(context).strip()
-    return RenderedMessage(playbook="_statuspage", stage="subscribe", channel="email",
+    return RenderedMessage(playbook="_statuspage", stage="subscribe", channel=channel,
                            locale=chosen, parts=parts,
-                           content_hash=content_hash("email", chosen, parts))
+                           content_hash=content_hash(channel, chosen, parts))
 
 
 def send_confirmation(

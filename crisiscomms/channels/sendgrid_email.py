@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlsplit
 from urllib.request import Request, urlopen
@@ -54,9 +54,12 @@ from pydantic import SecretStr
 from sendgrid import SendGridAPIClient
 
 from crisiscomms.channels.redaction import BEARER, install_redaction
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
+    CUSTOMER_LIST,
     ChannelLimits,
     DeliveryResult,
+    Lane,
     OutboundBatch,
     OutboundRecipient,
     RenderedMessage,
@@ -124,12 +127,26 @@ def retry_after_from_headers(headers: Any, *, now: float | None = None) -> float
     return None
 
 
+def unsubscribe_url(settings: Settings) -> str | None:
+    """The prefix of every subscriber's unsubscribe link (``<subscriptions_url>/v1/
+    unsubscribe/``, followed by their token); None without a subscriptions app."""
+    if not settings.subscriptions_url:
+        return None
+    return f"{settings.subscriptions_url.rstrip('/')}/v1/unsubscribe/"
+
+
 class SendGridEmailChannel:
     """Personal email, one SendGrid request per batch of up to 1,000 recipients."""
 
     name: ClassVar[str] = "email"
-    parts: ClassVar[tuple[str, ...]] = ("subject", "html", "text")
+    order: ClassVar[int] = 50
+    lane: ClassVar[Lane] = Lane.fan_out
+    recipients: ClassVar[str | None] = CUSTOMER_LIST
     personal: ClassVar[bool] = True
+    default_enabled: ClassVar[bool] = True
+    threaded: ClassVar[bool] = False
+    rate_setting: ClassVar[str | None] = "email_rate_per_s"
+    parts: ClassVar[tuple[str, ...]] = ("subject", "html", "text")
     limits: ClassVar[ChannelLimits] = ChannelLimits(
         batch_size=1000,
         max_subject_chars=150,
@@ -172,6 +189,21 @@ class SendGridEmailChannel:
         self.unsubscribe_url = unsubscribe_url
         self._mailto_unsubscribe = f"mailto:{from_email}?subject=unsubscribe"
         install_redaction(_REDACTED_LOGGERS, _REDACTIONS)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self | None:
+        """None without a SendGrid API key."""
+        if settings.sendgrid_api_key is None:
+            return None
+        return cls(
+            settings.sendgrid_api_key,
+            base_url=settings.sendgrid_base_url,
+            from_email=settings.email_from,
+            from_name=settings.email_from_name,
+            timeout_s=settings.http_timeout_s,
+            unsubscribe_url=unsubscribe_url(settings),
+            transport=settings.sendgrid_transport,
+        )
 
     def __repr__(self) -> str:
         return f"SendGridEmailChannel(base_url={self.base_url!r}, from_email={self.from_email!r})"

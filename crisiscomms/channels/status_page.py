@@ -32,34 +32,90 @@ published); every other locale gets the same site under ``<locale>/``.
 from __future__ import annotations
 
 import errno
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
+from crisiscomms.core.errors import PlaybookError
 from crisiscomms.core.files import utc_now
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     ChannelLimits,
     DeliveryResult,
+    Lane,
     OutboundBatch,
     RenderedMessage,
 )
+from crisiscomms.playbook.loader import available_playbooks, load_playbook
 from crisiscomms.render.limits import limit_problems
 from crisiscomms.statuspage import model, publish
 from crisiscomms.statuspage.model import INCIDENT_STATUSES, LifecycleError, iso, short_id
 from crisiscomms.statuspage.page import StatusPage
 from crisiscomms.statuspage.publish import Content
 
-__all__ = ["INCIDENT_STATUSES", "StatusPageChannel", "iso", "short_id"]
+__all__ = ["INCIDENT_STATUSES", "StatusPageChannel", "build_status_page", "iso", "short_id",
+           "status_page_default_locale"]
+
+
+@lru_cache(maxsize=8)
+def _default_locale(playbooks_dir: Path, stamp: float) -> str | None:
+    """The ``default_locale`` the playbooks share (the most common one; ties: alphabetical)."""
+    counts: Counter[str] = Counter()
+    for name in available_playbooks(playbooks_dir):
+        try:
+            counts[load_playbook(name, playbooks_dir).default_locale] += 1
+        except PlaybookError:
+            continue
+    if not counts:
+        return None
+    return min(counts, key=lambda loc: (-counts[loc], loc))
+
+
+def status_page_default_locale(settings: Settings) -> str | None:
+    """The locale of the status page's root (``index.html``, ``api/v2``): the playbooks'
+    ``default_locale``; every other locale is published under ``<locale>/``."""
+    folder = settings.playbooks_dir
+    try:
+        stamp = folder.stat().st_mtime
+    except OSError:
+        return None
+    return _default_locale(folder, stamp)
+
+
+def _subscribe_url(settings: Settings) -> str | None:
+    if not settings.subscriptions_url:
+        return None
+    return f"{settings.subscriptions_url.rstrip('/')}/v1/subscribe"
+
+
+def build_status_page(settings: Settings) -> StatusPage:
+    """The status page directory as the CLI (``maintenance schedule``, ``statuspage build``)
+    and the channel (:meth:`StatusPageChannel.from_settings`) see it: same name, URL, default
+    locale and subscribe form."""
+    return StatusPage(settings.resolved_status_page_dir,
+                      page_name=f"{settings.organization} Status",
+                      page_url=settings.status_page_url,
+                      default_locale=status_page_default_locale(settings),
+                      subscribe_url=_subscribe_url(settings))
 
 
 class StatusPageChannel:
     """Publishes incident updates to a static, atomically switched status page."""
 
     name: ClassVar[str] = "status_page"
-    parts: ClassVar[tuple[str, ...]] = ("text",)
+    order: ClassVar[int] = 10
+    lane: ClassVar[Lane] = Lane.first
+    """First, awaited: every other message links to the incident's page."""
+    recipients: ClassVar[str | None] = None
     personal: ClassVar[bool] = False
+    default_enabled: ClassVar[bool] = True
+    threaded: ClassVar[bool] = False
+    rate_setting: ClassVar[str | None] = None
+    parts: ClassVar[tuple[str, ...]] = ("text",)
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_body_bytes=65536)
 
     def __init__(
@@ -81,6 +137,15 @@ class StatusPageChannel:
         self.default_locale = default_locale
         self.clock = clock
         self.page_id = self.page.info.id
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """Always configured: the page is a directory of ours (``resolved_status_page_dir``)."""
+        return cls(settings.resolved_status_page_dir,
+                   page_name=f"{settings.organization} Status",
+                   page_url=settings.status_page_url,
+                   default_locale=status_page_default_locale(settings),
+                   subscribe_url=_subscribe_url(settings))
 
     def __repr__(self) -> str:
         return f"StatusPageChannel({str(self.output_dir)!r}, page_url={self.page_url!r})"

@@ -24,12 +24,14 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from crisiscomms.core.files import dumps, path_lock, read_json, utc_now, write_atomic
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     ChannelLimits,
     DeliveryResult,
+    Lane,
     OutboundBatch,
     RenderedMessage,
 )
@@ -53,14 +55,25 @@ class SupportDeskChannel:
     """Writes the current holding statement per incident and locale for support agents."""
 
     name: ClassVar[str] = "support"
-    parts: ClassVar[tuple[str, ...]] = ("text",)
+    order: ClassVar[int] = 30
+    lane: ClassVar[Lane] = Lane.parallel
+    recipients: ClassVar[str | None] = None
     personal: ClassVar[bool] = False
+    default_enabled: ClassVar[bool] = True
+    threaded: ClassVar[bool] = False
+    rate_setting: ClassVar[str | None] = None
+    parts: ClassVar[tuple[str, ...]] = ("text",)
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_body_bytes=65536)
 
     def __init__(self, output_dir: Path, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.output_dir = Path(output_dir).absolute()
         self.clock = clock
         self._lock = path_lock(self.output_dir)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """Always configured: the statements are files under ``data_dir/support``."""
+        return cls(settings.data_dir / "support")
 
     def __repr__(self) -> str:
         return f"SupportDeskChannel({str(self.output_dir)!r})"

@@ -29,16 +29,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import requests
 import tweepy
 from pydantic import SecretStr
 
 from crisiscomms.channels.redaction import BEARER, install_redaction
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     ChannelLimits,
     DeliveryResult,
+    Lane,
     OutboundBatch,
     Outcome,
     RenderedMessage,
@@ -128,10 +130,17 @@ class XChannel:
     """One public post per batch (the rendered ``text``), optionally as a reply in a thread."""
 
     name: ClassVar[str] = "x"
+    order: ClassVar[int] = 20
+    lane: ClassVar[Lane] = Lane.parallel
+    recipients: ClassVar[str | None] = None
+    personal: ClassVar[bool] = False
+    default_enabled: ClassVar[bool] = True
+    threaded: ClassVar[bool] = True
+    """Each language's updates reply to that language's first post of the incident."""
+    rate_setting: ClassVar[str | None] = "x_rate_per_s"
     parts: ClassVar[tuple[str, ...]] = ("text",)
     max_thread_parts: ClassVar[int] = 9
     """A message may be a thread: parts ``text``, ``text_2`` ... ``text_9``, each one post."""
-    personal: ClassVar[bool] = False
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_weighted_length=280, rate_per_s=1.0)
     """X allows about 100-200 posts per 15 minutes per user; one per second is far below the
     burst a crisis needs and leaves the rate window to the provider's 429."""
@@ -169,6 +178,21 @@ class XChannel:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         install_redaction(_REDACTED_LOGGERS, _REDACTIONS)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self | None:
+        """None without a bearer token or OAuth 1.0a consumer key."""
+        if settings.x_bearer_token is None and settings.x_consumer_key is None:
+            return None
+        return cls(
+            bearer_token=settings.x_bearer_token,
+            consumer_key=settings.x_consumer_key,
+            consumer_secret=settings.x_consumer_secret,
+            access_token=settings.x_access_token,
+            access_token_secret=settings.x_access_token_secret,
+            base_url=settings.x_base_url,
+            timeout_s=settings.http_timeout_s,
+        )
 
     def __repr__(self) -> str:
         auth = "oauth1" if self._user_auth else "bearer"

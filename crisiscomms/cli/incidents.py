@@ -92,17 +92,24 @@ def approve_cmd(
 
 @app.command("incidents")
 def incidents_cmd() -> None:
-    """List incidents with per-channel delivery counts."""
+    """List incidents with per-channel delivery counts (every channel of the registry, in
+    publication order: recipients sent/failed for personal channels, messages sent for the
+    others)."""
+    from crisiscomms.channels.registry import channel_classes
     from crisiscomms.incident.views import incident_overview
 
     settings = _settings()
     engine = _engine(settings)
-    table = Table("incident", "playbook", "status", "email sent/failed", "x", "status page")
+    classes = channel_classes()
+    table = Table("incident", "playbook", "status",
+                  *(f"{name.replace('_', ' ')}{' sent/failed' if cls.personal else ''}"
+                    for name, cls in classes.items()))
     for row in incident_overview(engine):
-        c = row.counts
-        table.add_row(row.ref, row.playbook, row.status,
-                      f"{c.get('email', {}).get('sent', 0)}/{c.get('email', {}).get('failed', 0)}",
-                      str(c.get("x", {}).get("sent", 0)),
-                      str(c.get("status_page", {}).get("sent", 0)))
+        cells = []
+        for name, cls in classes.items():
+            c = row.counts.get(name, {})
+            cells.append(f"{c.get('sent', 0)}/{c.get('failed', 0)}" if cls.personal
+                         else str(c.get("sent", 0)))
+        table.add_row(row.ref, row.playbook, row.status, *cells)
     out.print(table)
 

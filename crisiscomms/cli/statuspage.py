@@ -34,7 +34,7 @@ def serve(
 
 
 def _status_page(settings: Settings) -> Any:
-    from crisiscomms.channels.wiring import build_status_page
+    from crisiscomms.channels.status_page import build_status_page
 
     return build_status_page(settings)
 

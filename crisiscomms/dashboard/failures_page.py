@@ -43,7 +43,7 @@ def publish_channel(incident_ref: str, channel: str) -> dict[str, Any]:
     module docstring for why not Prefect)."""
     from sqlmodel import select
 
-    from crisiscomms.channels.wiring import build_channels
+    from crisiscomms.channels.registry import build_channels
     from crisiscomms.core.database import session_scope
     from crisiscomms.delivery.ledger import pending_by_channel
     from crisiscomms.delivery.sender import publish_deliveries, reconcile_sending

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from crisiscomms.channels.registry import channel_names
 from crisiscomms.dashboard.data import engine
 from crisiscomms.incident.views import incident_overview
-
-CHANNELS = ("status_page", "x", "email", "support")
 
 st.title("Incidents")
 
@@ -30,7 +29,7 @@ def overview() -> None:
             "drill": row.drill,
             "started": row.created_at.strftime("%Y-%m-%d %H:%M UTC"),
         }
-        for channel in CHANNELS:
+        for channel in channel_names():  # publication order
             c = row.counts.get(channel, {})
             planned = sum(c.values())
             entry[channel] = f"{c.get('sent', 0)}/{planned}" + (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from crisiscomms.channels.support_desk import SupportDeskChannel
 from crisiscomms.dashboard.data import engine
 from crisiscomms.incident.views import holding_statements, incident_overview
 
@@ -16,7 +17,7 @@ if not rows:
     st.info("No incidents.")
 for row in rows:
     with st.expander(f"{row.ref} · {row.title} · {row.status}", expanded=True):
-        statements = holding_statements(engine(), row.id)
+        statements = holding_statements(engine(), row.id, SupportDeskChannel.name)
         if not statements:
             st.write("No holding statement published yet.")
         for locale, text in statements.items():

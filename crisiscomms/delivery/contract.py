@@ -2,7 +2,13 @@
 
 A channel sends one ``OutboundBatch`` (one ledger row: a rendered message and up to
 ``limits.batch_size`` recipients) and answers with one ``DeliveryResult``. Adapters receive their
-configuration in the constructor and never read the environment.
+configuration in the constructor and never read the environment; ``from_settings`` is the one
+place that turns Settings into a constructor call.
+
+Each channel class also declares, as class attributes, what the rest of the engine needs to know
+about it (publication order, lane, audience, limits, whether playbooks use it by default). The
+domain never imports the channels: it receives the registry (``crisiscomms.channels.registry``,
+a ``ChannelClasses`` mapping) as a parameter and reads these attributes.
 """
 
 from __future__ import annotations
@@ -10,9 +16,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self, runtime_checkable
 
 from crisiscomms.incident.facts import FactSheet
+
+if TYPE_CHECKING:
+    from crisiscomms.core.settings import Settings
+
+CUSTOMER_LIST = "customers"
+"""The customer list: recipients on no list (``Recipient.lists`` empty) or on ``customers``."""
+
+
+class Lane(StrEnum):
+    """How the publishing flow schedules a channel's ledger rows."""
+
+    first = "first"
+    """Published alone and awaited before any other lane starts (the status page: every other
+    message links to it)."""
+    parallel = "parallel"
+    """Its own lane (one task-runner slot), started once the first lane is done."""
+    fan_out = "fan_out"
+    """Chunks of ``batches_per_task`` rows over the ``max_workers`` slots, or as flow runs of
+    the batches deployment in scale-out mode (personal email to a large audience)."""
 
 
 @dataclass(frozen=True)
@@ -103,11 +128,33 @@ class DeliveryResult:
 @runtime_checkable
 class Channel(Protocol):
     name: ClassVar[str]
+    """The channel's name in playbooks, template file names and the ledger."""
+    order: ClassVar[int]
+    """Publication order, ascending and unique (the registry lists channels in this order)."""
+    lane: ClassVar[Lane]
+    """How the flow schedules it (see :class:`Lane`)."""
+    recipients: ClassVar[str | None]
+    """Who a message is addressed to: None for nobody (a broadcast: one message per language),
+    :data:`CUSTOMER_LIST`, or the name of a recipient list (``Recipient.lists``), e.g. press."""
+    personal: ClassVar[bool]
+    """True when each recipient gets their own copy (personal fields and an unsubscribe link
+    allowed); only for a channel with ``recipients``."""
+    default_enabled: ClassVar[bool]
+    """In a playbook stage that names no channels."""
+    threaded: ClassVar[bool]
+    """Later messages of an incident answer its first one in the same language (one thread
+    per language)."""
+    rate_setting: ClassVar[str | None]
+    """The ``Settings`` field holding this channel's requests per second (overrides
+    ``limits.rate_per_s``; the deployment's shared rate limit), or None."""
     parts: ClassVar[tuple[str, ...]]
     """The template parts a message of this channel has (email: subject, html, text)."""
-    personal: ClassVar[bool]
-    """True when the channel addresses recipients one by one (personal fields allowed)."""
     limits: ClassVar[ChannelLimits]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self | None:
+        """The channel as configured, or None when Settings lack what it needs (credentials)."""
+        ...
 
     def validate(self, message: RenderedMessage) -> list[str]:
         """Limit problems of a rendered message, without I/O. Empty when it can be sent."""
@@ -122,3 +169,7 @@ class Channel(Protocol):
         None when the provider cannot tell (then nothing is resent; a human decides).
         Raises ``OSError``-like errors when the provider cannot be asked right now."""
         ...
+
+
+ChannelClasses = Mapping[str, type[Channel]]
+"""The registry as the domain receives it: channel classes by name, in publication order."""

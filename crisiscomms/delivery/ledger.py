@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,7 @@ from sqlmodel import Session, col
 from crisiscomms.audience.models import Recipient
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.locales import resolve_locale
-from crisiscomms.delivery.contract import DeliveryResult, Outcome
+from crisiscomms.delivery.contract import CUSTOMER_LIST, DeliveryResult, Outcome
 from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.incident.models import Incident, Message
 
@@ -78,9 +78,6 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]])
     session.execute(stmt, rows)
 
 
-CHANNEL_LISTS = {"press": "press"}
-"""Personal channels that go to one list of recipients (``Recipient.lists``); every other
-personal channel goes to the customer list: recipients on no list, or on ``customers``."""
 
 
 def _on_list(name: str) -> Any:
@@ -97,14 +94,14 @@ def _follows_components(components: Sequence[str]) -> Any:
 
 
 def stream_audience(session: Session, *, chunk: int = 10_000,
-                    channel: str | None = None,
+                    recipients: str = CUSTOMER_LIST,
                     components: Sequence[str] | None = None) -> Iterator[tuple[int, str]]:
-    """(id, locale) of every consenting recipient of ``channel``'s list, ordered by id,
-    streamed in chunks. With ``components`` (the incident's), only recipients who follow one
-    of them or follow everything."""
-    list_name = CHANNEL_LISTS.get(channel or "")
-    audience = (_on_list(list_name) if list_name else
-                or_(col(Recipient.lists).is_(None), _on_list("customers")))
+    """(id, locale) of every consenting recipient of the list ``recipients`` (a channel's
+    ``recipients``: the customer list, recipients on no list or on ``customers``; else those
+    whose ``Recipient.lists`` name it), ordered by id, streamed in chunks. With ``components``
+    (the incident's), only recipients who follow one of them or follow everything."""
+    audience = (or_(col(Recipient.lists).is_(None), _on_list(CUSTOMER_LIST))
+                if recipients == CUSTOMER_LIST else _on_list(recipients))
     if components:
         audience = and_(audience, _follows_components(components))
     last_id = 0
@@ -128,16 +125,18 @@ def plan_messages(
     incident_ref: str,
     facts_hash: str,
     messages: Sequence[Message],
-    personal_channels: Iterable[str],
+    audiences: Mapping[str, str],
     locales: Sequence[str],
     default_locale: str,
     batch_size: int,
     components: Sequence[str] | None = None,
 ) -> PlanResult:
     """Write the ledger rows for ``messages`` in bulk; messages already planned add nothing.
-    ``components``: the incident's, so personal channels reach those who follow them."""
+    ``audiences``: the recipient list of each channel that addresses recipients (its
+    ``recipients``); a channel not in it is a broadcast, one row per message.
+    ``components``: the incident's, so addressed channels reach those who follow them."""
     result = PlanResult()
-    personal = set(personal_channels)
+    personal = set(audiences)
     already = set(
         session.execute(
             select(col(Delivery.message_id))
@@ -181,7 +180,8 @@ def plan_messages(
         batch_no: dict[str, int] = defaultdict(int)
         count = 0
         resolved: dict[str, str] = {}
-        for rid, requested in stream_audience(session, channel=channel, components=components):
+        for rid, requested in stream_audience(session, recipients=audiences[channel],
+                                              components=components):
             locale = resolved.get(requested)
             if locale is None:
                 locale = resolved[requested] = resolve_locale(requested, locales, default_locale)

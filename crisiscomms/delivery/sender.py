@@ -296,12 +296,13 @@ class _Row:
     recipient_count: int
 
 
-def _thread_root(session: Session, incident_id: int, locale: str) -> str | None:
-    """The incident's first X post in ``locale``: later updates in that language reply to it,
-    keeping one thread per language."""
+def _thread_root(session: Session, incident_id: int, channel: str,
+                 locale: str) -> str | None:
+    """The incident's first post on a ``threaded`` channel (X) in ``locale``: later updates in
+    that language reply to it, keeping one thread per language."""
     return session.execute(
         select(col(Delivery.provider_id))
-        .where(col(Delivery.incident_id) == incident_id, col(Delivery.channel) == "x",
+        .where(col(Delivery.incident_id) == incident_id, col(Delivery.channel) == channel,
                col(Delivery.locale) == locale,
                col(Delivery.state) == DeliveryState.sent,
                col(Delivery.provider_id).is_not(None),
@@ -310,7 +311,14 @@ def _thread_root(session: Session, incident_id: int, locale: str) -> str | None:
     ).scalars().first()
 
 
-def _context(session: Session, message_id: int, playbooks_dir: Path) -> _MessageContext:
+def _threaded(channels: Mapping[str, Channel], name: str) -> bool:
+    """Does channel ``name`` thread an incident's messages (``Channel.threaded``)?"""
+    channel = channels.get(name)
+    return channel is not None and channel.threaded
+
+
+def _context(session: Session, message_id: int, playbooks_dir: Path, *,
+             channels: Mapping[str, Channel]) -> _MessageContext:
     message = session.get(Message, message_id)
     assert message is not None
     incident = session.get(Incident, message.incident_id)
@@ -335,8 +343,8 @@ def _context(session: Session, message_id: int, playbooks_dir: Path) -> _Message
         facts=facts_of(facts_row),
         incident_status=str(playbook.stage(message.stage).incident_status),
         fields=fields,
-        reply_to=(_thread_root(session, message.incident_id, message.locale)
-                  if message.channel == "x" else None),
+        reply_to=(_thread_root(session, message.incident_id, message.channel, message.locale)
+                  if _threaded(channels, message.channel) else None),
     )
 
 
@@ -397,9 +405,10 @@ def _escaped(value: str) -> str:
     return escape(value, quote=True)
 
 
-def _outbound(session: Session, delivery: Delivery, playbooks_dir: Path) -> OutboundBatch:
+def _outbound(session: Session, delivery: Delivery, playbooks_dir: Path,
+              channels: Mapping[str, Channel]) -> OutboundBatch:
     """One ledger row as the channel sees it (kept for callers outside the hot path)."""
-    ctx = _context(session, delivery.message_id, playbooks_dir)
+    ctx = _context(session, delivery.message_id, playbooks_dir, channels=channels)
     recipients, _ = _recipients(session.connection(), decode_ids(delivery.recipient_ids),
                                 ctx.fields, tags=ctx.time_tags, locale=ctx.message.locale)
     return _batch(ctx, delivery.key, delivery.batch_no, recipients)
@@ -475,7 +484,8 @@ def publish_deliveries(
         for row in rows:
             if row.message_id not in contexts:
                 try:
-                    contexts[row.message_id] = _context(session, row.message_id, playbooks_dir)
+                    contexts[row.message_id] = _context(session, row.message_id, playbooks_dir,
+                                                        channels=channels)
                 except CrisisCommsError as exc:
                     contexts[row.message_id] = exc
         session.commit()  # end the read transaction before the long sends
@@ -584,7 +594,8 @@ def reconcile_sending(
             ctx = contexts.get(delivery.message_id)
             if ctx is None:
                 try:
-                    ctx = _context(session, delivery.message_id, playbooks_dir)
+                    ctx = _context(session, delivery.message_id, playbooks_dir,
+                                   channels=channels)
                 except CrisisCommsError as exc:
                     ctx = exc
                 contexts[delivery.message_id] = ctx

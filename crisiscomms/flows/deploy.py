@@ -7,9 +7,11 @@ Idempotent; creates or updates:
 
 - the work pool (``--pool-type process`` unless it exists already: a Docker or Kubernetes pool
   made beforehand is used as it is, with ``--image``);
-- the Prefect global concurrency limits that rate-limit each channel across every worker
-  (``crisiscomms-rate-email``, ``crisiscomms-rate-x``: ``limit`` slots refilled at
-  ``slot_decay_per_second`` = the rate);
+- the Prefect global concurrency limits that rate-limit each channel with a configurable rate
+  (``Channel.rate_setting``) across every worker (``crisiscomms-rate-<channel>``: today
+  ``crisiscomms-rate-email`` and ``crisiscomms-rate-x``; ``limit`` slots refilled at
+  ``slot_decay_per_second`` = the rate; ``--<channel>-rate-per-s``, default the Settings field's
+  default, 0 for no limit);
 - three deployments from this checkout (``flow.from_source(<project dir>, ...)``; on a
   container pool the image holds the code): ``publish-stage/crisiscomms`` (plans a stage and
   fans its email chunks out to) ``publish-batches/crisiscomms-batches`` (one chunk of ledger
@@ -24,14 +26,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from crisiscomms.channels.registry import rate_settings
+from crisiscomms.core.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STAGE_DEPLOYMENT = "publish-stage/crisiscomms"
 BATCHES_DEPLOYMENT = "publish-batches/crisiscomms-batches"
 RESUME_DEPLOYMENT = "resume-incident/crisiscomms"
-RATE_LIMIT_NAMES = {"email": "crisiscomms-rate-email", "x": "crisiscomms-rate-x"}
+
+
+def rate_limit_names() -> dict[str, str]:
+    """The Prefect global concurrency limit of each channel with a configurable rate."""
+    return {channel: f"crisiscomms-rate-{channel}" for channel in rate_settings()}
+
+
+def default_rates() -> dict[str, float | None]:
+    """Each rated channel's default requests per second: its Settings field's default."""
+    fields = Settings.model_fields
+    return {channel: fields[name].default for channel, name in rate_settings().items()}
 
 
 def ensure_work_pool(name: str, pool_type: str = "process") -> str:
@@ -73,18 +89,26 @@ def ensure_rate_limit(name: str, rate_per_s: float) -> None:
 
 
 def deploy(pool: str, *, pool_type: str = "process", source: Path = PROJECT_ROOT,
-           image: str | None = None, email_rate_per_s: float | None = None,
-           x_rate_per_s: float | None = 1.0, batches_concurrency: int | None = None,
+           image: str | None = None, rates: Mapping[str, float | None] | None = None,
+           batches_concurrency: int | None = None,
            job_variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Make the pool, the rate limits and the three deployments; returns what was made."""
+    """Make the pool, the rate limits and the three deployments; returns what was made.
+
+    ``rates``: requests per second by channel (None: no limit); a rated channel left out gets
+    its default (:func:`default_rates`)."""
     from prefect import Flow
 
+    names = rate_limit_names()
+    unknown = sorted(set(rates or {}) - set(names))
+    if unknown:
+        raise ValueError(f"no configurable rate for {unknown}; channels with one: "
+                         f"{', '.join(names)}")
     kind = ensure_work_pool(pool, pool_type)
     rate_limits: dict[str, str] = {}
-    for channel, rate in (("email", email_rate_per_s), ("x", x_rate_per_s)):
+    for channel, rate in {**default_rates(), **(rates or {})}.items():
         if rate is not None:
-            ensure_rate_limit(RATE_LIMIT_NAMES[channel], rate)
-            rate_limits[channel] = RATE_LIMIT_NAMES[channel]
+            ensure_rate_limit(names[channel], rate)
+            rate_limits[channel] = names[channel]
 
     def one(entrypoint: str, name: str, parameters: dict[str, Any],
             concurrency: int | None = None) -> str:
@@ -127,16 +151,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="type of a pool this creates (process, docker, kubernetes)")
     parser.add_argument("--image", default=None,
                         help="container image holding this project (Docker/Kubernetes pools)")
-    parser.add_argument("--email-rate-per-s", type=float, default=None,
-                        help="SendGrid requests/s across all workers (default: no limit)")
-    parser.add_argument("--x-rate-per-s", type=float, default=1.0,
-                        help="X posts/s across all workers (0: no limit)")
+    for channel, default in default_rates().items():
+        parser.add_argument(f"--{channel.replace('_', '-')}-rate-per-s", type=float,
+                            default=default, dest=f"{channel}_rate_per_s",
+                            help=f"{channel} requests/s across all workers (0: no limit; "
+                                 f"default: {default or 'no limit'})")
     parser.add_argument("--batches-concurrency", type=int, default=None,
                         help="at most this many chunk flow runs at once (deployment limit)")
     args = parser.parse_args(argv)
-    made = deploy(args.pool, pool_type=args.pool_type, image=args.image,
-                  email_rate_per_s=args.email_rate_per_s,
-                  x_rate_per_s=args.x_rate_per_s or None,
+    rates = {channel: getattr(args, f"{channel}_rate_per_s") or None
+             for channel in default_rates()}
+    made = deploy(args.pool, pool_type=args.pool_type, image=args.image, rates=rates,
                   batches_concurrency=args.batches_concurrency)
     print(json.dumps(made, indent=2))
 

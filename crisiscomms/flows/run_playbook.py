@@ -1,19 +1,21 @@
 """Publish one approved stage of an incident, coordinated across channels; resume after a crash.
 
-The status page goes first (every other message links to it), then X, support and email
-fan-out, each channel in its own **lane**: the task runner has a slot per channel beside
-``max_workers`` slots for email, and email chunks are submitted ``max_workers`` at a time, so a
-dead channel retrying with backoff never takes a slot another channel needs. Email runs
-``batches_per_task`` ledger rows (up to 1,000 recipients each) per task, ``send_concurrency``
-requests in flight inside each: never one task per recipient (the local Prefect server records
-only ~30 task runs/s).
+Each channel class declares its **lane** (``Channel.lane``; the registry lists them in
+publication order): the ``first`` lane (the status page: every other message links to it) is
+published and awaited, then every ``parallel`` channel (X, support, press) runs in its own lane
+beside the ``fan_out`` ones (email). The task runner has a slot per non-fan-out channel beside
+``max_workers`` slots for the fan-out, and fan-out chunks are submitted ``max_workers`` at a
+time, so a dead channel retrying with backoff never takes a slot another channel needs. A
+fan-out task runs ``batches_per_task`` ledger rows (up to 1,000 recipients each),
+``send_concurrency`` requests in flight inside each: never one task per recipient (the local
+Prefect server records only ~30 task runs/s).
 
 Every run starts by reconciling rows a dead sender left ``sending`` for longer than the lease
 (``Settings.sending_lease_s``), so a flow retry never resends what the provider already has.
 ``resume_incident`` does the same for a whole incident, with a lease the operator chooses
 (``crisiscomms resume``), then publishes whatever is planned (also after ``crisiscomms retry``).
 
-Scale-out: with ``batches_deployment`` set (``publish-batches/<deployment>``), the email
+Scale-out: with ``batches_deployment`` set (``publish-batches/<deployment>``), the fan-out
 chunks run as flow runs of that deployment instead of local tasks, so a work pool's workers
 share them; each chunk still claims its rows (``ledger.claim``), so no two workers send the same
 batch, and the parent reads each chunk's outcome from the ledger (``prefect.yaml``,
@@ -34,11 +36,15 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.engine import Engine
 
-from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.channels.wiring import build_channels
+from crisiscomms.channels.registry import (
+    build_channels,
+    channel_classes,
+    configured_rates,
+    in_lane,
+)
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.settings import Settings
-from crisiscomms.delivery.contract import Channel
+from crisiscomms.delivery.contract import Channel, Lane
 from crisiscomms.delivery.ledger import pending_by_channel, pending_ids
 from crisiscomms.delivery.sender import (
     PublishReport,
@@ -49,9 +55,10 @@ from crisiscomms.delivery.sender import (
 )
 from crisiscomms.incident.service import get_incident, load_bundle, plan_bundle
 
-PUBLISH_ORDER = ("status_page", "x", "support", "press", "email")
-LANE_CHANNELS = len(PUBLISH_ORDER) - 1
-"""Task-runner slots kept for the channels other than email."""
+
+def lane_slots() -> int:
+    """Task-runner slots kept for the channels outside the fan-out (one lane each)."""
+    return sum(1 for cls in channel_classes().values() if cls.lane is not Lane.fan_out)
 
 
 @lru_cache(maxsize=8)
@@ -71,7 +78,7 @@ def send_policy(settings: Settings) -> SendPolicy:
         max_attempts=settings.max_attempts,
         base_delay_s=settings.retry_base_delay_s,
         max_delay_s=settings.retry_max_delay_s,
-        rate_per_s={"email": settings.email_rate_per_s, "x": settings.x_rate_per_s},
+        rate_per_s=configured_rates(settings),
     )
 
 
@@ -99,7 +106,7 @@ def plan_task(incident_ref: str, stage: str) -> dict[str, Any]:
     reconciled = reconcile_sending(engine, channels, playbooks_dir=settings.playbooks_dir,
                                    message_ids=bundle.message_ids,
                                    stale_after_s=settings.sending_lease_s)
-    plan = plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
+    plan = plan_bundle(engine, settings, channel_classes(), bundle)
     with session_scope(engine) as session:
         planned = pending_ids(session, bundle.message_ids)
     return {"planned": planned, "reconciled": reconciled.as_dict(),
@@ -262,38 +269,44 @@ def _ledger_report(channel: str, ids: Sequence[int], note: str, started: float,
 
 def _run_lanes(planned: Mapping[str, list[int]], settings: Settings,
                remote: _DeploymentLane | None = None) -> list[dict[str, Any]]:
-    """Status page first (awaited), then every other channel in its own lane. With ``remote``,
-    the email lane's chunks become flow runs of the batches deployment (the fan-out that
-    needs the workers); the handful of rows of the other channels stay tasks of this run."""
+    """The ``first`` lane (awaited), then every ``parallel`` channel in its own lane beside the
+    ``fan_out`` chunks. With ``remote``, the fan-out chunks become flow runs of the batches
+    deployment (the fan-out that needs the workers); the handful of rows of the other channels
+    stay tasks of this run."""
     step = settings.batches_per_task
-    chunks = {channel: [planned.get(channel, [])[i:i + step]
-                        for i in range(0, len(planned.get(channel, [])), step)]
-              for channel in PUBLISH_ORDER}
-    results = [_local_submit("status_page", ids)() for ids in chunks["status_page"]]
+
+    def chunks(channel: str) -> list[list[int]]:
+        ids = planned.get(channel, [])
+        return [ids[i:i + step] for i in range(0, len(ids), step)]
+
+    results = [_local_submit(channel, ids)()
+               for channel in in_lane(Lane.first) for ids in chunks(channel)]
     waits: list[Callable[[], dict[str, Any]]] = [
-        _local_submit(channel, ids) for channel in ("x", "support", "press")
-        for ids in chunks[channel]]
+        _local_submit(channel, ids) for channel in in_lane(Lane.parallel)
+        for ids in chunks(channel)]
+    fan_out = [(channel, ids) for channel in in_lane(Lane.fan_out) for ids in chunks(channel)]
     if remote is None:
-        results.extend(_email_lane(chunks["email"], settings.max_workers))
+        results.extend(_fan_out_lane(fan_out, settings.max_workers))
     else:  # every chunk at once: the work pool and its workers bound concurrency
-        email = [remote.submit("email", ids) for ids in chunks["email"]]
-        results.extend(w() for w in email)
+        submitted = [remote.submit(channel, ids) for channel, ids in fan_out]
+        results.extend(w() for w in submitted)
     results.extend(w() for w in waits)
     return results
 
 
-def _email_lane(chunks: list[list[int]], width: int) -> list[dict[str, Any]]:
-    """Email chunks as local tasks, ``width`` at a time (never the other channels' slots)."""
+def _fan_out_lane(chunks: list[tuple[str, list[int]]], width: int) -> list[dict[str, Any]]:
+    """Fan-out chunks (channel, row ids) as local tasks, ``width`` at a time (never the other
+    channels' slots)."""
     queue = list(chunks)
     running: list[PrefectFuture[dict[str, Any]]] = [
-        publish_task.submit("email", queue.pop(0)) for _ in range(min(width, len(queue)))]
+        publish_task.submit(*queue.pop(0)) for _ in range(min(width, len(queue)))]
     out: list[dict[str, Any]] = []
     while running:
         done = next(iter(as_completed(running)))
         running.remove(done)
         out.append(done.result())
         if queue:
-            running.append(publish_task.submit("email", queue.pop(0)))
+            running.append(publish_task.submit(*queue.pop(0)))
     return out
 
 
@@ -324,7 +337,7 @@ def publish_stage(incident_ref: str, stage: str, batches_deployment: str | None 
                   chunk_wait_s: float | None = None) -> dict[str, Any]:
     """Plan and publish one approved stage; returns per-channel sent/failed/skipped.
 
-    ``batches_deployment``: email chunks run as flow runs of that deployment (scale-out);
+    ``batches_deployment``: fan-out chunks run as flow runs of that deployment (scale-out);
     ``chunk_wait_s``: stop waiting for them after that long (None: until they end)."""
     settings = Settings()
     prep = plan_task(incident_ref, stage)
@@ -353,11 +366,11 @@ def _in_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def _runner(max_workers: int | None) -> Any:
     workers = max_workers or Settings().max_workers
-    return ThreadPoolTaskRunner(max_workers=workers + LANE_CHANNELS)
+    return ThreadPoolTaskRunner(max_workers=workers + lane_slots())
 
 
 def run_stage(incident_ref: str, stage: str, *, max_workers: int | None = None) -> dict[str, Any]:
-    """Run the flow in this process with a bounded thread pool (``max_workers`` email slots
+    """Run the flow in this process with a bounded thread pool (``max_workers`` fan-out slots
     from Settings, plus one lane per other channel).
 
     Flow-run heartbeats are off for in-process runs: Prefect 3.8 joins its heartbeat thread,

@@ -142,6 +142,7 @@ def trigger(
 ) -> StageBundle:
     """Build the fact sheet, render the stage, store the bundle; auto-approve ``auto_send``."""
     playbook = load_playbook(playbook_name, settings.playbooks_dir)
+    playbook.check_channels(channels)
     ref = facts.get("incident_ref")
     with session_scope(engine) as session:
         incident = (
@@ -402,7 +403,7 @@ def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[
             incident_ref=bundle.incident_ref,
             facts_hash=bundle.facts_hash,
             messages=messages,
-            personal_channels=[n for n, c in channels.items() if c.personal],
+            audiences={n: c.recipients for n, c in channels.items() if c.recipients is not None},
             locales=playbook.locales,
             default_locale=playbook.default_locale,
             batch_size=settings.email_batch_size,

@@ -43,12 +43,13 @@ def incident_overview(engine: Engine, *, limit: int = 100) -> list[IncidentRow]:
         ]
 
 
-def holding_statements(engine: Engine, incident_id: int) -> dict[str, str]:
-    """The newest approved support holding statement of an incident, by locale."""
+def holding_statements(engine: Engine, incident_id: int, channel: str) -> dict[str, str]:
+    """The newest text of an incident on ``channel`` (the support desk's: the holding
+    statement agents give), by locale."""
     with session_scope(engine) as session:
         rows = session.exec(
             select(Message)
-            .where(Message.incident_id == incident_id, Message.channel == "support")
+            .where(Message.incident_id == incident_id, Message.channel == channel)
             .order_by(col(Message.id).desc())
         ).all()
         out: dict[str, str] = {}

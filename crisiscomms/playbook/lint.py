@@ -203,11 +203,10 @@ def _structure(playbook: Playbook, templates_dir: Path,
         union: set[tuple[str, str]] = set()
         for locale in playbook.locales:
             union |= set(inventory.get((stage.id, locale), {}))
-        for channel in stage.channels:
+        published = playbook.channels_of(stage, channels)
+        for channel in published:
             cls = channels.get(channel)
-            if cls is None:
-                problems.append(Problem(playbook.name, "no such channel", message=stage.id,
-                                        channel=channel))
+            if cls is None:  # named by channel_problems
                 continue
             wanted = {(channel, p) for p in cls.parts} | {k for k in union if k[0] == channel}
             for locale in playbook.locales:
@@ -217,7 +216,7 @@ def _structure(playbook: Playbook, templates_dir: Path,
                         playbook.name, f"template {playbook.name}/{stage.id}/{ch}.{part}."
                         f"{locale}.j2 is missing", message=stage.id, channel=ch, locale=locale,
                         field=part))
-        for ch, part in sorted(k for k in union if k[0] not in stage.channels):
+        for ch, part in sorted(k for k in union if k[0] not in published):
             problems.append(Problem(playbook.name, "template for a channel this stage does not "
                                     "publish on", message=stage.id, channel=ch, field=part))
     if playbook.qa:
@@ -284,7 +283,8 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
         playbook = load_playbook(playbook_name, playbooks_dir)
     except PlaybookError as exc:
         return [_problem(p, playbook_name) for p in exc.each()]
-    problems = _structure(playbook, templates_dir, channels)
+    problems = [_problem(p, playbook.name) for p in playbook.channel_problems(channels)]
+    problems += _structure(playbook, templates_dir, channels)
     lock = ApprovalLock(templates_dir)
     problems += _approval_problems(playbook, lock)
     if problems:  # rendering a playbook with missing files only repeats the same problems
@@ -306,7 +306,7 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
         for stage in playbook.stages:
             for fault in fact_problems(playbook, stage, sheet):
                 problems.append(_problem(fault, playbook.name, stage=stage.id, facts=label))
-            for channel in stage.channels:
+            for channel in playbook.channels_of(stage, channels):
                 cls = channels[channel]
                 for locale in playbook.locales:
                     try:

@@ -1,4 +1,10 @@
-"""Load and validate playbooks (``playbooks/<name>.yaml``) into typed objects."""
+"""Load and validate playbooks (``playbooks/<name>.yaml``) into typed objects.
+
+Which channels exist is the channel registry's to say, and the domain does not import the
+channels: :func:`load_playbook` checks the playbook's own structure, and
+:meth:`Playbook.check_channels` / :meth:`Playbook.channels_of` take the registry (a
+``ChannelClasses`` mapping) from the caller, as ``trigger`` and ``lint`` do.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from crisiscomms.core.errors import PlaybookError
 from crisiscomms.core.locales import fallback_chain
+from crisiscomms.delivery.contract import ChannelClasses
 from crisiscomms.incident.facts import BreachFacts, FactSheet, RecallFacts
 from crisiscomms.incident.models import IncidentStatus
-
-KNOWN_CHANNELS = ("status_page", "x", "email", "press", "support")
-"""Publishing order: the status page first (every other message links to it), then social,
-then email (and the press release to the press list); the support holding statement goes out
-with them."""
-
-DEFAULT_CHANNELS = ("status_page", "x", "email", "support")
-"""A stage's channels when it names none (the press release is opt-in)."""
 
 RECIPIENT_FIELDS = ("first_name", "name", "email", "plan", "product", "order_ref",
                     "unsubscribe_url")
@@ -89,7 +88,9 @@ class Stage(BaseModel):
     title: str
     incident_status: IncidentStatus
     auto_send: bool = False
-    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    channels: tuple[str, ...] | None = None
+    """The channels this stage publishes on, as the playbook names them; None: every channel
+    the registry enables by default (:meth:`Playbook.channels_of`)."""
     required_facts: tuple[str, ...] = ()
 
 
@@ -126,23 +127,12 @@ class Playbook(BaseModel):
         if self.default_locale not in self.locales:
             raise Invalid(f"default_locale {self.default_locale!r} is not in locales",
                           field="default_locale")
-        for stage in self.stages:
-            unknown = [c for c in stage.channels if c not in KNOWN_CHANNELS]
-            if unknown:
-                raise ValueError(f"stage {stage.id!r}: unknown channels {unknown}")
-            if self.notice is not None and len(stage.channels) < self.notice.min_channels:
-                raise Invalid(f"a {self.notice.kind} notice goes out on at least "
-                              f"{self.notice.min_channels} channels", stage=stage.id,
-                              field="channels")
         musts = (f for fs in self.must_carry.values() for f in fs)
         for name in (*self.required_facts, *(f for s in self.stages for f in s.required_facts),
                      *musts):
             if not is_fact_path(name):
                 raise Invalid(f"fact {name!r} is not a FactSheet field", field="facts",
                               values=(name,))
-        unknown_channels = [c for c in self.must_carry if c not in KNOWN_CHANNELS]
-        if unknown_channels:
-            raise ValueError(f"must_carry names unknown channels {unknown_channels}")
         stray = [loc for loc in (*self.qa, *self.time_zones) if loc not in self.locales]
         if stray:
             raise Invalid(f"qa/time_zones name locales the playbook lacks: {stray}",
@@ -169,6 +159,46 @@ class Playbook(BaseModel):
         raise PlaybookError(
             f"playbook {self.name!r} has no stage {stage_id!r}; stages: {stages}",
             playbook=self.name, stage=stage_id, reason=f"no such stage; stages: {stages}")
+
+    def channels_of(self, stage: Stage, channels: ChannelClasses) -> tuple[str, ...]:
+        """The channels ``stage`` publishes on: those it names, else every channel of the
+        registry ``channels`` that is ``default_enabled``, in publication order."""
+        if stage.channels is not None:
+            return stage.channels
+        return tuple(name for name, cls in channels.items() if cls.default_enabled)
+
+    def channel_problems(self, channels: ChannelClasses) -> list[PlaybookError]:
+        """What is wrong with the playbook's channels against the registry ``channels``:
+        unknown names (stages, ``must_carry``), a notice on too few channels."""
+        problems: list[PlaybookError] = []
+        known = ", ".join(channels)
+        for stage in self.stages:
+            unknown = [c for c in stage.channels or () if c not in channels]
+            if unknown:
+                reason = f"unknown channels {unknown} (channels: {known})"
+                problems.append(PlaybookError(f"stage {stage.id!r}: {reason}", playbook=self.name,
+                                              stage=stage.id, field="channels",
+                                              values=tuple(unknown), reason=reason))
+            elif (self.notice is not None
+                  and len(self.channels_of(stage, channels)) < self.notice.min_channels):
+                reason = (f"a {self.notice.kind} notice goes out on at least "
+                          f"{self.notice.min_channels} channels")
+                problems.append(PlaybookError(f"stage {stage.id!r}: {reason}", playbook=self.name,
+                                              stage=stage.id, field="channels", reason=reason))
+        unknown_channels = [c for c in self.must_carry if c not in channels]
+        if unknown_channels:
+            reason = f"must_carry names unknown channels {unknown_channels} (channels: {known})"
+            problems.append(PlaybookError(reason, playbook=self.name, field="must_carry",
+                                          values=tuple(unknown_channels), reason=reason))
+        return problems
+
+    def check_channels(self, channels: ChannelClasses) -> None:
+        """Raise a PlaybookError gathering every :meth:`channel_problems`."""
+        problems = self.channel_problems(channels)
+        if problems:
+            raise PlaybookError(f"playbook {self.name!r} is invalid: "
+                                f"{'; '.join(str(p) for p in problems)}",
+                                playbook=self.name, problems=problems)
 
     def required_for(self, stage: Stage) -> list[str]:
         return list(dict.fromkeys((*self.required_facts, *stage.required_facts)))

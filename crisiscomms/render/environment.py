@@ -419,8 +419,9 @@ class StageRenderer:
         self, playbook: Playbook, stage: Stage, facts: FactSheet
     ) -> list[tuple[RenderedMessage, dict[str, str]]]:
         """Every channel of the stage in every locale of the playbook."""
+        playbook.check_channels(self.channels)
         return [
             self.render_message(playbook, stage, facts, channel, locale)
-            for channel in stage.channels
+            for channel in playbook.channels_of(stage, self.channels)
             for locale in playbook.locales
         ]

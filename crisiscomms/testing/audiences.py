@@ -79,4 +79,4 @@ def ensure_drill_audience(session: Session, count: int, *,
         spread_time_zones=spread_time_zones))
     return added + insert_recipients(session, drill_recipients(
         press, domain=DRILL_PRESS_DOMAIN, start=existing(DRILL_PRESS_DOMAIN) + 1,
-        locales=locales, spread_time_zones=spread_time_zones, lists="press", prefix="press"))
+        locales=locales, spread_time_zones=spread_time_zones, lists=PRESS_LIST, prefix="press"))

@@ -23,6 +23,7 @@ import yaml
 from sqlalchemy import select
 from sqlmodel import col
 
+from crisiscomms.audience.recipients import PRESS_LIST
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import FactsError
@@ -109,6 +110,11 @@ def run_drill(
     """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers."""
     started = time.perf_counter()
     playbook = load_playbook(playbook_name, base.playbooks_dir)  # unknown playbook: fail first
+    playbook.check_channels(CHANNEL_CLASSES)
+    # channels whose rows count recipients (reported per locale), and those to the press list
+    # (each stage's release is kept under ``press_release/``)
+    addressed = [n for n, c in CHANNEL_CLASSES.items() if c.recipients is not None]
+    press_channels = [n for n, c in CHANNEL_CLASSES.items() if c.recipients == PRESS_LIST]
     facts: dict[str, Any] = dict(playbook.drill_facts)
     if facts_file is not None:
         facts.update(load_facts_file(facts_file))
@@ -135,7 +141,9 @@ def run_drill(
             engine = make_engine(settings.resolved_database_url)
             init_db(engine)
             with session_scope(engine) as session:
-                press = DRILL_PRESS if any("press" in s.channels for s in playbook.stages) else 0
+                lists = {CHANNEL_CLASSES[c].recipients for s in playbook.stages
+                         for c in playbook.channels_of(s, CHANNEL_CLASSES)}
+                press = DRILL_PRESS if PRESS_LIST in lists else 0
                 ensure_drill_audience(session, recipients, locales=playbook.locales,
                                       spread_time_zones=True, press=press)
             stages = []
@@ -164,12 +172,12 @@ def run_drill(
                     select(col(Delivery.key), col(Message.stage), col(Delivery.locale))
                     .join(Message, col(Message.id) == col(Delivery.message_id))
                     .where(col(Delivery.incident_id) == incident_id,
-                           col(Delivery.channel) == "press")).all()}
+                           col(Delivery.channel).in_(press_channels))).all()}
             engine.dispose()
             key_locale = {str(k): str(loc) for k, _, loc, _ in delivered}
             by_locale: dict[str, dict[str, int]] = {}
             for _, channel, loc, n in delivered:
-                if channel in ("email", "press"):
+                if channel in addressed:
                     bucket = by_locale.setdefault(str(channel), {})
                     bucket[str(loc)] = bucket.get(str(loc), 0) + int(n)
             sg_stats, x_stats = pair.sendgrid.stats(), pair.x.stats()
@@ -186,8 +194,8 @@ def run_drill(
                     for channel, c in counts.items()
                 },
                 "emulator_received": {
-                    "email": sg_stats["recipients"],
-                    "x": x_stats["accepted_messages"],
+                    pair.sendgrid.channel: sg_stats["recipients"],
+                    pair.x.channel: x_stats["accepted_messages"],
                 },
                 "duplicates": sg_stats["duplicates"] + x_stats["duplicates"],
                 "recipients_by_locale": by_locale,

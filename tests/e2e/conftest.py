@@ -77,7 +77,7 @@ def publish_outage_acknowledgement(
     published through the real channels without Prefect (a dashboard page needs data, not a
     flow). ``before_publish`` runs between planning and sending (stop an emulator there)."""
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.channels.wiring import build_channels
+    from crisiscomms.channels.registry import build_channels
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.delivery.ledger import pending_ids
     from crisiscomms.delivery.sender import publish_deliveries

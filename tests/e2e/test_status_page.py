@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.channels.wiring import build_channels, build_status_page
+from crisiscomms.channels.registry import build_channels
+from crisiscomms.channels.status_page import build_status_page
 from crisiscomms.core.database import make_engine, session_scope
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.ledger import pending_ids

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.channels.wiring import build_channels
+from crisiscomms.channels.registry import build_channels
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.ledger import channel_counts, claim, pending_ids
 from crisiscomms.delivery.models import Delivery, DeliveryState
@@ -87,7 +87,8 @@ def test_a_crash_mid_send_is_reconciled_not_resent(
         for did in claimed[:3]:  # ...and three requests reached SendGrid before SIGKILL
             delivery = s.get(Delivery, did)
             assert delivery is not None
-            assert channels["email"].send(_outbound(s, delivery, settings.playbooks_dir)).outcome \
+            assert channels["email"].send(_outbound(s, delivery, settings.playbooks_dir,
+                                                    channels)).outcome \
                 == "sent"
     before = emulators.sendgrid.stats()["recipients"]
     assert before == 150
@@ -214,7 +215,7 @@ def test_sendgrid_lost_answer_is_reconciled_by_key(
     with Session(engine) as s:
         row = s.get(Delivery, pending_ids(s, bundle.message_ids)["email"][0])
         assert row is not None
-        batch = _outbound(s, row, settings.playbooks_dir)
+        batch = _outbound(s, row, settings.playbooks_dir, build_channels(settings))
     for transport in ("httpx", "sdk"):
         channel = SendGridEmailChannel(SENDGRID_KEY, base_url=emulators.sendgrid.url,
                                        from_email="s@example.com", from_name="S",

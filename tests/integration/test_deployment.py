@@ -161,7 +161,7 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
 
     procs: Processes = stack["procs"]
     with temporary_settings(updates={PREFECT_API_URL: stack["api"]}):
-        made = deploy(POOL, email_rate_per_s=200.0, x_rate_per_s=5.0)
+        made = deploy(POOL, rates={"email": 200.0, "x": 5.0})
         assert made["work_pool_type"] == "process"
         assert set(made["rate_limits"]) == {"email", "x"}
         for name in WORKERS:
@@ -268,7 +268,7 @@ def test_prefect_yaml_declares_what_deploy_py_makes() -> None:
         if "batches_deployment" in params:
             assert params["batches_deployment"] == deploy_script.BATCHES_DEPLOYMENT
         if "rate_limits" in params:
-            assert params["rate_limits"] == deploy_script.RATE_LIMIT_NAMES
+            assert params["rate_limits"] == deploy_script.rate_limit_names()
     assert made == {deploy_script.STAGE_DEPLOYMENT, deploy_script.BATCHES_DEPLOYMENT,
                     deploy_script.RESUME_DEPLOYMENT}
 
@@ -279,7 +279,7 @@ def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_
     """No server: the lane's poll is stubbed; what it reports comes from the Delivery rows."""
     from crisiscomms.audience.recipients import insert_recipients
     from crisiscomms.core.database import init_db, make_engine, session_scope
-    from crisiscomms.delivery.contract import DeliveryResult
+    from crisiscomms.delivery.contract import CUSTOMER_LIST, DeliveryResult
     from crisiscomms.delivery.ledger import claim, plan_messages, record
     from crisiscomms.delivery.models import Delivery
     from crisiscomms.flows import run_playbook
@@ -301,7 +301,7 @@ def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_
         s.add(msg)
         s.flush()
         plan_messages(s, incident_ref="INC-LANE", facts_hash="f" * 64, messages=[msg],
-                      personal_channels=["email"], locales=("en",), default_locale="en",
+                      audiences={"email": CUSTOMER_LIST}, locales=("en",), default_locale="en",
                       batch_size=1000)
     with session_scope(engine) as s:
         ids = [int(i) for i in s.exec(select(col(Delivery.id)).order_by(col(Delivery.id)))]

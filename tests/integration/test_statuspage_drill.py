@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from statuspage_v2 import PATHS, check_document
 from typer.testing import CliRunner
 
-from crisiscomms.channels.wiring import build_status_page
+from crisiscomms.channels.status_page import build_status_page
 from crisiscomms.cli import app
 from crisiscomms.cli.common import _publish
 from crisiscomms.core.database import make_engine, session_scope

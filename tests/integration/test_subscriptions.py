@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from crisiscomms.api.subscriptions import create_app
 from crisiscomms.audience.models import Recipient
 from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.delivery.contract import CUSTOMER_LIST
 from crisiscomms.delivery.ledger import stream_audience
 from crisiscomms.statuspage import model
 from crisiscomms.statuspage.page import StatusPage
@@ -165,7 +166,7 @@ def test_updates_reach_the_subscribers_of_the_affected_components(
         by_id = {r.id: r.email for r in s.exec(select(Recipient))}
 
         def audience(components: list[str] | None) -> set[str]:
-            return {by_id[rid] for rid, _ in stream_audience(s, channel="email",
+            return {by_id[rid] for rid, _ in stream_audience(s, recipients=CUSTOMER_LIST,
                                                              components=components)}
 
         assert audience(["API"]) == {"all@example.org", "api@example.org", "both@example.org"}

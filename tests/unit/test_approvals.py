@@ -213,7 +213,7 @@ def _approve(world: dict[str, Any], ref: str, who: str) -> Any:
 
 def _plan_and_publish(world: dict[str, Any], bundle: Any) -> Any:
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.channels.wiring import build_channels
+    from crisiscomms.channels.registry import build_channels
     from crisiscomms.delivery.models import Delivery
     from crisiscomms.delivery.sender import publish_deliveries
     from crisiscomms.incident.service import plan_bundle

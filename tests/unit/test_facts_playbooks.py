@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.errors import FactsError, PlaybookError
 from crisiscomms.core.settings import PROJECT_ROOT
 from crisiscomms.incident.facts import build_fact_sheet
@@ -55,8 +56,6 @@ def test_unknown_playbook_names_the_available_ones() -> None:
     ("name: bad\ntitle: t\nstages: []\n", "at least one stage"),
     ("name: bad\ntitle: t\nstages:\n - {id: a, title: A, incident_status: exploded}\n",
      "incident_status"),
-    ("name: bad\ntitle: t\nstages:\n - {id: a, title: A, incident_status: investigating, "
-     "channels: [fax]}\n", "unknown channels"),
     ("name: bad\ntitle: t\nrequired_facts: [colour]\nstages:\n - {id: a, title: A, "
      "incident_status: investigating}\n", "colour"),
     ("name: [unclosed\n", "invalid YAML"),
@@ -65,6 +64,34 @@ def test_invalid_playbooks_are_refused(tmp_path, text: str, match: str) -> None:
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(PlaybookError, match=match):
         load_playbook("bad", tmp_path)
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("stages:\n - {id: a, title: A, incident_status: investigating, channels: [x, fax]}\n",
+     r"stage 'a': unknown channels \['fax'\] \(channels: status_page, x, "),
+    ("must_carry: {fax: [title]}\nstages:\n - {id: a, title: A, "
+     "incident_status: investigating}\n", r"must_carry names unknown channels \['fax'\]"),
+    ("notice: {kind: recall, min_channels: 3}\nstages:\n - {id: a, title: A, "
+     "incident_status: investigating, channels: [x, email]}\n",
+     "a recall notice goes out on at least 3 channels"),
+])
+def test_channels_are_checked_against_the_registry(tmp_path, text: str, match: str) -> None:
+    """The loader knows no channel: the registry the caller passes says which exist."""
+    (tmp_path / "bad.yaml").write_text(f"name: bad\ntitle: t\n{text}")
+    pb = load_playbook("bad", tmp_path)
+    with pytest.raises(PlaybookError, match=match):
+        pb.check_channels(CHANNEL_CLASSES)
+
+
+def test_a_stage_without_channels_gets_the_default_enabled_ones_in_order(tmp_path) -> None:
+    (tmp_path / "p.yaml").write_text("name: p\ntitle: t\nstages:\n - {id: a, title: A, "
+                                     "incident_status: investigating}\n")
+    pb = load_playbook("p", tmp_path)
+    pb.check_channels(CHANNEL_CLASSES)
+    assert pb.stages[0].channels is None
+    assert pb.channels_of(pb.stages[0], CHANNEL_CLASSES) == tuple(
+        name for name, cls in CHANNEL_CLASSES.items() if cls.default_enabled)
+    assert "press" not in pb.channels_of(pb.stages[0], CHANNEL_CLASSES)  # opt-in
 
 
 def test_outage_playbook_loads() -> None:

@@ -7,12 +7,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from crisiscomms.audience.models import Recipient
-from crisiscomms.audience.recipients import insert_recipients
-from crisiscomms.delivery.contract import DeliveryResult
+from crisiscomms.audience.recipients import PRESS_LIST, insert_recipients
+from crisiscomms.delivery.contract import CUSTOMER_LIST, DeliveryResult
 from crisiscomms.delivery.ledger import channel_counts, claim, decode_ids, plan_messages, record
 from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.incident.models import Incident, Message
-from crisiscomms.testing.audiences import drill_recipients
+from crisiscomms.testing.audiences import DRILL_PRESS_DOMAIN, drill_recipients
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def seed(engine: Engine, recipients: int, locales: tuple[str, ...] = ("en",)) ->
 def plan(engine: Engine, msgs: list[Message], locales: tuple[str, ...] = ("en",)) -> int:
     with Session(engine) as s:
         result = plan_messages(s, incident_ref="INC-1", facts_hash="f" * 64, messages=msgs,
-                               personal_channels=["email"], locales=locales,
+                               audiences={"email": CUSTOMER_LIST}, locales=locales,
                                default_locale="en", batch_size=1000)
         s.commit()
         return result.new_rows
@@ -58,6 +58,32 @@ def test_plans_deterministic_batches_in_bulk(engine: Engine) -> None:
         assert ids == sorted(ids) and len(set(ids)) == 2500
         assert len({r.key for r in rows}) == 3
         assert all(r.state == DeliveryState.planned for r in rows)
+
+
+def test_each_addressed_channel_reaches_its_own_list(engine: Engine) -> None:
+    """The customer list is everyone on no list; a named list (press) only its members; a
+    channel not in ``audiences`` is a broadcast: one row, nobody addressed."""
+    msgs = seed(engine, 30)
+    with Session(engine, expire_on_commit=False) as s:
+        insert_recipients(s, drill_recipients(4, domain=DRILL_PRESS_DOMAIN, lists=PRESS_LIST,
+                                              prefix="press"))
+        press = Message(incident_id=msgs[0].incident_id, stage="acknowledge", facts_version=1,
+                        channel="press", locale="en", parts_json="{}", content_hash="h-press",
+                        template_hashes_json="{}")
+        s.add(press)
+        s.commit()
+        result = plan_messages(s, incident_ref="INC-1", facts_hash="f" * 64,
+                               messages=[*msgs, press], audiences={"email": CUSTOMER_LIST,
+                                                                  "press": PRESS_LIST},
+                               locales=("en",), default_locale="en", batch_size=1000)
+        s.commit()
+        assert result.recipients == {"email": 30, "press": 4}
+        counts = channel_counts(s)
+        assert counts["press"]["planned"] == 4 and counts["email"]["planned"] == 30
+        assert counts["x"]["planned"] == 1 and counts["status_page"]["planned"] == 1
+        emails = {r.id: r.email for r in s.exec(select(Recipient))}
+        row = s.exec(select(Delivery).where(Delivery.channel == "press")).one()
+        assert all(emails[i].endswith(DRILL_PRESS_DOMAIN) for i in decode_ids(row.recipient_ids))
 
 
 def test_replanning_adds_nothing(engine: Engine) -> None:

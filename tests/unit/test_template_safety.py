@@ -94,7 +94,8 @@ def ready_locales(pb: Playbook, stage_id: str) -> list[str]:
     locale right now; a missing template is lint's business, tests/unit/test_lint.py)."""
     stage = pb.stage(stage_id)
     return [loc for loc in pb.locales
-            if all((TEMPLATES / name).is_file() for channel in stage.channels
+            if all((TEMPLATES / name).is_file()
+                   for channel in pb.channels_of(stage, CHANNEL_CLASSES)
                    for name in renderer().part_names(pb.name, stage.id, channel, loc).values())]
 
 
@@ -203,7 +204,7 @@ def test_any_fact_is_literal_text_on_every_channel(case: tuple[str, str], payloa
     stage = data.draw(st.sampled_from(pb.stages), label="stage")
     locale = data.draw(st.sampled_from(ready_locales(pb, stage.id)), label="locale")
     found = 0
-    for channel in stage.channels:
+    for channel in pb.channels_of(stage, CHANNEL_CLASSES):
         message, _ = renderer().render_message(pb, stage, sheet, channel, locale)
         parts = dict(message.parts)
         if CHANNEL_CLASSES[channel].personal:
@@ -222,7 +223,7 @@ def _used_facts(name: str, stage_id: str, locale: str) -> frozenset[str]:
     used = set()
     for _, path in (c for c in CASES if c[0] == name):
         sheet = build_fact_sheet(with_fact(pb, path, f"{OPEN}plain{CLOSE}"))
-        for channel in stage.channels:
+        for channel in pb.channels_of(stage, CHANNEL_CLASSES):
             message, _ = renderer().render_message(pb, stage, sheet, channel, locale)
             if any(OPEN in t for t in message.parts.values()):
                 used.add(path)
@@ -252,7 +253,8 @@ def test_any_recipient_name_is_literal_text(name: str, payload: str,
                                             data: st.DataObject) -> None:
     pb = playbook(name)
     assert "first_name" in pb.recipient_fields
-    stage = data.draw(st.sampled_from([s for s in pb.stages if "email" in s.channels]))
+    stage = data.draw(st.sampled_from([s for s in pb.stages
+                                       if "email" in pb.channels_of(s, CHANNEL_CLASSES)]))
     locale = data.draw(st.sampled_from(ready_locales(pb, stage.id)))
     message, _ = renderer().render_message(pb, stage, build_fact_sheet(dict(pb.drill_facts)),
                                            "email", locale)
@@ -265,7 +267,7 @@ def test_any_recipient_name_is_literal_text(name: str, payload: str,
 @pytest.mark.parametrize("name", SHIPPED)
 def test_an_empty_recipient_name_gets_the_locale_fallback(name: str) -> None:
     pb = playbook(name)
-    stage = next(s for s in pb.stages if "email" in s.channels)
+    stage = next(s for s in pb.stages if "email" in pb.channels_of(s, CHANNEL_CLASSES))
     for locale in ready_locales(pb, stage.id):
         message, _ = renderer().render_message(pb, stage, build_fact_sheet(dict(pb.drill_facts)),
                                                "email", locale)
