@@ -284,7 +284,9 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
     except PlaybookError as exc:
         return [_problem(p, playbook_name) for p in exc.each()]
     problems = [_problem(p, playbook.name) for p in playbook.channel_problems(channels)]
-    problems += _structure(playbook, templates_dir, channels)
+    if problems:  # the stages' channels decide which templates belong: nothing more to check
+        return problems
+    problems = _structure(playbook, templates_dir, channels)
     lock = ApprovalLock(templates_dir)
     problems += _approval_problems(playbook, lock)
     if problems:  # rendering a playbook with missing files only repeats the same problems

@@ -13,7 +13,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from crisiscomms.audience.models import Recipient
-from crisiscomms.audience.recipients import insert_recipients
+from crisiscomms.audience.recipients import PRESS_LIST, insert_recipients
 from crisiscomms.core.clock import utcnow
 
 DRILL_NAMES = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Linus",

@@ -15,7 +15,6 @@ from requests.adapters import BaseAdapter
 
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.channels.sendgrid_email import SendGridEmailChannel, retry_after_from_headers
-from crisiscomms.channels.support_desk import SupportDeskChannel
 from crisiscomms.channels.x_social import RebasedSession, XChannel
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.backoff import backoff_delay

@@ -144,7 +144,7 @@ def test_an_unknown_playbook_names_it(project: Path) -> None:
 def test_a_broken_playbook_names_playbook_stage_and_field(project: Path) -> None:
     rewrite(playbook_file(project), "channels: [status_page, x, email]", "channels: [email]")
     with pytest.raises(PlaybookError) as caught:
-        mini(project)
+        mini(project).check_channels(CHANNEL_CLASSES)
     exc = caught.value
     assert "at least 2 channels" in str(exc)
     assert exc.fields() == {"playbook": "mini_recall", "stage": "announce", "field": "channels"}

@@ -20,10 +20,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
+    CUSTOMER_LIST,
     Channel,
     ChannelLimits,
     DeliveryResult,
+    Lane,
     OutboundBatch,
     OutboundRecipient,
     Outcome,
@@ -83,9 +86,19 @@ class FakeProvider:
     it can be asked about (``reconcile``), everything it accepted."""
 
     name: ClassVar[str] = "email"
-    parts: ClassVar[tuple[str, ...]] = ("subject", "html", "text")
+    order: ClassVar[int] = 50
+    lane: ClassVar[Lane] = Lane.fan_out
+    recipients: ClassVar[str | None] = CUSTOMER_LIST
     personal: ClassVar[bool] = True
+    default_enabled: ClassVar[bool] = True
+    threaded: ClassVar[bool] = False
+    rate_setting: ClassVar[str | None] = None
+    parts: ClassVar[tuple[str, ...]] = ("subject", "html", "text")
     limits: ClassVar[ChannelLimits] = ChannelLimits(batch_size=1000)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FakeProvider | None:
+        return cls()
 
     script: list[Answer] = field(default_factory=list)
     reconciles: Reconcile = "answers"
