@@ -123,3 +123,26 @@ def test_installed_new_workspace_drills(installed: Path, tmp_path: Path) -> None
     assert report["channels"]["email"]["sent"] == 100 * len(stages)
     assert report["emulator_received"]["email"] == report["channels"]["email"]["sent"]
     assert [s["stage"] for s in report["stages"]] == [s["id"] for s in stages]
+
+
+DASHBOARD_CHECK = """
+import pathlib, crisiscomms
+from streamlit.testing.v1 import AppTest
+app = pathlib.Path(crisiscomms.__file__).parent / "dashboard" / "app.py"
+run = AppTest.from_file(str(app), default_timeout=120).run()
+assert not run.exception, [e.value for e in run.exception]
+print([t.value for t in run.title])
+"""
+
+
+def test_installed_dashboard_runs_in_a_workspace(installed: Path, tmp_path: Path) -> None:
+    """What ``crisiscomms demo`` starts (``streamlit run <package>/dashboard/app.py``): its
+    pages import ``crisiscomms.dashboard`` from the installed package and read the
+    workspace's database."""
+    env = user_environment(installed, tmp_path)
+    ok(run([str(installed / "bin" / "crisiscomms"), "new", "ws"], tmp_path, env))
+    ws = tmp_path / "ws"
+    ok(run([str(installed / "bin" / "crisiscomms"), "init"], ws, env))
+    shown = ok(run([str(installed / "bin" / "python"), "-c", DASHBOARD_CHECK], ws, env))
+    assert "Incidents" in shown.stdout
+    assert (ws / "data" / "crisiscomms.db").is_file()
