@@ -32,7 +32,8 @@ from statuspage_v2 import PATHS, check_document
 from typer.testing import CliRunner
 
 from crisiscomms.channels.wiring import build_status_page
-from crisiscomms.cli import _publish, app
+from crisiscomms.cli import app
+from crisiscomms.cli.common import _publish
 from crisiscomms.core.database import make_engine, session_scope
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.models import Delivery

@@ -190,7 +190,7 @@ def test_subscribers_of_the_affected_component_get_each_update_once_until_they_u
     the customer list get it once each, with their own unsubscribe link; one click on it and
     the next update no longer reaches them."""
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.cli import _publish
+    from crisiscomms.cli.common import _publish
     from crisiscomms.core.database import make_engine
     from crisiscomms.incident.service import approve, trigger
 
