@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 
 from crisiscomms.core.database import init_db, make_engine
-from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.core.settings import Settings
 
 PLAYBOOKS = PROJECT_ROOT / "playbooks"
 TEMPLATES = PROJECT_ROOT / "templates"

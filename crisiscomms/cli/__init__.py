@@ -1,5 +1,6 @@
 """The ``crisiscomms`` command line (Typer): one module per command group.
 
+- :mod:`.workspace`: ``new`` (and the global ``--workspace``, in :mod:`.common`)
 - :mod:`.incidents`: ``init``, ``trigger``, ``approve``, ``incidents``
 - :mod:`.delivery`: ``resume``, ``retry``, ``failures``
 - :mod:`.templates`: ``templates status|propose|approve|diff|gc``, ``lint``
@@ -20,8 +21,8 @@ import importlib
 from crisiscomms.cli.common import app
 
 # Each module adds its commands to ``app``; this order is the order of ``crisiscomms --help``.
-COMMAND_GROUPS = ("incidents", "drills", "delivery", "recipients", "templates", "statuspage",
-                  "database")
+COMMAND_GROUPS = ("workspace", "incidents", "drills", "delivery", "recipients", "templates",
+                  "statuspage", "database")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"crisiscomms.cli.{_group}")
 

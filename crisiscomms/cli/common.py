@@ -1,13 +1,16 @@
 """What every command group shares: the Typer apps, the consoles, error handling, settings.
 
 Errors the engine raises on purpose are printed as one clear line on stderr with exit code 2;
-nothing half-done is left behind because the engine checks before it writes.
+nothing half-done is left behind because the engine checks before it writes. A command that
+needs a workspace gets it through :func:`_settings`, which refuses outside one (the same way).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -35,6 +38,20 @@ app.add_typer(recipients_app, name="recipients")
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
+WORKSPACE_VARIABLE = "CRISISCOMMS_WORKSPACE"
+
+
+@app.callback()
+def _main(
+    workspace: Annotated[Path | None, typer.Option(
+        "--workspace", metavar="DIR",
+        help="The workspace to use (default: CRISISCOMMS_WORKSPACE, else the nearest folder "
+             "holding crisiscomms.toml from the current directory up)")] = None,
+) -> None:
+    """Crisis communications: playbooks, approved templates, coordinated publishing."""
+    if workspace is not None:
+        # Named for this process and what it starts (flows, the dashboard); Settings reads it.
+        os.environ[WORKSPACE_VARIABLE] = str(workspace.expanduser().absolute())
 
 
 def _run(fn: Callable[[], T]) -> T:
@@ -61,13 +78,18 @@ def _engine(settings: Settings) -> Engine:
     return engine
 
 
-def _publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
-    import os
-
-    # Prefect's own settings, before Prefect is first imported: no phoning home, quiet console.
+def _prefect_defaults() -> None:
+    """Prefect's own settings, before Prefect is first imported: no phoning home, a quiet
+    console, and time for its temporary server to start on a busy machine or on the first run
+    after an install (Python compiles Prefect's modules then): 20 s is Prefect's default."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
+    _prefect_defaults()
     from crisiscomms.flows.run_playbook import run_stage
 
     return run_stage(incident_ref, stage)
@@ -86,11 +108,7 @@ def _print_publish(result: Mapping[str, Any]) -> None:
 
 
 def _run_resume(incident_ref: str, stale_after_s: float | None) -> Mapping[str, Any]:
-    import os
-
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    _prefect_defaults()
     from crisiscomms.flows.run_playbook import run_resume
 
     return run_resume(incident_ref, stale_after_s=stale_after_s)

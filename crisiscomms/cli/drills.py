@@ -31,7 +31,10 @@ def drill(
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
-    """Run a playbook end to end against the emulators in a temporary workspace."""
+    """Rehearse a playbook of this workspace end to end against the emulators.
+
+    In a temporary database, against local SendGrid and X emulators: nothing reaches a person.
+    """
     from crisiscomms.testing.drill import dumps, run_drill
 
     settings = _settings()
@@ -70,13 +73,12 @@ def emulators(
     from crisiscomms.testing.drill import emulator_environment
     from crisiscomms.testing.emulators import start_emulators
 
+    env_file = _emulators_env_file()
     sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
     pair = start_emulators(sendgrid_key=sg_key, x_token=x_token, sendgrid_port=sendgrid_port,
                            x_port=x_port)
     out.print(f"SendGrid emulator: {pair.sendgrid.url}/v3/mail/send")
     out.print(f"X emulator:        {pair.x.url}/2/tweets")
-    env_file = Settings().data_dir / "emulators.env"
-    env_file.parent.mkdir(parents=True, exist_ok=True)
     env_file.write_text("".join(f"{k}={v}\n" for k, v in
                                 emulator_environment(pair, sg_key, x_token).items()))
     env_file.chmod(0o600)
@@ -87,6 +89,26 @@ def emulators(
             time.sleep(3600)
     except KeyboardInterrupt:
         pair.stop()
+
+
+def _emulators_env_file() -> Path:
+    """``data/emulators.env`` of this workspace; outside any, a private temporary file (this
+    command runs anywhere and creates nothing in the current directory)."""
+    import tempfile
+
+    from crisiscomms.core.errors import NotInWorkspaceError
+
+    def settings_or_none() -> Settings | None:
+        try:
+            return Settings()
+        except NotInWorkspaceError:
+            return None
+
+    settings = _run(settings_or_none)  # a named workspace that is not one: refused
+    if settings is None:
+        return Path(tempfile.mkdtemp(prefix="crisiscomms-emulators-")) / "emulators.env"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings.data_dir / "emulators.env"
 
 
 @app.command()
@@ -115,7 +137,7 @@ def demo(
               "(the first flow starts Prefect's temporary server: 10-20 s)...")
     report = _run(lambda: run_drill(playbook_name="outage", recipients=recipients,
                                     publish=_publish, base=settings,
-                                    workspace=settings.data_dir,
+                                    data_dir=settings.data_dir,
                                     emulators=(pair, sg_key, x_token)))
     _print_drill(report)
     site = settings.resolved_status_page_dir / "site"

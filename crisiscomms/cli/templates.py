@@ -120,9 +120,11 @@ def lint_cmd(
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.playbook.lint import lint, resolve_paths
 
-    settings = _settings()
-    playbooks_dir, templates_dir, names = resolve_paths(path, settings.playbooks_dir,
-                                                        settings.templates_dir)
+    if path is None:  # this workspace's
+        settings = _settings()
+        playbooks_dir, templates_dir, names = settings.playbooks_dir, settings.templates_dir, None
+    else:  # any folder or file: no workspace needed
+        playbooks_dir, templates_dir, names = resolve_paths(path, path, path)
     checked, problems = lint(playbooks_dir, templates_dir, CHANNEL_CLASSES, names)
     if as_json:
         sys.stdout.write(json.dumps({"checked": checked,

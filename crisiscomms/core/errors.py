@@ -132,3 +132,11 @@ class ApprovalError(CrisisCommsError):
 
 class IncidentError(CrisisCommsError):
     """An incident is unknown or cannot take the requested step."""
+
+
+class WorkspaceError(CrisisCommsError):
+    """A workspace (the folder of playbooks, templates and approvals) is missing or invalid."""
+
+
+class NotInWorkspaceError(WorkspaceError):
+    """A command that needs a workspace ran outside any (and none was named)."""

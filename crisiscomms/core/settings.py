@@ -1,16 +1,35 @@
-"""Settings: the only place that reads the environment (prefix ``CRISISCOMMS_``)."""
+"""Settings: the only place that reads the environment (prefix ``CRISISCOMMS_``).
+
+Settings belong to a workspace (:mod:`crisiscomms.core.workspace`): the one named by
+``CRISISCOMMS_WORKSPACE`` (``crisiscomms --workspace DIR`` sets it), else the nearest folder
+holding ``crisiscomms.toml`` from the current directory up. Its ``.env`` is read (from the
+workspace root only, never from the current directory), and relative paths (``data_dir``,
+``playbooks_dir``, ``templates_dir``, ``status_page_dir``) are relative to its root. Outside a
+workspace, Settings needs those paths absolute, else it refuses with how to make one.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+from crisiscomms.core.errors import NotInWorkspaceError
+from crisiscomms.core.workspace import find_workspace, not_in_workspace_message
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "secret", "xxx", "todo"})
+ENV_PREFIX = "CRISISCOMMS_"
+WORKSPACE_PATHS = ("data_dir", "playbooks_dir", "templates_dir", "status_page_dir")
+"""Settings whose relative values are relative to the workspace root."""
 
 
 class Settings(BaseSettings):
@@ -20,41 +39,69 @@ class Settings(BaseSettings):
     secret (``changeme``...) is refused: better to fail at start-up than at 3 a.m.
     """
 
-    model_config = SettingsConfigDict(env_prefix="CRISISCOMMS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore",
+                                      use_attribute_docstrings=True)
 
-    data_dir: Path = Field(default=PROJECT_ROOT / "data")
+    workspace: Path | None = None
+    """The workspace root (default: the nearest folder holding crisiscomms.toml, from the
+    current directory up)."""
+    data_dir: Path = Path("data")
+    """Database, status page, support statements."""
     database_url: str | None = None
-    playbooks_dir: Path = PROJECT_ROOT / "playbooks"
-    templates_dir: Path = PROJECT_ROOT / "templates"
+    """SQLAlchemy URL, e.g. postgresql+psycopg://user:password@host/crisiscomms (default: SQLite
+    under data_dir)."""
+    playbooks_dir: Path = Path("playbooks")
+    """The playbooks (*.yaml)."""
+    templates_dir: Path = Path("templates")
+    """The templates, with approvals.lock."""
     status_page_dir: Path | None = None
+    """Where the static status page is built (default: data_dir/status_page)."""
     status_page_url: str = "http://127.0.0.1:8030/"
+    """The public address of the status page (every message links to it)."""
     subscriptions_url: str | None = None
     """Public base URL of the subscriptions app (``crisiscomms subscriptions``), e.g.
     ``https://status-api.example.com``: the status page's form posts to ``<url>/v1/subscribe``
     and emails link to ``<url>/v1/unsubscribe/<token>``. Unset: no form on the page."""
     organization: str = "Example Corp"
+    """The organisation's name in messages and on the status page."""
     operator: str = "pr-lead"
+    """Who is acting when no identity is given (audit)."""
 
     sendgrid_api_key: SecretStr | None = None
+    """SendGrid API key (unset: email is not configured and its deliveries fail visibly)."""
     sendgrid_base_url: str = "https://api.sendgrid.com"
+    """SendGrid's API (or an emulator's)."""
     email_from: str = "status@example.com"
+    """The sender address of every email."""
     email_from_name: str = "Example Corp Status"
+    """The sender name of every email."""
     email_batch_size: int = Field(default=1000, ge=1, le=1000)
+    """Recipients per SendGrid request (personalizations, at most 1,000)."""
     sendgrid_transport: Literal["sdk", "httpx"] = "httpx"
     """``httpx``: pooled connections and orjson bodies (the fan-out hot path, measured in
     docs/scaling.md); ``sdk``: the official SendGrid SDK, one connection per request."""
 
     x_bearer_token: SecretStr | None = None
+    """X OAuth 2.0 user token (or the four OAuth 1.0a values below)."""
     x_consumer_key: SecretStr | None = None
+    """X OAuth 1.0a consumer key."""
     x_consumer_secret: SecretStr | None = None
+    """X OAuth 1.0a consumer secret."""
     x_access_token: SecretStr | None = None
+    """X OAuth 1.0a access token."""
     x_access_token_secret: SecretStr | None = None
+    """X OAuth 1.0a access token secret."""
     x_base_url: str = "https://api.twitter.com"
+    """X's API (or an emulator's)."""
 
     http_timeout_s: float = Field(default=10.0, gt=0)
+    """Timeout of one provider request, in seconds."""
     max_attempts: int = Field(default=4, ge=1)
+    """Attempts per send, retryable failures only."""
     max_workers: int = Field(default=4, ge=1, le=32)
+    """Publish tasks running at once in one flow."""
     batches_per_task: int = Field(default=50, ge=1)
+    """Ledger rows (batches of up to 1,000 recipients) per publish task."""
     send_concurrency: int = Field(default=4, ge=1, le=64)
     """Requests in flight inside one publish task (a bounded thread pool)."""
     sending_lease_s: float = Field(default=300.0, ge=0)
@@ -65,7 +112,25 @@ class Settings(BaseSettings):
     x_rate_per_s: float | None = Field(default=1.0, gt=0)
     """X posts per second for this process, after a burst of ``publishing.BURST``."""
     retry_base_delay_s: float = Field(default=0.2, ge=0)
+    """First retry delay (doubled each time, with jitter), in seconds."""
     retry_max_delay_s: float = Field(default=30.0, ge=0)
+    """Longest retry delay, in seconds."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the workspace's ``.env`` (``_env_file=None``:
+        none), never a ``.env`` of the current directory."""
+        env_file = getattr(dotenv_settings, "env_file", None)
+        return (init_settings, env_settings,
+                _WorkspaceSource(settings_cls, init_settings, env_settings, env_file),
+                file_secret_settings)
 
     @field_validator(
         "sendgrid_api_key",
@@ -81,6 +146,20 @@ class Settings(BaseSettings):
             raise ValueError("is a placeholder; set a real secret or leave it unset")
         return value
 
+    @model_validator(mode="after")
+    def _anchor_paths(self) -> Self:
+        """Relative paths are relative to the workspace root; outside a workspace, refuse."""
+        if self.workspace is not None:
+            self.workspace = self.workspace.expanduser().resolve()
+        for name in WORKSPACE_PATHS:
+            value: Path | None = getattr(self, name)
+            if value is None or value.is_absolute():
+                continue
+            if self.workspace is None:
+                raise NotInWorkspaceError(not_in_workspace_message())
+            setattr(self, name, self.workspace / value)
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'crisiscomms.db'}"
@@ -88,3 +167,55 @@ class Settings(BaseSettings):
     @property
     def resolved_status_page_dir(self) -> Path:
         return self.status_page_dir or self.data_dir / "status_page"
+
+
+class _WorkspaceSource(PydanticBaseSettingsSource):
+    """The workspace root (named by argument or environment, else found from the current
+    directory up) and the values of its ``.env``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource,
+                 env: PydanticBaseSettingsSource, env_file: Any) -> None:
+        super().__init__(settings_cls)
+        self._init, self._env, self._env_file = init, env, env_file
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read at once in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        explicit = self._init().get("workspace") or self._env().get("workspace")
+        root = find_workspace(explicit)
+        if root is None:
+            return {}
+        values: dict[str, Any] = {}
+        if self._env_file is not None:
+            files = self._env_file if isinstance(self._env_file, list | tuple) else [
+                self._env_file]
+            paths = [path if Path(path).is_absolute() else root / path for path in files]
+            values.update(DotEnvSettingsSource(self.settings_cls, env_file=paths)())
+        values.pop("workspace", None)  # a .env does not move its own workspace
+        values["workspace"] = root
+        return values
+
+
+def env_example() -> str:
+    """A ``.env.example`` listing every ``CRISISCOMMS_*`` setting, commented out, with what it
+    is and its default (secrets empty)."""
+    lines = [
+        "# crisiscomms settings for this workspace. Copy this file to .env (git ignores it) and",
+        "# uncomment what you need; the environment (CRISISCOMMS_*) overrides .env. Relative",
+        "# paths are relative to this workspace. Placeholder secrets (changeme...) are refused.",
+    ]
+    for name, field in Settings.model_fields.items():
+        if name == "workspace":  # a workspace's .env is found through its workspace
+            continue
+        default = field.default
+        if default is None:
+            shown = ""
+        elif isinstance(default, Path):
+            shown = default.as_posix()
+        else:
+            shown = str(default)
+        description = " ".join((field.description or "").replace("``", "").split())
+        wrapped = textwrap.wrap(description, 94, break_on_hyphens=False)
+        lines += ["", *(f"# {line}" for line in wrapped), f"# {ENV_PREFIX}{name.upper()}={shown}"]
+    return "\n".join(lines) + "\n"

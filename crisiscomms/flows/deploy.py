@@ -12,8 +12,9 @@ Idempotent; creates or updates:
   ``crisiscomms-rate-email`` and ``crisiscomms-rate-x``; ``limit`` slots refilled at
   ``slot_decay_per_second`` = the rate; ``--<channel>-rate-per-s``, default the Settings field's
   default, 0 for no limit);
-- three deployments from this checkout (``flow.from_source(<project dir>, ...)``; on a
-  container pool the image holds the code): ``publish-stage/crisiscomms`` (plans a stage and
+- three deployments from this workspace (``flow.from_source(<workspace root>,
+  "flows/run_playbook.py:...")``, the thin entrypoints every workspace has; on a container pool
+  the image holds the workspace): ``publish-stage/crisiscomms`` (plans a stage and
   fans its email chunks out to) ``publish-batches/crisiscomms-batches`` (one chunk of ledger
   rows per flow run, claimed exactly once), and ``resume-incident/crisiscomms``.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from typing import Any
 from crisiscomms.channels.registry import rate_settings
 from crisiscomms.core.settings import Settings
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ENTRYPOINT_FILE = "flows/run_playbook.py"
 STAGE_DEPLOYMENT = "publish-stage/crisiscomms"
 BATCHES_DEPLOYMENT = "publish-batches/crisiscomms-batches"
 RESUME_DEPLOYMENT = "resume-incident/crisiscomms"
@@ -88,7 +90,21 @@ def ensure_rate_limit(name: str, rate_per_s: float) -> None:
             limit=slots, slot_decay_per_second=rate_per_s, active=True))
 
 
-def deploy(pool: str, *, pool_type: str = "process", source: Path = PROJECT_ROOT,
+def workspace_source() -> Path:
+    """The workspace root, which must hold the thin Prefect entrypoints."""
+    from crisiscomms.core.errors import NotInWorkspaceError, WorkspaceError
+    from crisiscomms.core.workspace import not_in_workspace_message
+
+    root = Settings().workspace
+    if root is None:
+        raise NotInWorkspaceError(not_in_workspace_message())
+    if not (root / ENTRYPOINT_FILE).is_file():
+        raise WorkspaceError(f"{root} has no {ENTRYPOINT_FILE} (the Prefect entrypoint); copy "
+                             "flows/ from a new workspace (crisiscomms new DIR)")
+    return root
+
+
+def deploy(pool: str, *, pool_type: str = "process", source: Path | None = None,
            image: str | None = None, rates: Mapping[str, float | None] | None = None,
            batches_concurrency: int | None = None,
            job_variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -120,12 +136,12 @@ def deploy(pool: str, *, pool_type: str = "process", source: Path = PROJECT_ROOT
             "job_variables": job_variables or {}, "concurrency_limit": concurrency}
         # ``_sync=True``: these dispatch on "is an event loop running?", which another library
         # in the same process (Playwright's sync API, a notebook) can make true.
-        if image is None:  # process pool: the workers run this checkout
+        if image is None:  # process pool: the workers run this workspace
             loaded: Any = Flow.from_source(  # type: ignore[call-arg]
-                source=str(source), entrypoint=entrypoint, _sync=True)
+                source=str(source or workspace_source()), entrypoint=entrypoint, _sync=True)
             return str(loaded.to_deployment(**options, _sync=True)
                        .apply(work_pool_name=pool, _sync=True))
-        # container pool: the image holds the project at its working directory
+        # container pool: the image holds the workspace at its working directory
         from crisiscomms.flows import run_playbook
 
         flow_obj: Any = getattr(run_playbook, entrypoint.rsplit(":", 1)[1])
@@ -133,11 +149,11 @@ def deploy(pool: str, *, pool_type: str = "process", source: Path = PROJECT_ROOT
         return str(deployment.apply(work_pool_name=pool, image=image, _sync=True))
 
     ids = {
-        BATCHES_DEPLOYMENT: one("flows/run_playbook.py:publish_batches", "crisiscomms-batches",
+        BATCHES_DEPLOYMENT: one(f"{ENTRYPOINT_FILE}:publish_batches", "crisiscomms-batches",
                                 {"rate_limits": rate_limits}, batches_concurrency),
-        STAGE_DEPLOYMENT: one("flows/run_playbook.py:publish_stage", "crisiscomms",
+        STAGE_DEPLOYMENT: one(f"{ENTRYPOINT_FILE}:publish_stage", "crisiscomms",
                               {"batches_deployment": BATCHES_DEPLOYMENT}),
-        RESUME_DEPLOYMENT: one("flows/run_playbook.py:resume_incident", "crisiscomms",
+        RESUME_DEPLOYMENT: one(f"{ENTRYPOINT_FILE}:resume_incident", "crisiscomms",
                                {"batches_deployment": BATCHES_DEPLOYMENT}),
     }
     return {"work_pool": pool, "work_pool_type": kind, "rate_limits": rate_limits,
@@ -159,10 +175,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches-concurrency", type=int, default=None,
                         help="at most this many chunk flow runs at once (deployment limit)")
     args = parser.parse_args(argv)
+    from crisiscomms.core.errors import CrisisCommsError
+
     rates = {channel: getattr(args, f"{channel}_rate_per_s") or None
              for channel in default_rates()}
-    made = deploy(args.pool, pool_type=args.pool_type, image=args.image, rates=rates,
-                  batches_concurrency=args.batches_concurrency)
+    try:
+        source = workspace_source() if args.image is None else None  # before touching Prefect
+        made = deploy(args.pool, pool_type=args.pool_type, source=source, image=args.image,
+                      rates=rates, batches_concurrency=args.batches_concurrency)
+    except CrisisCommsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(json.dumps(made, indent=2))
 
 

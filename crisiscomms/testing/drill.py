@@ -1,8 +1,8 @@
 """Drills: rehearse a playbook end to end against the local emulators.
 
 A drill runs every stage of a playbook (auto-sent stages as they would be, the others approved
-by the drill) through the real flow, channels and ledger, in a throwaway workspace by default,
-and reports what the ledger recorded beside what the emulators received.
+by the drill) through the real flow, channels and ledger, in a throwaway data folder and
+database by default, and reports what the ledger recorded beside what the emulators received.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from crisiscomms.audience.recipients import PRESS_LIST
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import FactsError
-from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.ledger import channel_counts
 from crisiscomms.delivery.models import Delivery
 from crisiscomms.incident.models import Message
@@ -79,20 +79,22 @@ def emulator_environment(pair: EmulatorPair, sendgrid_key: str, x_token: str) ->
 
 def workspace_environment(
     data_dir: Path, pair: EmulatorPair, sendgrid_key: str, x_token: str, *,
-    database_url: str | None = None, playbooks_dir: Path = PROJECT_ROOT / "playbooks",
-    templates_dir: Path = PROJECT_ROOT / "templates",
+    database_url: str | None = None, playbooks_dir: Path | None = None,
+    templates_dir: Path | None = None,
 ) -> dict[str, str]:
-    """The ``CRISISCOMMS_*`` environment of a workspace wired to the emulators: its data
-    folder, its database (default: SQLite under the data folder), the playbooks and templates,
-    and both providers' URLs and credentials (drills, demos, tests and benches)."""
+    """The ``CRISISCOMMS_*`` environment of a run wired to the emulators: its data
+    folder, its database (default: SQLite under the data folder), the playbooks and templates
+    (default: the workspace's own), and both providers' URLs and credentials (drills, demos,
+    tests and benches)."""
     env = {
         "CRISISCOMMS_DATA_DIR": str(data_dir),
-        "CRISISCOMMS_PLAYBOOKS_DIR": str(playbooks_dir),
-        "CRISISCOMMS_TEMPLATES_DIR": str(templates_dir),
         **emulator_environment(pair, sendgrid_key, x_token),
     }
-    if database_url is not None:
-        env["CRISISCOMMS_DATABASE_URL"] = database_url
+    for key, value in (("CRISISCOMMS_DATABASE_URL", database_url),
+                       ("CRISISCOMMS_PLAYBOOKS_DIR", playbooks_dir),
+                       ("CRISISCOMMS_TEMPLATES_DIR", templates_dir)):
+        if value is not None:
+            env[key] = str(value)
     return env
 
 
@@ -104,7 +106,7 @@ def run_drill(
     base: Settings,
     facts_file: Path | None = None,
     out: Path | None = None,
-    workspace: Path | None = None,
+    data_dir: Path | None = None,
     emulators: tuple[EmulatorPair, str, str] | None = None,
 ) -> dict[str, Any]:
     """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers."""
@@ -121,8 +123,8 @@ def run_drill(
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     facts["incident_ref"] = f"{facts.get('incident_ref', 'DRILL-' + playbook.name.upper())}-{stamp}"
 
-    temp = None if workspace is not None else tempfile.mkdtemp(prefix="crisiscomms-drill-")
-    root = workspace or Path(str(temp))
+    temp = None if data_dir is not None else tempfile.mkdtemp(prefix="crisiscomms-drill-")
+    root = data_dir or Path(str(temp))
     own_emulators = emulators is None
     if emulators is None:
         sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
@@ -132,7 +134,7 @@ def run_drill(
     overrides = workspace_environment(root, pair, sg_key, x_token,
                                       playbooks_dir=base.playbooks_dir,
                                       templates_dir=base.templates_dir)
-    if workspace is None:
+    if data_dir is None:
         overrides["CRISISCOMMS_DATABASE_URL"] = f"sqlite:///{root / 'crisiscomms.db'}"
         overrides["CRISISCOMMS_STATUS_PAGE_DIR"] = str(root / "status_page")
     try:

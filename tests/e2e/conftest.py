@@ -11,9 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 
-from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.sender import PublishReport
 from crisiscomms.testing.pgcluster import free_port
 
@@ -48,7 +49,8 @@ def run_dashboard(env: Mapping[str, str]) -> Iterator[str]:
     its health check answers; stop it afterwards (the body of each page's fixture)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
+        [sys.executable, "-m", "streamlit", "run",
+         str(PROJECT_ROOT / "crisiscomms" / "dashboard" / "app.py"),
          "--server.headless", "true", "--server.port", str(port), "--server.address",
          "127.0.0.1", "--browser.gatherUsageStats", "false"],
         env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

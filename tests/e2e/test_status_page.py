@@ -71,7 +71,7 @@ def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for playbook in ("outage", "data_incident"):
             report = run_drill(playbook_name=playbook, recipients=5,
                                publish=_publish_in_process, base=base,
-                               workspace=root / "data")
+                               data_dir=root / "data")
             assert all(not s["errors"] for s in report["stages"]), report["stages"]
         page = build_status_page(Settings(_env_file=None))  # type: ignore[call-arg]
         now = datetime.now(UTC)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_paths import PROJECT_ROOT
 from typer.testing import CliRunner
 
 from crisiscomms.cli import app
-from crisiscomms.core.settings import PROJECT_ROOT
 from crisiscomms.testing.emulators import EmulatorPair, Faults
 
 pytestmark = pytest.mark.integration

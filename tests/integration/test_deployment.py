@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
+from repo_paths import PROJECT_ROOT
 from sqlmodel import col, select
 
-from crisiscomms.core.settings import PROJECT_ROOT
 from crisiscomms.testing.drill import workspace_environment
 from crisiscomms.testing.emulators import EmulatorPair
 from crisiscomms.testing.pgcluster import free_port

@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 from babel.numbers import format_decimal
+from repo_paths import PROJECT_ROOT
 from typer.testing import CliRunner
 
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.cli import app
 from crisiscomms.core.locales import fallback_chain, resolve_locale
-from crisiscomms.core.settings import PROJECT_ROOT
 from crisiscomms.playbook.loader import Playbook, load_playbook
 from crisiscomms.testing.audiences import DRILL_DOMAIN, DRILL_PRESS_DOMAIN, drill_recipients
 

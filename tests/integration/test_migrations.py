@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -28,7 +29,6 @@ from crisiscomms.core.database import (
     make_engine,
     migrate,
 )
-from crisiscomms.core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 

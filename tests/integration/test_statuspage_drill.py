@@ -26,6 +26,7 @@ import httpx
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from repo_paths import PROJECT_ROOT
 from sqlalchemy import func, select
 from statuspage_v2 import PATHS, check_document
 from typer.testing import CliRunner
@@ -34,7 +35,7 @@ from crisiscomms.channels.status_page import build_status_page
 from crisiscomms.cli import app
 from crisiscomms.cli.common import _publish
 from crisiscomms.core.database import make_engine, session_scope
-from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.models import Delivery
 from crisiscomms.statuspage.page import StatusPage
 from crisiscomms.statuspage.server import serve_status_page
@@ -74,7 +75,7 @@ def drill(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Ite
         for playbook in ("outage", "data_incident"):
             out = root / f"out-{playbook}"
             report = run_drill(playbook_name=playbook, recipients=10, publish=_publish,
-                               base=base, workspace=root / "data", out=out)
+                               base=base, data_dir=root / "data", out=out)
             assert all(not s["errors"] for s in report["stages"]), report["stages"]
             sent += [json.loads(line) for line in (out / "sent.jsonl").read_text().splitlines()]
         settings = Settings(_env_file=None)  # type: ignore[call-arg]

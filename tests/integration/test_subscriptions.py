@@ -16,11 +16,12 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from repo_paths import PROJECT_ROOT
 from sqlmodel import Session, select
 
 from crisiscomms.api.subscriptions import create_app
 from crisiscomms.audience.models import Recipient
-from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import CUSTOMER_LIST
 from crisiscomms.delivery.ledger import stream_audience
 from crisiscomms.statuspage import model

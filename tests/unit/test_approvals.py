@@ -70,7 +70,7 @@ def test_bundle_hash_is_order_independent() -> None:
 
 
 def test_shipped_templates_are_all_approved() -> None:
-    from crisiscomms.core.settings import PROJECT_ROOT
+    from repo_paths import PROJECT_ROOT
 
     lock = ApprovalLock(PROJECT_ROOT / "templates")
     states = {n: lock.status(n).state for n in lock.template_names()}

@@ -11,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
@@ -23,7 +24,6 @@ from crisiscomms.core.database import (
     init_db,
     make_engine,
 )
-from crisiscomms.core.settings import PROJECT_ROOT
 
 
 def test_models_and_migrations_agree(engine: Engine) -> None:

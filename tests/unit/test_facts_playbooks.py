@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from repo_paths import PROJECT_ROOT
 
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.errors import FactsError, PlaybookError
-from crisiscomms.core.settings import PROJECT_ROOT
 from crisiscomms.incident.facts import build_fact_sheet
 from crisiscomms.playbook.loader import load_playbook
 

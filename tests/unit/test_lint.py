@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from repo_paths import PROJECT_ROOT
 from typer.testing import CliRunner
 
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.cli import app
-from crisiscomms.core.settings import PROJECT_ROOT
 from crisiscomms.playbook.lint import Problem, lint, resolve_paths
 from crisiscomms.render.approvals import ApprovalLock
 

@@ -9,12 +9,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.errors import FactsError
-from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.core.settings import Settings
 from crisiscomms.incident.facts import BreachFacts, RecallFacts, build_fact_sheet
 from crisiscomms.incident.models import Incident
 from crisiscomms.playbook.loader import Playbook, load_playbook

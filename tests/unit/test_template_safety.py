@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jinja2.exceptions import SecurityError
 from markupsafe import escape
+from repo_paths import PROJECT_ROOT
 
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.errors import RenderError
-from crisiscomms.core.settings import PROJECT_ROOT
 from crisiscomms.delivery.sender import _recipients
 from crisiscomms.incident.facts import build_fact_sheet
 from crisiscomms.playbook.loader import Playbook, load_playbook
