@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_paths import PROJECT_ROOT
 
 import crisiscomms
 from crisiscomms.channels.registry import (
@@ -19,7 +20,7 @@ from crisiscomms.channels.registry import (
     configured_rates,
     in_lane,
 )
-from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import CUSTOMER_LIST, Channel, ChannelLimits, Lane
 
 NAMES = channel_names()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
@@ -25,7 +26,7 @@ from crisiscomms.core.errors import (
     PlaybookError,
     RenderError,
 )
-from crisiscomms.core.settings import PROJECT_ROOT, Settings
+from crisiscomms.core.settings import Settings
 from crisiscomms.incident.facts import build_fact_sheet
 from crisiscomms.playbook.lint import lint, resolve_paths
 from crisiscomms.playbook.loader import Playbook, load_playbook

@@ -122,7 +122,7 @@ def test_the_command_lists_then_removes_and_says_how_many_bytes(tdir: Path) -> N
 
 def test_the_shipped_workspace_keeps_exactly_the_copies_its_lock_refers_to() -> None:
     """Run ``crisiscomms templates gc`` after approving shipped templates again."""
-    from crisiscomms.core.settings import PROJECT_ROOT
+    from repo_paths import PROJECT_ROOT
 
     lock = ApprovalLock(PROJECT_ROOT / "templates")
     assert lock.unreferenced_copies() == []
