@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     email_rate_per_s: float | None = Field(default=None, gt=0)
     """SendGrid requests per second for this process (None: no limit of ours)."""
     x_rate_per_s: float | None = Field(default=1.0, gt=0)
-    """X posts per second for this process, after a burst of ``publishing.BURST``."""
+    """X posts per second for this process, after a burst of ``delivery.rate_limits.BURST``."""
     retry_base_delay_s: float = Field(default=0.2, ge=0)
     """First retry delay (doubled each time, with jitter), in seconds."""
     retry_max_delay_s: float = Field(default=30.0, ge=0)

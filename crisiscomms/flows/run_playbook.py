@@ -46,12 +46,12 @@ from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import Channel, Lane
 from crisiscomms.delivery.ledger import pending_by_channel, pending_ids
+from crisiscomms.delivery.rate_limits import use_global_rate_limits
 from crisiscomms.delivery.sender import (
     PublishReport,
     SendPolicy,
     publish_deliveries,
     reconcile_sending,
-    use_global_rate_limits,
 )
 from crisiscomms.incident.service import get_incident, load_bundle, plan_bundle
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from crisiscomms.delivery.sender import (
+from crisiscomms.delivery.rate_limits import (
     GlobalRateLimit,
     TokenBucket,
     channel_bucket,
@@ -152,7 +152,7 @@ def test_global_rate_limit_errors_propagate() -> None:
 
 
 def test_a_stage_of_posts_in_every_language_goes_at_once_then_the_rate_applies() -> None:
-    from crisiscomms.delivery.sender import BURST
+    from crisiscomms.delivery.rate_limits import BURST
 
     bucket = channel_bucket("test-burst", 1.0)
     assert isinstance(bucket, TokenBucket) and bucket.capacity == BURST

@@ -33,6 +33,7 @@ from crisiscomms.delivery.contract import (
     RenderedMessage,
 )
 from crisiscomms.delivery.models import Delivery, DeliveryState
+from crisiscomms.delivery.rate_limits import use_global_rate_limits
 from crisiscomms.delivery.sender import (
     PublishReport,
     SendPolicy,
@@ -40,7 +41,6 @@ from crisiscomms.delivery.sender import (
     publish_deliveries,
     reconcile_sending,
     send_once,
-    use_global_rate_limits,
 )
 from crisiscomms.incident.facts import build_fact_sheet
 
