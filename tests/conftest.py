@@ -73,3 +73,14 @@ def backend_engine(db_url: str) -> Iterator[Engine]:
     init_db(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def process_rate_limits() -> Iterator[None]:
+    """Each process's own token buckets, before and after the test: no Prefect global
+    concurrency limit left named by another test (``use_global_rate_limits``)."""
+    from crisiscomms.delivery.rate_limits import use_global_rate_limits
+
+    use_global_rate_limits({})
+    yield
+    use_global_rate_limits({})

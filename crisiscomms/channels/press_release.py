@@ -11,7 +11,7 @@ it only when it names it (``default_enabled`` is false).
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import Any, ClassVar
 
 from crisiscomms.audience.recipients import PRESS_LIST
 from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
@@ -22,28 +22,20 @@ from crisiscomms.delivery.contract import Lane
 class PressReleaseChannel(SendGridEmailChannel):
     """A press release by email to the press list."""
 
+    recipients: ClassVar[str | None] = PRESS_LIST
+    """Journalists, not customers; the rest of what differs from the email follows from it."""
     name: ClassVar[str] = "press"
     order: ClassVar[int] = 40
     lane: ClassVar[Lane] = Lane.parallel
     """A handful of journalists: its own lane, beside X and support, not the email fan-out."""
-    recipients: ClassVar[str | None] = PRESS_LIST
     default_enabled: ClassVar[bool] = False
     rate_setting: ClassVar[str | None] = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self | None:
-        """None without a SendGrid API key; no subscriptions unsubscribe link (journalists are
-        not status page subscribers: theirs is the ``mailto:`` one)."""
-        if settings.sendgrid_api_key is None:
-            return None
-        return cls(
-            settings.sendgrid_api_key,
-            base_url=settings.sendgrid_base_url,
-            from_email=settings.email_from,
-            from_name=settings.email_from_name,
-            timeout_s=settings.http_timeout_s,
-            transport=settings.sendgrid_transport,
-        )
+    def settings_options(cls, settings: Settings) -> dict[str, Any]:
+        """The email channel's options without the subscriptions unsubscribe link (journalists
+        are not status page subscribers: theirs is the ``mailto:`` one)."""
+        return {**super().settings_options(settings), "unsubscribe_url": None}
 
     def __repr__(self) -> str:
         return f"PressReleaseChannel(base_url={self.base_url!r}, from_email={self.from_email!r})"

@@ -53,6 +53,7 @@ import python_http_client.exceptions as http_errors
 from pydantic import SecretStr
 from sendgrid import SendGridAPIClient
 
+from crisiscomms.channels.base import BaseChannel
 from crisiscomms.channels.redaction import BEARER, install_redaction
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
@@ -135,7 +136,7 @@ def unsubscribe_url(settings: Settings) -> str | None:
     return f"{settings.subscriptions_url.rstrip('/')}/v1/unsubscribe/"
 
 
-class SendGridEmailChannel:
+class SendGridEmailChannel(BaseChannel):
     """Personal email, one SendGrid request per batch of up to 1,000 recipients."""
 
     name: ClassVar[str] = "email"
@@ -143,8 +144,6 @@ class SendGridEmailChannel:
     lane: ClassVar[Lane] = Lane.fan_out
     recipients: ClassVar[str | None] = CUSTOMER_LIST
     personal: ClassVar[bool] = True
-    default_enabled: ClassVar[bool] = True
-    threaded: ClassVar[bool] = False
     rate_setting: ClassVar[str | None] = "email_rate_per_s"
     parts: ClassVar[tuple[str, ...]] = ("subject", "html", "text")
     limits: ClassVar[ChannelLimits] = ChannelLimits(
@@ -195,8 +194,12 @@ class SendGridEmailChannel:
         """None without a SendGrid API key."""
         if settings.sendgrid_api_key is None:
             return None
-        return cls(
-            settings.sendgrid_api_key,
+        return cls(settings.sendgrid_api_key, **cls.settings_options(settings))
+
+    @classmethod
+    def settings_options(cls, settings: Settings) -> dict[str, Any]:
+        """The constructor's options from Settings (everything but the API key)."""
+        return dict(
             base_url=settings.sendgrid_base_url,
             from_email=settings.email_from,
             from_name=settings.email_from_name,

@@ -40,6 +40,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+from crisiscomms.channels.base import BaseChannel
 from crisiscomms.core.errors import PlaybookError
 from crisiscomms.core.files import utc_now
 from crisiscomms.core.settings import Settings
@@ -103,19 +104,13 @@ def build_status_page(settings: Settings) -> StatusPage:
                       subscribe_url=_subscribe_url(settings))
 
 
-class StatusPageChannel:
+class StatusPageChannel(BaseChannel):
     """Publishes incident updates to a static, atomically switched status page."""
 
     name: ClassVar[str] = "status_page"
     order: ClassVar[int] = 10
     lane: ClassVar[Lane] = Lane.first
     """First, awaited: every other message links to the incident's page."""
-    recipients: ClassVar[str | None] = None
-    personal: ClassVar[bool] = False
-    default_enabled: ClassVar[bool] = True
-    threaded: ClassVar[bool] = False
-    rate_setting: ClassVar[str | None] = None
-    parts: ClassVar[tuple[str, ...]] = ("text",)
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_body_bytes=65536)
 
     def __init__(

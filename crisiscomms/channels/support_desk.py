@@ -26,12 +26,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+from crisiscomms.channels.base import BaseChannel
 from crisiscomms.core.files import dumps, path_lock, read_json, utc_now, write_atomic
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     ChannelLimits,
     DeliveryResult,
-    Lane,
     OutboundBatch,
     RenderedMessage,
 )
@@ -51,18 +51,11 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 
-class SupportDeskChannel:
+class SupportDeskChannel(BaseChannel):
     """Writes the current holding statement per incident and locale for support agents."""
 
     name: ClassVar[str] = "support"
     order: ClassVar[int] = 30
-    lane: ClassVar[Lane] = Lane.parallel
-    recipients: ClassVar[str | None] = None
-    personal: ClassVar[bool] = False
-    default_enabled: ClassVar[bool] = True
-    threaded: ClassVar[bool] = False
-    rate_setting: ClassVar[str | None] = None
-    parts: ClassVar[tuple[str, ...]] = ("text",)
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_body_bytes=65536)
 
     def __init__(self, output_dir: Path, *, clock: Callable[[], datetime] = utc_now) -> None:

@@ -35,12 +35,12 @@ import requests
 import tweepy
 from pydantic import SecretStr
 
+from crisiscomms.channels.base import BaseChannel
 from crisiscomms.channels.redaction import BEARER, install_redaction
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     ChannelLimits,
     DeliveryResult,
-    Lane,
     OutboundBatch,
     Outcome,
     RenderedMessage,
@@ -126,19 +126,14 @@ def _refused(exc: requests.ConnectionError) -> bool:
     return "refused" in text.lower() or "NewConnectionError" in text or "NameResolution" in text
 
 
-class XChannel:
+class XChannel(BaseChannel):
     """One public post per batch (the rendered ``text``), optionally as a reply in a thread."""
 
     name: ClassVar[str] = "x"
     order: ClassVar[int] = 20
-    lane: ClassVar[Lane] = Lane.parallel
-    recipients: ClassVar[str | None] = None
-    personal: ClassVar[bool] = False
-    default_enabled: ClassVar[bool] = True
     threaded: ClassVar[bool] = True
     """Each language's updates reply to that language's first post of the incident."""
     rate_setting: ClassVar[str | None] = "x_rate_per_s"
-    parts: ClassVar[tuple[str, ...]] = ("text",)
     max_thread_parts: ClassVar[int] = 9
     """A message may be a thread: parts ``text``, ``text_2`` ... ``text_9``, each one post."""
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_weighted_length=280, rate_per_s=1.0)

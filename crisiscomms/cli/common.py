@@ -2,7 +2,7 @@
 
 Errors the engine raises on purpose are printed as one clear line on stderr with exit code 2;
 nothing half-done is left behind because the engine checks before it writes. A command that
-needs a workspace gets it through :func:`_settings`, which refuses outside one (the same way).
+needs a workspace gets it through :func:`load_settings`, which refuses outside one (the same way).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _main(
         os.environ[WORKSPACE_VARIABLE] = str(workspace.expanduser().absolute())
 
 
-def _run(fn: Callable[[], T]) -> T:
+def run_or_exit(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except CrisisCommsError as exc:
@@ -65,11 +65,11 @@ def _run(fn: Callable[[], T]) -> T:
         raise typer.Exit(2) from None
 
 
-def _settings() -> Settings:
-    return _run(Settings)
+def load_settings() -> Settings:
+    return run_or_exit(Settings)
 
 
-def _engine(settings: Settings) -> Engine:
+def open_engine(settings: Settings) -> Engine:
     """The configured database, with its tables created if they are not there yet."""
     from crisiscomms.core.database import init_db, make_engine
 
@@ -88,14 +88,14 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
-def _publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
+def publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
     _prefect_defaults()
     from crisiscomms.flows.run_playbook import run_stage
 
     return run_stage(incident_ref, stage)
 
 
-def _print_publish(result: Mapping[str, Any]) -> None:
+def print_publish(result: Mapping[str, Any]) -> None:
     table = Table("channel", "sent", "failed", "skipped", title=f"{result['incident_ref']} · "
                   f"{result['stage']}")
     for channel, c in result["channels"].items():
@@ -107,14 +107,14 @@ def _print_publish(result: Mapping[str, Any]) -> None:
         raise typer.Exit(1)
 
 
-def _run_resume(incident_ref: str, stale_after_s: float | None) -> Mapping[str, Any]:
+def run_resume(incident_ref: str, stale_after_s: float | None) -> Mapping[str, Any]:
     _prefect_defaults()
     from crisiscomms.flows.run_playbook import run_resume
 
     return run_resume(incident_ref, stale_after_s=stale_after_s)
 
 
-def _print_reconciled(result: Mapping[str, Any]) -> None:
+def print_reconciled(result: Mapping[str, Any]) -> None:
     r = result.get("reconciled") or {}
     out.print(f"reconciled rows left sending: {r.get('confirmed', 0)} confirmed by the provider "
               f"(not resent), {r.get('requeued', 0)} re-queued, {r.get('unconfirmed', 0)} "

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from crisiscomms.cli.common import (
-    _engine,
-    _run,
-    _settings,
-    db_app,
-    out,
-)
+from crisiscomms.cli import common
+from crisiscomms.cli.common import db_app, out
 
 
 @db_app.command("status")
@@ -16,8 +11,8 @@ def db_status() -> None:
     """The revision the database is at, beside the newest the code knows."""
     from crisiscomms.core.database import current_revisions, head_revisions, make_engine
 
-    engine = make_engine(_settings().resolved_database_url)
-    current, head = _run(lambda: (current_revisions(engine), head_revisions()))
+    engine = make_engine(common.load_settings().resolved_database_url)
+    current, head = common.run_or_exit(lambda: (current_revisions(engine), head_revisions()))
     state = "up to date" if current == head else "behind: run crisiscomms db upgrade"
     out.print(f"database at {', '.join(sorted(current)) or 'no revision'}; "
               f"newest {', '.join(sorted(head))} ({state})")
@@ -28,6 +23,6 @@ def db_upgrade() -> None:
     """Migrate the database to the newest revision (every command also does this first)."""
     from crisiscomms.core.database import current_revisions
 
-    engine = _engine(_settings())
+    engine = common.open_engine(common.load_settings())
     out.print(f"database at {', '.join(sorted(current_revisions(engine)))}")
 

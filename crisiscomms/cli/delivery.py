@@ -7,16 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from crisiscomms.cli.common import (
-    _engine,
-    _print_publish,
-    _print_reconciled,
-    _run,
-    _run_resume,
-    _settings,
-    app,
-    out,
-)
+from crisiscomms.cli import common
+from crisiscomms.cli.common import app, out
 
 
 @app.command("resume")
@@ -30,9 +22,9 @@ def resume_cmd(
 ) -> None:
     """After a crash: reconcile rows left sending against the providers, then send the rest."""
     lease = 0.0 if now else stale_after
-    result = _run(lambda: _run_resume(incident, lease))
-    _print_reconciled(result)
-    _print_publish({**result, "stage": "resume"})
+    result = common.run_or_exit(lambda: common.run_resume(incident, lease))
+    common.print_reconciled(result)
+    common.print_publish({**result, "stage": "resume"})
 
 
 @app.command("retry")
@@ -47,14 +39,14 @@ def retry_cmd(
     """Re-queue failed deliveries under the same idempotency keys and send them again."""
     from crisiscomms.incident.views import retry_failed
 
-    engine = _engine(_settings())
-    count, result = _run(lambda: retry_failed(
+    engine = common.open_engine(common.load_settings())
+    count, result = common.run_or_exit(lambda: retry_failed(
         engine, incident, channel=channel, include_unconfirmed=unconfirmed,
-        publish=lambda ref: _run_resume(ref, None)))
+        publish=lambda ref: common.run_resume(ref, None)))
     out.print(f"re-queued {count} recipient(s) of {incident}"
               + (f" on {channel}" if channel else ""))
     if result is not None:
-        _print_publish({**result, "stage": "retry"})
+        common.print_publish({**result, "stage": "retry"})
 
 
 @app.command("failures")
@@ -65,8 +57,8 @@ def failures_cmd(
     """Failed and unconfirmed deliveries with the provider's reason."""
     from crisiscomms.incident.views import delivery_failures
 
-    engine = _engine(_settings())
-    rows = _run(lambda: delivery_failures(engine, incident))
+    engine = common.open_engine(common.load_settings())
+    rows = common.run_or_exit(lambda: delivery_failures(engine, incident))
     table = Table(title="delivery failures")
     for name in ("incident", "channel", "locale", "batch", "recipients", "state", "attempts",
                  "reason"):  # fold, never cut: a reference or a reason must read whole

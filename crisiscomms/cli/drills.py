@@ -11,14 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from crisiscomms.cli.common import (
-    _engine,
-    _publish,
-    _run,
-    _settings,
-    app,
-    out,
-)
+from crisiscomms.cli import common
+from crisiscomms.cli.common import app, out
 from crisiscomms.core.settings import Settings
 
 
@@ -37,9 +31,9 @@ def drill(
     """
     from crisiscomms.testing.drill import dumps, run_drill
 
-    settings = _settings()
-    report = _run(lambda: run_drill(playbook_name=playbook, recipients=recipients,
-                                    publish=_publish, base=settings, facts_file=facts,
+    settings = common.load_settings()
+    report = common.run_or_exit(lambda: run_drill(playbook_name=playbook, recipients=recipients,
+                                    publish=common.publish, base=settings, facts_file=facts,
                                     out=out_dir))
     if as_json:
         sys.stdout.write(dumps(report) + "\n")
@@ -104,7 +98,7 @@ def _emulators_env_file() -> Path:
         except NotInWorkspaceError:
             return None
 
-    settings = _run(settings_or_none)  # a named workspace that is not one: refused
+    settings = common.run_or_exit(settings_or_none)  # a named workspace that is not one: refused
     if settings is None:
         return Path(tempfile.mkdtemp(prefix="crisiscomms-emulators-")) / "emulators.env"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -127,16 +121,16 @@ def demo(
     from crisiscomms.testing.drill import run_drill
     from crisiscomms.testing.emulators import start_emulators
 
-    settings = _settings()
+    settings = common.load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _engine(settings)
+    common.open_engine(settings)
     sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
     pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)
     out.print(f"emulators: SendGrid {pair.sendgrid.url}, X {pair.x.url}")
     out.print(f"running a drill outage to {recipients} demo subscribers "
               "(the first flow starts Prefect's temporary server: 10-20 s)...")
-    report = _run(lambda: run_drill(playbook_name="outage", recipients=recipients,
-                                    publish=_publish, base=settings,
+    report = common.run_or_exit(lambda: run_drill(playbook_name="outage", recipients=recipients,
+                                    publish=common.publish, base=settings,
                                     data_dir=settings.data_dir,
                                     emulators=(pair, sg_key, x_token)))
     _print_drill(report)

@@ -8,15 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from crisiscomms.cli.common import (
-    _engine,
-    _print_publish,
-    _publish,
-    _run,
-    _settings,
-    app,
-    out,
-)
+from crisiscomms.cli import common
+from crisiscomms.cli.common import app, out
 
 
 @app.command()
@@ -24,9 +17,9 @@ def init() -> None:
     """Create the data folder and database, and report the state of template approvals."""
     from crisiscomms.render.approvals import ApprovalLock
 
-    settings = _settings()
+    settings = common.load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _engine(settings)
+    common.open_engine(settings)
     lock = ApprovalLock(settings.templates_dir)
     states = [lock.status(n).state for n in lock.template_names()]
     out.print(f"database ready: {settings.resolved_database_url.split('://')[0]} "
@@ -49,13 +42,14 @@ def trigger_cmd(
     from crisiscomms.incident.service import trigger
     from crisiscomms.testing.drill import load_facts_file
 
-    settings = _settings()
-    data: dict[str, Any] = _run(lambda: load_facts_file(facts)) if facts else {}
+    settings = common.load_settings()
+    data: dict[str, Any] = common.run_or_exit(lambda: load_facts_file(facts)) if facts else {}
     if incident:
         data["incident_ref"] = incident
-    engine = _engine(settings)
-    bundle = _run(lambda: trigger(engine, settings, CHANNEL_CLASSES, playbook_name=playbook,
-                                  facts=data, stage=stage, actor=by or settings.operator))
+    engine = common.open_engine(settings)
+    bundle = common.run_or_exit(lambda: trigger(
+        engine, settings, CHANNEL_CLASSES, playbook_name=playbook, facts=data, stage=stage,
+        actor=by or settings.operator))
     out.print(f"incident {bundle.incident_ref}: stage {bundle.stage} rendered "
               f"({len(bundle.message_ids)} messages, bundle {bundle.bundle_hash[:12]})")
     if not bundle.approved:
@@ -63,7 +57,8 @@ def trigger_cmd(
                   f"--stage {bundle.stage} --by NAME")
         return
     if publish:
-        _print_publish(_run(lambda: _publish(bundle.incident_ref, bundle.stage)))
+        result = common.run_or_exit(lambda: common.publish(bundle.incident_ref, bundle.stage))
+        common.print_publish(result)
 
 
 @app.command("approve")
@@ -76,10 +71,11 @@ def approve_cmd(
     """Approve the exact rendered bundle of a stage, then publish it."""
     from crisiscomms.incident.service import approve
 
-    settings = _settings()
-    engine = _engine(settings)
-    bundle = _run(lambda: approve(engine, incident_ref=incident, stage=stage, approver=by,
-                                  playbooks_dir=settings.playbooks_dir))
+    settings = common.load_settings()
+    engine = common.open_engine(settings)
+    bundle = common.run_or_exit(lambda: approve(
+        engine, incident_ref=incident, stage=stage, approver=by,
+        playbooks_dir=settings.playbooks_dir))
     if bundle.approval is None:
         out.print(f"first approval of {incident} · {stage} recorded by {by}; the playbook needs "
                   f"a second person: crisiscomms approve {incident} --stage {stage} --by NAME")
@@ -87,7 +83,7 @@ def approve_cmd(
     out.print(f"approved {incident} · {stage} by {bundle.approval.approver} "
               f"(bundle {bundle.bundle_hash[:12]})")
     if publish:
-        _print_publish(_run(lambda: _publish(incident, stage)))
+        common.print_publish(common.run_or_exit(lambda: common.publish(incident, stage)))
 
 
 @app.command("incidents")
@@ -98,8 +94,8 @@ def incidents_cmd() -> None:
     from crisiscomms.channels.registry import channel_classes
     from crisiscomms.incident.views import incident_overview
 
-    settings = _settings()
-    engine = _engine(settings)
+    settings = common.load_settings()
+    engine = common.open_engine(settings)
     classes = channel_classes()
     table = Table("incident", "playbook", "status",
                   *(f"{name.replace('_', ' ')}{' sent/failed' if cls.personal else ''}"

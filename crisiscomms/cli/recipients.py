@@ -7,13 +7,8 @@ from typing import Annotated
 
 import typer
 
-from crisiscomms.cli.common import (
-    _run,
-    _settings,
-    err,
-    out,
-    recipients_app,
-)
+from crisiscomms.cli import common
+from crisiscomms.cli.common import err, out, recipients_app
 
 
 @recipients_app.command("import")
@@ -27,9 +22,9 @@ def recipients_import_cmd(
     from crisiscomms.audience.importer import import_csv
     from crisiscomms.core.database import init_db, make_engine
 
-    engine = make_engine(_settings().resolved_database_url)
+    engine = make_engine(common.load_settings().resolved_database_url)
     init_db(engine)
-    report = _run(lambda: import_csv(engine, file, skip_invalid=skip_invalid))
+    report = common.run_or_exit(lambda: import_csv(engine, file, skip_invalid=skip_invalid))
     for line, reason in report.rejected[:200]:
         err.print(f"line {line}: {reason}", highlight=False, soft_wrap=True)
     if len(report.rejected) > 200:

@@ -6,14 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from crisiscomms.cli.common import (
-    _run,
-    _settings,
-    app,
-    maintenance_app,
-    out,
-    statuspage_app,
-)
+from crisiscomms.cli import common
+from crisiscomms.cli.common import app, maintenance_app, out, statuspage_app
 from crisiscomms.core.settings import Settings
 
 
@@ -24,7 +18,7 @@ def serve(
     """Serve the generated status page locally (any static host can serve it too)."""
     from crisiscomms.statuspage.server import serve_status_page
 
-    settings = _settings()
+    settings = common.load_settings()
     server = serve_status_page(settings.resolved_status_page_dir / "site", port=port)
     out.print(f"status page: http://127.0.0.1:{server.server_port}/")
     try:
@@ -68,7 +62,7 @@ def maintenance_schedule(
     at every build (``crisiscomms statuspage build``, or any update)."""
     from crisiscomms.core.errors import FactsError
 
-    settings = _settings()
+    settings = common.load_settings()
     names = [c.strip() for c in components.split(",") if c.strip()]
 
     def schedule() -> str:
@@ -81,7 +75,7 @@ def maintenance_schedule(
             raise FactsError(str(exc)) from None
         return maintenance_id
 
-    maintenance_id = _run(schedule)
+    maintenance_id = common.run_or_exit(schedule)
     out.print(f"maintenance {maintenance_id} scheduled: {name} ({', '.join(names)}), "
               f"{start} to {end}")
 
@@ -90,8 +84,8 @@ def maintenance_schedule(
 def statuspage_build() -> None:
     """Rebuild and publish the status page from its own state (run it from cron: maintenance
     windows start and end with the clock). Needs neither the database nor Prefect."""
-    settings = _settings()
-    build = _run(lambda: _status_page(settings).rebuild())
+    settings = common.load_settings()
+    build = common.run_or_exit(lambda: _status_page(settings).rebuild())
     out.print(f"status page published: {build}")
 
 
@@ -104,7 +98,7 @@ def subscriptions(
 
     from crisiscomms.api.subscriptions import create_app
 
-    settings = _settings()
+    settings = common.load_settings()
     out.print(f"subscriptions: http://127.0.0.1:{port}/v1/subscribe")
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
 

@@ -9,14 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from crisiscomms.cli.common import (
-    _run,
-    _settings,
-    app,
-    err,
-    out,
-    templates_app,
-)
+from crisiscomms.cli import common
+from crisiscomms.cli.common import app, err, out, templates_app
 
 
 @templates_app.command("status")
@@ -24,7 +18,7 @@ def templates_status() -> None:
     """Show every template and whether it is approved, edited since approval, or unapproved."""
     from crisiscomms.render.approvals import ApprovalLock
 
-    lock = ApprovalLock(_settings().templates_dir)
+    lock = ApprovalLock(common.load_settings().templates_dir)
     table = Table("template", "state", "approved by", "at")
     for name in lock.template_names():
         st = lock.status(name)
@@ -41,10 +35,11 @@ def templates_approve(
     """Approve the current content of templates (records hash, approver and time)."""
     from crisiscomms.render.approvals import ApprovalLock, two_person_rule
 
-    settings = _settings()
+    settings = common.load_settings()
     lock = ApprovalLock(settings.templates_dir)
     rule = two_person_rule(settings.playbooks_dir)
-    changed = _run(lambda: lock.approve(names or lock.template_names(), by, two_person=rule))
+    changed = common.run_or_exit(
+        lambda: lock.approve(names or lock.template_names(), by, two_person=rule))
     out.print(f"approved {len(changed)} template(s) by {by}" if changed
               else "nothing to approve: every template already approved as it is")
     for name in changed:
@@ -59,8 +54,8 @@ def templates_propose(
     """Record who wrote the current content (a two-person playbook refuses their approval)."""
     from crisiscomms.render.approvals import ApprovalLock
 
-    lock = ApprovalLock(_settings().templates_dir)
-    for name in _run(lambda: lock.propose(names, by)):
+    lock = ApprovalLock(common.load_settings().templates_dir)
+    for name in common.run_or_exit(lambda: lock.propose(names, by)):
         out.print(f"proposed {name} by {by}")
 
 
@@ -72,10 +67,10 @@ def templates_diff(
     """Show what changed in templates since they were approved (exit 1 when anything did)."""
     from crisiscomms.render.approvals import ApprovalLock
 
-    lock = ApprovalLock(_settings().templates_dir)
+    lock = ApprovalLock(common.load_settings().templates_dir)
     changed = False
     for name in names or lock.template_names():
-        text = _run(lambda name=name: lock.diff(name))  # type: ignore[misc]
+        text = common.run_or_exit(lambda name=name: lock.diff(name))  # type: ignore[misc]
         if text:
             changed = True
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -92,8 +87,8 @@ def templates_gc(
     """Remove approved copies (templates/.approved/) that no lock entry refers to any more."""
     from crisiscomms.render.approvals import ApprovalLock
 
-    templates_dir = _settings().templates_dir
-    done = _run(lambda: ApprovalLock(templates_dir).collect_garbage(dry_run=dry_run))
+    templates_dir = common.load_settings().templates_dir
+    done = common.run_or_exit(lambda: ApprovalLock(templates_dir).collect_garbage(dry_run=dry_run))
     verb = "would remove" if dry_run else "removed"
     for path in done.copies:
         out.print(f"  {verb} {path.relative_to(templates_dir).as_posix()}", highlight=False,
@@ -121,7 +116,7 @@ def lint_cmd(
     from crisiscomms.playbook.lint import lint, resolve_paths
 
     if path is None:  # this workspace's
-        settings = _settings()
+        settings = common.load_settings()
         playbooks_dir, templates_dir, names = settings.playbooks_dir, settings.templates_dir, None
     else:  # any folder or file: no workspace needed
         playbooks_dir, templates_dir, names = resolve_paths(path, path, path)

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from crisiscomms.cli.common import _run, app, out
+from crisiscomms.cli import common
+from crisiscomms.cli.common import app, out
 
 
 @app.command("new")
@@ -23,7 +24,7 @@ def new_cmd(
     """
     from crisiscomms.core.workspace import new_workspace
 
-    root = _run(lambda: new_workspace(directory))
+    root = common.run_or_exit(lambda: new_workspace(directory))
     out.print(f"created the crisiscomms workspace {root}")
     shown = os.path.relpath(root) if root.is_relative_to(Path.cwd()) else str(root)
     out.print(f"next: cd {shown} && crisiscomms drill outage   (then read {shown}/README.md)",

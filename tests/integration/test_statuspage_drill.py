@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 
 from crisiscomms.channels.status_page import build_status_page
 from crisiscomms.cli import app
-from crisiscomms.cli.common import _publish
+from crisiscomms.cli.common import publish
 from crisiscomms.core.database import make_engine, session_scope
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.models import Delivery
@@ -74,7 +74,7 @@ def drill(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Ite
         sent: list[dict[str, Any]] = []
         for playbook in ("outage", "data_incident"):
             out = root / f"out-{playbook}"
-            report = run_drill(playbook_name=playbook, recipients=10, publish=_publish,
+            report = run_drill(playbook_name=playbook, recipients=10, publish=publish,
                                base=base, data_dir=root / "data", out=out)
             assert all(not s["errors"] for s in report["stages"]), report["stages"]
             sent += [json.loads(line) for line in (out / "sent.jsonl").read_text().splitlines()]

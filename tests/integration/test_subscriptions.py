@@ -194,7 +194,7 @@ def test_subscribers_of_the_affected_component_get_each_update_once_until_they_u
     the customer list get it once each, with their own unsubscribe link; one click on it and
     the next update no longer reaches them."""
     from crisiscomms.channels import CHANNEL_CLASSES
-    from crisiscomms.cli.common import _publish
+    from crisiscomms.cli.common import publish
     from crisiscomms.core.database import make_engine
     from crisiscomms.incident.service import approve, trigger
 
@@ -224,7 +224,7 @@ def test_subscribers_of_the_affected_component_get_each_update_once_until_they_u
     first = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage", facts=facts,
                     actor="test")
     assert first.approved  # the acknowledgement is auto_send
-    result = _publish("SUB-1", first.stage)
+    result = publish("SUB-1", first.stage)
     assert not result.get("errors"), result
     wanted = {"api@example.org", "all@example.org", "customer@example.org"}
     received = emus.sendgrid.received()
@@ -243,7 +243,7 @@ def test_subscribers_of_the_affected_component_get_each_update_once_until_they_u
                      facts={"incident_ref": "SUB-1"}, stage="update", actor="test")
     approve(engine, incident_ref=update.incident_ref, stage="update", approver="Dana (PR lead)",
             playbooks_dir=settings.playbooks_dir)
-    result = _publish("SUB-1", "update")
+    result = publish("SUB-1", "update")
     assert not result.get("errors"), result
     assert sorted(m["to"] for m in emus.sendgrid.received()) == sorted(
         wanted - {"api@example.org"})

@@ -79,7 +79,8 @@ def test_declared_attributes(name: str) -> None:
     if cls.rate_setting is not None:
         assert cls.rate_setting in Settings.model_fields
     assert callable(cls.from_settings)
-    assert "from_settings" in vars(cls), "declared on the class itself, not inherited"
+    for own in ("name", "order"):  # defaults come from BaseChannel; these never do
+        assert own in vars(cls), f"{own} declared on the class itself, not inherited"
 
 
 def test_audiences_and_defaults() -> None:
@@ -206,3 +207,15 @@ def test_no_module_outside_the_channels_package_lists_channels() -> None:
                 for path in files
                 for line, text in channel_literals(path.read_text(encoding="utf-8"), names)]
     assert offences == [], "read the channel registry instead:\n" + "\n".join(offences)
+
+
+def test_only_subscribers_get_the_subscriptions_unsubscribe_link(tmp_path: Path) -> None:
+    """Email links each subscriber's own unsubscribe page; the press release, sent to
+    journalists who never subscribed, keeps the ``mailto:`` unsubscribe."""
+    configured = settings(tmp_path, credentials=True).model_copy(
+        update={"subscriptions_url": "https://status-api.example.com"})
+    email = channel_class("email").from_settings(configured)
+    press = channel_class("press").from_settings(configured)
+    assert getattr(email, "unsubscribe_url", None) == \
+        "https://status-api.example.com/v1/unsubscribe/"
+    assert press is not None and getattr(press, "unsubscribe_url", "set") is None

@@ -4,7 +4,6 @@ switch to a Prefect global concurrency limit shared by every worker."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -102,14 +101,7 @@ def test_rate_must_be_positive() -> None:
         TokenBucket(0)
 
 
-@pytest.fixture
-def no_global_limits() -> Iterator[None]:
-    use_global_rate_limits({})
-    yield
-    use_global_rate_limits({})
-
-
-@pytest.mark.usefixtures("no_global_limits")
+@pytest.mark.usefixtures("process_rate_limits")
 def test_channel_bucket_is_one_per_channel_and_rate_in_a_process() -> None:
     a = channel_bucket("test-email", 7.0)
     assert isinstance(a, TokenBucket) and a.rate == 7.0
@@ -118,7 +110,7 @@ def test_channel_bucket_is_one_per_channel_and_rate_in_a_process() -> None:
     assert channel_bucket("test-email", None) is None
 
 
-@pytest.mark.usefixtures("no_global_limits")
+@pytest.mark.usefixtures("process_rate_limits")
 def test_named_global_limits_replace_the_process_bucket_for_their_channels() -> None:
     use_global_rate_limits({"email": "crisiscomms-email-rate"})
     limiter = channel_bucket("email", 7.0)

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from crisiscomms.channels.base import BaseChannel
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     CUSTOMER_LIST,
@@ -81,20 +82,17 @@ class Kept:
 
 
 @dataclass
-class FakeProvider:
+class FakeProvider(BaseChannel):
     """A personal email provider in process: scripted answers (then ACCEPT), idempotency keys
-    it can be asked about (``reconcile``), everything it accepted."""
+    it can be asked about (``reconcile``), everything it accepted. It stands in for the email
+    channel (its name, audience and batch size); the other declarations are the defaults."""
 
     name: ClassVar[str] = "email"
-    order: ClassVar[int] = 50
-    lane: ClassVar[Lane] = Lane.fan_out
     recipients: ClassVar[str | None] = CUSTOMER_LIST
     personal: ClassVar[bool] = True
-    default_enabled: ClassVar[bool] = True
-    threaded: ClassVar[bool] = False
-    rate_setting: ClassVar[str | None] = None
-    parts: ClassVar[tuple[str, ...]] = ("subject", "html", "text")
     limits: ClassVar[ChannelLimits] = ChannelLimits(batch_size=1000)
+    lane: ClassVar[Lane] = Lane.fan_out
+    order: ClassVar[int] = 50
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FakeProvider | None:
@@ -254,14 +252,7 @@ def test_lost_answers_count_towards_max_attempts() -> None:
     assert provider.asked == ["k-1"] * 3  # asked before each resend, and after the last
 
 
-@pytest.fixture
-def global_limits() -> Iterator[None]:
-    use_global_rate_limits({})
-    yield
-    use_global_rate_limits({})
-
-
-@pytest.mark.usefixtures("global_limits")
+@pytest.mark.usefixtures("process_rate_limits")
 def test_every_request_takes_a_rate_limit_slot_retries_included() -> None:
     """The limiter a worker shares with the others (a Prefect global concurrency limit, here
     without a server: ``take`` records the slot) is taken before each request."""
@@ -275,7 +266,7 @@ def test_every_request_takes_a_rate_limit_slot_retries_included() -> None:
     assert taken == ["crisiscomms-email-rate"] * 3
 
 
-@pytest.mark.usefixtures("global_limits")
+@pytest.mark.usefixtures("process_rate_limits")
 def test_a_rate_limit_that_cannot_be_had_sends_nothing() -> None:
     def take(name: str, timeout_s: float | None) -> None:
         raise TimeoutError(f"{name}: no slot within {timeout_s} s")
