@@ -23,12 +23,13 @@ lint: install
 	$(RUN) mypy
 	$(RUN) crisiscomms lint
 
-# Debian's Chromium for the e2e tests (Playwright drives it; no browser download).
+# Debian's Chromium for the e2e tests (Playwright drives it; no browser download), with a CJK
+# font so the Japanese pages are readable in the screenshots.
 browser:
 	@command -v chromium >/dev/null || { \
 	  echo "installing Debian chromium + chromium-driver for the e2e tests"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver fonts-noto-cjk; }
 
 # PostgreSQL server binaries for the tests' throwaway clusters (initdb + pg_ctl in a temp dir).
 postgres:

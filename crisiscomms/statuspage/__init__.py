@@ -5,7 +5,8 @@ statuses and the page indicator), :mod:`.uptime` (90-day bars), :mod:`.api` (the
 documents), :mod:`.views` (HTML for people, per locale, from :mod:`.catalog` strings),
 :mod:`.feeds` (Atom and RSS), :mod:`.site` (every file of one build), :mod:`.publish` (the
 atomic switch of the live site), :mod:`.page` (load, change, build and publish under a lock)
-and :mod:`.subscriptions` (email subscribers, double opt-in).
+and :mod:`.server` (a small static server for it). Email subscribers and their double opt-in
+live in :mod:`crisiscomms.audience.subscriptions`.
 """
 
 from crisiscomms.statuspage.model import LifecycleError
