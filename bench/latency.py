@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _common import prefect_env
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -35,9 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="crisiscomms-bench-"))
-    os.environ.update({"PREFECT_HOME": str(work / "prefect"), "DO_NOT_TRACK": "1",
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                       "PREFECT_LOGGING_LEVEL": "WARNING"})
+    os.environ.update(prefect_env(work))  # a loaded machine: the server may take over 20 s
 
     from crisiscomms.audience.recipients import insert_recipients
     from crisiscomms.channels import CHANNEL_CLASSES
