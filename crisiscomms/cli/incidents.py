@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from crisiscomms.cli import common
 from crisiscomms.cli.common import app, out
@@ -129,11 +130,10 @@ def statements_cmd(
 
     settings = common.load_settings()
     engine = common.open_engine(settings)
-    rows = [r for r in incident_overview(engine)
-            if (r.ref == incident if incident else r.status != "resolved")]
-    if incident and not rows:
-        common.err.print(f"[bold red]error:[/] unknown incident {incident!r}", highlight=False)
-        raise typer.Exit(2)
+    if incident:
+        rows = [common.run_or_exit(lambda: _incident_key(engine, incident))]
+    else:
+        rows = [(r.id, r.ref) for r in incident_overview(engine) if r.status != "resolved"]
     now = utcnow()
 
     def when(at: datetime, *, due: bool = False) -> str:
@@ -141,11 +141,11 @@ def statements_cmd(
         return f"{at.astimezone():%Y-%m-%d %H:%M %Z} ({late}{relative_time(at, now)})"
 
     shown = 0
-    for row in rows:
-        statements = holding_statements(engine, row.id, SupportDeskChannel.name,
+    for incident_id, ref in rows:
+        statements = holding_statements(engine, incident_id, SupportDeskChannel.name,
                                         playbooks_dir=settings.playbooks_dir)
         if not statements:
-            out.print(f"{row.ref}: no holding statement published yet", highlight=False)
+            out.print(f"{ref}: no holding statement published yet", highlight=False)
         for loc, s in statements.items():
             if locale and loc != locale:
                 continue
@@ -163,3 +163,14 @@ def statements_cmd(
             out.print(s.text, markup=False, highlight=False, soft_wrap=True)
     if rows and locale and not shown:
         out.print(f"no holding statement published in {locale}", highlight=False)
+
+
+def _incident_key(engine: Engine, ref: str) -> tuple[int, str]:
+    """(id, ref) of an incident; IncidentError naming an unknown one."""
+    from crisiscomms.core.database import session_scope
+    from crisiscomms.incident.service import get_incident
+
+    with session_scope(engine) as session:
+        found = get_incident(session, ref)
+        assert found.id is not None
+        return found.id, found.ref
