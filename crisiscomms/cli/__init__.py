@@ -1,7 +1,7 @@
 """The ``crisiscomms`` command line (Typer): one module per command group.
 
 - :mod:`.workspace`: ``new`` (and the global ``--workspace``, in :mod:`.common`)
-- :mod:`.incidents`: ``init``, ``trigger``, ``approve``, ``incidents``
+- :mod:`.incidents`: ``init``, ``trigger``, ``approve``, ``incidents``, ``statements``
 - :mod:`.delivery`: ``resume``, ``retry``, ``failures``
 - :mod:`.templates`: ``templates status|propose|approve|diff|gc``, ``lint``
 - :mod:`.recipients`: ``recipients import``

@@ -96,14 +96,22 @@ def publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
 
 
 def print_publish(result: Mapping[str, Any]) -> None:
-    table = Table("channel", "sent", "failed", "skipped", title=f"{result['incident_ref']} · "
-                  f"{result['stage']}")
+    """The per-channel table, then every failure on stderr; exit 1 when anything failed or
+    was held back behind a status page that is not published."""
+    held = result.get("held") or []
+    columns = ("sent", "failed", "skipped", *(("held",) if held else ()))
+    table = Table("channel", *columns, title=f"{result['incident_ref']} · {result['stage']}")
     for channel, c in result["channels"].items():
-        table.add_row(channel, str(c["sent"]), str(c["failed"]), str(c["skipped"]))
+        table.add_row(channel, *(str(c.get(name, 0)) for name in columns))
     out.print(table)
     for line in result.get("errors", []):
-        err.print(f"[red]failed:[/] {line}", highlight=False)
-    if result.get("errors"):
+        err.print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
+    for hold in held:
+        waiting = ", ".join(f"{channel} ({n})" for channel, n in hold["held"].items())
+        err.print(f"[red]held:[/] stage {hold['stage']}: {waiting} not sent, still planned; "
+                  f"once the {hold['channel'].replace('_', ' ')} can be published: "
+                  f"crisiscomms resume {hold['incident_ref']}", highlight=False, soft_wrap=True)
+    if result.get("errors") or held:
         raise typer.Exit(1)
 
 
@@ -122,4 +130,8 @@ def print_reconciled(result: Mapping[str, Any]) -> None:
               "provider not reachable (run resume again)")
     for line in r.get("errors", []):
         err.print(f"[yellow]reconcile:[/] {line}", highlight=False)
+    for hold in result.get("first_requeued") or []:
+        out.print(f"{hold['channel'].replace('_', ' ')} of stage {hold['stage']} re-queued "
+                  f"(it had failed: {hold['reason']}); what waited behind it follows once it "
+                  "is published", highlight=False, soft_wrap=True)
 

@@ -1,4 +1,5 @@
-"""Incidents: init, trigger a playbook stage, approve it, list incidents."""
+"""Incidents: init, trigger a playbook stage, approve it, list incidents, the holding
+statements support gives."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from crisiscomms.cli import common
 from crisiscomms.cli.common import app, out
@@ -109,3 +111,66 @@ def incidents_cmd() -> None:
         table.add_row(row.ref, row.playbook, row.status, *cells)
     out.print(table)
 
+
+
+@app.command("statements")
+def statements_cmd(
+    incident: Annotated[str | None, typer.Argument(
+        help="Incident reference (default: every open incident)")] = None,
+    locale: Annotated[str | None, typer.Option(help="Only this locale (en, es, ...)")] = None,
+) -> None:
+    """The holding statements support gives now: only approved, published words, with the
+    stage, when it was published and when the next update is due (times in this machine's
+    zone)."""
+    from datetime import datetime
+
+    from crisiscomms.channels.support_desk import SupportDeskChannel
+    from crisiscomms.core.clock import utcnow
+    from crisiscomms.incident.views import holding_statements, incident_overview, relative_time
+
+    settings = common.load_settings()
+    engine = common.open_engine(settings)
+    if incident:
+        rows = [common.run_or_exit(lambda: _incident_key(engine, incident))]
+    else:
+        rows = [(r.id, r.ref) for r in incident_overview(engine) if r.status != "resolved"]
+    now = utcnow()
+
+    def when(at: datetime, *, due: bool = False) -> str:
+        late = "overdue: " if due and at < now else ""
+        return f"{at.astimezone():%Y-%m-%d %H:%M %Z} ({late}{relative_time(at, now)})"
+
+    shown = 0
+    for incident_id, ref in rows:
+        statements = holding_statements(engine, incident_id, SupportDeskChannel.name,
+                                        playbooks_dir=settings.playbooks_dir)
+        if not statements:
+            out.print(f"{ref}: no holding statement published yet", highlight=False)
+        for loc, s in statements.items():
+            if locale and loc != locale:
+                continue
+            shown += 1
+            due = ("none: resolved" if s.stage_status == "resolved" else
+                   when(s.next_update_at, due=True) if s.next_update_at else "not promised")
+            out.print(f"── {s.incident_ref} · {loc} · stage {s.stage} · published "
+                      f"{when(s.published_at)} · next update due {due}", highlight=False,
+                      soft_wrap=True)
+            if s.previous is not None:
+                changed = ", ".join(s.previous.changed_facts) or "no facts (same fact sheet)"
+                out.print(f"   since stage {s.previous.stage} "
+                          f"({when(s.previous.published_at)}): changed {changed}",
+                          highlight=False, soft_wrap=True)
+            out.print(s.text, markup=False, highlight=False, soft_wrap=True)
+    if rows and locale and not shown:
+        out.print(f"no holding statement published in {locale}", highlight=False)
+
+
+def _incident_key(engine: Engine, ref: str) -> tuple[int, str]:
+    """(id, ref) of an incident; IncidentError naming an unknown one."""
+    from crisiscomms.core.database import session_scope
+    from crisiscomms.incident.service import get_incident
+
+    with session_scope(engine) as session:
+        found = get_incident(session, ref)
+        assert found.id is not None
+        return found.id, found.ref

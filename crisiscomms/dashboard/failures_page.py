@@ -7,6 +7,9 @@ channel, and the one-click retry.
 - **Unconfirmed** rows (the provider may have them and cannot say) are never re-sent by that
   button: a person first checks the provider, ticks the confirmation, and only then
   "Re-send unconfirmed" requeues them too.
+- **Status page first**: a retried channel's rows of a stage whose status page is not published
+  stay planned (``delivery/first_lane.py`` ``hold_back``, as in the flow); retrying the status
+  page itself sends, once it is up, the rows of the stages that waited behind it.
 
 Decision: the retry publishes through the engine (``reconcile_sending`` + ``publish_deliveries``
 for that incident and channel: the very functions the flow's tasks call, with the same claim,
@@ -43,10 +46,11 @@ def publish_channel(incident_ref: str, channel: str) -> dict[str, Any]:
     module docstring for why not Prefect)."""
     from sqlmodel import select
 
-    from crisiscomms.channels.registry import build_channels
+    from crisiscomms.channels.registry import build_channels, channel_classes
     from crisiscomms.core.database import session_scope
+    from crisiscomms.delivery.first_lane import first_lane, held_stages, hold_back
     from crisiscomms.delivery.ledger import pending_by_channel
-    from crisiscomms.delivery.sender import publish_deliveries, reconcile_sending
+    from crisiscomms.delivery.sender import PublishReport, publish_deliveries, reconcile_sending
     from crisiscomms.flows.run_playbook import (
         send_policy,  # a plain function: imports Prefect, starts nothing
     )
@@ -62,15 +66,33 @@ def publish_channel(incident_ref: str, channel: str) -> dict[str, Any]:
     reconciled = reconcile_sending(eng, channels, playbooks_dir=settings.playbooks_dir,
                                    incident_id=incident_id,
                                    stale_after_s=settings.sending_lease_s)
+    classes = channel_classes()
     with session_scope(eng) as session:
         ids = pending_by_channel(session, incident_id).get(channel, [])
+        # status page first: rows of a stage whose status page is not published stay planned
+        go, held = hold_back(session, {channel: ids}, classes,
+                             playbooks_dir=settings.playbooks_dir)
+        behind = (held_stages(session, incident_id, classes, playbooks_dir=settings.playbooks_dir)
+                  if channel in first_lane(classes) else [])
     policy = send_policy(settings)  # the flow's retry policy and rate limits, not a copy
-    report = publish_deliveries(eng, channels, ids, playbooks_dir=settings.playbooks_dir,
-                                max_attempts=settings.max_attempts,
-                                concurrency=settings.send_concurrency, policy=policy)
+
+    def send(ids: list[int]) -> PublishReport:
+        return publish_deliveries(eng, channels, ids, playbooks_dir=settings.playbooks_dir,
+                                  max_attempts=settings.max_attempts,
+                                  concurrency=settings.send_concurrency, policy=policy)
+
+    report = send(go.get(channel, []))
+    followed = PublishReport()
+    if behind:  # the status page is retried: what waited behind it follows once it is up
+        waiting = {c: list(ids) for h in behind for c, ids in h.held_ids.items()}
+        with session_scope(eng) as session:
+            released, held = hold_back(session, waiting, classes,
+                                       playbooks_dir=settings.playbooks_dir)
+        followed = send([i for ids in released.values() for i in ids])
     return {"sent": report.sent, "failed": report.failed, "unconfirmed": report.unconfirmed,
-            "skipped": report.skipped, "errors": report.errors,
-            "reconciled": reconciled.as_dict()}
+            "skipped": report.skipped,
+            "errors": report.errors + followed.errors + [h.line() for h in held],
+            "held": len(held), "followed": followed.sent, "reconciled": reconciled.as_dict()}
 
 
 def retry(incident_ref: str, channel: str, *, unconfirmed: bool) -> None:
@@ -90,10 +112,13 @@ def show_last_result() -> None:
         return
     text = (f"{incident_ref} · {channel}: re-sent {count} recipient(s): {result['sent']} sent, "
             f"{result['failed']} failed, {result['unconfirmed']} unconfirmed.")
-    if result["failed"] or result["unconfirmed"]:
+    if result["failed"] or result["unconfirmed"] or result.get("held"):
         st.warning(text + " " + "; ".join(result["errors"][:3]))
     else:
         st.success(text)
+    if result.get("followed"):
+        st.info(f"{incident_ref}: the status page is up; {result['followed']} recipient(s) of "
+                "the channels that waited behind it were sent too.")
 
 
 def failure_table(rows: list[FailureRow]) -> None:

@@ -34,7 +34,8 @@ class Lane(StrEnum):
     """Published alone and awaited before any other lane starts (the status page: every other
     message links to it)."""
     parallel = "parallel"
-    """Its own lane (one task-runner slot), started once the first lane is done."""
+    """Its own lane (one task-runner slot), started once the first lane is done, for the
+    stages whose first-lane rows were all sent (``delivery/first_lane.py``)."""
     fan_out = "fan_out"
     """Chunks of ``batches_per_task`` rows over the ``max_workers`` slots, or as flow runs of
     the batches deployment in scale-out mode (personal email to a large audience)."""

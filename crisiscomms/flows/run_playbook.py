@@ -10,6 +10,13 @@ fan-out task runs ``batches_per_task`` ledger rows (up to 1,000 recipients each)
 ``send_concurrency`` requests in flight inside each: never one task per recipient (the local
 Prefect server records only ~30 task runs/s).
 
+**Status page first, for real**: after the first lane, ``hold_task`` keeps back every other row
+of a stage whose status page rows are not all ``sent`` (``delivery/first_lane.py``): they stay
+``planned``, the summary lists the stage under ``held`` and its line ("status page failed for
+stage update: <reason>; nothing else was sent") ends ``errors``. A playbook stage may opt out
+with ``status_page_first: false``. ``resume_incident`` puts the failed status page rows of held
+stages back to ``planned`` first, so once the page can be written it goes, then the rest.
+
 Every run starts by reconciling rows a dead sender left ``sending`` for longer than the lease
 (``Settings.sending_lease_s``), so a flow retry never resends what the provider already has.
 ``resume_incident`` does the same for a whole incident, with a lease the operator chooses
@@ -45,6 +52,7 @@ from crisiscomms.channels.registry import (
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import Channel, Lane
+from crisiscomms.delivery.first_lane import hold_back, requeue_held_first
 from crisiscomms.delivery.ledger import pending_by_channel, pending_ids
 from crisiscomms.delivery.rate_limits import use_global_rate_limits
 from crisiscomms.delivery.sender import (
@@ -124,8 +132,24 @@ def reconcile_task(incident_ref: str, stale_after_s: float | None) -> dict[str, 
                                    incident_id=incident_id, stale_after_s=lease)
     assert incident_id is not None
     with session_scope(engine) as session:
+        # a stage held behind a failed status page: publish the page again (same keys), so
+        # what waited behind it can follow
+        requeued = requeue_held_first(session, incident_id, channel_classes(),
+                                      playbooks_dir=settings.playbooks_dir)
         planned = pending_by_channel(session, incident_id)
-    return {"planned": planned, "reconciled": reconciled.as_dict(), "suppressed": 0}
+    return {"planned": planned, "reconciled": reconciled.as_dict(), "suppressed": 0,
+            "first_requeued": [h.as_dict() for h in requeued]}
+
+
+@task(name="hold-back", cache_policy=NONE)
+def hold_task(planned: dict[str, list[int]]) -> dict[str, Any]:
+    """After the first lane: the rows that may go now, and the stages held back because their
+    status page is not published (their rows stay planned for resume)."""
+    settings, engine, _ = _context()
+    with session_scope(engine) as session:
+        go, held = hold_back(session, planned, channel_classes(),
+                             playbooks_dir=settings.playbooks_dir)
+    return {"planned": go, "held": [h.as_dict() for h in held]}
 
 
 @task(name="publish-batches", cache_policy=NONE)
@@ -268,19 +292,26 @@ def _ledger_report(channel: str, ids: Sequence[int], note: str, started: float,
 
 
 def _run_lanes(planned: Mapping[str, list[int]], settings: Settings,
-               remote: _DeploymentLane | None = None) -> list[dict[str, Any]]:
+               remote: _DeploymentLane | None = None
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The ``first`` lane (awaited), then every ``parallel`` channel in its own lane beside the
-    ``fan_out`` chunks. With ``remote``, the fan-out chunks become flow runs of the batches
-    deployment (the fan-out that needs the workers); the handful of rows of the other channels
-    stay tasks of this run."""
+    ``fan_out`` chunks, but only the rows of stages whose first lane is published: the others
+    stay planned and are returned as held (``delivery/first_lane.py``). With ``remote``, the
+    fan-out chunks become flow runs of the batches deployment (the fan-out that needs the
+    workers); the handful of rows of the other channels stay tasks of this run.
+    Returns (chunk results, held stages)."""
     step = settings.batches_per_task
 
+    rows: Mapping[str, list[int]] = planned
+
     def chunks(channel: str) -> list[list[int]]:
-        ids = planned.get(channel, [])
+        ids = rows.get(channel, [])
         return [ids[i:i + step] for i in range(0, len(ids), step)]
 
     results = [_local_submit(channel, ids)()
                for channel in in_lane(Lane.first) for ids in chunks(channel)]
+    gate = hold_task(dict(planned))
+    rows = gate["planned"]  # only stages whose status page is up (or that opted out)
     waits: list[Callable[[], dict[str, Any]]] = [
         _local_submit(channel, ids) for channel in in_lane(Lane.parallel)
         for ids in chunks(channel)]
@@ -291,7 +322,7 @@ def _run_lanes(planned: Mapping[str, list[int]], settings: Settings,
         submitted = [remote.submit(channel, ids) for channel, ids in fan_out]
         results.extend(w() for w in submitted)
     results.extend(w() for w in waits)
-    return results
+    return results, gate["held"]
 
 
 def _fan_out_lane(chunks: list[tuple[str, list[int]]], width: int) -> list[dict[str, Any]]:
@@ -311,8 +342,15 @@ def _fan_out_lane(chunks: list[tuple[str, list[int]]], width: int) -> list[dict[
 
 
 def _summary(incident_ref: str, stage: str | None, prep: Mapping[str, Any],
-             results: list[dict[str, Any]]) -> dict[str, Any]:
+             lanes: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per channel sent/failed/skipped/unconfirmed and held (recipients left planned behind a
+    status page that is not published); ``errors`` ends with one line per held stage."""
+    results, held = lanes
     totals: dict[str, PublishReport] = {c: PublishReport() for c in prep["planned"]}
+    held_by_channel: dict[str, int] = {}
+    for hold in held:
+        for channel, count in hold["held"].items():
+            held_by_channel[channel] = held_by_channel.get(channel, 0) + count
     spans: dict[str, list[float]] = {}
     for out in results:
         totals.setdefault(out["channel"], PublishReport()).add(PublishReport(
@@ -324,11 +362,14 @@ def _summary(incident_ref: str, stage: str | None, prep: Mapping[str, Any],
         "incident_ref": incident_ref,
         "stage": stage,
         "channels": {c: {"sent": r.sent, "failed": r.failed, "skipped": r.skipped,
-                         "unconfirmed": r.unconfirmed} for c, r in totals.items()},
+                         "unconfirmed": r.unconfirmed, "held": held_by_channel.get(c, 0)}
+                     for c, r in totals.items()},
         "lane_seconds": {c: round(b - a, 3) for c, (a, b) in spans.items()},
         "reconciled": prep["reconciled"],
         "suppressed": prep["suppressed"],
-        "errors": [e for r in totals.values() for e in r.errors],
+        "held": held,
+        "first_requeued": prep.get("first_requeued", []),
+        "errors": [e for r in totals.values() for e in r.errors] + [h["line"] for h in held],
     }
 
 

@@ -366,16 +366,26 @@ def _bundle_author(session: Session, bundle: StageBundle) -> str | None:
     return None
 
 
+def bundle_approval(session: Session, incident_id: int, stage: str,
+                    facts_version: int) -> Approval | None:
+    """The approval of exactly the stored bundle of a stage (every message of that fact sheet
+    version, by content hash), or None: a first of two approvals or an approval of other
+    content does not count."""
+    siblings = stage_messages(session, incident_id, stage, facts_version)
+    if not siblings:
+        return None
+    digest = bundle_hash(m.content_hash for m in siblings)
+    return _find_approval(session, incident_id, stage, facts_version, digest)
+
+
 def verify_approved(session: Session, message: Message) -> None:
     """A send is backed by an approval of exactly this content, or it does not happen."""
     parts = json.loads(message.parts_json)
     if content_hash(message.channel, message.locale, parts) != message.content_hash:
         raise ApprovalError(f"message {message.id} content does not match its approved hash",
                             stage=message.stage, channel=message.channel, locale=message.locale)
-    siblings = stage_messages(session, message.incident_id, message.stage, message.facts_version)
-    digest = bundle_hash(m.content_hash for m in siblings)
-    if _find_approval(session, message.incident_id, message.stage, message.facts_version,
-                      digest) is None:
+    if bundle_approval(session, message.incident_id, message.stage,
+                       message.facts_version) is None:
         raise ApprovalError(
             f"stage {message.stage} of incident {message.incident_id} is not approved for this "
             "exact content; run: crisiscomms approve",

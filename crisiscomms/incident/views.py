@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from crisiscomms.core.database import session_scope
 from crisiscomms.delivery.ledger import ChannelCounts, FailureRow, counts_by_incident, failures
-from crisiscomms.incident.models import Incident, Message
+from crisiscomms.delivery.models import Delivery, DeliveryState
+from crisiscomms.incident.models import FactSheetVersion, Incident, IncidentStatus, Message
 
 
 @dataclass(frozen=True)
@@ -43,19 +46,166 @@ def incident_overview(engine: Engine, *, limit: int = 100) -> list[IncidentRow]:
         ]
 
 
-def holding_statements(engine: Engine, incident_id: int, channel: str) -> dict[str, str]:
-    """The newest text of an incident on ``channel`` (the support desk's: the holding
-    statement agents give), by locale."""
+@dataclass(frozen=True)
+class PreviousStatement:
+    """The statement agents gave before the current one (same incident and locale)."""
+
+    stage: str
+    facts_version: int
+    published_at: datetime
+    changed_facts: tuple[str, ...]
+    """Facts that differ between its fact sheet and the current one (``cause``,
+    ``next_update_at``, ``extra.prevention``...), the statement's locale's translations
+    included; empty when only the stage changed."""
+
+
+@dataclass(frozen=True)
+class HoldingStatement:
+    """The words support agents give now for one incident and locale: the support channel's
+    message of the latest stage whose bundle is approved (exactly this content) and whose
+    support delivery was sent."""
+
+    incident_id: int
+    incident_ref: str
+    title: str
+    """The incident's title as this statement's fact sheet has it, in the statement's locale
+    (not the incident row's, which an unapproved update may already have changed)."""
+    locale: str
+    stage: str
+    stage_title: str | None
+    stage_status: str | None
+    """The incident status the stage announces (``identified``, ``resolved``...), from the
+    playbook; None when the playbook cannot be read."""
+    facts_version: int
+    text: str
+    published_at: datetime
+    """When the support delivery was recorded sent (UTC)."""
+    next_update_at: datetime | None
+    """The fact sheet's promise (UTC-aware); None when it names none or the stage resolves
+    the incident (no update is due then)."""
+    time_zone: str
+    """The fact sheet's time zone (the customers'), for showing times beside the reader's."""
+    previous: PreviousStatement | None
+
+
+def holding_statements(engine: Engine, incident_id: int, channel: str, *,
+                       playbooks_dir: Path | None = None) -> dict[str, HoldingStatement]:
+    """The current holding statement of an incident on ``channel`` (the support desk's), by
+    locale: only **approved, published** words. A stage still awaiting approval, approved but
+    not (yet, or successfully) published, or approved for other content never shows; the
+    newest stage that is both (by render order) does, with the one before it. Nothing here
+    comes from the incident row, which a triggered but unapproved stage already changed.
+    ``playbooks_dir``: where to read the stages' titles and statuses and the playbook's
+    locales (default locale first; else alphabetical)."""
+    from crisiscomms.incident.service import bundle_approval
+
     with session_scope(engine) as session:
-        rows = session.exec(
-            select(Message)
-            .where(Message.incident_id == incident_id, Message.channel == channel)
-            .order_by(col(Message.id).desc())
-        ).all()
-        out: dict[str, str] = {}
-        for m in rows:
-            out.setdefault(m.locale, json.loads(m.parts_json).get("text", ""))
+        incident = session.get(Incident, incident_id)
+        if incident is None:
+            return {}
+        published = dict(session.execute(
+            select(col(Delivery.message_id), func.max(col(Delivery.updated_at)))
+            .join(Message, col(Message.id) == col(Delivery.message_id))
+            .where(col(Message.incident_id) == incident_id, col(Message.channel) == channel,
+                   col(Delivery.state) == DeliveryState.sent)
+            .group_by(col(Delivery.message_id))).all())
+        if not published:
+            return {}
+        messages = session.exec(
+            select(Message).where(col(Message.id).in_(list(published)))
+            .order_by(col(Message.id).desc())).all()
+        approved: dict[tuple[str, int], bool] = {}
+        chosen: dict[str, list[Message]] = {}
+        for message in messages:
+            bundle = (message.stage, message.facts_version)
+            if bundle not in approved:
+                approved[bundle] = bundle_approval(session, incident_id, *bundle) is not None
+            if approved[bundle] and len(chosen.setdefault(message.locale, [])) < 2:
+                chosen[message.locale].append(message)
+        versions = {v.version: v for v in session.exec(
+            select(FactSheetVersion).where(FactSheetVersion.incident_id == incident_id))}
+        stages, locales = _playbook_outline(incident.playbook, playbooks_dir)
+        order = {loc: i for i, loc in enumerate(locales)}
+        out: dict[str, HoldingStatement] = {}
+        for locale, (current, *before) in sorted(
+                chosen.items(), key=lambda item: (order.get(item[0], len(order)), item[0])):
+            facts = json.loads(versions[current.facts_version].facts_json)
+            previous = None
+            if before:
+                prior = before[0]
+                previous = PreviousStatement(
+                    prior.stage, prior.facts_version, _utc(published[prior.id]),
+                    _changed_facts(json.loads(versions[prior.facts_version].facts_json),
+                                   facts, locale))
+            due = facts.get("next_update_at")
+            stage_title, stage_status = stages.get(current.stage, (None, None))
+            out[locale] = HoldingStatement(
+                incident_id=incident_id, incident_ref=incident.ref,
+                title=str(_flat_facts(facts, locale).get("title") or incident.title),
+                locale=locale, stage=current.stage, stage_title=stage_title,
+                stage_status=stage_status, facts_version=current.facts_version,
+                text=json.loads(current.parts_json).get("text", ""),
+                published_at=_utc(published[current.id]),
+                next_update_at=(None if not due or stage_status == IncidentStatus.resolved
+                                else _utc(datetime.fromisoformat(due))),
+                time_zone=str(facts.get("time_zone") or "UTC"), previous=previous)
         return out
+
+
+def _playbook_outline(playbook: str, playbooks_dir: Path | None
+                      ) -> tuple[dict[str, tuple[str, str]], tuple[str, ...]]:
+    """Stage id → (title, incident status), and the locales with the default first, of a
+    playbook; empty when it cannot be read."""
+    if playbooks_dir is None:
+        return {}, ()
+    from crisiscomms.core.errors import CrisisCommsError
+    from crisiscomms.playbook.loader import load_playbook
+
+    try:
+        book = load_playbook(playbook, playbooks_dir)
+    except CrisisCommsError:
+        return {}, ()
+    stages = {s.id: (s.title, str(s.incident_status)) for s in book.stages}
+    return stages, (book.default_locale, *(loc for loc in book.locales
+                                           if loc != book.default_locale))
+
+
+def _utc(value: datetime) -> datetime:
+    """Stored times are UTC; SQLite hands them back naive."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _flat_facts(facts: Mapping[str, Any], locale: str) -> dict[str, Any]:
+    """A fact sheet as fact paths (``extra.x``, ``recall.hazard``), the locale's translations
+    laid over the facts they translate."""
+    flat: dict[str, Any] = {}
+    for name, value in facts.items():
+        if name == "translations":
+            continue
+        if isinstance(value, dict):
+            flat.update({f"{name}.{k}": v for k, v in value.items()})
+        else:
+            flat[name] = value
+    flat.update((facts.get("translations") or {}).get(locale) or {})
+    return flat
+
+
+def _changed_facts(before: Mapping[str, Any], after: Mapping[str, Any],
+                   locale: str) -> tuple[str, ...]:
+    old, new = _flat_facts(before, locale), _flat_facts(after, locale)
+    return tuple(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)))
+
+
+def relative_time(when: datetime, now: datetime) -> str:
+    """``in 25 min``, ``3 h 5 min ago``, ``now``: how far ``when`` is from ``now``."""
+    minutes = round((when - now).total_seconds() / 60)
+    if minutes == 0:
+        return "now"
+    hours, rest = divmod(abs(minutes), 60)
+    days, hours = divmod(hours, 24)
+    span = " ".join(f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (rest, "min"))
+                    if n)
+    return f"in {span}" if minutes > 0 else f"{span} ago"
 
 
 def delivery_failures(engine: Engine, incident_ref: str | None = None, *,

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from crisiscomms.core.errors import PlaybookError
 from crisiscomms.core.locales import fallback_chain
-from crisiscomms.delivery.contract import ChannelClasses
+from crisiscomms.delivery.contract import ChannelClasses, Lane
 from crisiscomms.incident.facts import BreachFacts, FactSheet, RecallFacts
 from crisiscomms.incident.models import IncidentStatus
 
@@ -92,6 +92,10 @@ class Stage(BaseModel):
     """The channels this stage publishes on, as the playbook names them; None: every channel
     the registry enables by default (:meth:`Playbook.channels_of`)."""
     required_facts: tuple[str, ...] = ()
+    status_page_first: StrictBool = True
+    """The other channels start only once the status page (the first lane: every other
+    message links to it) published this stage; ``false`` lets them go even when it failed.
+    Only meaningful, and only allowed, on a stage that publishes on the status page."""
 
 
 class Playbook(BaseModel):
@@ -179,12 +183,22 @@ class Playbook(BaseModel):
                 problems.append(PlaybookError(f"stage {stage.id!r}: {reason}", playbook=self.name,
                                               stage=stage.id, field="channels",
                                               values=tuple(unknown), reason=reason))
-            elif (self.notice is not None
-                  and len(self.channels_of(stage, channels)) < self.notice.min_channels):
+                continue
+            if (self.notice is not None
+                    and len(self.channels_of(stage, channels)) < self.notice.min_channels):
                 reason = (f"a {self.notice.kind} notice goes out on at least "
                           f"{self.notice.min_channels} channels")
                 problems.append(PlaybookError(f"stage {stage.id!r}: {reason}", playbook=self.name,
                                               stage=stage.id, field="channels", reason=reason))
+            first = [c for c in self.channels_of(stage, channels)
+                     if c in channels and channels[c].lane is Lane.first]
+            if not stage.status_page_first and not first:
+                reason = ("status_page_first: false, but the stage publishes nothing that goes "
+                          "first (channels: "
+                          f"{', '.join(self.channels_of(stage, channels))}); remove the key")
+                problems.append(PlaybookError(f"stage {stage.id!r}: {reason}", playbook=self.name,
+                                              stage=stage.id, field="status_page_first",
+                                              reason=reason))
         unknown_channels = [c for c in self.must_carry if c not in channels]
         if unknown_channels:
             reason = f"must_carry names unknown channels {unknown_channels} (channels: {known})"

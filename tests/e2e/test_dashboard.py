@@ -31,8 +31,16 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         }
         with environment(env):
             settings = Settings(_env_file=None)  # type: ignore[call-arg]
-            _, report = publish_outage_acknowledgement(settings, REF, 250)
+            engine, report = publish_outage_acknowledgement(settings, REF, 250)
             assert report.failed == 0
+            # the update is rendered and stored but nobody approved it: support never sees it
+            from crisiscomms.channels import CHANNEL_CLASSES
+            from crisiscomms.incident.service import trigger
+
+            update = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
+                             facts={"incident_ref": REF}, stage="update", actor="e2e")
+            assert not update.approved
+            engine.dispose()
             yield {**env, "site": str(settings.resolved_status_page_dir / "site")}
 
 
@@ -56,6 +64,12 @@ def test_dashboard_lists_the_incident_with_channel_counts(browser, dashboard_url
     page.get_by_text("Say this, word for word").wait_for(timeout=30_000)
     page.get_by_text(REF).first.wait_for(timeout=30_000)  # the expander renders after
     page.get_by_text("What to say (paste as is)").first.wait_for(timeout=30_000)
+    page.get_by_text("stage acknowledge").first.wait_for(timeout=30_000)
+    body = page.locator("body").inner_text()
+    assert "next update due" in body
+    assert "We've found what's causing the problem" not in body  # the unapproved update
+    assert "stage update" not in body
+    page.screenshot(path=str(ARTIFACTS / "holding_statements.png"), full_page=True)
     page.close()
 
 

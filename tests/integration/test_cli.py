@@ -8,13 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 from repo_paths import PROJECT_ROOT
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 from typer.testing import CliRunner
 
 from crisiscomms.cli import app
+from crisiscomms.core.settings import Settings
+from crisiscomms.delivery.ledger import channel_counts
 from crisiscomms.testing.emulators import EmulatorPair, Faults
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
+LANGUAGES = len(yaml.safe_load((PROJECT_ROOT / "playbooks" / "outage.yaml").read_text())
+                ["locales"])  # broadcast channels: one message per language
 
 
 @pytest.fixture
@@ -124,3 +130,50 @@ def test_db_status_and_upgrade(cli_env: Path) -> None:
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
     after = runner.invoke(app, ["db", "status"])
     assert "up to date" in " ".join(after.output.split())
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_status_page_first_for_real(workspace: tuple[Settings, Engine], emulators: EmulatorPair,
+                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The status page cannot be written (its directory's parent is a regular file: root
+    can't either): the acknowledgement sends nothing on X, support or email, says why and
+    exits non-zero; once the page can be written, `resume --now` sends everything, once."""
+    settings, engine = workspace
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file where the status page's parent directory should be\n")
+    monkeypatch.setenv("CRISISCOMMS_STATUS_PAGE_DIR", str(blocker / "status_page"))
+    path = facts_file(tmp_path, incident_ref="CLI-FIRST-1")
+
+    first = runner.invoke(app, ["trigger", "outage", "--facts", str(path)])
+    text = " ".join(first.output.split())
+    assert first.exit_code == 1, first.output
+    assert ("status page failed for stage acknowledge: status page not published: ENOTDIR"
+            in text), text
+    assert "nothing else was sent" in text
+    assert "crisiscomms resume CLI-FIRST-1" in text
+    assert emulators.x.stats()["accepted_messages"] == 0
+    assert emulators.sendgrid.stats()["recipients"] == 0
+    assert not (settings.data_dir / "support" / "CLI-FIRST-1").exists()
+    with Session(engine) as session:
+        counts = channel_counts(session)
+    assert counts.pop("status_page")["failed"] == LANGUAGES
+    assert {c: n["planned"] for c, n in counts.items()} == {"x": LANGUAGES, "email": 1000,
+                                                            "support": LANGUAGES}
+
+    blocker.unlink()  # the page can be written again
+    resumed = runner.invoke(app, ["resume", "CLI-FIRST-1", "--now"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "status page of stage acknowledge re-queued" in " ".join(resumed.output.split())
+    assert emulators.x.stats()["accepted_messages"] == LANGUAGES
+    sent = emulators.sendgrid.stats()
+    assert (sent["recipients"], sent["duplicates"]) == (1000, 0)
+    assert (settings.data_dir / "support" / "CLI-FIRST-1" / "current.en.md").is_file()
+    assert (blocker / "status_page" / "site" / "api" / "v2" / "summary.json").is_file()
+    with Session(engine) as session:
+        assert all(set(n) == {"sent"} or all(v == 0 for k, v in n.items() if k != "sent")
+                   for n in channel_counts(session).values())
+
+    again = runner.invoke(app, ["resume", "CLI-FIRST-1", "--now"])  # nothing twice
+    assert again.exit_code == 0, again.output
+    assert emulators.x.stats()["accepted_messages"] == LANGUAGES
+    assert emulators.sendgrid.stats()["recipients"] == 1000
