@@ -89,10 +89,9 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.usefixtures("prefect_server")  # only used if the drill wrongly gets to publish
 @pytest.mark.parametrize("construct", sorted(PARTIALS))
-def test_an_edited_partial_fails_lint_and_the_drill_publishes_nothing(
-        construct: str, cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lint_fails_naming_an_edited_partial(construct: str, cli_env: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     ws, name = workspace_with_partial(cli_env, construct)
     monkeypatch.setenv("CRISISCOMMS_WORKSPACE", str(ws))
     approve_then_edit(ws, name)
@@ -104,6 +103,15 @@ def test_an_edited_partial_fails_lint_and_the_drill_publishes_nothing(
         lint.stderr)
     report = json.loads(runner.invoke(app, ["lint", "--json"]).stdout)
     assert [p["template"] for p in report["problems"]] == [name]
+
+
+@pytest.mark.usefixtures("prefect_server")  # only used if the drill wrongly gets to publish
+@pytest.mark.parametrize("construct", sorted(PARTIALS))
+def test_the_drill_fails_on_an_edited_partial_and_publishes_nothing(
+        construct: str, cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws, name = workspace_with_partial(cli_env, construct)
+    monkeypatch.setenv("CRISISCOMMS_WORKSPACE", str(ws))
+    approve_then_edit(ws, name)
 
     out = cli_env / "drill-out"
     drill = runner.invoke(app, ["drill", "outage", "--recipients", "20", "--json",
