@@ -375,6 +375,14 @@ class StageRenderer:
         except TemplateError as exc:
             culprit = self._failing_template(exc, loaded) or name
             raise error(culprit, f"template {culprit}{via(culprit)} failed: {exc}") from None
+        if ".html." in name:  # Jinja escapes a template by its own name, not its includer's
+            unescaped = sorted(n for n in loaded if ".html." not in n)
+            if unescaped:
+                culprit = unescaped[0]
+                raise error(culprit, (
+                    f"template {culprit}{via(culprit)} is used in an HTML part but its name "
+                    "has no .html., so the values it prints are not HTML-escaped; name it "
+                    f"{culprit.removesuffix('.j2')}.html.j2"))
         return text.strip(), loaded
 
     def context(

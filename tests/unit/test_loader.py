@@ -278,3 +278,30 @@ def test_the_loader_records_what_a_render_loaded(tmp_path: Path) -> None:
             env.get_template(partial)
     assert set(outer) == {TOP, partial} and set(inner) == {partial}
     assert loader.compiled(partial) == (sha256_text(text), text)
+
+
+@pytest.mark.parametrize(("top", "partial"), [
+    ('<p>{% include "partials/footer.j2" %}</p>', "partials/footer.j2"),
+    ('{% import "partials/m.j2" as m %}<p>{{ m.say(facts.title) }}</p>', "partials/m.j2"),
+    ('{% extends "partials/layout.j2" %}{% block body %}<p>x</p>{% endblock %}',
+     "partials/layout.j2"),
+])
+def test_an_html_part_loads_only_html_partials(tmp_path: Path, top: str, partial: str) -> None:
+    """Jinja escapes a partial by its own name: a plain one in an HTML part would print a
+    fact's ``<script>`` as is. It is refused, naming it; its ``.html.`` twin escapes."""
+    text = {"partials/footer.j2": "{{ facts.title }}",
+            "partials/m.j2": "{% macro say(v) %}{{ v }}{% endmacro %}",
+            "partials/layout.j2": "{{ facts.title }}{% block body %}{% endblock %}"}[partial]
+    html = partial.replace(".j2", ".html.j2")
+    write(tmp_path, {"pb/s/email.subject.en.j2": "{{ facts.title }}",
+                     "pb/s/email.text.en.j2": "{{ facts.title }}",
+                     "pb/s/email.html.en.j2": top, partial: text, html: text})
+    renderer = StageRenderer(tmp_path, CHANNEL_CLASSES)
+    sheet = build_fact_sheet({**facts().model_dump(mode="json"), "title": "<script>x"})
+    with pytest.raises(RenderError, match=r"not HTML-escaped; name it .*\.html\.j2") as caught:
+        renderer.render_message(PLAYBOOK, STAGE, sheet, "email", "en")
+    assert caught.value.template == partial and caught.value.field == "html"
+    write(tmp_path, {"pb/s/email.html.en.j2": top.replace(partial, html)})
+    message, _ = StageRenderer(tmp_path, CHANNEL_CLASSES).render_message(
+        PLAYBOOK, STAGE, sheet, "email", "en")
+    assert "<script>" not in message.parts["html"] and "&lt;script&gt;x" in message.parts["html"]
