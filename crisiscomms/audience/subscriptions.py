@@ -36,6 +36,7 @@ from crisiscomms.delivery.contract import (
 from crisiscomms.incident.facts import FactSheet
 from crisiscomms.render.approvals import ApprovalLock
 from crisiscomms.render.environment import content_hash, make_environment
+from crisiscomms.render.loader import CheckingLoader
 from crisiscomms.statuspage.model import short_id
 
 RESEND_AFTER = timedelta(hours=1)
@@ -168,8 +169,7 @@ def confirmation_message(
 ) -> RenderedMessage:
     """The confirmation email from its approved templates (the locale's, else English), for
     the email channel named ``channel`` (``TEMPLATE_DIR/<channel>.<part>.<locale>.j2``)."""
-    env = make_environment(templates_dir)
-    lock = ApprovalLock(templates_dir)
+    env = make_environment(templates_dir, approvals=ApprovalLock(templates_dir))
     lang = locale.replace("_", "-").split("-")[0].lower()
     chosen = (lang if (templates_dir / TEMPLATE_DIR / f"{channel}.text.{lang}.j2").is_file()
               else "en")
@@ -177,15 +177,15 @@ def confirmation_message(
                "confirm_url": confirm_url, "unsubscribe_url": unsubscribe_url,
                "components": list(components)}
     parts: dict[str, str] = {}
-    for part in EMAIL_PARTS:
-        name = f"{TEMPLATE_DIR}/{channel}.{part}.{chosen}.j2"
-        assert env.loader is not None
-        source, _, _ = env.loader.get_source(env, name)
-        lock.check(name, source)  # ApprovalError when edited or unapproved
-        parts[part] = env.get_template(name).render(context).strip()
+    loader = env.loader
+    assert isinstance(loader, CheckingLoader)
+    with loader.recording() as loaded:
+        for part in EMAIL_PARTS:  # ApprovalError when any template it loads is not approved
+            name = f"{TEMPLATE_DIR}/{channel}.{part}.{chosen}.j2"
+            parts[part] = env.get_template(name).render(context).strip()
     return RenderedMessage(playbook="_statuspage", stage="subscribe", channel=channel,
                            locale=chosen, parts=parts,
-                           content_hash=content_hash(channel, chosen, parts))
+                           content_hash=content_hash(channel, chosen, parts, loaded))
 
 
 def send_confirmation(

@@ -381,7 +381,8 @@ def bundle_approval(session: Session, incident_id: int, stage: str,
 def verify_approved(session: Session, message: Message) -> None:
     """A send is backed by an approval of exactly this content, or it does not happen."""
     parts = json.loads(message.parts_json)
-    if content_hash(message.channel, message.locale, parts) != message.content_hash:
+    templates = json.loads(message.template_hashes_json)  # partials included
+    if content_hash(message.channel, message.locale, parts, templates) != message.content_hash:
         raise ApprovalError(f"message {message.id} content does not match its approved hash",
                             stage=message.stage, channel=message.channel, locale=message.locale)
     if bundle_approval(session, message.incident_id, message.stage,

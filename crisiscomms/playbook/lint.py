@@ -2,7 +2,9 @@
 
 For each playbook: it loads; every stage × channel × locale has every part (and the same thread
 parts and short variants in every locale); Q&A exists in every locale; every template is approved
-as it is. Then every message is rendered, exactly as a trigger would, with three fact sets:
+as it is, and so is every template they load (``include``, ``import``, ``from``, ``extends``, at
+any depth: a partial's problem names it in ``template``). Then every message is rendered, exactly
+as a trigger would (with the approval lock), with three fact sets:
 
 - ``drill``: the playbook's own drill facts;
 - ``longest``: the drill facts with every text at its longest plausible length (schema maxima,
@@ -42,6 +44,7 @@ from crisiscomms.render.environment import (
     time_tags,
     time_values,
 )
+from crisiscomms.render.loader import read_template, referenced_templates, template_key
 
 _TEMPLATE = re.compile(r"^(?P<channel>[a-z_]+)\.(?P<part>[a-z0-9_]+)\.(?P<locale>[A-Za-z-]+)\.j2$")
 
@@ -69,6 +72,8 @@ class Problem:
     locale: str | None = None
     field: str | None = None
     facts: str | None = None
+    template: str | None = None
+    """The template at fault: a message's own, or a partial it includes, imports or extends."""
 
     def __str__(self) -> str:
         where = [f"playbook {self.playbook}"]
@@ -229,6 +234,14 @@ def _structure(playbook: Playbook, templates_dir: Path,
     return problems
 
 
+def _where(name: str) -> dict[str, str | None]:
+    """message, channel, locale and field (part) of a playbook's template name."""
+    m = _TEMPLATE.match(name.rsplit("/", 1)[-1])
+    return {"message": name.split("/")[1] if name.count("/") >= 2 else None,
+            "channel": m["channel"] if m else None, "locale": m["locale"] if m else None,
+            "field": m["part"] if m else None}
+
+
 def _approval_problems(playbook: Playbook, lock: ApprovalLock) -> list[Problem]:
     problems = []
     for name in lock.template_names():
@@ -236,13 +249,75 @@ def _approval_problems(playbook: Playbook, lock: ApprovalLock) -> list[Problem]:
             continue
         status = lock.status(name)
         if status.state != "approved":
-            m = _TEMPLATE.match(name.rsplit("/", 1)[-1])
-            stage = name.split("/")[1] if name.count("/") >= 2 else None
             problems.append(Problem(
                 playbook.name, f"template {name} is {status.state}; review it "
-                f"(crisiscomms templates diff {name}) and approve it", message=stage,
-                channel=m["channel"] if m else None, locale=m["locale"] if m else None,
-                field=m["part"] if m else None))
+                f"(crisiscomms templates diff {name}) and approve it", template=name,
+                **_where(name)))
+    return problems
+
+
+def loaded_templates(playbook: Playbook, templates_dir: Path) -> dict[str, set[str]]:
+    """Every template the playbook's own templates load by name (``include``, ``import``,
+    ``from``, ``extends``, at any depth) → the playbook's templates that load it. Names only
+    known at render time are not here: the render, with the lock, refuses those."""
+    from jinja2 import TemplateNotFound, TemplateSyntaxError
+
+    from crisiscomms.render.environment import make_environment
+
+    env = make_environment(templates_dir)
+    root = templates_dir / playbook.name
+    tops = sorted(p.relative_to(templates_dir).as_posix() for p in root.rglob("*.j2")
+                  if p.is_file()) if root.is_dir() else []
+    by: dict[str, set[str]] = {}
+    for top in tops:
+        seen, queue = {top}, [top]
+        while queue:
+            try:
+                refs, _ = referenced_templates(env, read_template(templates_dir, queue.pop()))
+            except (TemplateNotFound, TemplateSyntaxError, CrisisCommsError):
+                continue  # a missing or broken template: the render names it
+            for ref in refs:
+                try:
+                    key = template_key(ref)
+                except TemplateNotFound:
+                    continue
+                if key not in seen:
+                    seen.add(key)
+                    queue.append(key)
+        for key in seen - {top}:
+            by.setdefault(key, set()).add(top)
+    return by
+
+
+def _loaded_problems(playbook: Playbook, templates_dir: Path,
+                     lock: ApprovalLock) -> list[Problem]:
+    """Partials (templates the playbook's templates load) that are not approved as they are.
+    A problem names the partial (``template``) and, where every template loading it agrees,
+    the message, channel, locale and part."""
+    own = set(lock.template_names())
+    problems = []
+    for name, users in sorted(loaded_templates(playbook, templates_dir).items()):
+        if name in own and name.startswith(f"{playbook.name}/"):
+            continue  # checked as one of the playbook's templates
+        if not (templates_dir / name).is_file():
+            continue  # the render names it as missing
+        first = sorted(users)[0]
+        by = first if len(users) == 1 else f"{first} and {len(users) - 1} more"
+        if name not in own:
+            text = (f"template {name} (loaded by {by}) cannot be approved: only .j2 files "
+                    "outside hidden folders are templates; rename it")
+        else:
+            state = lock.status(name).state
+            if state == "approved":
+                continue
+            text = (f"template {name} (loaded by {by}) is {state}; review it (crisiscomms "
+                    f"templates diff {name}) and approve it")
+        places = [_where(user) for user in users]
+        agreed: dict[str, str | None] = {}
+        for key in ("message", "channel", "locale", "field"):
+            values = {place[key] for place in places}
+            agreed[key] = values.pop() if len(values) == 1 else None
+        problems.append(Problem(playbook.name, text, template=name, **agreed))
     return problems
 
 
@@ -289,6 +364,7 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
     problems = _structure(playbook, templates_dir, channels)
     lock = ApprovalLock(templates_dir)
     problems += _approval_problems(playbook, lock)
+    problems += _loaded_problems(playbook, templates_dir, lock)
     if problems:  # rendering a playbook with missing files only repeats the same problems
         return problems
     if not playbook.drill_facts:
@@ -298,7 +374,7 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
     urgent = urgent_facts(playbook.drill_facts)
     if urgent is not None and playbook.notice is not None and playbook.notice.urgent:
         fact_sets.append(("urgent", urgent))
-    renderer = StageRenderer(templates_dir, channels)
+    renderer = StageRenderer(templates_dir, channels, approvals=lock)  # as a trigger renders
     for label, data in fact_sets:
         try:
             sheet = build_fact_sheet(data)
@@ -342,7 +418,7 @@ def _problem(exc: CrisisCommsError, playbook: str, *, stage: str | None = None,
     """A lint problem from an error's fields (where the error says nothing, where lint was)."""
     return Problem(exc.playbook or playbook, exc.reason, message=exc.stage or stage,
                    channel=exc.channel or channel, locale=exc.locale or locale,
-                   field=exc.field, facts=facts)
+                   field=exc.field, facts=facts, template=exc.template)
 
 
 def _facts_problems(playbook: Playbook, exc: FactsError, label: str) -> list[Problem]:

@@ -37,12 +37,12 @@ from babel.dates import format_date, format_datetime, format_time
 from babel.lists import format_list
 from babel.numbers import format_currency, format_decimal
 from jinja2 import StrictUndefined, TemplateNotFound, pass_context
-from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
-from crisiscomms.core.errors import ApprovalError, LimitError, Location, RenderError
+from crisiscomms.core.errors import CrisisCommsError, LimitError, Location, RenderError
 from crisiscomms.core.locales import fallback_chain
 from crisiscomms.delivery.contract import Channel, RenderedMessage
 from crisiscomms.incident.facts import FactSheet
@@ -51,6 +51,7 @@ from crisiscomms.playbook.notices import message_problems
 from crisiscomms.render.approvals import ApprovalLock
 from crisiscomms.render.escaping import escape_data, limit_text
 from crisiscomms.render.limits import limit_problems
+from crisiscomms.render.loader import CheckingLoader
 
 SHORT_PART = "short"
 MAX_THREAD_PARTS = 9
@@ -107,9 +108,15 @@ def template_name(playbook: str, stage: str, channel: str, part: str, locale: st
     return f"{playbook}/{stage}/{channel}.{part}.{locale}.j2"
 
 
-def content_hash(channel: str, locale: str, parts: Mapping[str, str]) -> str:
+def content_hash(channel: str, locale: str, parts: Mapping[str, str],
+                 templates: Mapping[str, str] | None = None) -> str:
+    """The hash a bundle approval covers: the message's text and, when given, the
+    ``{template: sha256}`` of every template it was rendered from (partials included)."""
+    payload: dict[str, Any] = {"channel": channel, "locale": locale, "parts": dict(parts)}
+    if templates is not None:
+        payload["templates"] = dict(templates)
     canonical = json.dumps(
-        {"channel": channel, "locale": locale, "parts": dict(parts)},
+        payload,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -225,17 +232,18 @@ def time_values(tags: tuple[str, ...], locale: str, time_zone: str) -> Mapping[s
     return out
 
 
-def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
-    from jinja2 import FileSystemLoader
-
+def make_environment(templates_dir: Path, *, approvals: ApprovalLock | None = None,
+                     loader: CheckingLoader | None = None) -> ImmutableSandboxedEnvironment:
+    """The sandboxed environment over ``templates_dir``: every template it loads, included
+    ones too, goes through a :class:`CheckingLoader` (approval-checked when given a lock)."""
     env = ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(str(templates_dir)),
+        loader=loader or CheckingLoader(templates_dir, approvals),
         undefined=StrictUndefined,
         autoescape=lambda name: name is not None and ".html." in name,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
-        auto_reload=False,
+        auto_reload=True,  # a cached template is re-checked (loader's uptodate) on each use
     )
     env.filters.update(
         datetime=_datetime_filter, time=_time_filter, date=_date_filter, join_and=_join_and,
@@ -245,7 +253,8 @@ def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
 
 
 class StageRenderer:
-    """Renders stages of playbooks; refuses unapproved templates when given an approval lock."""
+    """Renders stages of playbooks; refuses unapproved templates, at any depth, when given an
+    approval lock (every template goes through one :class:`CheckingLoader`)."""
 
     def __init__(
         self,
@@ -257,28 +266,16 @@ class StageRenderer:
         self.templates_dir = templates_dir
         self.channels = channels
         self.approvals = approvals
-        self.env = make_environment(templates_dir)
-        self._checked: dict[str, str] = {}
+        self.loader = CheckingLoader(templates_dir, approvals)
+        self.env = make_environment(templates_dir, loader=self.loader)
         self._recipient_uses: dict[str, frozenset[str]] = {}
 
-    def _source_hash(self, name: str) -> str:
-        """Load (and, if required, approval-check) a template once per renderer."""
-        if name not in self._checked:
-            assert self.env.loader is not None
-            source, _, _ = self.env.loader.get_source(self.env, name)
-            if self.approvals is not None:
-                self._checked[name] = self.approvals.check(name, source)
-            else:
-                self._checked[name] = hashlib.sha256(source.encode()).hexdigest()
-        return self._checked[name]
-
-    def recipient_fields_used(self, name: str) -> frozenset[str]:
-        """The recipient fields a template names (``recipient.plan``, ``recipient['plan']``)."""
-        if name not in self._recipient_uses:
+    def _fields_in(self, name: str) -> frozenset[str]:
+        """The recipient fields in the text ``name`` was compiled from (loaded already)."""
+        digest, source = self.loader.compiled(name)
+        if digest not in self._recipient_uses:
             from jinja2 import nodes
 
-            assert self.env.loader is not None
-            source, _, _ = self.env.loader.get_source(self.env, name)
             used = set()
             tree = self.env.parse(source)
             for attr in tree.find_all(nodes.Getattr):
@@ -288,43 +285,105 @@ class StageRenderer:
                 if (isinstance(item.node, nodes.Name) and item.node.name == "recipient"
                         and isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str)):
                     used.add(item.arg.value)
-            self._recipient_uses[name] = frozenset(used)
-        return self._recipient_uses[name]
+            self._recipient_uses[digest] = frozenset(used)
+        return self._recipient_uses[digest]
+
+    def recipient_fields_used(self, name: str) -> frozenset[str]:
+        """The recipient fields a template names (``recipient.plan``, ``recipient['plan']``),
+        read from the checked text it is compiled from."""
+        self.env.get_template(name)
+        return self._fields_in(name)
 
     def _exists(self, name: str) -> bool:
         return (self.templates_dir / name).is_file()
+
+    def _failing_template(self, exc: BaseException, loaded: Collection[str]) -> str | None:
+        """The template whose code raised ``exc`` (an included one, say): the innermost
+        frame Jinja attributes to one of the templates loaded."""
+        files = {str(self.templates_dir / name): name for name in loaded}
+        found = None
+        tb = exc.__traceback__
+        while tb is not None:
+            found = files.get(tb.tb_frame.f_code.co_filename, found)
+            tb = tb.tb_next
+        return found
 
     def render_part(self, name: str, context: Mapping[str, Any], where: Where,
                     declared: Collection[str] | None = None, *, part: str | None = None) -> str:
         """One template (of message part ``part``); ``declared``: the playbook's recipient
         fields, the only ones a template may name."""
+        return self.render_part_loaded(name, context, where, declared, part=part)[0]
 
-        def error(reason: str) -> RenderError:
-            return RenderError(f"{where}: {reason}", **where.fields(template=name, part=part),
+    def render_part_loaded(
+        self, name: str, context: Mapping[str, Any], where: Where,
+        declared: Collection[str] | None = None, *, part: str | None = None,
+    ) -> tuple[str, dict[str, str]]:
+        """:meth:`render_part`, with the ``{template: sha256}`` of every template it loaded
+        (``name`` and whatever it includes, imports or extends, at any depth)."""
+
+        def error(culprit: str, reason: str) -> RenderError:
+            return RenderError(f"{where}: {reason}", **where.fields(template=culprit, part=part),
                                reason=reason)
 
-        try:
-            self._source_hash(name)
-            if declared is not None:
-                undeclared = sorted(self.recipient_fields_used(name) - set(declared))
+        def via(culprit: str) -> str:
+            return "" if culprit == name else f" (loaded by {name})"
+
+        def undeclared_in(names: Collection[str]) -> RenderError | None:
+            if declared is None:
+                return None
+            for used in names:
+                undeclared = sorted(self._fields_in(used) - set(declared))
                 if undeclared:
-                    raise error(
-                        f"template {name} uses "
+                    return error(used, (
+                        f"template {used}{via(used)} uses "
                         f"{', '.join('recipient.' + f for f in undeclared)}, which the playbook "
-                        f"does not declare (recipient_fields: {', '.join(declared) or 'none'})")
-            text = self.env.get_template(name).render(context)
-        except ApprovalError as exc:  # the lock names the template; here is where it was used
-            raise ApprovalError(str(exc), **where.fields(template=name, part=part),
-                                reason=exc.reason) from None
-        except TemplateNotFound:
-            raise error(f"template {name} is missing") from None
+                        f"does not declare (recipient_fields: {', '.join(declared) or 'none'})"))
+            return None
+
+        loaded: dict[str, str] = {}
+        try:
+            with self.loader.recording() as loaded:
+                template = self.env.get_template(name)
+                problem = undeclared_in([name])
+                if problem is not None:
+                    raise problem
+                text = template.render(context)
+        except CrisisCommsError as exc:
+            if exc.stage is not None:  # raised here, located already
+                raise
+            # the loader's (an unapproved or unreadable template): it names the template
+            culprit = exc.template or name
+            raise type(exc)(f"{where}: {exc}{via(culprit)}",
+                            **where.fields(template=culprit, part=part),
+                            reason=f"{exc.reason}{via(culprit)}") from None
+        except TemplateNotFound as exc:
+            missing = exc.name if isinstance(exc.name, str) else name
+            needed = "" if missing == name else f" (needed by {name})"
+            raise error(missing, f"template {missing}{needed} is missing") from None
         except UndefinedError as exc:
-            raise error(f"template {name} uses an undefined value: {exc}") from None
+            culprit = self._failing_template(exc, loaded) or name
+            raise (undeclared_in([n for n in loaded if n != name]) or error(
+                culprit, f"template {culprit}{via(culprit)} uses an undefined value: {exc}")
+            ) from None
         except SecurityError as exc:
-            raise error(f"template {name} was stopped by the sandbox: {exc}") from None
+            culprit = self._failing_template(exc, loaded) or name
+            raise error(culprit, f"template {culprit}{via(culprit)} was stopped by the sandbox: "
+                                 f"{exc}") from None
+        except TemplateSyntaxError as exc:
+            culprit = exc.name or name
+            raise error(culprit, f"template {culprit}{via(culprit)} failed: {exc}") from None
         except TemplateError as exc:
-            raise error(f"template {name} failed: {exc}") from None
-        return text.strip()
+            culprit = self._failing_template(exc, loaded) or name
+            raise error(culprit, f"template {culprit}{via(culprit)} failed: {exc}") from None
+        if ".html." in name:  # Jinja escapes a template by its own name, not its includer's
+            unescaped = sorted(n for n in loaded if ".html." not in n)
+            if unescaped:
+                culprit = unescaped[0]
+                raise error(culprit, (
+                    f"template {culprit}{via(culprit)} is used in an HTML part but its name "
+                    "has no .html., so the values it prints are not HTML-escaped; name it "
+                    f"{culprit.removesuffix('.j2')}.html.j2"))
+        return text.strip(), loaded
 
     def context(
         self, playbook: Playbook, stage: Stage, facts: FactSheet, locale: str, *, personal: bool
@@ -378,20 +437,24 @@ class StageRenderer:
     def render_message(
         self, playbook: Playbook, stage: Stage, facts: FactSheet, channel: str, locale: str
     ) -> tuple[RenderedMessage, dict[str, str]]:
-        """One message and the hashes of the templates it came from."""
+        """One message and the hashes of the templates it came from: every template loaded
+        to render the parts it has (each part's template and what it includes, imports or
+        extends), which its content hash covers too."""
         cls = self.channels[channel]
         where = Where(playbook.name, stage.id, channel, locale)
         names = self.part_names(playbook.name, stage.id, channel, locale)
         parts: dict[str, str] = {}
+        hashes: dict[str, str] = {}
         for part, name in list(names.items()):
             ctx = self._part_context(playbook, stage, facts, locale, cls.personal, name)
-            text = self.render_part(name, ctx, where, playbook.recipient_fields, part=part)
+            text, loaded = self.render_part_loaded(name, ctx, where, playbook.recipient_fields,
+                                                   part=part)
             problems = part_problems(cls.limits, part, limit_text(text))
             short_name = template_name(playbook.name, stage.id, channel, short_part(part), locale)
             if problems and self._exists(short_name):
                 ctx = self._part_context(playbook, stage, facts, locale, cls.personal, short_name)
-                text = self.render_part(short_name, ctx, where, playbook.recipient_fields,
-                                        part=part)
+                text, loaded = self.render_part_loaded(short_name, ctx, where,
+                                                       playbook.recipient_fields, part=part)
                 names[part] = short_name
                 problems = part_problems(cls.limits, part, limit_text(text))
             if problems:
@@ -400,18 +463,18 @@ class StageRenderer:
                 raise LimitError(f"{where}, field {part}: {reason}",
                                  **where.fields(template=names[part], part=part), reason=reason)
             parts[part] = text
+            hashes.update(loaded)
         found = message_problems(playbook, facts, channel, locale, parts)
         if found:
             raise RenderError(f"{where}: {'; '.join(map(str, found))}", **where.fields(),
                               problems=found)
-        hashes = {name: self._source_hash(name) for name in names.values()}
         message = RenderedMessage(
             playbook=playbook.name,
             stage=stage.id,
             channel=channel,
             locale=locale,
             parts=parts,
-            content_hash=content_hash(channel, locale, parts),
+            content_hash=content_hash(channel, locale, parts, hashes),
         )
         return message, hashes
 

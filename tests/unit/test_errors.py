@@ -256,7 +256,8 @@ def test_lint_json_gives_each_problem_its_fields(project: Path) -> None:
     (problem,) = report["problems"]
     assert {k: v for k, v in problem.items() if k != "text"} == {
         "playbook": "mini_recall", "message": "announce", "channel": "status_page",
-        "locale": "es", "field": "text", "facts": "drill"}
+        "locale": "es", "field": "text", "facts": "drill",
+        "template": "mini_recall/announce/status_page.text.es.j2"}
     assert "uses an undefined value" in problem["text"]
     ok = CliRunner().invoke(app, ["lint", "--json", str(PROJECT_ROOT)])
     assert ok.exit_code == 0 and json.loads(ok.stdout)["problems"] == []

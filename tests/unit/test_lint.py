@@ -10,6 +10,7 @@ approval).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -147,3 +148,95 @@ def test_an_invalid_playbook_file_fails_with_its_name(tmp_path: Path) -> None:
     code, _, err = run_lint(project)
     assert code != 0
     assert "playbook mini_recall" in err and "at least 2 channels" in err
+
+
+# -- partials: templates the playbook's templates include, import or extend --------------------
+
+STATUS_EN = "templates/mini_recall/announce/status_page.text.en.j2"
+PARTIALS = {
+    # construct: (how the status page template uses it, the partial's name and text)
+    "include": (lambda t: t + ' {% include "partials/footer.j2" %}',
+                "partials/footer.j2", "Updates: {{ facts.status_page_url }}"),
+    "import": (lambda t: '{% import "partials/macros.j2" as m %}' + t
+               + " {{ m.footer(facts.status_page_url) }}",
+               "partials/macros.j2", "{% macro footer(url) %}Updates: {{ url }}{% endmacro %}"),
+    "from": (lambda t: '{% from "partials/macros.j2" import footer %}' + t
+             + " {{ footer(facts.status_page_url) }}",
+             "partials/macros.j2", "{% macro footer(url) %}Updates: {{ url }}{% endmacro %}"),
+    "extends": (lambda t: '{% extends "partials/layout.j2" %}{% block body %}' + t
+                + "{% endblock %}",
+                "partials/layout.j2", "{% block body %}{% endblock %} Updates: "
+                "{{ facts.status_page_url }}"),
+}
+
+
+def with_partial(construct: str, root: Path, *, approve: bool = True) -> tuple[Path, str]:
+    """The base project whose English status page template uses a partial (approved)."""
+    project = build(None, root)
+    use, name, text = PARTIALS[construct]
+    top = project / STATUS_EN
+    top.write_text(use(top.read_text(encoding="utf-8").strip()), encoding="utf-8")
+    (project / "templates" / name).parent.mkdir(parents=True, exist_ok=True)
+    (project / "templates" / name).write_text(text, encoding="utf-8")
+    lock = ApprovalLock(project / "templates")
+    lock.approve([n for n in lock.template_names() if approve or n != name], "Dana (PR lead)")
+    return project, name
+
+
+@pytest.mark.parametrize("construct", sorted(PARTIALS))
+def test_lint_names_a_partial_edited_after_approval(construct: str, tmp_path: Path) -> None:
+    project, name = with_partial(construct, tmp_path)
+    code, out, err = run_lint(project)
+    assert (code, err) == (0, ""), err  # approved as it is: fine
+    assert "0 problem(s)" in out
+    partial = project / "templates" / name
+    partial.write_text(partial.read_text(encoding="utf-8").replace("Updates:", "UNAPPROVED:"),
+                       encoding="utf-8")
+    code, _, err = run_lint(project)
+    assert code == 1
+    assert ("error: playbook mini_recall, message announce, channel status_page, locale en, "
+            f"field text: template {name} (loaded by mini_recall/announce/status_page.text.en"
+            ".j2) is edited") in " ".join(err.split())
+    (problem,) = problems_of(project)
+    assert (problem.template, problem.message, problem.channel, problem.locale) == (
+        name, "announce", "status_page", "en")
+    report = json.loads(runner.invoke(app, ["lint", "--json", str(project)]).stdout)
+    assert [p["template"] for p in report["problems"]] == [name]
+
+
+def test_lint_names_a_partial_never_approved(tmp_path: Path) -> None:
+    project, name = with_partial("include", tmp_path, approve=False)
+    (problem,) = problems_of(project)
+    assert problem.template == name and f"template {name} (loaded by" in problem.text
+    assert "is unapproved" in problem.text
+
+
+def test_lint_names_a_partial_loaded_by_a_name_known_only_at_render(tmp_path: Path) -> None:
+    """``{% include "partials/" ~ locale ~ ".j2" %}``: the render, with the lock, refuses it."""
+    project, _ = with_partial("include", tmp_path)
+    top = project / STATUS_EN
+    top.write_text(top.read_text(encoding="utf-8").replace(
+        '"partials/footer.j2"', '"partials/" ~ locale ~ ".j2"'), encoding="utf-8")
+    (project / "templates" / "partials" / "en.j2").write_text("UNAPPROVED", encoding="utf-8")
+    ApprovalLock(project / "templates").approve(
+        ["mini_recall/announce/status_page.text.en.j2"], "Dana (PR lead)")
+    problems = problems_of(project)
+    assert problems and {p.template for p in problems} == {"partials/en.j2"}
+    assert {(p.message, p.channel, p.locale) for p in problems} == {
+        ("announce", "status_page", "en")}
+
+
+def test_lint_passes_a_shared_partial_used_by_two_locales_naming_neither_alone(
+        tmp_path: Path) -> None:
+    project, name = with_partial("include", tmp_path)
+    es = project / "templates/mini_recall/announce/status_page.text.es.j2"
+    es.write_text(es.read_text(encoding="utf-8").strip() + ' {% include "partials/footer.j2" %}',
+                  encoding="utf-8")
+    ApprovalLock(project / "templates").approve([es.relative_to(project / "templates")
+                                                 .as_posix()], "Dana (PR lead)")
+    assert problems_of(project) == []
+    (project / "templates" / name).write_text("UNAPPROVED", encoding="utf-8")
+    (problem,) = problems_of(project)
+    assert (problem.template, problem.message, problem.channel, problem.locale) == (
+        name, "announce", "status_page", None)
+    assert "and 1 more" in problem.text
