@@ -238,9 +238,13 @@ def _approval_problems(playbook: Playbook, lock: ApprovalLock) -> list[Problem]:
         if status.state != "approved":
             m = _TEMPLATE.match(name.rsplit("/", 1)[-1])
             stage = name.split("/")[1] if name.count("/") >= 2 else None
+            text = (f"{status.reason}; review it (crisiscomms templates diff {name}) and "
+                    "approve it again, or restore the lock from version control"
+                    if status.state == "invalid" else
+                    f"template {name} is {status.state}; review it "
+                    f"(crisiscomms templates diff {name}) and approve it")
             problems.append(Problem(
-                playbook.name, f"template {name} is {status.state}; review it "
-                f"(crisiscomms templates diff {name}) and approve it", message=stage,
+                playbook.name, text, message=stage,
                 channel=m["channel"] if m else None, locale=m["locale"] if m else None,
                 field=m["part"] if m else None))
     return problems
