@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from crisiscomms.cli import common
 from crisiscomms.cli.common import app, err, out, templates_app
@@ -23,9 +22,9 @@ def templates_status() -> None:
     settings = common.load_settings()
     lock = common.run_or_exit(lambda: ApprovalLock(settings.templates_dir))
     rule = two_person_rule(settings.playbooks_dir)
-    table = Table("template", "state", "production", "approved by", "at")
     counts: dict[str, int] = {}
     pending: list[str] = []
+    out.print(f"{'state':<12} {'production':<10} template  (approved by)", highlight=False)
     for name in lock.template_names():
         st = lock.status(name)
         counts[st.label] = counts.get(st.label, 0) + 1
@@ -33,10 +32,10 @@ def templates_status() -> None:
         if why is not None:
             pending.append(name)
         production = "ok" if why is None else (
-            "needs final sign-off" if st.state == "approved" else "refused")
-        table.add_row(name, st.label, production, st.approval.who() if st.approval else "",
-                      st.approval.approved_at if st.approval else "")
-    out.print(table)
+            "sign-off" if st.state == "approved" else "refused")
+        who = f"  ({st.approval.who()}, {st.approval.approved_at})" if st.approval else ""
+        out.print(f"{st.label:<12} {production:<10} {name}{who}", highlight=False,
+                  soft_wrap=True, markup=False)
     out.print(", ".join(f"{counts.get(label, 0)} {label}" for label in
                         ("final", "provisional", "edited", "unapproved", "invalid")),
               highlight=False)

@@ -409,6 +409,9 @@ class ApprovalLock:
 
     def _signer_listing(self, signer: SigningKey, kind: str) -> str:
         listed = self.registry.holds(signer)
+        if listed is None:  # listed since this lock was read?
+            self.registry = KeyRegistry(self.registry.folder)
+            listed = self.registry.holds(signer)
         if listed is None:
             raise IdentityError(
                 f"the key of {signer.identity_id} is not listed in {self.registry.folder}; "
