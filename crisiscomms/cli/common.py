@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
@@ -65,7 +66,8 @@ def run_or_exit(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except CrisisCommsError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a typed name or a template's text is data, never console markup
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except ValidationError as exc:
         err.print(f"[bold red]configuration error:[/] {exc}", highlight=False, soft_wrap=True)

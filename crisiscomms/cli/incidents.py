@@ -91,7 +91,7 @@ def approve_cmd(
     if bundle.approval is None:
         out.print(f"first approval of {incident} · {stage} recorded by {me}; the playbook "
                   "needs a second person (another identity): crisiscomms approve "
-                  f"{incident} --stage {stage}", highlight=False)
+                  f"{incident} --stage {stage}", highlight=False, markup=False)
         return
     out.print(f"approved {incident} · {stage} by {bundle.approval.approver} "
               f"(bundle {bundle.bundle_hash[:12]})")

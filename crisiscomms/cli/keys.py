@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from crisiscomms.cli import common
@@ -56,11 +57,12 @@ def keys_list() -> None:
     registry = common.key_registry(settings)
     table = Table("id", "name", "may sign", "registered by", "fingerprint")
     for key in registry.entries():
-        table.add_row(key.id, key.display_name, ", ".join(sorted(key.may_sign)),
+        table.add_row(key.id, escape(key.display_name), ", ".join(sorted(key.may_sign)),
                       key.os_user or "", key.fingerprint)
     out.print(table)
     for name, problem in registry.problems.items():
-        err.print(f"[red]error:[/] {name}: {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(f'{name}: {problem}')}", highlight=False,
+                  soft_wrap=True)
     if registry.problems:
         raise typer.Exit(1)
 
@@ -72,4 +74,4 @@ def keys_whoami() -> None:
     me = common.identity(settings)
     how = {"key": "your signing key, listed in this workspace",
            "os_user": "your OS account (no listed key at hand)"}.get(me.method, me.method)
-    out.print(f"{me.id} ({me.display_name}), from {how}", highlight=False)
+    out.print(f"{me.id} ({me.display_name}), from {how}", highlight=False, markup=False)

@@ -17,6 +17,8 @@ def templates_status() -> None:
     """Show every template: final, provisional, edited since approval, unapproved, or invalid
     (a lock entry that does not verify), and which still need final sign-off for production.
     Exit 1 when a lock entry does not verify."""
+    from rich.markup import escape
+
     from crisiscomms.render.approvals import ApprovalLock, two_person_rule
 
     settings = common.load_settings()
@@ -45,7 +47,8 @@ def templates_status() -> None:
                   "TEMPLATE...", highlight=False, soft_wrap=True)
     for name in lock.template_names():
         if name in lock.invalid:
-            err.print(f"[red]error:[/] {lock.invalid[name]}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(lock.invalid[name])}", highlight=False,
+                      soft_wrap=True)
     if any(name in lock.invalid for name in lock.template_names()):
         raise typer.Exit(1)
 
@@ -67,6 +70,7 @@ def templates_approve(
 
     settings = common.load_settings()
     lock = common.run_or_exit(lambda: ApprovalLock(settings.templates_dir))
+    common.run_or_exit(lambda: lock.known(names or ()))
     key, listed = common.run_or_exit(lambda: signing_key(settings, lock.registry))
     rule = two_person_rule(settings.playbooks_dir)
     kind: ApprovalKind = "final" if final else "provisional"
@@ -76,7 +80,7 @@ def templates_approve(
     shown = f"{by or listed.display_name} [{key.identity_id}]"
     out.print(f"approved {len(changed)} template(s), {kind}, by {shown}" if changed
               else f"nothing to approve: every template already approved ({kind} or better) "
-                   "as it is", highlight=False)
+                   "as it is", highlight=False, markup=False)
     for name in changed:
         out.print(f"  {name}", highlight=False)
 
@@ -95,10 +99,11 @@ def templates_propose(
 
     settings = common.load_settings()
     lock = common.run_or_exit(lambda: ApprovalLock(settings.templates_dir))
+    common.run_or_exit(lambda: lock.known(names))
     key, listed = common.run_or_exit(lambda: signing_key(settings, lock.registry))
     for name in common.run_or_exit(lambda: lock.propose(names, key, by)):
         out.print(f"proposed {name} by {by or listed.display_name} [{key.identity_id}]",
-                  highlight=False)
+                  highlight=False, markup=False)
 
 
 @templates_app.command("migrate")

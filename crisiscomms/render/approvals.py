@@ -296,6 +296,16 @@ class ApprovalLock:
             if not any(part.startswith(".") for part in rel.parts)
         )
 
+    def known(self, names: Iterable[str]) -> list[str]:
+        """``names``, each a template of this folder, else an ApprovalError naming it."""
+        known = set(self.template_names())
+        chosen = list(names)
+        for name in chosen:
+            if name not in known:
+                raise ApprovalError(f"no template {name} under {self.templates_dir}",
+                                    template=name, reason="no such template")
+        return chosen
+
     def _copy_path(self, sha: str) -> Path:
         return self.templates_dir / APPROVED_DIR / f"{sha}.j2"
 
@@ -435,13 +445,9 @@ class ApprovalLock:
         self._refuse_legacy()
         registered = self._signer_listing(signer, "provisional")
         shown = (display_name or "").strip() or registered
-        known = set(self.template_names())
         now = _now()
         updates = {}
-        for name in names:
-            if name not in known:
-                raise ApprovalError(f"no template {name} under {self.templates_dir}",
-                                    template=name, reason="no such template")
+        for name in self.known(names):
             sha = self.source_hash(name)
             signature = signer.sign(proposal_payload(name, sha, signer.identity_id, shown, now))
             updates[name] = Proposal(sha, shown, now, signer.identity_id, signature)
@@ -465,13 +471,9 @@ class ApprovalLock:
         self._refuse_legacy()
         registered = self._signer_listing(signer, kind)
         shown = (display_name or "").strip() or registered
-        known = set(self.template_names())
         updates: dict[str, TemplateApproval] = {}
         now = _now()
-        for name in names:
-            if name not in known:
-                raise ApprovalError(f"no template {name} under {self.templates_dir}",
-                                    template=name, reason="no such template")
+        for name in self.known(names):
             digest = self.source_hash(name)
             current = self.entries.get(name)
             if (current is not None and current.sha256 == digest
