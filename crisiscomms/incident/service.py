@@ -388,10 +388,14 @@ def approve(engine: Engine, *, incident_ref: str, stage: str, approver: Identity
         bundle = load_bundle(session, incident, stage)
         if bundle.approval is not None:
             return bundle
-        settings = settings or Settings()
-        playbook = load_playbook(incident.playbook, playbooks_dir or settings.playbooks_dir)
+        if settings is None and (playbooks_dir is None or not incident.drill):
+            settings = Settings()
+        if playbooks_dir is None:
+            assert settings is not None
+            playbooks_dir = settings.playbooks_dir
+        playbook = load_playbook(incident.playbook, playbooks_dir)
         if not incident.drill:
-            assert incident.id is not None
+            assert incident.id is not None and settings is not None
             refusal = production_refusal(
                 ApprovalLock(settings.templates_dir), playbook, incident.ref, stage,
                 _message_template_hashes(stage_messages(session, incident.id, stage)),

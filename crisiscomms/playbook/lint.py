@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from crisiscomms.core.errors import CrisisCommsError, FactsError, PlaybookError
+from crisiscomms.core.errors import ApprovalError, CrisisCommsError, FactsError, PlaybookError
 from crisiscomms.delivery.contract import Channel
 from crisiscomms.incident.facts import FactSheet, build_fact_sheet
 from crisiscomms.playbook.loader import Playbook, available_playbooks, load_playbook
@@ -291,7 +291,10 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
     if problems:  # the stages' channels decide which templates belong: nothing more to check
         return problems
     problems = _structure(playbook, templates_dir, channels)
-    lock = ApprovalLock(templates_dir)
+    try:
+        lock = ApprovalLock(templates_dir)
+    except ApprovalError as exc:  # the lock file itself cannot be read
+        return [*problems, Problem(playbook.name, str(exc), field="approvals.lock")]
     problems += _approval_problems(playbook, lock)
     if problems:  # rendering a playbook with missing files only repeats the same problems
         return problems

@@ -271,3 +271,12 @@ def test_a_final_approval_by_the_author_alone_is_refused_in_production(ws: Works
     assert (f"{TEMPLATE}: final, but the playbook needs two people and mallory approved it "
             "with no signed proposal by another identity") in said(refused)
     assert ws.rows("incident") == 0
+
+
+def test_an_unreadable_lock_is_a_lint_problem_not_a_crash(ws: Workspace) -> None:
+    (ws.templates / "approvals.lock").write_text("{ not json")
+    lint = ws.run("lint")
+    assert lint.exit_code == 1, lint.output
+    assert "approvals.lock: cannot read it" in said(lint)
+    trigger = ws.trigger(mode="drill")
+    assert trigger.exit_code == 2 and "approvals.lock: cannot read it" in said(trigger)
