@@ -139,6 +139,7 @@ def base_env(work: Path, db_url: str, emulators: EmulatorProcess) -> dict[str, s
     playbooks, templates = content_dirs(work)
     return {
         **prefect_env(work),
+        "CRISISCOMMS_MODE": "drill",  # against the emulators: provisional approvals may be used
         "CRISISCOMMS_DATA_DIR": str(work / "data"),
         "CRISISCOMMS_DATABASE_URL": db_url,
         "CRISISCOMMS_PLAYBOOKS_DIR": str(playbooks),

@@ -197,6 +197,7 @@ def _run(args: argparse.Namespace, rng: random.Random, work: Path, env: dict[str
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.core.settings import Settings
+    from crisiscomms.identity.identities import system_identity
     from crisiscomms.incident.service import plan_bundle, trigger
     from crisiscomms.playbook.loader import load_playbook
     from crisiscomms.testing.audiences import drill_recipients
@@ -208,7 +209,7 @@ def _run(args: argparse.Namespace, rng: random.Random, work: Path, env: dict[str
         insert_recipients(session, drill_recipients(args.recipients))
     facts = {**load_playbook("outage", settings.playbooks_dir).drill_facts, "incident_ref": REF}
     bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage", facts=facts,
-                     actor="bench")
+                     actor=system_identity("bench"))
     plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
     with session_scope(engine) as session:
         expected = {e.lower() for e in session.exec(

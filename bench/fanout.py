@@ -242,6 +242,7 @@ def main() -> None:
         from crisiscomms.core.settings import Settings
         from crisiscomms.delivery.ledger import channel_counts
         from crisiscomms.flows.run_playbook import run_stage
+        from crisiscomms.identity.identities import system_identity
         from crisiscomms.incident.service import trigger
         from crisiscomms.playbook.loader import load_playbook
 
@@ -263,7 +264,8 @@ def main() -> None:
         rss_before = current_rss_mb()
         started = time.perf_counter()
         bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                         facts={**facts, "incident_ref": "FANOUT-1"}, actor="bench")
+                         facts={**facts, "incident_ref": "FANOUT-1"},
+                         actor=system_identity("bench"))
         render_s = time.perf_counter() - started
         result = run_stage(bundle.incident_ref, bundle.stage)
         elapsed = time.perf_counter() - started

@@ -91,6 +91,7 @@ def _run(args: argparse.Namespace, emulators: EmulatorProcess) -> dict[str, Any]
     from crisiscomms.core.settings import Settings
     from crisiscomms.delivery.ledger import channel_counts
     from crisiscomms.flows.run_playbook import run_resume, run_stage
+    from crisiscomms.identity.identities import system_identity
     from crisiscomms.incident.service import trigger
     from crisiscomms.playbook.loader import load_playbook
     from crisiscomms.testing.audiences import drill_recipients
@@ -110,7 +111,7 @@ def _run(args: argparse.Namespace, emulators: EmulatorProcess) -> dict[str, Any]
 
     def publish(ref: str) -> tuple[dict[str, Any], float, int]:
         bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                         facts={**facts, "incident_ref": ref}, actor="bench")
+                         facts={**facts, "incident_ref": ref}, actor=system_identity("bench"))
         started = time.perf_counter()
         result = run_stage(bundle.incident_ref, bundle.stage)
         return result, time.perf_counter() - started, int(bundle.incident_id)

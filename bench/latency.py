@@ -43,6 +43,7 @@ def main() -> None:
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.core.settings import Settings
     from crisiscomms.flows.run_playbook import run_stage
+    from crisiscomms.identity.identities import system_identity
     from crisiscomms.incident.service import trigger
     from crisiscomms.playbook.loader import load_playbook
     from crisiscomms.testing.audiences import drill_recipients
@@ -67,7 +68,8 @@ def main() -> None:
     def one(i: int) -> float:
         started = time.perf_counter()
         bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                         facts={**facts, "incident_ref": f"BENCH-{i:04d}"}, actor="bench")
+                         facts={**facts, "incident_ref": f"BENCH-{i:04d}"},
+                         actor=system_identity("bench"))
         result = run_stage(bundle.incident_ref, bundle.stage)
         elapsed = time.perf_counter() - started
         failed = sum(c["failed"] for c in result["channels"].values())

@@ -3,7 +3,8 @@
 - :mod:`.workspace`: ``new`` (and the global ``--workspace``, in :mod:`.common`)
 - :mod:`.incidents`: ``init``, ``trigger``, ``approve``, ``incidents``, ``statements``
 - :mod:`.delivery`: ``resume``, ``retry``, ``failures``
-- :mod:`.templates`: ``templates status|propose|approve|diff|gc``, ``lint``
+- :mod:`.templates`: ``templates status|propose|approve|diff|gc|migrate``, ``lint``
+- :mod:`.keys`: ``keys init|list|whoami`` (approvers' signing keys)
 - :mod:`.recipients`: ``recipients import``
 - :mod:`.statuspage`: ``serve``, ``statuspage build``, ``maintenance schedule``, ``subscriptions``
 - :mod:`.drills`: ``drill``, ``emulators``, ``demo``
@@ -22,7 +23,7 @@ from crisiscomms.cli.common import app
 
 # Each module adds its commands to ``app``; this order is the order of ``crisiscomms --help``.
 COMMAND_GROUPS = ("workspace", "incidents", "drills", "delivery", "recipients", "templates",
-                  "statuspage", "database")
+                  "keys", "statuspage", "database")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"crisiscomms.cli.{_group}")
 

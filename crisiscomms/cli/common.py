@@ -10,22 +10,30 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.core.settings import Settings
 
+if TYPE_CHECKING:
+    from crisiscomms.identity.identities import Identity
+    from crisiscomms.identity.keys import KeyRegistry
+
 app = typer.Typer(help="Crisis communications: playbooks, approved templates, coordinated "
                        "publishing.", no_args_is_help=True, pretty_exceptions_enable=False)
 templates_app = typer.Typer(help="Approve and inspect pre-approved templates.",
                             no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
+keys_app = typer.Typer(help="Approvers' signing keys: who is acting, and their public keys.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 maintenance_app = typer.Typer(help="Scheduled maintenance on the status page.",
                               no_args_is_help=True)
 app.add_typer(maintenance_app, name="maintenance")
@@ -58,7 +66,8 @@ def run_or_exit(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except CrisisCommsError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a typed name or a template's text is data, never console markup
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except ValidationError as exc:
         err.print(f"[bold red]configuration error:[/] {exc}", highlight=False, soft_wrap=True)
@@ -67,6 +76,21 @@ def run_or_exit(fn: Callable[[], T]) -> T:
 
 def load_settings() -> Settings:
     return run_or_exit(Settings)
+
+
+def key_registry(settings: Settings) -> KeyRegistry:
+    """The workspace's approvers (``templates/_approvers/``)."""
+    from crisiscomms.identity.keys import KeyRegistry
+
+    return KeyRegistry.for_templates(settings.templates_dir)
+
+
+def identity(settings: Settings, display_name: str | None = None) -> Identity:
+    """Who is at this CLI (the listed key they hold, else their OS account); a typed ``--by``
+    is only the name shown."""
+    from crisiscomms.identity.keys import current_identity
+
+    return run_or_exit(lambda: current_identity(settings, key_registry(settings), display_name))
 
 
 def open_engine(settings: Settings) -> Engine:

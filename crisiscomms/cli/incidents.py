@@ -22,12 +22,14 @@ def init() -> None:
     settings = common.load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     common.open_engine(settings)
-    lock = ApprovalLock(settings.templates_dir)
-    states = [lock.status(n).state for n in lock.template_names()]
+    lock = common.run_or_exit(lambda: ApprovalLock(settings.templates_dir))
+    states = [lock.status(n).label for n in lock.template_names()]
     out.print(f"database ready: {settings.resolved_database_url.split('://')[0]} "
               f"({settings.data_dir})")
-    out.print(f"templates: {states.count('approved')} approved, {states.count('edited')} edited "
-              f"since approval, {states.count('unapproved')} unapproved")
+    out.print(f"templates: {states.count('final')} final, {states.count('provisional')} "
+              f"provisional (drills only), {states.count('edited')} edited since approval, "
+              f"{states.count('unapproved')} unapproved, {states.count('invalid')} invalid "
+              f"(lock entry does not verify); mode: {settings.mode}")
 
 
 @app.command("trigger")
@@ -36,10 +38,16 @@ def trigger_cmd(
     facts: Annotated[Path | None, typer.Option(help="YAML/JSON file of facts")] = None,
     stage: Annotated[str | None, typer.Option(help="Stage id (default: the first)")] = None,
     incident: Annotated[str | None, typer.Option(help="Existing incident reference")] = None,
-    by: Annotated[str | None, typer.Option(help="Who triggers (audit trail)")] = None,
+    by: Annotated[str | None, typer.Option(
+        help="The name shown in the audit trail (display only: who triggers is your OS "
+             "account or signing key)")] = None,
     publish: Annotated[bool, typer.Option(help="Publish at once when approved")] = True,
 ) -> None:
-    """Trigger a playbook stage: build the fact sheet, render, and publish if auto-approved."""
+    """Trigger a playbook stage: build the fact sheet, render, and publish if auto-approved.
+
+    In production mode (the default; CRISISCOMMS_MODE) every template of the stage needs a
+    final approval, else nothing is stored or sent and each one is named; rehearse with
+    crisiscomms drill."""
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.incident.service import trigger
     from crisiscomms.testing.drill import load_facts_file
@@ -48,15 +56,16 @@ def trigger_cmd(
     data: dict[str, Any] = common.run_or_exit(lambda: load_facts_file(facts)) if facts else {}
     if incident:
         data["incident_ref"] = incident
+    me = common.identity(settings, by)
     engine = common.open_engine(settings)
     bundle = common.run_or_exit(lambda: trigger(
         engine, settings, CHANNEL_CLASSES, playbook_name=playbook, facts=data, stage=stage,
-        actor=by or settings.operator))
+        actor=me))
     out.print(f"incident {bundle.incident_ref}: stage {bundle.stage} rendered "
               f"({len(bundle.message_ids)} messages, bundle {bundle.bundle_hash[:12]})")
     if not bundle.approved:
         out.print(f"awaiting approval: crisiscomms approve {bundle.incident_ref} "
-                  f"--stage {bundle.stage} --by NAME")
+                  f"--stage {bundle.stage}")
         return
     if publish:
         result = common.run_or_exit(lambda: common.publish(bundle.incident_ref, bundle.stage))
@@ -67,20 +76,24 @@ def trigger_cmd(
 def approve_cmd(
     incident: Annotated[str, typer.Argument(help="Incident reference")],
     stage: Annotated[str, typer.Option(help="Stage id to approve")],
-    by: Annotated[str, typer.Option(help="Approver's name")],
+    by: Annotated[str | None, typer.Option(
+        help="The name shown beside the approval (display only: the approver is your OS "
+             "account or signing key)")] = None,
     publish: Annotated[bool, typer.Option(help="Publish at once after approval")] = True,
 ) -> None:
     """Approve the exact rendered bundle of a stage, then publish it."""
     from crisiscomms.incident.service import approve
 
     settings = common.load_settings()
+    me = common.identity(settings, by)
     engine = common.open_engine(settings)
     bundle = common.run_or_exit(lambda: approve(
-        engine, incident_ref=incident, stage=stage, approver=by,
-        playbooks_dir=settings.playbooks_dir))
+        engine, incident_ref=incident, stage=stage, approver=me,
+        playbooks_dir=settings.playbooks_dir, settings=settings))
     if bundle.approval is None:
-        out.print(f"first approval of {incident} · {stage} recorded by {by}; the playbook needs "
-                  f"a second person: crisiscomms approve {incident} --stage {stage} --by NAME")
+        out.print(f"first approval of {incident} · {stage} recorded by {me}; the playbook "
+                  "needs a second person (another identity): crisiscomms approve "
+                  f"{incident} --stage {stage}", highlight=False, markup=False)
         return
     out.print(f"approved {incident} · {stage} by {bundle.approval.approver} "
               f"(bundle {bundle.bundle_hash[:12]})")

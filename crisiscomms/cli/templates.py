@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from crisiscomms.cli import common
 from crisiscomms.cli.common import app, err, out, templates_app
@@ -15,48 +14,134 @@ from crisiscomms.cli.common import app, err, out, templates_app
 
 @templates_app.command("status")
 def templates_status() -> None:
-    """Show every template and whether it is approved, edited since approval, or unapproved."""
-    from crisiscomms.render.approvals import ApprovalLock
+    """Show every template: final, provisional, edited since approval, unapproved, or invalid
+    (a lock entry that does not verify), and which still need final sign-off for production.
+    Exit 1 when a lock entry does not verify."""
+    from rich.markup import escape
 
-    lock = ApprovalLock(common.load_settings().templates_dir)
-    table = Table("template", "state", "approved by", "at")
+    from crisiscomms.render.approvals import ApprovalLock, two_person_rule
+
+    settings = common.load_settings()
+    lock = common.run_or_exit(lambda: ApprovalLock(settings.templates_dir))
+    rule = two_person_rule(settings.playbooks_dir)
+    counts: dict[str, int] = {}
+    pending: list[str] = []
+    out.print(f"{'state':<12} {'production':<10} template  (approved by)", highlight=False)
     for name in lock.template_names():
         st = lock.status(name)
-        table.add_row(name, st.state, st.approval.approved_by if st.approval else "",
-                      st.approval.approved_at if st.approval else "")
-    out.print(table)
+        counts[st.label] = counts.get(st.label, 0) + 1
+        why = lock.sign_off(name, two_person=rule(name))
+        if why is not None:
+            pending.append(name)
+        production = "ok" if why is None else (
+            "sign-off" if st.state == "approved" else "refused")
+        who = f"  ({st.approval.who()}, {st.approval.approved_at})" if st.approval else ""
+        out.print(f"{st.label:<12} {production:<10} {name}{who}", highlight=False,
+                  soft_wrap=True, markup=False)
+    out.print(", ".join(f"{counts.get(label, 0)} {label}" for label in
+                        ("final", "provisional", "edited", "unapproved", "invalid")),
+              highlight=False)
+    if pending:
+        out.print(f"{len(pending)} template(s) still need final sign-off before production "
+                  "(drills may use provisional ones): crisiscomms templates approve --final "
+                  "TEMPLATE...", highlight=False, soft_wrap=True)
+    for name in lock.template_names():
+        if name in lock.invalid:
+            err.print(f"[red]error:[/] {escape(lock.invalid[name])}", highlight=False,
+                      soft_wrap=True)
+    if any(name in lock.invalid for name in lock.template_names()):
+        raise typer.Exit(1)
 
 
 @templates_app.command("approve")
 def templates_approve(
     names: Annotated[list[str] | None, typer.Argument(help="Templates (default: all)")] = None,
-    by: Annotated[str, typer.Option(help="Approver's name")] = "",
+    by: Annotated[str | None, typer.Option(
+        help="The name shown beside the approval (display only: the approver is whoever holds "
+             "the signing key)")] = None,
+    final: Annotated[bool, typer.Option(
+        "--final", help="A final approval, good for production (default: provisional, good "
+                        "for drills only)")] = False,
 ) -> None:
-    """Approve the current content of templates (records hash, approver and time)."""
+    """Approve the current content of templates: hash, your identity, kind and time, signed
+    with your key (crisiscomms keys init)."""
+    from crisiscomms.identity.keys import ApprovalKind, signing_key
     from crisiscomms.render.approvals import ApprovalLock, two_person_rule
 
     settings = common.load_settings()
-    lock = ApprovalLock(settings.templates_dir)
+    lock = common.run_or_exit(lambda: ApprovalLock(settings.templates_dir))
+    common.run_or_exit(lambda: lock.known(names or ()))
+    key, listed = common.run_or_exit(lambda: signing_key(settings, lock.registry))
     rule = two_person_rule(settings.playbooks_dir)
+    kind: ApprovalKind = "final" if final else "provisional"
     changed = common.run_or_exit(
-        lambda: lock.approve(names or lock.template_names(), by, two_person=rule))
-    out.print(f"approved {len(changed)} template(s) by {by}" if changed
-              else "nothing to approve: every template already approved as it is")
+        lambda: lock.approve(names or lock.template_names(), key, display_name=by, kind=kind,
+                             two_person=rule))
+    shown = f"{by or listed.display_name} [{key.identity_id}]"
+    out.print(f"approved {len(changed)} template(s), {kind}, by {shown}" if changed
+              else f"nothing to approve: every template already approved ({kind} or better) "
+                   "as it is", highlight=False, markup=False)
     for name in changed:
-        out.print(f"  {name}")
+        out.print(f"  {name}", highlight=False)
 
 
 @templates_app.command("propose")
 def templates_propose(
     names: Annotated[list[str], typer.Argument(help="Templates you wrote or changed")],
-    by: Annotated[str, typer.Option(help="Author's name")],
+    by: Annotated[str | None, typer.Option(
+        help="The name shown as author (display only: the author is whoever holds the "
+             "signing key)")] = None,
 ) -> None:
-    """Record who wrote the current content (a two-person playbook refuses their approval)."""
+    """Sign as the author of the current content (a two-person playbook refuses the author's
+    own approval, whatever name either was typed under)."""
+    from crisiscomms.identity.keys import signing_key
     from crisiscomms.render.approvals import ApprovalLock
 
-    lock = ApprovalLock(common.load_settings().templates_dir)
-    for name in common.run_or_exit(lambda: lock.propose(names, by)):
-        out.print(f"proposed {name} by {by}")
+    settings = common.load_settings()
+    lock = common.run_or_exit(lambda: ApprovalLock(settings.templates_dir))
+    common.run_or_exit(lambda: lock.known(names))
+    key, listed = common.run_or_exit(lambda: signing_key(settings, lock.registry))
+    for name in common.run_or_exit(lambda: lock.propose(names, key, by)):
+        out.print(f"proposed {name} by {by or listed.display_name} [{key.identity_id}]",
+                  highlight=False, markup=False)
+
+
+@templates_app.command("migrate")
+def templates_migrate(
+    as_id: Annotated[str, typer.Option(
+        "--as", help="The id of the one-off key that signs the carried-over entries")]
+    = "legacy-approvals",
+    name: Annotated[str, typer.Option(
+        "--name", help="Its name in templates/_approvers/")]
+    = "Approvals from before signed approvals (provisional only)",
+) -> None:
+    """Carry a lock from before signed approvals over: every entry becomes a PROVISIONAL
+    approval (same hash, time and names shown) signed by a one-off key that may sign
+    provisional approvals only and is forgotten at once. Final sign-off is then given
+    template by template with: crisiscomms templates approve --final."""
+    from crisiscomms.core.errors import IdentityError
+    from crisiscomms.identity.keys import generate_key, new_entry
+    from crisiscomms.render.approvals import ApprovalLock
+
+    settings = common.load_settings()
+    lock = common.run_or_exit(lambda: ApprovalLock(settings.templates_dir))
+
+    def run() -> list[str]:
+        if not lock.legacy:
+            return lock.migrate(generate_key(as_id))  # refuses, saying why
+        key = generate_key(as_id)
+        if lock.registry.get(key.identity_id) is not None:
+            raise IdentityError(f"{key.identity_id} is already listed in "
+                                f"{lock.registry.folder}; name the one-off key with --as",
+                                field="id", values=(key.identity_id,))
+        lock.registry.register(new_entry(key, name, may_sign=("provisional",)))
+        return lock.migrate(key)
+
+    migrated = common.run_or_exit(run)
+    out.print(f"carried {len(migrated)} approval(s) over as provisional, signed by the one-off "
+              f"key {as_id} (listed in {lock.registry.folder.name}/, provisional only; its "
+              "private key was never written). Final sign-off: crisiscomms templates approve "
+              "--final", highlight=False, soft_wrap=True)
 
 
 @templates_app.command("diff")

@@ -140,3 +140,8 @@ class WorkspaceError(CrisisCommsError):
 
 class NotInWorkspaceError(WorkspaceError):
     """A command that needs a workspace ran outside any (and none was named)."""
+
+
+class IdentityError(CrisisCommsError):
+    """Who is acting cannot be established: a signing key is missing, unreadable, not listed
+    in the workspace or not allowed to sign what was asked."""

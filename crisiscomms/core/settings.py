@@ -10,6 +10,7 @@ workspace, Settings needs those paths absolute, else it refuses with how to make
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -66,6 +67,15 @@ class Settings(BaseSettings):
     """The organisation's name in messages and on the status page."""
     operator: str = "pr-lead"
     """Who is acting when no identity is given (audit)."""
+    mode: Literal["production", "drill"] = "production"
+    """What an incident triggered here is: ``production`` sends only messages whose templates
+    have a final approval and refuses the rest, naming them; ``drill`` (emulators, sandboxes,
+    rehearsals) also sends provisionally approved ones, and marks its incidents as drills.
+    ``crisiscomms drill`` and ``crisiscomms demo`` always run as drills."""
+    keys_dir: Path | None = None
+    """This user's private signing key for approvals (``crisiscomms keys init``); default
+    ``$XDG_CONFIG_HOME/crisiscomms/keys``, else ``~/.config/crisiscomms/keys``. Never inside
+    the workspace: a private key must not be committed."""
 
     sendgrid_api_key: SecretStr | None = None
     """SendGrid API key (unset: email is not configured and its deliveries fail visibly)."""
@@ -167,6 +177,16 @@ class Settings(BaseSettings):
     @property
     def resolved_status_page_dir(self) -> Path:
         return self.status_page_dir or self.data_dir / "status_page"
+
+    @property
+    def resolved_keys_dir(self) -> Path:
+        """Where this user's private signing key lives (``keys_dir``, else the user's own
+        configuration folder)."""
+        if self.keys_dir is not None:
+            return self.keys_dir.expanduser().absolute()
+        config = os.environ.get("XDG_CONFIG_HOME") or ""
+        base = Path(config) if Path(config).is_absolute() else Path.home() / ".config"
+        return base / "crisiscomms" / "keys"
 
 
 class _WorkspaceSource(PydanticBaseSettingsSource):

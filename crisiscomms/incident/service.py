@@ -3,12 +3,24 @@
 Everything that can be refused (unknown playbook, missing fact, undefined variable, over-limit
 text, unapproved template) is checked before the first database write, so bad input changes
 nothing.
+
+**Who.** Every act is by an :class:`~crisiscomms.identity.identities.Identity` the face
+authenticated (the CLI's OS account or signing key, the dashboard's signed-in user, an API
+key's owner); the audit trail's ``actor`` and an ``Approval``'s ``approver`` hold its id, the
+typed name is kept in the audit detail as ``display_name``. The two-person rule compares ids
+only.
+
+**Production and drills.** An incident is a drill when triggered with ``drill=True`` or in
+``Settings.mode == "drill"``; that is fixed when it is created. A production incident sends only
+messages whose templates have a final approval (:meth:`ApprovalLock.needs_sign_off`): ``trigger``
+refuses before anything is stored, and ``approve`` and ``plan_bundle`` check again, each naming
+every template that still needs sign-off. Drills may use provisional approvals.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +35,7 @@ from crisiscomms.core.errors import ApprovalError, FactsError, IncidentError, Lo
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import Channel, RenderedMessage
 from crisiscomms.delivery.ledger import PlanResult, plan_messages
+from crisiscomms.identity.identities import Identity
 from crisiscomms.identity.models import AuditEvent
 from crisiscomms.incident.facts import FactSheet, build_fact_sheet
 from crisiscomms.incident.models import (
@@ -63,10 +76,44 @@ class StageBundle:
 
 
 def audit(
-    session: Session, actor: str, action: str, incident_id: int | None, **detail: Any
+    session: Session, actor: Identity | str, action: str, incident_id: int | None, **detail: Any
 ) -> None:
+    """Append to the audit trail: ``actor`` is an identity (its id is recorded, its typed name
+    and how it was authenticated go in the detail) or the engine's own name for itself."""
+    if isinstance(actor, Identity):
+        detail = {**detail, "display_name": actor.display_name, "auth": actor.method}
+        actor = actor.id
     session.add(AuditEvent(actor=actor, action=action, incident_id=incident_id,
                            detail_json=json.dumps(detail, default=str, sort_keys=True)))
+
+
+def production_refusal(
+    lock: ApprovalLock, playbook: Playbook, incident_ref: str, stage: str,
+    template_hashes: Mapping[str, str], *, when: str,
+) -> ApprovalError | None:
+    """The refusal of a production send whose templates are not all final-approved (None: they
+    are): one problem per template, each naming it and why. ``template_hashes``: each template
+    and the content the messages were rendered from."""
+    pending = lock.needs_sign_off(template_hashes, playbook.approvals.required >= 2,
+                                  hashes=template_hashes)
+    if not pending:
+        return None
+    problems = [ApprovalError(f"template {name}: {why}", playbook=playbook.name, stage=stage,
+                              template=name, reason=why) for name, why in pending.items()]
+    reason = (f"{len(pending)} template(s) lack a final approval and production sends only "
+              f"final ones; {when}. Sign them off (crisiscomms templates approve --final "
+              "TEMPLATE...) or rehearse with crisiscomms drill: "
+              + "; ".join(f"{name}: {why}" for name, why in pending.items()))
+    return ApprovalError(f"incident {incident_ref}, stage {stage}: {reason}",
+                         playbook=playbook.name, stage=stage, values=tuple(pending),
+                         reason=reason, problems=problems)
+
+
+def _message_template_hashes(messages: Iterable[Message]) -> dict[str, str]:
+    hashes: dict[str, str] = {}
+    for message in messages:
+        hashes.update(json.loads(message.template_hashes_json or "{}"))
+    return hashes
 
 
 def get_incident(session: Session, ref: str) -> Incident:
@@ -137,10 +184,14 @@ def trigger(
     playbook_name: str,
     facts: Mapping[str, Any],
     stage: str | None = None,
-    actor: str,
+    actor: Identity,
     drill: bool = False,
 ) -> StageBundle:
-    """Build the fact sheet, render the stage, store the bundle; auto-approve ``auto_send``."""
+    """Build the fact sheet, render the stage, store the bundle; auto-approve ``auto_send``.
+
+    A new incident is a drill when ``drill`` or ``settings.mode == "drill"``; a production one
+    is refused, before anything is stored, when a template of the stage lacks a final
+    approval."""
     playbook = load_playbook(playbook_name, settings.playbooks_dir)
     playbook.check_channels(channels)
     ref = facts.get("incident_ref")
@@ -163,14 +214,22 @@ def trigger(
             raise FactsError(
                 f"playbook {playbook.name}, stage {stage_obj.id}: {'; '.join(map(str, problems))}",
                 playbook=playbook.name, stage=stage_obj.id, problems=problems)
-        renderer = StageRenderer(
-            settings.templates_dir, channels, approvals=ApprovalLock(settings.templates_dir)
-        )
+        lock = ApprovalLock(settings.templates_dir)
+        renderer = StageRenderer(settings.templates_dir, channels, approvals=lock)
         rendered = renderer.render_stage(playbook, stage_obj, sheet)  # raises before any write
+        is_drill = incident.drill if incident is not None else (
+            drill or settings.mode == "drill")
+        if not is_drill:
+            refusal = production_refusal(
+                lock, playbook, sheet.incident_ref, stage_obj.id,
+                {n: h for _, hashes in rendered for n, h in hashes.items()},
+                when="nothing was stored or sent")
+            if refusal is not None:
+                raise refusal
 
         if incident is None:
             incident = Incident(ref=sheet.incident_ref, playbook=playbook.name, title=sheet.title,
-                                severity=sheet.severity, drill=drill)
+                                severity=sheet.severity, drill=is_drill)
             session.add(incident)
             session.flush()
             audit(session, actor, "incident.created", incident.id, playbook=playbook.name)
@@ -197,7 +256,8 @@ def trigger(
 
 
 def _store_facts(
-    session: Session, incident_id: int, sheet: FactSheet, base: FactSheetVersion | None, actor: str
+    session: Session, incident_id: int, sheet: FactSheet, base: FactSheetVersion | None,
+    actor: Identity,
 ) -> FactSheetVersion:
     digest = sheet.content_hash()
     if base is not None and base.facts_hash == digest:
@@ -207,7 +267,7 @@ def _store_facts(
         version=(base.version + 1) if base else 1,
         facts_json=sheet.model_dump_json(),
         facts_hash=digest,
-        created_by=actor,
+        created_by=actor.id,
     )
     session.add(version)
     session.flush()
@@ -264,10 +324,14 @@ def _find_approval(
 
 def _add_approval(
     session: Session, incident_id: int, stage: str, facts_version: int, digest: str, *,
-    approver: str, kind: str,
+    approver: Identity | str, kind: str, first: str | None = None,
 ) -> Approval:
+    """An ``Approval`` row: ``approver`` is the identity's id (``first + second`` under the
+    two-person rule), or the engine's own name for an ``auto_send`` policy."""
+    who = approver.id if isinstance(approver, Identity) else approver
     approval = Approval(incident_id=incident_id, stage=stage, facts_version=facts_version,
-                        bundle_hash=digest, approver=approver, kind=kind)
+                        bundle_hash=digest, approver=f"{first} + {who}" if first else who,
+                        kind=kind)
     session.add(approval)
     session.flush()
     audit(session, approver, "bundle.approved", incident_id, stage=stage,
@@ -305,23 +369,39 @@ def load_bundle(session: Session, incident: Incident, stage: str) -> StageBundle
                        _find_approval(session, incident.id, stage, version, digest))
 
 
-def approve(engine: Engine, *, incident_ref: str, stage: str, approver: str,
-            kind: str = "human", playbooks_dir: Path | None = None) -> StageBundle:
-    """Approve the exact rendered bundle of a stage (idempotent).
+def approve(engine: Engine, *, incident_ref: str, stage: str, approver: Identity,
+            kind: str = "human", playbooks_dir: Path | None = None,
+            settings: Settings | None = None) -> StageBundle:
+    """Approve the exact rendered bundle of a stage (idempotent) as ``approver``, an identity
+    the face authenticated (its id is recorded and compared; its typed name only shown).
 
-    Under a playbook's two-person rule (``approvals: {required: 2}``) the person who triggered
-    the bundle cannot approve it, the first approver is recorded as ``first_of_two`` (the
-    bundle stays unapproved) and a different second person completes the approval, which
-    names both."""
-    if not approver.strip():
-        raise ApprovalError("an approval needs the approver's name", stage=stage,
-                            field="approver")
+    A production incident's bundle is refused while a template it came from lacks a final
+    approval. Under a playbook's two-person rule (``approvals: {required: 2}``) the identity
+    that triggered the bundle cannot approve it, the first approver is recorded as
+    ``first_of_two`` (the bundle stays unapproved) and a different second identity completes
+    the approval, which names both."""
+    if not isinstance(approver, Identity):
+        raise ApprovalError("an approval needs an authenticated identity, not a typed name",
+                            stage=stage, field="approver")
     with session_scope(engine) as session:
         incident = get_incident(session, incident_ref)
         bundle = load_bundle(session, incident, stage)
         if bundle.approval is not None:
             return bundle
-        playbook = load_playbook(incident.playbook, playbooks_dir or Settings().playbooks_dir)
+        if settings is None and (playbooks_dir is None or not incident.drill):
+            settings = Settings()
+        if playbooks_dir is None:
+            assert settings is not None
+            playbooks_dir = settings.playbooks_dir
+        playbook = load_playbook(incident.playbook, playbooks_dir)
+        if not incident.drill:
+            assert incident.id is not None and settings is not None
+            refusal = production_refusal(
+                ApprovalLock(settings.templates_dir), playbook, incident.ref, stage,
+                _message_template_hashes(stage_messages(session, incident.id, stage)),
+                when="nothing was approved or sent")
+            if refusal is not None:
+                raise refusal
         if playbook.approvals.required >= 2:
             return _approve_two_person(session, bundle, approver, kind)
         approval = _add_approval(session, bundle.incident_id, stage, bundle.facts_version,
@@ -329,15 +409,16 @@ def approve(engine: Engine, *, incident_ref: str, stage: str, approver: str,
         return replace(bundle, approval=approval)
 
 
-def _approve_two_person(session: Session, bundle: StageBundle, approver: str,
+def _approve_two_person(session: Session, bundle: StageBundle, approver: Identity,
                         kind: str) -> StageBundle:
     author = _bundle_author(session, bundle)
     where = f"incident {bundle.incident_ref}, stage {bundle.stage}"
     at: Location = {"playbook": bundle.playbook, "stage": bundle.stage, "field": "approver"}
-    if author is not None and author.strip().casefold() == approver.strip().casefold():
-        reason = (f"{approver} triggered this bundle and cannot approve it; the playbook "
-                  "needs two other people")
-        raise ApprovalError(f"{where}: {reason}", **at, reason=reason)
+    if author is not None and approver.same_as(author):
+        reason = (f"identity {approver.id} (here as {approver.display_name!r}) triggered this "
+                  "bundle and cannot approve it; the playbook needs two other people, and "
+                  "names are only for display")
+        raise ApprovalError(f"{where}: {reason}", **at, values=(approver.id,), reason=reason)
     first = session.exec(select(Approval).where(
         Approval.incident_id == bundle.incident_id, Approval.stage == bundle.stage,
         Approval.facts_version == bundle.facts_version, Approval.bundle_hash == bundle.bundle_hash,
@@ -346,17 +427,21 @@ def _approve_two_person(session: Session, bundle: StageBundle, approver: str,
         _add_approval(session, bundle.incident_id, bundle.stage, bundle.facts_version,
                       bundle.bundle_hash, approver=approver, kind=FIRST_OF_TWO)
         return bundle
-    if first.approver.strip().casefold() == approver.strip().casefold():
-        reason = f"{approver} approved already; the playbook needs a second person"
-        raise ApprovalError(f"{where}: {reason}", **at, reason=reason)
+    if approver.same_as(first.approver):
+        reason = (f"identity {approver.id} (here as {approver.display_name!r}) approved "
+                  "already; the playbook needs a second person, and names are only for "
+                  "display")
+        raise ApprovalError(f"{where}: {reason}", **at, values=(approver.id,), reason=reason)
     approval = _add_approval(session, bundle.incident_id, bundle.stage, bundle.facts_version,
-                             bundle.bundle_hash, approver=f"{first.approver} + {approver}",
-                             kind="two_person" if kind == "human" else kind)
+                             bundle.bundle_hash, approver=approver,
+                             kind="two_person" if kind == "human" else kind,
+                             first=first.approver)
     return replace(bundle, approval=approval)
 
 
 def _bundle_author(session: Session, bundle: StageBundle) -> str | None:
-    """Who triggered this exact bundle (the audit trail's ``stage.triggered``)."""
+    """The identity id that triggered this exact bundle (the audit trail's
+    ``stage.triggered``)."""
     rows = session.exec(select(AuditEvent).where(
         AuditEvent.incident_id == bundle.incident_id, AuditEvent.action == "stage.triggered"
     ).order_by(col(AuditEvent.id).desc())).all()
@@ -399,13 +484,21 @@ def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[
     if not bundle.approved:
         raise ApprovalError(
             f"incident {bundle.incident_ref}, stage {bundle.stage} awaits approval: "
-            f"crisiscomms approve {bundle.incident_ref} --stage {bundle.stage} --by NAME",
+            f"crisiscomms approve {bundle.incident_ref} --stage {bundle.stage}",
             playbook=bundle.playbook, stage=bundle.stage)
     playbook = load_playbook(bundle.playbook, settings.playbooks_dir)
     with session_scope(engine) as session:
         messages = list(
             session.exec(select(Message).where(col(Message.id).in_(bundle.message_ids)))
         )
+        incident = session.get(Incident, bundle.incident_id)
+        if incident is not None and not incident.drill:
+            refusal = production_refusal(
+                ApprovalLock(settings.templates_dir), playbook, bundle.incident_ref,
+                bundle.stage, _message_template_hashes(messages),
+                when="nothing was planned or sent")
+            if refusal is not None:
+                raise refusal
         facts = facts_of(session.exec(select(FactSheetVersion).where(
             FactSheetVersion.incident_id == bundle.incident_id,
             FactSheetVersion.version == bundle.facts_version)).one())

@@ -31,12 +31,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from crisiscomms.core.errors import CrisisCommsError, FactsError, PlaybookError
+from crisiscomms.core.errors import ApprovalError, CrisisCommsError, FactsError, PlaybookError
 from crisiscomms.delivery.contract import Channel
 from crisiscomms.incident.facts import FactSheet, build_fact_sheet
 from crisiscomms.playbook.loader import Playbook, available_playbooks, load_playbook
 from crisiscomms.playbook.notices import fact_problems
-from crisiscomms.render.approvals import ApprovalLock
+from crisiscomms.render.approvals import ApprovalLock, TemplateStatus
 from crisiscomms.render.environment import (
     StageRenderer,
     part_problems,
@@ -242,6 +242,16 @@ def _where(name: str) -> dict[str, str | None]:
             "field": m["part"] if m else None}
 
 
+def _approval_text(name: str, status: TemplateStatus, *, loaded_by: str | None = None) -> str:
+    """What is wrong with a template's approval, and what to do about it."""
+    if status.state == "invalid":
+        return (f"{status.reason}; review it (crisiscomms templates diff {name}) and approve it "
+                "again, or restore the lock from version control")
+    what = f"template {name}" + (f" (loaded by {loaded_by})" if loaded_by else "")
+    return (f"{what} is {status.state}; review it (crisiscomms templates diff {name}) and "
+            "approve it")
+
+
 def _approval_problems(playbook: Playbook, lock: ApprovalLock) -> list[Problem]:
     problems = []
     for name in lock.template_names():
@@ -249,10 +259,8 @@ def _approval_problems(playbook: Playbook, lock: ApprovalLock) -> list[Problem]:
             continue
         status = lock.status(name)
         if status.state != "approved":
-            problems.append(Problem(
-                playbook.name, f"template {name} is {status.state}; review it "
-                f"(crisiscomms templates diff {name}) and approve it", template=name,
-                **_where(name)))
+            problems.append(Problem(playbook.name, _approval_text(name, status), template=name,
+                                    **_where(name)))
     return problems
 
 
@@ -307,11 +315,10 @@ def _loaded_problems(playbook: Playbook, templates_dir: Path,
             text = (f"template {name} (loaded by {by}) cannot be approved: only .j2 files "
                     "outside hidden folders are templates; rename it")
         else:
-            state = lock.status(name).state
-            if state == "approved":
+            status = lock.status(name)
+            if status.state == "approved":
                 continue
-            text = (f"template {name} (loaded by {by}) is {state}; review it (crisiscomms "
-                    f"templates diff {name}) and approve it")
+            text = _approval_text(name, status, loaded_by=by)
         places = [_where(user) for user in users]
         agreed: dict[str, str | None] = {}
         for key in ("message", "channel", "locale", "field"):
@@ -362,7 +369,10 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
     if problems:  # the stages' channels decide which templates belong: nothing more to check
         return problems
     problems = _structure(playbook, templates_dir, channels)
-    lock = ApprovalLock(templates_dir)
+    try:
+        lock = ApprovalLock(templates_dir)
+    except ApprovalError as exc:  # the lock file itself cannot be read
+        return [*problems, Problem(playbook.name, str(exc), field="approvals.lock")]
     problems += _approval_problems(playbook, lock)
     problems += _loaded_problems(playbook, templates_dir, lock)
     if problems:  # rendering a playbook with missing files only repeats the same problems

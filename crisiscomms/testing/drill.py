@@ -30,6 +30,7 @@ from crisiscomms.core.errors import FactsError
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.ledger import channel_counts
 from crisiscomms.delivery.models import Delivery
+from crisiscomms.identity.identities import system_identity
 from crisiscomms.incident.models import Message
 from crisiscomms.incident.service import approve, trigger
 from crisiscomms.playbook.loader import load_playbook
@@ -39,8 +40,9 @@ from crisiscomms.testing.emulators import EmulatorPair, start_emulators
 PublishFn = Callable[[str, str], Mapping[str, Any]]
 DRILL_PRESS = 5
 """Journalists on the drill press list (for playbooks with a press release)."""
-DRILL_APPROVERS = ("drill-approver-1", "drill-approver-2")
-"""Two people, neither the trigger's ``drill`` actor, for two-person playbooks."""
+DRILL_APPROVERS = (system_identity("drill-approver-1"), system_identity("drill-approver-2"))
+"""Two synthetic people, neither the trigger's ``drill`` identity, for two-person playbooks."""
+DRILL_ACTOR = system_identity("drill")
 
 
 @contextmanager
@@ -84,9 +86,11 @@ def workspace_environment(
 ) -> dict[str, str]:
     """The ``CRISISCOMMS_*`` environment of a run wired to the emulators: its data
     folder, its database (default: SQLite under the data folder), the playbooks and templates
-    (default: the workspace's own), and both providers' URLs and credentials (drills, demos,
-    tests and benches)."""
+    (default: the workspace's own), both providers' URLs and credentials, and drill mode
+    (provisional approvals may be used: nothing reaches a person) (drills, demos, tests and
+    benches)."""
     env = {
+        "CRISISCOMMS_MODE": "drill",
         "CRISISCOMMS_DATA_DIR": str(data_dir),
         **emulator_environment(pair, sendgrid_key, x_token),
     }
@@ -152,14 +156,14 @@ def run_drill(
             incident_id = None
             for stage in playbook.stages:
                 bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name=playbook.name,
-                                 facts=facts, stage=stage.id, actor="drill", drill=True)
+                                 facts=facts, stage=stage.id, actor=DRILL_ACTOR, drill=True)
                 incident_id = bundle.incident_id
                 for approver in DRILL_APPROVERS[:playbook.approvals.required]:
                     if bundle.approved:
                         break
                     bundle = approve(engine, incident_ref=bundle.incident_ref, stage=stage.id,
                                      approver=approver, kind="drill",
-                                     playbooks_dir=settings.playbooks_dir)
+                                     playbooks_dir=settings.playbooks_dir, settings=settings)
                 result = publish(bundle.incident_ref, stage.id)
                 stages.append({"stage": stage.id, "auto_send": stage.auto_send,
                                "channels": result.get("channels", {}),

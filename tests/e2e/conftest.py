@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.sender import PublishReport
+from crisiscomms.identity.identities import system_identity
 from crisiscomms.testing.pgcluster import free_port
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -93,7 +94,7 @@ def publish_outage_acknowledgement(
         ensure_drill_audience(session, recipients)
     facts = {**load_playbook("outage", settings.playbooks_dir).drill_facts, "incident_ref": ref}
     bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage", facts=facts,
-                     actor="e2e")
+                     actor=system_identity("e2e"))
     plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
     with session_scope(engine) as session:
         ids = [i for group in pending_ids(session, bundle.message_ids).values() for i in group]

@@ -27,6 +27,7 @@ LANGUAGES = len(yaml.safe_load((PROJECT_ROOT / "playbooks" / "outage.yaml").read
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CRISISCOMMS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("CRISISCOMMS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CRISISCOMMS_MODE", raising=False)
     return tmp_path
 
 
@@ -60,7 +61,23 @@ def test_trigger_refuses_missing_fact_and_writes_nothing(cli_env: Path) -> None:
     assert "DRILL-OUTAGE-001" not in listing.output
 
 
-def test_trigger_unapproved_stage_waits_for_approval(cli_env: Path) -> None:
+def test_production_trigger_refuses_provisional_templates_and_sends_nothing(
+        cli_env: Path) -> None:
+    """The example workspace's approvals are provisional (an engineering review): production,
+    the default, refuses the auto-sent acknowledgement too, naming every template."""
+    path = facts_file(cli_env)
+    result = runner.invoke(app, ["trigger", "outage", "--facts", str(path)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "production sends only final ones" in text and "nothing was stored or sent" in text
+    assert "outage/acknowledge/email.subject.en.j2: only provisionally approved" in text
+    assert "outage/acknowledge/x.text.ja.j2: only provisionally approved" in text
+    assert "DRILL-OUTAGE-001" not in runner.invoke(app, ["incidents"]).output
+
+
+def test_trigger_unapproved_stage_waits_for_approval(cli_env: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRISISCOMMS_MODE", "drill")  # the example's approvals are provisional
     path = facts_file(cli_env)
     first = runner.invoke(app, ["trigger", "outage", "--facts", str(path), "--no-publish"])
     assert first.exit_code == 0, first.output
@@ -73,6 +90,8 @@ def test_trigger_unapproved_stage_waits_for_approval(cli_env: Path) -> None:
 
 @pytest.mark.usefixtures("prefect_server")
 def test_drill_prints_one_json_object(cli_env: Path) -> None:
+    """A drill runs in drill mode, so the example workspace's provisional approvals (refused
+    in production) may be used."""
     out = cli_env / "out"
     result = runner.invoke(app, ["drill", "outage", "--recipients", "25", "--json",
                                  "--out", str(out)])

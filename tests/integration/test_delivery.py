@@ -18,6 +18,7 @@ from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.ledger import channel_counts, claim, pending_ids
 from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.delivery.sender import _outbound
+from crisiscomms.identity.identities import system_identity
 from crisiscomms.incident.service import plan_bundle, trigger
 from crisiscomms.incident.views import delivery_failures, retry_failed
 from crisiscomms.playbook.loader import load_playbook
@@ -45,7 +46,7 @@ def languages(settings: Settings) -> int:
 def acknowledge(settings: Settings, engine: Engine, ref: str = "INC-SCALE-1") -> int:
     facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
     bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                     facts={**facts, "incident_ref": ref}, actor="test")
+                     facts={**facts, "incident_ref": ref}, actor=system_identity("test"))
     return bundle.incident_id
 
 

@@ -25,6 +25,7 @@ import pytest
 from repo_paths import PROJECT_ROOT
 from sqlmodel import col, select
 
+from crisiscomms.identity.identities import system_identity
 from crisiscomms.testing.drill import workspace_environment
 from crisiscomms.testing.emulators import EmulatorPair
 from crisiscomms.testing.pgcluster import free_port
@@ -176,7 +177,7 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
             ensure_drill_audience(session, RECIPIENTS)
         facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
         bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                         facts=facts, actor="test")
+                         facts=facts, actor=system_identity("test"))
         assert bundle.approved  # the acknowledgement is auto_send
 
         def workers_online() -> bool:

@@ -16,6 +16,7 @@ from crisiscomms.core.errors import ApprovalError, FactsError, LimitError, Rende
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.ledger import channel_counts
 from crisiscomms.delivery.models import Delivery
+from crisiscomms.identity.identities import Identity, system_identity
 from crisiscomms.incident.models import Incident
 from crisiscomms.incident.service import approve, trigger
 from crisiscomms.playbook.loader import load_playbook
@@ -51,7 +52,7 @@ def test_acknowledgement_goes_out_on_every_channel(
 ) -> None:
     settings, engine = workspace
     bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                     facts=drill_facts(settings), actor="test")
+                     facts=drill_facts(settings), actor=system_identity("test"))
     assert bundle.approved and bundle.approval is not None
     assert bundle.approval.kind == "auto_send"
     result = run(bundle.incident_ref, "acknowledge")
@@ -81,7 +82,7 @@ def test_triggering_the_same_update_twice_sends_nothing_twice(
     settings, engine = workspace
     for _ in range(2):
         bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                         facts=drill_facts(settings), actor="test")
+                         facts=drill_facts(settings), actor=system_identity("test"))
         run(bundle.incident_ref, "acknowledge")
     assert emulators.sendgrid.stats()["recipients"] == 1000
     assert emulators.sendgrid.stats()["duplicates"] == 0
@@ -97,15 +98,17 @@ def test_update_waits_for_approval_then_threads_on_x(
     settings, engine = workspace
     facts = drill_facts(settings)
     ack = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage", facts=facts,
-                  actor="test")
+                  actor=system_identity("test"))
     run(ack.incident_ref, "acknowledge")
     update = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                     facts={"incident_ref": ack.incident_ref}, stage="update", actor="test")
+                     facts={"incident_ref": ack.incident_ref}, stage="update",
+                     actor=system_identity("test"))
     assert not update.approved
     with pytest.raises(ApprovalError, match="awaits approval"):
         run(ack.incident_ref, "update")
     assert emulators.sendgrid.stats()["recipients"] == 1000
-    approve(engine, incident_ref=ack.incident_ref, stage="update", approver="pr-lead")
+    approve(engine, incident_ref=ack.incident_ref, stage="update",
+            approver=Identity("pr-lead", "PR lead", "key"), settings=settings)
     result = run(ack.incident_ref, "update")
     assert result["errors"] == []
     assert emulators.sendgrid.stats()["recipients"] == 2000
@@ -128,7 +131,7 @@ def test_a_dead_channel_does_not_stop_the_others(
     monkeypatch.setenv("CRISISCOMMS_X_BASE_URL", dead)
     settings, engine = workspace
     bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                     facts=drill_facts(settings), actor="test")
+                     facts=drill_facts(settings), actor=system_identity("test"))
     result = run(bundle.incident_ref, "acknowledge")
     with Session(engine) as s:
         counts = channel_counts(s, bundle.incident_id)
@@ -159,7 +162,7 @@ def test_bad_facts_are_refused_and_change_nothing(
         error, match = FactsError, "next_update_at"
     with pytest.raises(error, match=match):
         trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage", facts=data,
-                actor="test")
+                actor=system_identity("test"))
     with Session(engine) as s:
         assert s.exec(select(Incident)).all() == []
     assert emulators.sendgrid.stats()["accepted_messages"] == 0
@@ -176,14 +179,17 @@ def test_template_problems_are_refused(
     local = settings.model_copy(update={"templates_dir": templates})
     with pytest.raises(ApprovalError, match=r"email\.text\.en\.j2 was edited after approval"):
         trigger(engine, local, CHANNEL_CLASSES, playbook_name="outage",
-                facts=drill_facts(settings), actor="test")
+                facts=drill_facts(settings), actor=system_identity("test"))
     x_tpl = templates / "outage" / "acknowledge" / "x.text.en.j2"
     x_tpl.write_text("{{ facts.no_such_fact }}")
+    from approvers import make_key
+
     from crisiscomms.render.approvals import ApprovalLock
 
-    ApprovalLock(templates).approve(ApprovalLock(templates).template_names(), "tester")
+    ApprovalLock(templates).approve(ApprovalLock(templates).template_names(),
+                                    make_key(tmp_path, templates, "tester"))
     with pytest.raises(RenderError, match="undefined"):
         trigger(engine, local, CHANNEL_CLASSES, playbook_name="outage",
-                facts=drill_facts(settings), actor="test")
+                facts=drill_facts(settings), actor=system_identity("test"))
     with Session(engine) as s:
         assert s.exec(select(Incident)).all() == []

@@ -24,6 +24,7 @@ from crisiscomms.audience.models import Recipient
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import CUSTOMER_LIST
 from crisiscomms.delivery.ledger import stream_audience
+from crisiscomms.identity.identities import Identity, system_identity
 from crisiscomms.statuspage import model
 from crisiscomms.statuspage.page import StatusPage
 from crisiscomms.testing.drill import workspace_environment
@@ -222,7 +223,7 @@ def test_subscribers_of_the_affected_component_get_each_update_once_until_they_u
     facts = {**yaml.safe_load((PROJECT_ROOT / "playbooks/outage.yaml").read_text())[
         "drill_facts"], "incident_ref": "SUB-1", "components": ["API"]}
     first = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage", facts=facts,
-                    actor="test")
+                    actor=system_identity("test"))
     assert first.approved  # the acknowledgement is auto_send
     result = publish("SUB-1", first.stage)
     assert not result.get("errors"), result
@@ -240,9 +241,10 @@ def test_subscribers_of_the_affected_component_get_each_update_once_until_they_u
     assert clicked.status_code == 200
     emus.reset()
     update = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                     facts={"incident_ref": "SUB-1"}, stage="update", actor="test")
-    approve(engine, incident_ref=update.incident_ref, stage="update", approver="Dana (PR lead)",
-            playbooks_dir=settings.playbooks_dir)
+                     facts={"incident_ref": "SUB-1"}, stage="update", actor=system_identity("test"))
+    approve(engine, incident_ref=update.incident_ref, stage="update",
+            approver=Identity("dana", "Dana (PR lead)", "key"),
+            playbooks_dir=settings.playbooks_dir, settings=settings)
     result = publish("SUB-1", "update")
     assert not result.get("errors"), result
     assert sorted(m["to"] for m in emus.sendgrid.received()) == sorted(

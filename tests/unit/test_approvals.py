@@ -8,20 +8,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from approvers import approve_all, make_key
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-from crisiscomms.core.errors import ApprovalError
+from crisiscomms.core.errors import ApprovalError, IdentityError
+from crisiscomms.identity.identities import Identity
+from crisiscomms.identity.keys import SigningKey, create_signing_key
 from crisiscomms.render.approvals import ApprovalLock, bundle_hash
 
 
 @pytest.fixture
 def tdir(tmp_path: Path) -> Path:
-    (tmp_path / "pb" / "s").mkdir(parents=True)
-    (tmp_path / "pb" / "s" / "x.text.en.j2").write_text("Hello {{ facts.title }}")
-    (tmp_path / "pb" / "s" / "email.subject.en.j2").write_text("Subject")
-    return tmp_path
+    root = tmp_path / "templates"
+    (root / "pb" / "s").mkdir(parents=True)
+    (root / "pb" / "s" / "x.text.en.j2").write_text("Hello {{ facts.title }}")
+    (root / "pb" / "s" / "email.subject.en.j2").write_text("Subject")
+    return root
+
+
+def key(tdir: Path, who: str, name: str | None = None, **kw: Any) -> SigningKey:
+    """``who``'s real key, in a folder of its own beside the templates, listed in them."""
+    return make_key(tdir.parent, tdir, who, name, **kw)
 
 
 def test_unapproved_then_approved_then_edited(tdir: Path) -> None:
@@ -30,11 +39,12 @@ def test_unapproved_then_approved_then_edited(tdir: Path) -> None:
     assert lock.status(name).state == "unapproved"
     with pytest.raises(ApprovalError, match="not approved"):
         lock.check(name, (tdir / name).read_text())
-    assert lock.approve([name], "alice") == [name]
+    assert lock.approve([name], key(tdir, "alice")) == [name]
     reloaded = ApprovalLock(tdir)
     status = reloaded.status(name)
-    assert status.state == "approved"
+    assert status.state == "approved" and status.kind == "provisional"
     assert status.approval is not None and status.approval.approved_by == "alice"
+    assert status.approval.approver == "alice"
     reloaded.check(name, (tdir / name).read_text())
     (tdir / name).write_text("Hello {{ facts.title }}!")
     assert ApprovalLock(tdir).status(name).state == "edited"
@@ -44,23 +54,32 @@ def test_unapproved_then_approved_then_edited(tdir: Path) -> None:
 
 def test_lock_file_is_stable_json(tdir: Path) -> None:
     lock = ApprovalLock(tdir)
-    lock.approve(lock.template_names(), "bob")
+    lock.approve(lock.template_names(), key(tdir, "bob"), display_name="Bob")
     data = json.loads((tdir / "approvals.lock").read_text())
+    assert data["format"] == 2
     assert sorted(data["templates"]) == ["pb/s/email.subject.en.j2", "pb/s/x.text.en.j2"]
     entry = data["templates"]["pb/s/x.text.en.j2"]
-    assert set(entry) == {"sha256", "approved_by", "approved_at"}
-    assert lock.approve(lock.template_names(), "carol") == []  # unchanged: no new approval
+    assert set(entry) == {"sha256", "approved_by", "approved_at", "approver", "kind",
+                          "signature"}
+    assert (entry["approved_by"], entry["approver"], entry["kind"]) == ("Bob", "bob",
+                                                                        "provisional")
+    # unchanged content: no new approval, by anyone, of the same or a lesser kind
+    assert lock.approve(lock.template_names(), key(tdir, "carol")) == []
+    # a final approval of the same content replaces the provisional one
+    assert lock.approve(lock.template_names(), key(tdir, "carol"), kind="final") == \
+        lock.template_names()
+    assert ApprovalLock(tdir).status(TEMPLATE).kind == "final"
 
 
-@pytest.mark.parametrize(
-    ("names", "approver", "match"),
-    [(["pb/s/x.text.en.j2"], " ", "approver"), (["pb/s/nope.j2"], "alice", "no template")],
-)
-def test_bad_approvals_change_nothing(tdir: Path, names: list[str], approver: str,
-                                      match: str) -> None:
+def test_bad_approvals_change_nothing(tdir: Path, tmp_path: Path) -> None:
     lock = ApprovalLock(tdir)
-    with pytest.raises(ApprovalError, match=match):
-        lock.approve(names, approver)
+    with pytest.raises(ApprovalError, match="no template"):
+        lock.approve(["pb/s/nope.j2"], key(tdir, "alice"))
+    unlisted = create_signing_key(tmp_path / "stray", "mallory")  # never listed here
+    with pytest.raises(IdentityError, match="not listed"):
+        lock.approve([TEMPLATE], unlisted)
+    with pytest.raises(IdentityError, match="may not sign final"):
+        lock.approve([TEMPLATE], key(tdir, "eve", may_sign=["provisional"]), kind="final")
     assert not (tdir / "approvals.lock").exists()
 
 
@@ -69,12 +88,19 @@ def test_bundle_hash_is_order_independent() -> None:
     assert bundle_hash(["a", "b"]) != bundle_hash(["a", "c"])
 
 
-def test_shipped_templates_are_all_approved() -> None:
+def test_shipped_templates_are_all_approved_provisionally_by_the_example_key() -> None:
+    """The example workspace was reviewed by engineering, not signed off by a PR lead: every
+    entry is provisional, signed by the one-off example key, which may sign nothing else."""
     from repo_paths import PROJECT_ROOT
 
     lock = ApprovalLock(PROJECT_ROOT / "templates")
-    states = {n: lock.status(n).state for n in lock.template_names()}
-    assert states and all(s == "approved" for s in states.values()), states
+    states = {n: lock.status(n) for n in lock.template_names()}
+    assert states and all(s.state == "approved" for s in states.values()), states
+    assert {s.kind for s in states.values()} == {"provisional"}
+    assert {s.approval.approver for s in states.values() if s.approval} == {"example-workspace"}
+    listed = lock.registry.get("example-workspace")
+    assert listed is not None and listed.may_sign == {"provisional"}
+    assert not lock.invalid
 
 
 # -- two-person rule, diff since approval, the send re-checks what it sends (issue 4) ---------
@@ -86,44 +112,60 @@ TEMPLATE = "pb/s/x.text.en.j2"
 def test_two_person_rule_author_cannot_approve_own_change(tdir: Path) -> None:
     lock = ApprovalLock(tdir)
     strict = lambda name: True  # noqa: E731
-    assert lock.propose([TEMPLATE], "alice") == [TEMPLATE]
-    with pytest.raises(ApprovalError, match=r"(?i)alice\s+wrote this change and cannot approve it"):
-        lock.approve([TEMPLATE], "Alice ", two_person=strict)  # case and spaces do not help
+    alice, bob = key(tdir, "alice"), key(tdir, "bob")
+    assert lock.propose([TEMPLATE], alice, "Alice") == [TEMPLATE]
+    for typed in ("Alice ", "Bob", "someone else entirely"):  # names do not help
+        with pytest.raises(ApprovalError, match=r"identity alice proposed this change"):
+            lock.approve([TEMPLATE], alice, display_name=typed, two_person=strict)
     assert ApprovalLock(tdir).status(TEMPLATE).state == "unapproved"  # nothing changed
-    assert lock.approve([TEMPLATE], "bob", two_person=strict) == [TEMPLATE]
+    assert lock.approve([TEMPLATE], bob, display_name="Alice",
+                        two_person=strict) == [TEMPLATE]
     entry = ApprovalLock(tdir).status(TEMPLATE).approval
-    assert entry is not None and (entry.approved_by, entry.author) == ("bob", "alice")
+    assert entry is not None
+    assert (entry.approver, entry.author_id, entry.approved_by) == ("bob", "alice", "Alice")
     # the next change by bob needs someone else
     (tdir / TEMPLATE).write_text("Hello again {{ facts.title }}")
     lock = ApprovalLock(tdir)
-    lock.propose([TEMPLATE], "bob")
-    with pytest.raises(ApprovalError, match="bob wrote this change"):
-        lock.approve([TEMPLATE], "bob", two_person=strict)
-    assert lock.approve([TEMPLATE], "alice", two_person=strict) == [TEMPLATE]
+    lock.propose([TEMPLATE], bob)
+    with pytest.raises(ApprovalError, match="identity bob proposed this change"):
+        lock.approve([TEMPLATE], bob, two_person=strict)
+    assert lock.approve([TEMPLATE], alice, two_person=strict, kind="final") == [TEMPLATE]
+    assert ApprovalLock(tdir).sign_off(TEMPLATE, two_person=True) is None
 
 
 def test_two_person_rule_refuses_when_the_author_is_unknown(tdir: Path) -> None:
-    # tmp_path is no git checkout and nobody proposed the change: no author is known
-    with pytest.raises(ApprovalError, match=r"author is unknown.*templates propose --by AUTHOR"):
-        ApprovalLock(tdir).approve([TEMPLATE], "bob", two_person=lambda name: True)
+    # nobody signed a proposal of this content: no author is known (a git author is typed)
+    with pytest.raises(ApprovalError, match=r"author is unknown.*templates propose"):
+        ApprovalLock(tdir).approve([TEMPLATE], key(tdir, "bob"), two_person=lambda name: True)
     # a playbook without the rule needs one person only
-    assert ApprovalLock(tdir).approve([TEMPLATE], "bob") == [TEMPLATE]
+    assert ApprovalLock(tdir).approve([TEMPLATE], key(tdir, "bob")) == [TEMPLATE]
 
 
 def test_a_proposal_of_older_content_names_no_author(tdir: Path) -> None:
     lock = ApprovalLock(tdir)
-    lock.propose([TEMPLATE], "alice")
+    lock.propose([TEMPLATE], key(tdir, "alice"))
+    assert ApprovalLock(tdir).author(TEMPLATE) == "alice"
     (tdir / TEMPLATE).write_text("Changed after the proposal {{ facts.title }}")
     assert ApprovalLock(tdir).author(TEMPLATE) is None  # alice did not write this content
 
 
+def test_a_hand_edited_proposal_names_no_author(tdir: Path) -> None:
+    ApprovalLock(tdir).propose([TEMPLATE], key(tdir, "alice"))
+    key(tdir, "mallory")
+    path = tdir / "approvals.lock"
+    data = json.loads(path.read_text())
+    data["proposals"][TEMPLATE]["author_id"] = "alice-not"  # claims someone else wrote it
+    path.write_text(json.dumps(data))
+    assert ApprovalLock(tdir).author(TEMPLATE) is None
+
+
 def test_templates_diff_shows_what_changed_since_approval(tdir: Path) -> None:
     lock = ApprovalLock(tdir)
-    lock.approve(lock.template_names(), "Dana (PR lead)")
+    lock.approve(lock.template_names(), key(tdir, "dana", "Dana (PR lead)"))
     assert lock.diff(TEMPLATE) == ""
     (tdir / TEMPLATE).write_text("Hello {{ facts.title }}, we are on it")
     diff = ApprovalLock(tdir).diff(TEMPLATE)
-    assert f"--- {TEMPLATE} (approved by Dana (PR lead) at " in diff
+    assert f"--- {TEMPLATE} (approved by Dana (PR lead) [dana] at " in diff
     assert f"+++ {TEMPLATE} (now)" in diff
     assert "-Hello {{ facts.title }}" in diff and "+Hello {{ facts.title }}, we are on it" in diff
 
@@ -137,7 +179,7 @@ def test_templates_diff_shows_what_changed_since_approval(tdir: Path) -> None:
     assert "email.subject.en.j2" not in result.stdout  # unchanged templates stay quiet
     status = runner.invoke(app, ["templates", "status"], env=env)
     assert "edited" in status.stdout
-    ApprovalLock(tdir).approve([TEMPLATE], "Dana (PR lead)")
+    ApprovalLock(tdir).approve([TEMPLATE], key(tdir, "dana"))
     result = runner.invoke(app, ["templates", "diff", TEMPLATE], env=env)
     assert result.exit_code == 0 and "no changes since approval" in result.stdout
 
@@ -153,7 +195,8 @@ def test_diff_of_a_never_approved_template_shows_all_of_it(tdir: Path) -> None:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """The lint fixture's small recall playbook (status page, X, email in en and es) with its
-    templates approved, under the two-person rule."""
+    templates approved for production (proposed by one identity, signed off final by
+    another), under the two-person rule."""
     import shutil
 
     root = tmp_path / "project"
@@ -161,8 +204,7 @@ def project(tmp_path: Path) -> Path:
     path = root / "playbooks" / "mini_recall.yaml"
     path.write_text(path.read_text(encoding="utf-8") + "approvals: {required: 2}\n",
                     encoding="utf-8")
-    lock = ApprovalLock(root / "templates")
-    lock.approve(lock.template_names(), "Dana (PR lead)")
+    approve_all(root / "templates", tmp_path)
     return root
 
 
@@ -194,6 +236,11 @@ def world(project: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
         pair.stop()
 
 
+def who(name: str) -> Identity:
+    """An identity as a face hands it to the service (the CLI's tests authenticate it)."""
+    return Identity(name.lower(), name.capitalize(), "key")
+
+
 def _trigger(world: dict[str, Any], actor: str = "alice") -> Any:
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.incident.service import trigger
@@ -201,14 +248,15 @@ def _trigger(world: dict[str, Any], actor: str = "alice") -> Any:
 
     pb = load_playbook("mini_recall", world["settings"].playbooks_dir)
     return trigger(world["engine"], world["settings"], CHANNEL_CLASSES,
-                   playbook_name="mini_recall", facts=dict(pb.drill_facts), actor=actor)
+                   playbook_name="mini_recall", facts=dict(pb.drill_facts), actor=who(actor))
 
 
 def _approve(world: dict[str, Any], ref: str, who: str) -> Any:
     from crisiscomms.incident.service import approve
 
-    return approve(world["engine"], incident_ref=ref, stage="announce", approver=who,
-                   playbooks_dir=world["settings"].playbooks_dir)
+    return approve(world["engine"], incident_ref=ref, stage="announce",
+                   approver=Identity(who, f"{who} (typed)", "key"),
+                   playbooks_dir=world["settings"].playbooks_dir, settings=world["settings"])
 
 
 def _plan_and_publish(world: dict[str, Any], bundle: Any) -> Any:
@@ -230,11 +278,11 @@ def _plan_and_publish(world: dict[str, Any], bundle: Any) -> Any:
 def test_bundle_two_person_rule(world: dict[str, Any]) -> None:
     bundle = _trigger(world, actor="alice")
     assert not bundle.approved
-    with pytest.raises(ApprovalError, match="alice triggered this bundle and cannot approve it"):
+    with pytest.raises(ApprovalError, match=r"identity alice .* triggered this bundle"):
         _approve(world, bundle.incident_ref, "alice")
     first = _approve(world, bundle.incident_ref, "bob")
     assert not first.approved  # one of two
-    with pytest.raises(ApprovalError, match="bob approved already"):
+    with pytest.raises(ApprovalError, match=r"identity bob .* approved already"):
         _approve(world, bundle.incident_ref, "bob")
     second = _approve(world, bundle.incident_ref, "carol")
     assert second.approved and second.approval.approver == "bob + carol"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from approvers import approve_all
 from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
@@ -123,13 +124,14 @@ def test_facts_validation_names_each_field() -> None:
 
 def test_trigger_refuses_facts_naming_playbook_stage_locale_and_field(
         engine: Engine, settings: Settings) -> None:
+    from crisiscomms.identity.identities import system_identity
     from crisiscomms.incident.service import trigger
 
     pb = load_playbook("product_recall", settings.playbooks_dir)
     facts = {**pb.drill_facts, "title": "An important notice"}  # no "Recall" in English
     with pytest.raises(FactsError) as caught:
         trigger(engine, settings, CHANNEL_CLASSES, playbook_name="product_recall", facts=facts,
-                actor="test")
+                actor=system_identity("test"))
     exc = caught.value
     assert str(exc).startswith(f"playbook product_recall, stage {pb.stages[0].id}: ")
     assert (exc.playbook, exc.stage) == ("product_recall", pb.stages[0].id)
@@ -205,8 +207,7 @@ def test_a_message_lacking_canonical_facts_names_each_fact(project: Path) -> Non
 
 
 def test_an_unapproved_template_names_the_template_where_it_is_used(project: Path) -> None:
-    lock = ApprovalLock(project / "templates")
-    lock.approve(lock.template_names(), "Dana (PR lead)")
+    approve_all(project / "templates", project.parent)
     rewrite(template(project, "email.text.en.j2"), "Hi ", "Hello ")
     name = "mini_recall/announce/email.text.en.j2"
     with pytest.raises(ApprovalError, match="was edited after approval") as caught:
@@ -245,10 +246,9 @@ def test_lint_names_the_fields_of_a_broken_playbook(project: Path) -> None:
 
 
 def test_lint_json_gives_each_problem_its_fields(project: Path) -> None:
-    lock = ApprovalLock(project / "templates")
     rewrite(template(project, "status_page.text.es.j2"), "{{ facts.incident_ref }}",
             "{{ facts.recall.recall_number }}")
-    lock.approve(lock.template_names(), "Dana (PR lead)")
+    approve_all(project / "templates", project.parent)
     result = CliRunner().invoke(app, ["lint", "--json", str(project)])
     assert result.exit_code == 1
     report = json.loads(result.stdout)

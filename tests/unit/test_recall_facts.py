@@ -136,13 +136,14 @@ def test_an_untranslated_recall_text_is_refused_per_locale() -> None:
 
 def test_trigger_refuses_a_recall_missing_a_field_and_stores_nothing(
         engine: Engine, settings: Settings) -> None:
+    from crisiscomms.identity.identities import system_identity
     from crisiscomms.incident.service import trigger
 
     facts = drill()
     del facts["recall"]["toll_free_phone"]
     with pytest.raises(FactsError, match=r"recall\.toll_free_phone: Field required"):
         trigger(engine, settings, CHANNEL_CLASSES, playbook_name="product_recall", facts=facts,
-                actor="test")
+                actor=system_identity("test"))
     with Session(engine) as session:
         assert session.exec(select(Incident)).first() is None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from approvers import make_key
 
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.errors import ApprovalError, LimitError, RenderError
@@ -122,11 +123,12 @@ def test_cjk_counts_double(tdir: Path) -> None:
         render(tdir, facts(title="障" * 141))
 
 
-def test_unapproved_and_edited_templates_are_refused(tdir: Path) -> None:
+def test_unapproved_and_edited_templates_are_refused(
+        tdir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     with pytest.raises(ApprovalError, match="not approved"):
         render(tdir, facts(), approvals=True)
     lock = ApprovalLock(tdir)
-    lock.approve(lock.template_names(), "alice")
+    lock.approve(lock.template_names(), make_key(tmp_path_factory.mktemp("home"), tdir, "alice"))
     render(tdir, facts(), approvals=True)
     write(tdir, {"pb/s/email.text.en.j2": "Hi {{ recipient.first_name }}! {{ facts.title }}"})
     with pytest.raises(ApprovalError, match=r"email\.text\.en\.j2 was edited after approval"):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import pytest
+from approvers import approve_all
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -302,15 +303,14 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> Planned:
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.core.settings import Settings
+    from crisiscomms.identity.identities import Identity
     from crisiscomms.incident.service import approve, plan_bundle, trigger
     from crisiscomms.playbook.loader import load_playbook
-    from crisiscomms.render.approvals import ApprovalLock
     from crisiscomms.testing.audiences import drill_recipients
 
     root = tmp_path_factory.mktemp("send-loop")
     shutil.copytree(FIXTURE, root / "project")
-    lock = ApprovalLock(root / "project" / "templates")
-    lock.approve(lock.template_names(), "Dana (PR lead)")
+    approve_all(root / "project" / "templates", root)
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=root / "data", database_url=f"sqlite:///{root / 'planned.db'}",
@@ -322,9 +322,10 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> Planned:
         insert_recipients(session, drill_recipients(6, locales=("en", "es")))
     facts = dict(load_playbook("mini_recall", settings.playbooks_dir).drill_facts)
     bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="mini_recall",
-                     facts=facts, actor="alice")
+                     facts=facts, actor=Identity("alice", "Alice", "key"))
     bundle = approve(engine, incident_ref=bundle.incident_ref, stage="announce",
-                     approver="bob", playbooks_dir=settings.playbooks_dir)
+                     approver=Identity("bob", "Bob", "key"),
+                     playbooks_dir=settings.playbooks_dir, settings=settings)
     plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
     engine.dispose()
     return Planned(root / "planned.db", settings.playbooks_dir, bundle.incident_id)

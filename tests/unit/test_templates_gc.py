@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from approvers import make_key
 from typer.testing import CliRunner
 
 from crisiscomms.core.errors import ApprovalError
@@ -17,11 +18,13 @@ FIRST, SECOND, THIRD = "Hello {{ facts.title }}", "Hello {{ facts.title }}!", "H
 
 @pytest.fixture
 def tdir(tmp_path: Path) -> Path:
-    (tmp_path / "pb" / "s").mkdir(parents=True)
-    (tmp_path / TEMPLATE).write_text(FIRST)
-    (tmp_path / "pb" / "s" / "email.subject.en.j2").write_text("Subject")
-    ApprovalLock(tmp_path).approve(ApprovalLock(tmp_path).template_names(), "alice")
-    return tmp_path
+    root = tmp_path / "templates"
+    (root / "pb" / "s").mkdir(parents=True)
+    (root / TEMPLATE).write_text(FIRST)
+    (root / "pb" / "s" / "email.subject.en.j2").write_text("Subject")
+    ApprovalLock(root).approve(ApprovalLock(root).template_names(),
+                               make_key(tmp_path, root, "alice"))
+    return root
 
 
 def copy(tdir: Path, text: str) -> Path:
@@ -30,7 +33,7 @@ def copy(tdir: Path, text: str) -> Path:
 
 def reapprove(tdir: Path, text: str, by: str = "bob") -> None:
     (tdir / TEMPLATE).write_text(text)
-    ApprovalLock(tdir).approve([TEMPLATE], by)
+    ApprovalLock(tdir).approve([TEMPLATE], make_key(tdir.parent, tdir, by))
 
 
 def test_removes_only_the_copies_the_lock_no_longer_refers_to(tdir: Path) -> None:
@@ -67,7 +70,7 @@ def test_a_stale_lock_object_never_removes_a_copy_the_lock_file_now_refers_to(
 
 def test_a_proposal_counts_as_a_reference(tdir: Path) -> None:
     (tdir / TEMPLATE).write_text(SECOND)
-    ApprovalLock(tdir).propose([TEMPLATE], "carol")
+    ApprovalLock(tdir).propose([TEMPLATE], make_key(tdir.parent, tdir, "carol"))
     copy(tdir, SECOND).write_text(SECOND)  # e.g. kept by hand for review
     assert ApprovalLock(tdir).collect_garbage().copies == ()
     assert copy(tdir, SECOND).is_file()

@@ -145,7 +145,8 @@ def test_new_copies_the_example_with_its_approvals(made: Path) -> None:
     lock = ApprovalLock(made / "templates")
     names = lock.template_names()
     assert names == ApprovalLock(example / "templates").template_names()
-    assert {lock.status(n).state for n in names} == {"approved"}
+    assert {lock.status(n).label for n in names} == {"provisional"}  # drills only, at first
+    assert (made / "templates" / "_approvers" / "example-workspace.toml").is_file()
     assert (made / "templates" / "approvals.lock").read_bytes() == (
         example / "templates" / "approvals.lock").read_bytes()
     approved = {p.name for p in (example / "templates" / ".approved").iterdir()}
