@@ -32,6 +32,7 @@ def settings(tmp_path: Path) -> Settings:
         database_url=f"sqlite:///{tmp_path / 'test.db'}",
         playbooks_dir=PLAYBOOKS,
         templates_dir=TEMPLATES,
+        mode="drill",  # the example workspace's approvals are provisional: good for rehearsals
     )
 
 

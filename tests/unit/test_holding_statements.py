@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from crisiscomms.core.settings import Settings
+from crisiscomms.identity.identities import Identity
 from crisiscomms.incident.service import StageBundle
 from crisiscomms.incident.views import holding_statements, relative_time
 
@@ -29,6 +30,10 @@ def support() -> str:
     return SupportDeskChannel.name
 
 
+PR_LEAD = Identity("pr-lead", "PR lead", "key")
+DANA = Identity("dana", "Dana (PR lead)", "key")
+
+
 def _facts(settings: Settings, **over: Any) -> dict[str, Any]:
     from crisiscomms.playbook.loader import load_playbook
 
@@ -42,7 +47,7 @@ def _trigger(engine: Engine, settings: Settings, stage: str, **facts: Any) -> St
     from crisiscomms.incident.service import trigger
 
     return trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                   facts=_facts(settings, **facts), stage=stage, actor="pr-lead")
+                   facts=_facts(settings, **facts), stage=stage, actor=PR_LEAD)
 
 
 def _plan_and_publish(engine: Engine, settings: Settings, bundle: StageBundle) -> None:
@@ -105,7 +110,7 @@ def test_an_unapproved_or_unpublished_update_never_shows(engine: Engine,
     # approved, not published: still the acknowledgement
     from crisiscomms.incident.service import approve
 
-    update = approve(engine, incident_ref=REF, stage="update", approver="dana",
+    update = approve(engine, incident_ref=REF, stage="update", approver=DANA,
                      playbooks_dir=settings.playbooks_dir)
     assert update.approved
     assert holding_statements(engine, ack.incident_id, support())["en"].stage == "acknowledge"

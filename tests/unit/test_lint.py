@@ -179,7 +179,8 @@ def with_partial(construct: str, root: Path, *, approve: bool = True) -> tuple[P
     (project / "templates" / name).parent.mkdir(parents=True, exist_ok=True)
     (project / "templates" / name).write_text(text, encoding="utf-8")
     lock = ApprovalLock(project / "templates")
-    lock.approve([n for n in lock.template_names() if approve or n != name], "Dana (PR lead)")
+    approve_all(project / "templates", root,
+                          names=[n for n in lock.template_names() if approve or n != name])
     return project, name
 
 
@@ -218,8 +219,8 @@ def test_lint_names_a_partial_loaded_by_a_name_known_only_at_render(tmp_path: Pa
     top.write_text(top.read_text(encoding="utf-8").replace(
         '"partials/footer.j2"', '"partials/" ~ locale ~ ".j2"'), encoding="utf-8")
     (project / "templates" / "partials" / "en.j2").write_text("UNAPPROVED", encoding="utf-8")
-    ApprovalLock(project / "templates").approve(
-        ["mini_recall/announce/status_page.text.en.j2"], "Dana (PR lead)")
+    approve_all(project / "templates", tmp_path,
+                          names=["mini_recall/announce/status_page.text.en.j2"])
     problems = problems_of(project)
     assert problems and {p.template for p in problems} == {"partials/en.j2"}
     assert {(p.message, p.channel, p.locale) for p in problems} == {
@@ -232,8 +233,8 @@ def test_lint_passes_a_shared_partial_used_by_two_locales_naming_neither_alone(
     es = project / "templates/mini_recall/announce/status_page.text.es.j2"
     es.write_text(es.read_text(encoding="utf-8").strip() + ' {% include "partials/footer.j2" %}',
                   encoding="utf-8")
-    ApprovalLock(project / "templates").approve([es.relative_to(project / "templates")
-                                                 .as_posix()], "Dana (PR lead)")
+    approve_all(project / "templates", tmp_path,
+                          names=[es.relative_to(project / "templates").as_posix()])
     assert problems_of(project) == []
     (project / "templates" / name).write_text("UNAPPROVED", encoding="utf-8")
     (problem,) = problems_of(project)

@@ -12,6 +12,7 @@ import os
 import threading
 from pathlib import Path
 
+import approvers
 import pytest
 from jinja2 import TemplateNotFound
 
@@ -65,9 +66,13 @@ def write(root: Path, files: dict[str, str]) -> None:
         path.write_text(text, encoding="utf-8")
 
 
+def home(root: Path) -> Path:
+    """Where the test's approvers keep their private keys (outside the templates folder)."""
+    return root.parent / f"{root.name}-home"
+
+
 def approve_all(root: Path) -> None:
-    lock = ApprovalLock(root)
-    lock.approve(lock.template_names(), "Dana (PR lead)")
+    approvers.approve_all(root, home(root))
 
 
 def render_x(root: Path, renderer: StageRenderer | None = None) -> tuple[str, dict[str, str]]:
@@ -117,7 +122,7 @@ def test_an_unapproved_new_partial_is_refused_naming_it(tmp_path: Path) -> None:
     approve_all(tmp_path)
     write(tmp_path, {"partials/new.j2": "UNAPPROVED {{ facts.status_page_url }}",
                      TOP: '{{ facts.title }}. {% include "partials/new.j2" %}'})
-    ApprovalLock(tmp_path).approve([TOP], "Dana (PR lead)")  # only the message template
+    approvers.approve_all(tmp_path, home(tmp_path), names=[TOP])  # only the message template
     exc = refusal(tmp_path)
     assert exc.template == "partials/new.j2" and "partials/new.j2 is not approved" in str(exc)
 

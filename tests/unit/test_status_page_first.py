@@ -21,6 +21,7 @@ from crisiscomms.delivery.first_lane import first_lane, hold_back, requeue_held_
 from crisiscomms.delivery.ledger import pending_by_channel
 from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.delivery.sender import publish_deliveries
+from crisiscomms.identity.identities import Identity
 from crisiscomms.incident.service import StageBundle, plan_bundle, trigger
 from crisiscomms.playbook.loader import load_playbook
 
@@ -43,7 +44,7 @@ def acknowledge(engine: Engine, settings: Settings) -> StageBundle:
         session.commit()
     facts = {**load_playbook("outage", settings.playbooks_dir).drill_facts, "incident_ref": REF}
     bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage", facts=facts,
-                     actor="test")
+                     actor=Identity("test", "Test", "key"))
     plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
     return bundle
 
