@@ -44,6 +44,10 @@ TRUE = frozenset({"1", "true", "yes", "y", "t"})
 FALSE = frozenset({"0", "false", "no", "n", "f", ""})
 _BUILTIN = ("email", "name", "locale", "time_zone", "plan", "consent")
 _LOOKUP_CHUNK = 500
+_MAX_LENGTH: dict[str, int] = {
+    name: m.max_length for name, f in Recipient.model_fields.items() for m in f.metadata
+    if isinstance(getattr(m, "max_length", None), int)}
+"""Each column's length in the table (a longer value would fail the insert on PostgreSQL)."""
 
 
 class RecipientImportError(CrisisCommsError):
@@ -94,11 +98,16 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 def _text(raw: dict[str, str], column: str) -> str | None:
     """A personal field (name, product, order reference...) as stored: one line of text under
     the text rule (:mod:`crisiscomms.core.text`: no control characters, line breaks or bidi
-    overrides; zero-width characters stripped); ValueError naming the column otherwise."""
+    overrides; zero-width characters stripped), within the column's length; ValueError naming
+    the column otherwise."""
     try:
-        return clean_text(raw.get(column, "").strip(" \t\r\n"), single_line=True).strip() or None
+        value = clean_text(raw.get(column, "").strip(" \t\r\n"), single_line=True).strip()
     except ValueError as exc:
         raise ValueError(f"{column}: {exc}") from None
+    limit = _MAX_LENGTH.get(column)
+    if limit is not None and len(value) > limit:
+        raise ValueError(f"{column}: longer than {limit} characters")
+    return value or None
 
 
 def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, object]:

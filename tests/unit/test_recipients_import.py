@@ -127,3 +127,14 @@ def test_cli_import_refuses_a_control_character_naming_line_and_column(
     assert "line 3: name: holds a control character U+001B (ESC)" in text
     assert "nothing imported" in text
     assert _emails(make_engine(f"sqlite:///{tmp_path / 'data' / 'crisiscomms.db'}")) == []
+
+
+def test_a_personal_field_longer_than_its_column_is_rejected(engine: Engine,
+                                                             tmp_path: Path) -> None:
+    """SQLite would store it; PostgreSQL would fail the whole insert half-way."""
+    path = tmp_path / "r.csv"
+    path.write_text(f"email,order_ref\nann@x.com,{'R' * 65}\nbob@x.com,{'R' * 64}\n",
+                    encoding="utf-8")
+    report = import_csv(engine, path)
+    assert report.rejected == [(2, "order_ref: longer than 64 characters")]
+    assert not report.written and _emails(engine) == []
