@@ -71,7 +71,7 @@ PAYLOAD = st.one_of(st.sampled_from(PAYLOADS), _TEXT)
 NOT_FREE_TEXT = {
     "incident_ref", "severity", "component_status", "time_zone", "started_at", "next_update_at",
     "resolved_at", "contact_url", "status_page_url", "product_type", "recall_class",
-    "photo_url", "website", "country_of_manufacture", "currency", "remedy",
+    "photo_url", "website", "country_of_manufacture", "currency", "recall.remedy",
     "media_contact_email", "occurred_from", "occurred_to", "discovered_at",
     "manufactured_from", "manufactured_to", "sold_from", "sold_to", "price_min", "price_max",
     "units_affected", "injuries_reported", "incidents_reported", "people_affected",
@@ -108,7 +108,8 @@ def free_text_paths(pb: Playbook) -> list[str]:
     for key, value in pb.drill_facts.items():
         if key in ("recall", "breach") and isinstance(value, Mapping):
             out += [f"{key}.{k}" for k, v in value.items()
-                    if k not in NOT_FREE_TEXT and isinstance(v, str | list)]
+                    if k not in NOT_FREE_TEXT and f"{key}.{k}" not in NOT_FREE_TEXT
+                    and isinstance(v, str | list)]
         elif key == "extra" and isinstance(value, Mapping):
             out += [f"extra.{k}" for k in value]
         elif key not in NOT_FREE_TEXT and key != "translations" and isinstance(value, str | list):
