@@ -116,6 +116,13 @@ def clean_text(value: str, *, single_line: bool = False) -> str:
     return _strip_joiners(value) if "\u200c" in value or "\u200d" in value else value
 
 
+def printable(value: str) -> str:
+    """``value`` with each character the rule refuses written as an escape (``\\x1b``,
+    ``\\u202e``): safe to print in an error message that names a key holding one."""
+    return _REFUSED.sub(lambda m: m.group().encode("unicode_escape",
+                                                   "backslashreplace").decode("ascii"), value)
+
+
 def scrub(value: str) -> str:
     """``value`` with every refused character removed and the rule applied (repairing text
     stored before the rule existed)."""

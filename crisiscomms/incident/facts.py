@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from crisiscomms.core.errors import FactsError
-from crisiscomms.core.text import check_url, clean_text, scrub
+from crisiscomms.core.text import check_url, clean_text, printable, scrub
 
 Severity = Literal["minor", "major", "critical"]
 ProductType = Literal["consumer_product", "food", "drug", "medical_device", "cosmetic"]
@@ -55,8 +55,8 @@ def clean_facts(data: Any, path: str = "") -> tuple[Any, list[FactsError]]:
         if isinstance(value, str):
             return text(value, where)
         if isinstance(value, dict):
-            return {(text(k, f"{where}.{k}".lstrip(".")) if isinstance(k, str) else k):
-                    walk(v, f"{where}.{k}".lstrip(".")) for k, v in value.items()}
+            return {(text(k, f"{where}.{printable(k)}".lstrip(".")) if isinstance(k, str) else k):
+                    walk(v, f"{where}.{printable(str(k))}".lstrip(".")) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return type(value)(walk(v, f"{where}.{i}".lstrip("."))
                                for i, v in enumerate(value))

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from crisiscomms.core.errors import CrisisCommsError
-from crisiscomms.core.text import scrub, text_problem
+from crisiscomms.core.text import printable, scrub, text_problem
 
 STATE_VERSION = 1
 
@@ -131,7 +131,7 @@ def _strings(value: Any, path: str) -> Iterable[tuple[str, str, Any, Any]]:
     """Every string of the state: (path, text, container, key), keys included (key None)."""
     if isinstance(value, dict):
         for key, item in list(value.items()):
-            where = f"{path}.{key}" if path else str(key)
+            where = f"{path}.{printable(str(key))}" if path else printable(str(key))
             if isinstance(key, str):
                 yield where, key, value, None
             if isinstance(item, str):

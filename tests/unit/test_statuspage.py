@@ -598,6 +598,7 @@ def test_a_legacy_state_says_how_to_repair_and_the_next_incident_publishes_after
     assert channel.state_path.read_text() == before  # the refused build wrote nothing
     with pytest.raises(StatusPageError, match="crisiscomms statuspage repair"):
         channel.page.rebuild()
+    assert "\x1b" not in reason and "\x07" not in reason  # named, never printed raw
     assert sorted(channel.page.repair()) == ["incidents.OLD-1.name",
                                              "incidents.OLD-1.updates.0.body"]
     repaired = channel.page.load()["incidents"]["OLD-1"]
@@ -626,3 +627,15 @@ def test_cli_repair_fixes_a_legacy_state_in_one_command(
     assert fixed.exit_code == 0, fixed.output
     assert "repaired: incidents.OLD-1.updates.0.body" in fixed.output
     assert runner.invoke(app, ["statuspage", "build"]).exit_code == 0
+
+
+def test_repair_renames_a_component_whose_name_holds_a_control_character(tmp_path: Path) -> None:
+    sp = page(tmp_path)
+    sp.change(lambda state: add(state, "a", "investigating", components=("API",)))
+    sp.state_path.write_text(sp.state_path.read_text().replace('"API"', '"API\\u001b[0m"'))
+    assert model.text_problems(sp.load())[0][0] == "components.API\\x1b[0m"
+    assert "components.API\\x1b[0m" in sp.repair()
+    state = sp.load()
+    assert list(state["components"]) == ["API[0m"]
+    assert state["incidents"]["INC-1"]["components"] == ["API[0m"]
+    assert sp.live_generation() == state["generation"]

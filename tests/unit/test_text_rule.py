@@ -248,3 +248,9 @@ def test_yaml_errors_say_where(tmp_path: Path) -> None:
     path = tmp_path / "facts.yml"
     path.write_text("title: a\nimpact: \"unclosed\n", encoding="utf-8")
     assert "at line 3, column 1" in str(refusal(lambda: load_facts_file(path)))
+
+
+def test_a_key_holding_a_control_character_is_named_escaped_never_printed_raw() -> None:
+    facts = {**drill_facts("outage"), "extra": {"\x1b[2Jprevention": "x"}}
+    error = refusal(lambda: build_fact_sheet(facts))
+    assert error.field == "extra.\\x1b[2Jprevention" and "\x1b" not in str(error)
