@@ -7,7 +7,10 @@ An address is checked with ``email-validator`` (syntax only, no DNS: an import m
 on the network), normalised and stored lower-cased, the whole address, as status page
 subscriptions store it (``Bob@X.com`` and ``bob@x.com`` are one recipient); a duplicate (in the
 file or already in the database, both compared lower-cased) is rejected with the line it
-repeats. Stored addresses are lower-case (the migration ``recipient emails lower-cased`` folded
+repeats. Every other text column (name, product, order reference...) is one line under the
+text rule of :mod:`crisiscomms.core.text`: a control character, a line break or a bidi override
+rejects the line naming the column; zero-width characters are stripped. Stored addresses are
+lower-case (the migration ``recipient emails lower-cased`` folded
 older ones), so the database check is an exact match on the unique index.
 Unsubscribed/suppressed recipients are imported with ``consent = false``: they are counted,
 and the planner never gives them to a provider.
@@ -35,11 +38,16 @@ from crisiscomms.audience.models import Recipient
 from crisiscomms.audience.recipients import insert_recipients
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.errors import CrisisCommsError
+from crisiscomms.core.text import clean_text
 
 TRUE = frozenset({"1", "true", "yes", "y", "t"})
 FALSE = frozenset({"0", "false", "no", "n", "f", ""})
 _BUILTIN = ("email", "name", "locale", "time_zone", "plan", "consent")
 _LOOKUP_CHUNK = 500
+_MAX_LENGTH: dict[str, int] = {
+    name: m.max_length for name, f in Recipient.model_fields.items() for m in f.metadata
+    if isinstance(getattr(m, "max_length", None), int)}
+"""Each column's length in the table (a longer value would fail the insert on PostgreSQL)."""
 
 
 class RecipientImportError(CrisisCommsError):
@@ -73,13 +81,33 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         raise RecipientImportError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
         reader = csv.DictReader(handle)
-        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-        if "email" not in fields:
-            raise RecipientImportError(f"{path}: the header row has no 'email' column",
-                                       field="email")
-        reader.fieldnames = fields
-        for row in reader:
-            yield reader.line_num, {k: (v or "") for k, v in row.items() if k is not None}
+        try:
+            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+            if "email" not in fields:
+                raise RecipientImportError(f"{path}: the header row has no 'email' column",
+                                           field="email")
+            reader.fieldnames = fields
+            for row in reader:
+                yield reader.line_num, {k: (v or "") for k, v in row.items() if k is not None}
+        except (UnicodeDecodeError, csv.Error) as exc:
+            what = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise RecipientImportError(f"{path}: {what} after line {reader.line_num}; "
+                                       "nothing imported") from None
+
+
+def _text(raw: dict[str, str], column: str) -> str | None:
+    """A personal field (name, product, order reference...) as stored: one line of text under
+    the text rule (:mod:`crisiscomms.core.text`: no control characters, line breaks or bidi
+    overrides; zero-width characters stripped), within the column's length; ValueError naming
+    the column otherwise."""
+    try:
+        value = clean_text(raw.get(column, "").strip(" \t\r\n"), single_line=True).strip()
+    except ValueError as exc:
+        raise ValueError(f"{column}: {exc}") from None
+    limit = _MAX_LENGTH.get(column)
+    if limit is not None and len(value) > limit:
+        raise ValueError(f"{column}: longer than {limit} characters")
+    return value or None
 
 
 def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, object]:
@@ -104,11 +132,11 @@ def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, o
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {zone!r}") from None
     values: dict[str, object] = {"email": email, "locale": locale, "time_zone": zone,
-                                 "consent": consent, "name": raw.get("name", "").strip() or None,
-                                 "plan": raw.get("plan", "").strip() or None}
+                                 "consent": consent, "name": _text(raw, "name"),
+                                 "plan": _text(raw, "plan")}
     for column in columns:
         if column not in _BUILTIN and raw.get(column, "").strip():
-            values[column] = raw[column].strip()
+            values[column] = _text(raw, column)
     if len(email) > 254 or len(str(values["name"] or "")) > 200:
         raise ValueError("email or name too long")
     return values

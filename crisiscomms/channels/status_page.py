@@ -7,13 +7,16 @@ the engine are down, and the whole site is regenerated on every update (see
 :mod:`crisiscomms.statuspage.publish` for the layout and the atomic switch of ``site``).
 
 Publishing an update: the update is checked against the incident lifecycle and added to the
-state, the state committed (its ``generation`` goes up by one), then the site is generated into
-a temporary directory and made live atomically. A refused transition (resolved → investigating
-without a reopen, an unknown status) is a *permanent* failure with the reason, and changes
-nothing. When generating or switching fails, the previous site stays live and the send answers
-*retryable*; the retry finds the update already in the state, sees the live site is older than
-the state, and publishes it then. A send is *sent* only once the live site shows the update.
-Serve ``output_dir/site``.
+state, the site is generated from it, the state committed (its ``generation`` goes up by one),
+then the site is made live atomically. A refused transition (resolved → investigating without a
+reopen, an unknown status) or text the page cannot show (a control character: see
+:func:`crisiscomms.statuspage.model.check_text`) is a *permanent* failure with the reason, and
+changes nothing. A state that cannot be built (one written before that check) is never
+committed over: the send answers *retryable* with the place and the repair
+(``crisiscomms statuspage repair``). When switching fails, the previous site stays live and
+the send answers *retryable*; the retry finds the update already in the state, sees the live
+site is older than the state, and publishes it then. A send is *sent* only once the live
+site shows the update. Serve ``output_dir/site``.
 
 Idempotent by key: an update whose batch key is already in the state is not added again.
 The incident's page is ``incidents/<id>.html`` where ``<id>`` is the last part of the facts'
@@ -55,7 +58,7 @@ from crisiscomms.playbook.loader import available_playbooks, load_playbook
 from crisiscomms.render.limits import limit_problems
 from crisiscomms.statuspage import model, publish
 from crisiscomms.statuspage.model import INCIDENT_STATUSES, LifecycleError, iso, short_id
-from crisiscomms.statuspage.page import StatusPage
+from crisiscomms.statuspage.page import StatusPage, StatusPageError
 from crisiscomms.statuspage.publish import Content
 
 __all__ = ["INCIDENT_STATUSES", "StatusPageChannel", "build_status_page", "iso", "short_id",
@@ -201,21 +204,24 @@ class StatusPageChannel(BaseChannel):
             with self._locked():
                 state = self.page.load()
                 known = state["keys"].get(batch.key)
+                files = None
                 if known is None:
                     try:
                         update_id = self._add_update(state, batch, text)
                     except LifecycleError as exc:
                         return DeliveryResult.permanent(
                             f"status page refused the update of {batch.facts.incident_ref}: {exc}")
-                    self.page.commit(state)
+                    files = self.page.commit(state)  # built first: never commits what can't show
                 else:
                     update_id = known["update_id"]
                 if self.live_generation() < state["generation"]:
-                    self.page.publish(state, self._site_files(state))
+                    self.page.publish(state, files or self._site_files(state))
         except OSError as exc:
             return DeliveryResult.retry(f"status page not published: {_describe(exc)}")
         except ValueError as exc:  # an unreadable state file
             return DeliveryResult.retry(f"status page state unreadable: {exc}")
+        except StatusPageError as exc:  # not built (the state is as it was); says how to repair
+            return DeliveryResult.retry(str(exc))
         return DeliveryResult.sent(update_id)
 
     def _add_update(self, state: dict[str, Any], batch: OutboundBatch, text: str) -> str:
@@ -244,8 +250,8 @@ class StatusPageChannel(BaseChannel):
             raise LifecycleError(str(exc)) from None
 
     def _site_files(self, state: dict[str, Any]) -> dict[str, Content]:
-        """Every file of the site, by relative path."""
-        return self.page.build(state)
+        """Every file of the site, by relative path (StatusPageError naming the cause)."""
+        return self.page.build_checked(state)
 
 
 def _describe(exc: OSError) -> str:

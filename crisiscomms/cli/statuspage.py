@@ -89,6 +89,17 @@ def statuspage_build() -> None:
     out.print(f"status page published: {build}")
 
 
+@statuspage_app.command("repair")
+def statuspage_repair() -> None:
+    """Remove from the status page's state the characters it cannot show (control
+    characters, bidi overrides: text stored before facts were checked for them), then publish."""
+    settings = common.load_settings()
+    repaired = common.run_or_exit(lambda: _status_page(settings).repair())
+    for path in repaired:
+        out.print(f"repaired: {path}", highlight=False)
+    out.print(f"status page published; {len(repaired)} text(s) repaired")
+
+
 @app.command()
 def subscriptions(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 8040,

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from crisiscomms.core.errors import FactsError
+from crisiscomms.core.text import check_url, clean_text, printable, scrub
 
 Severity = Literal["minor", "major", "critical"]
 ProductType = Literal["consumer_product", "food", "drug", "medical_device", "cosmetic"]
@@ -30,12 +31,60 @@ ComponentStatus = Literal[
 
 
 def _check_url(value: str | None) -> str | None:
-    if value is not None and not value.startswith(("https://", "http://")):
-        raise ValueError("must be an http(s) URL")
-    return value
+    return None if value is None else check_url(value)
 
 
-class RecallFacts(BaseModel):
+def clean_facts(data: Any, path: str = "") -> tuple[Any, list[FactsError]]:
+    """Raw facts with :func:`crisiscomms.core.text.clean_text` applied to every string in them
+    (dictionary keys too, at any depth: recall, breach, extra, translations, lists), and a
+    FactsError naming the fact path (``recall.hazard``, ``translations.es.impact``,
+    ``recall.colors.1``) for each refused one. A refused string is replaced by its scrubbed
+    form in the data returned, so the facts' other problems can be found in the same pass."""
+    problems: list[FactsError] = []
+
+    def text(value: str, where: str) -> str:
+        try:
+            return clean_text(value)
+        except ValueError as exc:
+            reason = str(exc)
+            problems.append(FactsError(f"{where or 'facts'}: {reason}", field=where or "facts",
+                                       reason=reason))
+            return scrub(value)
+
+    def walk(value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            return text(value, where)
+        if isinstance(value, dict):
+            return {(text(k, f"{where}.{printable(k)}".lstrip(".")) if isinstance(k, str) else k):
+                    walk(v, f"{where}.{printable(str(k))}".lstrip(".")) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(walk(v, f"{where}.{i}".lstrip("."))
+                               for i, v in enumerate(value))
+        return value
+
+    return walk(data, path), problems
+
+
+def _refused(problems: list[FactsError]) -> FactsError:
+    return FactsError(f"invalid facts: {'; '.join(map(str, problems))}", problems=problems)
+
+
+class _Facts(BaseModel):
+    """A model of facts: every string in it obeys the text rule (:mod:`crisiscomms.core.text`)
+    before any other check; a refused character raises FactsError naming the fact."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clean_text(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        cleaned, problems = clean_facts(data)
+        if problems:
+            raise _refused(problems)
+        return cleaned
+
+
+class RecallFacts(_Facts):
     """What a recall notice must carry (US CPSC 16 CFR 1115.27(n), FDA 21 CFR 7.49).
 
     Every field is required except those marked optional; ``recall_class`` is the FDA class
@@ -107,7 +156,7 @@ class RecallFacts(BaseModel):
         return self.product_type in ("food", "drug") and self.recall_class in ("I", "II")
 
 
-class BreachFacts(BaseModel):
+class BreachFacts(_Facts):
     """What a personal-data breach notice must say (GDPR art. 34(2) with art. 33(3)(b)-(d);
     US state notices): what happened and when, what information, what we do, what you can do,
     how to reach us (and the data protection officer)."""
@@ -147,7 +196,7 @@ LOCALIZABLE_FACTS = frozenset({
 (``translations``); names, numbers, codes, dates and URLs are the same everywhere."""
 
 
-class FactSheet(BaseModel):
+class FactSheet(_Facts):
     """What is true about the incident right now. Every field a template may use is declared."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
@@ -241,15 +290,19 @@ class FactSheet(BaseModel):
 
 
 def build_fact_sheet(data: dict[str, Any], *, base: FactSheet | None = None) -> FactSheet:
-    """Validate raw facts (merged over ``base`` for an update) into a FactSheet."""
+    """Validate raw facts (merged over ``base`` for an update) into a FactSheet.
+
+    FactsError gathers every problem, each naming its fact (``field``): the text rule's
+    refusals (:func:`clean_facts`) and the model's own checks, in one pass."""
     merged: dict[str, Any] = base.model_dump() if base is not None else {}
     merged.update({k: v for k, v in data.items() if v is not None})
+    cleaned, problems = clean_facts(merged)
     try:
-        return FactSheet.model_validate(merged)
+        sheet = FactSheet.model_validate(cleaned)
     except ValidationError as exc:
-        problems = []
         for err in exc.errors():
             path = ".".join(str(p) for p in err["loc"]) or "facts"
             problems.append(FactsError(f"{path}: {err['msg']}", field=path, reason=err["msg"]))
-        raise FactsError(f"invalid facts: {'; '.join(map(str, problems))}",
-                         problems=problems) from None
+    if problems:
+        raise _refused(problems) from None
+    return sheet

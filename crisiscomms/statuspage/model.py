@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from crisiscomms.core.errors import CrisisCommsError
+from crisiscomms.core.text import printable, scrub, text_problem
 
 STATE_VERSION = 1
 
@@ -113,6 +114,74 @@ def normalise(state: dict[str, Any]) -> dict[str, Any]:
     for component in state.setdefault("components", {}).values():
         component.setdefault("history", [])
     return state
+
+
+def check_text(**texts: str | Sequence[str] | None) -> None:
+    """ValueError naming the first text the page could not show (the text rule of
+    :mod:`crisiscomms.core.text`: its feeds are XML; no control character but newline and
+    tab, no bidi override, no lone surrogate); checked before a change touches the state."""
+    for name, value in texts.items():
+        for item in [value] if value is None or isinstance(value, str) else value:
+            problem = text_problem(item) if item is not None else None
+            if problem is not None:
+                raise ValueError(f"{name} {problem}")
+
+
+def _strings(value: Any, path: str) -> Iterable[tuple[str, str, Any, Any]]:
+    """Every string of the state: (path, text, container, key), keys included (key None)."""
+    if isinstance(value, dict):
+        for key, item in list(value.items()):
+            where = f"{path}.{printable(str(key))}" if path else printable(str(key))
+            if isinstance(key, str):
+                yield where, key, value, None
+            if isinstance(item, str):
+                yield where, item, value, key
+            else:
+                yield from _strings(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            where = f"{path}.{index}"
+            if isinstance(item, str):
+                yield where, item, value, index
+            else:
+                yield from _strings(item, where)
+
+
+def text_problems(state: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where the state holds text the page cannot show, and why: ``("incidents.A.name",
+    "holds a control character U+001B (ESC) at character 5; remove it ...")``. Only a state
+    written before the text rule existed has any."""
+    return [(path, problem) for path, text, _, _ in _strings(state, "")
+            if (problem := text_problem(text)) is not None]
+
+
+def repair_text(state: dict[str, Any]) -> list[str]:
+    """Remove what the page cannot show from every text of the state (in place); returns the
+    paths changed. A key holding such characters (a component name) is renamed everywhere
+    the same text appears."""
+    changed: list[str] = []
+    renamed: dict[str, str] = {}
+    for path, text, container, key in list(_strings(state, "")):
+        if text_problem(text) is None:
+            continue
+        fixed = scrub(text)
+        changed.append(path)
+        if key is None:
+            renamed[text] = fixed
+        else:
+            container[key] = fixed
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {renamed.get(k, k): rename(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        return renamed.get(value, value) if isinstance(value, str) else value
+
+    if renamed:
+        for key in list(state):
+            state[key] = rename(state[key])
+    return changed
 
 
 def slug_from_url(url: str | None) -> str | None:
@@ -244,6 +313,7 @@ def add_incident_update(
         )
     if not is_locale(locale):
         raise ValueError(f"locale {locale!r} is not a locale code")
+    check_text(name=name, body=body, components=components, stage=stage)
     stamp = iso(now)
     start = iso(started_at)
     resolved = iso(resolved_at) if resolved_at is not None else None
@@ -337,6 +407,7 @@ def schedule_maintenance(
         raise ValueError("a maintenance that has already ended cannot be announced")
     if not components:
         raise ValueError("name at least one component under maintenance")
+    check_text(name=name, body=body, components=components)
     maintenance_id = short_id("maintenance", name, iso(start), iso(end), *components)
     if maintenance_id in state["maintenances"]:
         return maintenance_id

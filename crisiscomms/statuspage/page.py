@@ -4,6 +4,12 @@ The state lives with the site (``state.json``), so publishing needs neither the 
 Prefect. Every change runs under the directory's lock: load, change (checked first, so a refused
 change writes nothing), build, commit the state (its ``generation`` goes up), switch; a failed
 switch puts the previous state back, so the state never gets ahead of the live site.
+
+The state never holds what the page cannot show: text is checked by the model before a change
+(:func:`crisiscomms.statuspage.model.check_text`) and a state is committed only once the site
+has been built from it. A state written before those checks, holding a control character,
+fails to build with an error naming where and how to repair it (:meth:`StatusPage.repair`,
+``crisiscomms statuspage repair``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ T = TypeVar("T")
 
 class StatusPageError(CrisisCommsError):
     """The status page could not be built or published; the previous site stays live."""
+
+
+REPAIR_HINT = ("run `crisiscomms statuspage repair` to remove such characters from the state, "
+               "then publish again")
 
 
 def _dumps(state: dict[str, Any]) -> str:
@@ -89,9 +99,18 @@ class StatusPage:
             raise ValueError(f"{self.state_path} is not a JSON object")
         return model.normalise(state)
 
-    def commit(self, state: dict[str, Any]) -> None:
+    def commit(self, state: dict[str, Any]) -> dict[str, Content]:
+        """Commit a changed ``state`` (its ``generation`` goes up) once the site has been built
+        from it; returns the files to publish. A state the page cannot show is never written:
+        :class:`StatusPageError` (with the reason), and the file on disk stays as it was."""
         state["generation"] += 1
+        try:
+            files = self.build_checked(state)
+        except StatusPageError:
+            state["generation"] -= 1
+            raise
         write_atomic(self.state_path, _dumps(state))
+        return files
 
     def build(self, state: dict[str, Any]) -> dict[str, Content]:
         """Every file of the site; pages unchanged since the live build are linked from it."""
@@ -121,7 +140,7 @@ class StatusPage:
             changed = orjson.dumps(state, option=orjson.OPT_SORT_KEYS) != before
             if changed:
                 state["generation"] += 1
-            files = self._build(state)
+            files = self.build_checked(state)
             previous = self._read_state_bytes() if changed else None
             try:
                 if changed:
@@ -140,13 +159,27 @@ class StatusPage:
         StatusPageError when it cannot: the previous site stays live."""
         with self._locked():
             state = self._load()
-            files = self._build(state)
+            files = self.build_checked(state)
             try:
                 return publish.publish(self.output_dir, state["generation"], files)
             except OSError as exc:
                 raise StatusPageError(
                     f"status page not published ({_describe(exc)}); the previous site is "
                     "still live") from None
+
+    def repair(self) -> list[str]:
+        """Remove from the committed state every character the page cannot show (control
+        characters, bidi overrides, lone surrogates: state written before the text rule),
+        then build, commit and publish it. Returns the paths repaired (none: the state is left
+        as it was and the site published again). StatusPageError when it still cannot build
+        or publish."""
+        repaired: list[str] = []
+
+        def fix(state: dict[str, Any]) -> None:
+            repaired.extend(model.repair_text(state))
+
+        self.change(fix)
+        return repaired
 
     # -- helpers that turn I/O and state problems into StatusPageError -------------------------
 
@@ -164,12 +197,25 @@ class StatusPage:
         try:
             return self.load()
         except (OSError, ValueError) as exc:
-            raise StatusPageError(f"status page state unreadable: {exc}") from None
+            raise StatusPageError(
+                f"status page state unreadable: {exc}; the live site is unchanged: restore "
+                f"{self.state_path} from a backup, or fix it by hand") from None
 
-    def _build(self, state: dict[str, Any]) -> dict[str, Content]:
+    def build_checked(self, state: dict[str, Any]) -> dict[str, Content]:
+        """:meth:`build`, a failure turned into StatusPageError (one line, no stack trace)
+        naming text the page cannot show and how to repair it."""
         try:
             return self.build(state)
         except (ValueError, KeyError, TypeError) as exc:
+            problems = model.text_problems(state)
+            if problems:
+                path, problem = problems[0]
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                raise StatusPageError(
+                    f"status page not built: {self.state_path} holds text the page cannot "
+                    f"show: {path} {problem.split(';', 1)[0]}{more}; {REPAIR_HINT}; the "
+                    "previous site is still live",
+                    field=path, reason="the state holds text the page cannot show") from None
             raise StatusPageError(f"status page not built ({type(exc).__name__}: {exc}); "
                                   "the previous site is still live") from None
 

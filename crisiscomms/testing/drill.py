@@ -60,13 +60,45 @@ def environment(overrides: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+FACTS_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def load_facts_file(path: Path) -> dict[str, Any]:
+    """A facts file: ``.json`` read as JSON, ``.yaml``/``.yml`` as YAML (safe load); FactsError
+    naming the file (and the line and column of a syntax error) otherwise. The facts themselves
+    are checked when the fact sheet is built."""
+    suffix = path.suffix.lower()
+    if suffix not in FACTS_FILE_SUFFIXES:
+        raise FactsError(f"facts file {path}: unknown kind {path.suffix or '(no extension)'!r}; "
+                         "name it .json, .yaml or .yml", field="facts",
+                         reason="unknown facts file extension")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise FactsError(f"cannot read facts file {path}: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FactsError(f"cannot read facts file {path}: not UTF-8 (byte {exc.start + 1})",
+                         field="facts") from None
+    except OSError as exc:
+        raise FactsError(f"cannot read facts file {path}: {exc.strerror or exc}",
+                         field="facts") from None
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FactsError(f"facts file {path} is not valid JSON: {exc.msg} at line "
+                             f"{exc.lineno}, column {exc.colno}", field="facts",
+                             reason=exc.msg) from None
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise FactsError(f"facts file {path} is not valid YAML: {problem}{where}",
+                             field="facts", reason=str(problem)) from None
     if not isinstance(data, dict):
-        raise FactsError(f"facts file {path} must hold a mapping of fact names to values")
+        raise FactsError(f"facts file {path} must hold a mapping of fact names to values",
+                         field="facts")
     return data
 
 

@@ -9,12 +9,13 @@ import pytest
 import yaml
 from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from crisiscomms.cli import app
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.ledger import channel_counts
+from crisiscomms.incident.models import Incident
 from crisiscomms.testing.emulators import EmulatorPair, Faults
 
 pytestmark = pytest.mark.integration
@@ -196,3 +197,93 @@ def test_status_page_first_for_real(workspace: tuple[Settings, Engine], emulator
     assert again.exit_code == 0, again.output
     assert emulators.x.stats()["accepted_messages"] == LANGUAGES
     assert emulators.sendgrid.stats()["recipients"] == 1000
+
+
+# -- hostile facts: refused at the door, naming the fact; nothing sent anywhere ------------------
+
+
+def json_facts(tmp_path: Path, name: str = "facts.json", **over: object) -> Path:
+    """The outage drill facts as a JSON file (tab-indented, non-ASCII as \\u escapes: valid
+    JSON that YAML misreads), with ``over`` on top."""
+    raw = yaml.safe_load((PROJECT_ROOT / "playbooks" / "outage.yaml").read_text())
+    path = tmp_path / name
+    path.write_text(json.dumps({**raw["drill_facts"], **over}, indent="\t"), encoding="utf-8")
+    return path
+
+
+def nothing_sent(settings: Settings, engine: Engine, emulators: EmulatorPair, ref: str) -> None:
+    assert emulators.sendgrid.stats()["recipients"] == 0
+    assert emulators.x.stats()["accepted_messages"] == 0
+    assert not (settings.resolved_status_page_dir / "state.json").exists()
+    assert not list((settings.data_dir / "support").glob("**/*"))
+    with Session(engine) as session:
+        assert session.exec(select(Incident).where(col(Incident.ref) == ref)).first() is None
+
+
+@pytest.mark.parametrize(("over", "field", "shown"), [
+    ({"title": "API down \x1b[31mNOW\x1b[0m\x07"}, "title", "U+001B (ESC)"),
+    ({"impact": "Requests fail\x08\x08"}, "impact", "U+0008 (BS)"),
+    ({"cause": "A \u202eliamg.evil\u202c change"}, "cause", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+    ({"contact_url": 'https://example.com/"><script>alert(1)</script>'}, "contact_url",
+     "without quotes, brackets"),
+    ({"extra": {"prevention": "\x00"}}, "extra.prevention", "U+0000 (NUL)"),
+])
+def test_trigger_refuses_hostile_facts_naming_the_fact_and_sends_nothing(
+        workspace: tuple[Settings, Engine], emulators: EmulatorPair, tmp_path: Path,
+        over: dict[str, object], field: str, shown: str) -> None:
+    settings, engine = workspace
+    path = json_facts(tmp_path, incident_ref="CLI-HOSTILE-1", **over)
+    result = runner.invoke(app, ["trigger", "outage", "--facts", str(path)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"invalid facts: {field}: " in text and shown in text and "Traceback" not in text
+    nothing_sent(settings, engine, emulators, "CLI-HOSTILE-1")
+
+
+def test_a_json_facts_file_is_read_as_json(workspace: tuple[Settings, Engine],
+                                          tmp_path: Path) -> None:
+    """Tab-indented JSON with an emoji as a surrogate-pair escape: YAML refused the tabs with a
+    position error (and read the escape as two lone surrogates). Zero-width characters in a
+    fact are stripped."""
+    _, engine = workspace
+    path = json_facts(tmp_path, incident_ref="CLI-JSON-1", title="API down 🚨\u200b for some")
+    assert "\t" in path.read_text() and "\\ud83d\\udea8" in path.read_text()
+    result = runner.invoke(app, ["trigger", "outage", "--facts", str(path), "--no-publish"])
+    assert result.exit_code == 0, result.output
+    with Session(engine) as session:
+        incident = session.exec(select(Incident).where(col(Incident.ref) == "CLI-JSON-1")).one()
+    assert incident.title == "API down 🚨 for some"
+    other = tmp_path / "facts.txt"
+    other.write_text("title: x")
+    refused = runner.invoke(app, ["trigger", "outage", "--facts", str(other)])
+    assert refused.exit_code == 2
+    assert "name it .json, .yaml or .yml" in " ".join(refused.output.split())
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_an_esc_in_the_acknowledgement_is_refused_and_the_next_incident_publishes(
+        workspace: tuple[Settings, Engine], emulators: EmulatorPair, tmp_path: Path) -> None:
+    """The hole: an acknowledgement holding ESC and BEL reached the status page, and every
+    later build failed while the other channels carried on. Now it is refused at trigger
+    (exit 2, naming the fact, nothing on any channel) and the next incident publishes
+    everywhere, status page first."""
+    settings, engine = workspace
+    bad = json_facts(tmp_path, "bad.json", incident_ref="CLI-ESC-1",
+                     title="API down \x1b[31m(copied from a terminal)\x1b[0m\x07")
+    refused = runner.invoke(app, ["trigger", "outage", "--facts", str(bad)])
+    assert refused.exit_code == 2, refused.output
+    assert "invalid facts: title: holds a control character U+001B (ESC)" in \
+        " ".join(refused.output.split())
+    nothing_sent(settings, engine, emulators, "CLI-ESC-1")
+
+    good = json_facts(tmp_path, "good.json", incident_ref="CLI-ESC-2",
+                      title="API down (copied from a terminal)")
+    published = runner.invoke(app, ["trigger", "outage", "--facts", str(good)])
+    assert published.exit_code == 0, published.output
+    site = settings.resolved_status_page_dir / "site"
+    incidents = json.loads((site / "api" / "v2" / "incidents.json").read_text())["incidents"]
+    assert [i["name"] for i in incidents] == ["API down (copied from a terminal)"]
+    assert emulators.x.stats()["accepted_messages"] > 0
+    assert emulators.sendgrid.stats()["recipients"] == 1000
+    rebuilt = runner.invoke(app, ["statuspage", "build"])
+    assert rebuilt.exit_code == 0, rebuilt.output

@@ -1,9 +1,11 @@
-"""CSV recipient import: addresses are stored lower-cased and compared lower-cased."""
+"""CSV recipient import: addresses are stored lower-cased and compared lower-cased; personal
+fields follow the text rule (core/text.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -65,3 +67,74 @@ def test_a_mixed_case_address_stored_before_is_found_after_migration(tmp_path) -
     assert report.rejected == [(2, "bob@x.com is already a recipient"),
                                (3, "ann@x.com is already a recipient")]
     engine.dispose()
+
+
+def test_personal_fields_follow_the_text_rule_naming_line_and_column(engine: Engine,
+                                                                    tmp_path: Path) -> None:
+    """A name, product or order reference holding a control character, a bidi override or a
+    line break is rejected with its line and column, and nothing is imported."""
+    path = tmp_path / "r.csv"
+    path.write_text("email,name,product,order_ref\n"
+                    "ok@x.com,Ada,Kettle,ORD-1\n"
+                    "bel@x.com,Bob\x07,Kettle,ORD-2\n"
+                    "rlo@x.com,Cy,Kettle\u202eelttek,ORD-3\n"
+                    "nl@x.com,Dee,Kettle,\"ORD-4\nBcc: x\"\n", encoding="utf-8")
+    report = import_csv(engine, path)
+    assert not report.written and _emails(engine) == []
+    assert [(line, reason.split(":", 1)[0]) for line, reason in report.rejected] == [
+        (3, "name"), (4, "product"), (6, "order_ref")]
+    assert "U+0007 (BEL)" in report.rejected[0][1]
+    assert "U+202E (RIGHT-TO-LEFT OVERRIDE)" in report.rejected[1][1]
+    assert "one line" in report.rejected[2][1]
+
+
+def test_zero_width_characters_are_stripped_from_personal_fields(engine: Engine,
+                                                                tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("email,name,order_ref\nann@x.com,\u200bAnn\ufeff Lee ,ORD\u200b-1\t\n",
+                    encoding="utf-8")
+    assert import_csv(engine, path).imported == 1
+    with Session(engine) as s:
+        row = s.exec(select(Recipient)).one()
+    assert (row.name, row.order_ref) == ("Ann Lee", "ORD-1")
+
+
+def test_a_file_that_is_not_utf8_is_refused_not_a_crash(engine: Engine, tmp_path: Path) -> None:
+
+    from crisiscomms.audience.importer import RecipientImportError
+
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"email,name\nann@x.com,Ann\nbob@x.com,B\xffob\n")
+    with pytest.raises(RecipientImportError, match="not UTF-8 text after line"):
+        import_csv(engine, path)
+    assert _emails(engine) == []
+
+
+def test_cli_import_refuses_a_control_character_naming_line_and_column(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from crisiscomms.cli import app
+    from crisiscomms.core.database import make_engine
+
+    monkeypatch.setenv("CRISISCOMMS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CRISISCOMMS_DATABASE_URL", raising=False)
+    path = tmp_path / "r.csv"
+    path.write_text("email,name\nann@x.com,Ann\nbob@x.com,\x1b[31mBob\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["recipients", "import", str(path)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "line 3: name: holds a control character U+001B (ESC)" in text
+    assert "nothing imported" in text
+    assert _emails(make_engine(f"sqlite:///{tmp_path / 'data' / 'crisiscomms.db'}")) == []
+
+
+def test_a_personal_field_longer_than_its_column_is_rejected(engine: Engine,
+                                                             tmp_path: Path) -> None:
+    """SQLite would store it; PostgreSQL would fail the whole insert half-way."""
+    path = tmp_path / "r.csv"
+    path.write_text(f"email,order_ref\nann@x.com,{'R' * 65}\nbob@x.com,{'R' * 64}\n",
+                    encoding="utf-8")
+    report = import_csv(engine, path)
+    assert report.rejected == [(2, "order_ref: longer than 64 characters")]
+    assert not report.written and _emails(engine) == []

@@ -4,6 +4,7 @@ the v2 JSON shapes, HTML escaping and accessibility markers, feeds, catalogues, 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,13 @@ import feedparser
 import pytest
 from statuspage_v2 import PATHS, check_document
 
+from crisiscomms.channels.status_page import StatusPageChannel
 from crisiscomms.core.errors import CrisisCommsError
+from crisiscomms.delivery.contract import OutboundBatch, Outcome, RenderedMessage
+from crisiscomms.incident.facts import FactSheet
 from crisiscomms.statuspage import LifecycleError, model
 from crisiscomms.statuspage.catalog import Catalog, available
-from crisiscomms.statuspage.page import StatusPage
+from crisiscomms.statuspage.page import StatusPage, StatusPageError
 from crisiscomms.statuspage.uptime import component_uptime
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -30,6 +34,15 @@ def add(state: dict[str, Any], key: str, status: str, *, ref: str = "INC-1",
         components=list(components), body=body, locale=locale, stage=status, now=at,
         started_at=at - timedelta(minutes=5), reopen=reopen, component_status=component_status,
         event=f"{ref}:{status}")
+
+
+def batch(key: str, ref: str, body: str) -> OutboundBatch:
+    """An acknowledgement for the status page channel (its body as rendered)."""
+    facts = FactSheet(incident_ref=ref, organization="Example", title=f"Incident {ref}",
+                      severity="major", components=("API",), started_at=NOW)
+    message = RenderedMessage("outage", "acknowledge", "status_page", "en", {"text": body}, "h")
+    return OutboundBatch(key=key, batch_no=0, facts=facts, incident_status="investigating",
+                         message=message)
 
 
 def page(tmp_path: Path, now: datetime = NOW, **kw: Any) -> StatusPage:
@@ -507,3 +520,122 @@ def test_unchanged_incident_pages_are_linked_from_the_live_build(tmp_path: Path)
     third = sp.rebuild()
     assert (third / "incidents/OLD-1.html").read_text() == old_after.read_text()
     assert (third / "incidents/OLD-1.html").stat().st_ino != old_after.stat().st_ino
+
+
+# -- text the page cannot show --------------------------------------------------------------------
+
+
+def legacy_state(sp: StatusPage, **texts: str) -> None:
+    """``state.json`` as a version before the text rule wrote it: an incident whose name or
+    body holds a control character (copied from a terminal)."""
+    sp.change(lambda state: add(state, "old", "investigating", ref="OLD-1"))
+    state = json.loads(sp.state_path.read_text())
+    incident = state["incidents"]["OLD-1"]
+    incident["name"] = texts.get("name", incident["name"])
+    incident["updates"][0]["body"] = texts.get("body", incident["updates"][0]["body"])
+    sp.state_path.write_text(json.dumps(state))
+
+
+def test_the_model_refuses_text_the_page_cannot_show_before_changing_anything(
+        tmp_path: Path) -> None:
+    state = model.new_state()
+    before = json.dumps(state, sort_keys=True)
+    for texts in ({"body": "We see \x1b[31merrors\x1b[0m"}, {"body": "bell\x07"},
+                  {"components": ("API\x08",)}, {"body": "\u202eevil"}):
+        args: dict[str, Any] = {"name": "Incident", "components": ["API"], "body": "Update.",
+                                **texts}
+        with pytest.raises(ValueError, match="U\\+"):
+            model.add_incident_update(state, key="k", ref="INC-1", status="investigating",
+                                      severity="major", locale="en", stage="ack", now=NOW,
+                                      started_at=NOW, **args)
+        assert json.dumps(state, sort_keys=True) == before
+    sp = page(tmp_path)
+    with pytest.raises(ValueError, match="name holds a control character U\\+0007"):
+        sp.schedule_maintenance(name="DB\x07", components=["API"],
+                                start=NOW + timedelta(hours=1), end=NOW + timedelta(hours=2))
+    assert not sp.state_path.exists()
+
+
+def test_a_state_the_page_cannot_show_is_never_committed(tmp_path: Path) -> None:
+    sp = page(tmp_path)
+    sp.change(lambda state: add(state, "a", "investigating"))
+    before, live = sp.state_path.read_text(), sp.site_path.resolve()
+    state = sp.load()
+    state["incidents"]["INC-1"]["name"] = "bad \x1b name"  # past the model's own check
+    with pytest.raises(StatusPageError, match=re.escape(
+            "incidents.INC-1.name holds a control character U+001B (ESC)")):
+        sp.commit(state)
+    assert sp.state_path.read_text() == before and sp.site_path.resolve() == live
+
+
+def test_the_channel_never_commits_an_update_it_cannot_publish(tmp_path: Path) -> None:
+    """The hole: an acknowledgement holding ESC was committed, then every build failed."""
+    channel = StatusPageChannel(tmp_path / "sp", page_name="Example Status",
+                                page_url="https://status.example.com", clock=lambda: NOW)
+    assert channel.send(batch("k1", "GOOD-1", "Investigating.")).outcome == Outcome.sent
+    before = channel.state_path.read_text()
+    bad = channel.send(batch("k2", "BAD-1", "We see \x1b[31merrors\x07"))
+    assert bad.outcome == Outcome.permanent and "U+001B (ESC)" in str(bad.reason)
+    assert channel.state_path.read_text() == before
+    nxt = channel.send(batch("k3", "NEXT-1", "Investigating."))
+    assert nxt.outcome == Outcome.sent
+    assert channel.live_generation() == channel.page.load()["generation"]
+    summary = json.loads((channel.site_path / "api" / "v2" / "incidents.json").read_text())
+    assert {i["id"] for i in summary["incidents"]} >= {"GOOD-1", "NEXT-1"}
+
+
+def test_a_legacy_state_says_how_to_repair_and_the_next_incident_publishes_after(
+        tmp_path: Path) -> None:
+    channel = StatusPageChannel(tmp_path / "sp", page_name="Example Status",
+                                page_url="https://status.example.com", clock=lambda: NOW)
+    legacy_state(channel.page, name="Disk \x1b[31mfull\x1b[0m", body="Looking\x07 into it")
+    before = channel.state_path.read_text()
+    blocked = channel.send(batch("k1", "NEXT-1", "Investigating."))
+    assert blocked.outcome == Outcome.retryable
+    reason = " ".join(str(blocked.reason).split())
+    assert "incidents.OLD-1.updates.0.body holds a control character U+0007 (BEL)" in reason
+    assert "(and 1 more)" in reason and "crisiscomms statuspage repair" in reason
+    assert channel.state_path.read_text() == before  # the refused build wrote nothing
+    with pytest.raises(StatusPageError, match="crisiscomms statuspage repair"):
+        channel.page.rebuild()
+    assert "\x1b" not in reason and "\x07" not in reason  # named, never printed raw
+    assert sorted(channel.page.repair()) == ["incidents.OLD-1.name",
+                                             "incidents.OLD-1.updates.0.body"]
+    repaired = channel.page.load()["incidents"]["OLD-1"]
+    assert (repaired["name"], repaired["updates"][0]["body"]) == ("Disk [31mfull[0m",
+                                                                  "Looking into it")
+    assert channel.send(batch("k1", "NEXT-1", "Investigating.")).outcome == Outcome.sent
+    assert channel.page.repair() == []
+
+
+def test_cli_repair_fixes_a_legacy_state_in_one_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from crisiscomms.cli import app
+
+    monkeypatch.setenv("CRISISCOMMS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CRISISCOMMS_STATUS_PAGE_DIR", raising=False)
+    runner = CliRunner()
+    sp = StatusPage(tmp_path / "data" / "status_page", page_name="Example Status",
+                    page_url="https://status.example.com")
+    legacy_state(sp, body="bell\x07")
+    bad = runner.invoke(app, ["statuspage", "build"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert "run `crisiscomms statuspage repair`" in " ".join(bad.output.split())
+    fixed = runner.invoke(app, ["statuspage", "repair"])
+    assert fixed.exit_code == 0, fixed.output
+    assert "repaired: incidents.OLD-1.updates.0.body" in fixed.output
+    assert runner.invoke(app, ["statuspage", "build"]).exit_code == 0
+
+
+def test_repair_renames_a_component_whose_name_holds_a_control_character(tmp_path: Path) -> None:
+    sp = page(tmp_path)
+    sp.change(lambda state: add(state, "a", "investigating", components=("API",)))
+    sp.state_path.write_text(sp.state_path.read_text().replace('"API"', '"API\\u001b[0m"'))
+    assert model.text_problems(sp.load())[0][0] == "components.API\\x1b[0m"
+    assert "components.API\\x1b[0m" in sp.repair()
+    state = sp.load()
+    assert list(state["components"]) == ["API[0m"]
+    assert state["incidents"]["INC-1"]["components"] == ["API[0m"]
+    assert sp.live_generation() == state["generation"]
