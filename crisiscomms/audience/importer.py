@@ -109,9 +109,18 @@ def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, o
     for column in columns:
         if column not in _BUILTIN and raw.get(column, "").strip():
             values[column] = raw[column].strip()
-    if len(email) > 254 or len(str(values["name"] or "")) > 200:
-        raise ValueError("email or name too long")
+    for column, value in values.items():
+        limit = _max_length(column)
+        if isinstance(value, str) and limit is not None and len(value) > limit:
+            raise ValueError(f"{column} is {len(value):,} characters, over the {limit} a "
+                             "recipient's may have")
     return values
+
+
+def _max_length(column: str) -> int | None:
+    """The column's length limit (``VARCHAR(n)``: PostgreSQL enforces it, SQLite does not)."""
+    found = Recipient.__table__.columns.get(column)  # type: ignore[attr-defined]
+    return getattr(found.type, "length", None) if found is not None else None
 
 
 def _existing(session: Session, emails: list[str]) -> set[str]:
