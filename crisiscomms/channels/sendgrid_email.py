@@ -357,8 +357,10 @@ class SendGridEmailChannel(BaseChannel):
         Real SendGrid has no synchronous "did you accept this request" call: the Email Activity
         API (``GET /v3/messages?query=unique_args['crisiscomms_key']="<key>"``, a paid add-on,
         minutes of delay) or Event Webhook ``processed`` events carrying the same
-        ``custom_args`` can confirm it later. Until such a source is wired, the answer for real
-        SendGrid is None: unknown, the row becomes ``unconfirmed`` and is not resent blindly.
+        ``custom_args`` can confirm it later: the webhook's receiver calls
+        ``delivery/ledger.py`` ``confirm_by_key`` with ``crisiscomms_key``. Here the answer for
+        real SendGrid is None: unknown, the row becomes ``unconfirmed`` (listed by
+        ``crisiscomms failures``) and is not resent blindly.
         Raises ``OSError`` when the emulator cannot be asked right now.
         """
         if urlsplit(self.base_url).hostname in SENDGRID_HOSTS:
