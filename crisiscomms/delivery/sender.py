@@ -27,6 +27,7 @@ provider's reason; the others go.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -135,6 +136,14 @@ def _reconcile(channel: Channel, batch: OutboundBatch) -> bool | Exception | Non
     return answer
 
 
+def _with_parts(result: DeliveryResult, batch: OutboundBatch) -> DeliveryResult:
+    """A failure carries the ids of every part published so far, those reconciliation found
+    after the failing answer included (the ledger keeps them for the resend)."""
+    if not batch.progress.ids:
+        return result
+    return dataclasses.replace(result, provider_id=batch.progress.joined)
+
+
 class StillSending(Exception):
     """The provider may have the batch and could not be asked: leave the row ``sending``."""
 
@@ -170,11 +179,11 @@ def send_once(
             if answer is True:
                 return DeliveryResult.sent(batch.progress.joined or RECONCILED), attempt
             if answer is None:
-                return DeliveryResult.unknown(
+                return _with_parts(DeliveryResult.unknown(
                     f"{result.reason}; the provider cannot confirm key {batch.key}: check "
-                    "it, then crisiscomms retry --unconfirmed"), attempt
+                    "it, then crisiscomms retry --unconfirmed"), batch), attempt
         if attempt >= policy.max_attempts:
-            return result, attempt
+            return _with_parts(result, batch), attempt
         sleep(backoff_delay(attempt, result.retry_after_s, base_delay_s=policy.base_delay_s,
                             max_delay_s=policy.max_delay_s, rng=rng))
 

@@ -299,3 +299,20 @@ def test_x_a_part_refused_keeps_the_ids_of_those_posted(pair: EmulatorPair) -> N
     retry = thread_batch("x-refused", PartProgress.parse(result.provider_id))
     assert channel.send(retry).outcome is Outcome.sent
     _each_text_posted_once(pair, THREAD)
+
+
+def test_x_a_thread_out_of_attempts_keeps_the_ids_reconciliation_found(
+        pair: EmulatorPair) -> None:
+    """Out of attempts right after reconciliation found the lost second post: the failure
+    names both posts, so the ledger keeps both and the retry posts only the third."""
+    channel = x_channel(pair)
+    batch = thread_batch("x-out-of-attempts")
+    pair.x.set_faults(Faults(pass_first=1, lost_response_rate=1.0, max_faults=1))
+    once = SendPolicy(max_attempts=1, base_delay_s=0.0, max_delay_s=0.0, rate_per_s={"x": None})
+    result, attempts = send_once(channel, batch, once)
+    assert (result.outcome, attempts) == (Outcome.retryable, 1)
+    assert result.provider_id == ",".join(batch.progress.ids)
+    assert len(batch.progress.ids) == 2
+    retry = thread_batch("x-out-of-attempts", PartProgress.parse(result.provider_id))
+    assert channel.send(retry).outcome is Outcome.sent
+    _each_text_posted_once(pair, THREAD)
