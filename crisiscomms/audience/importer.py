@@ -44,10 +44,6 @@ TRUE = frozenset({"1", "true", "yes", "y", "t"})
 FALSE = frozenset({"0", "false", "no", "n", "f", ""})
 _BUILTIN = ("email", "name", "locale", "time_zone", "plan", "consent")
 _LOOKUP_CHUNK = 500
-_MAX_LENGTH: dict[str, int] = {
-    name: m.max_length for name, f in Recipient.model_fields.items() for m in f.metadata
-    if isinstance(getattr(m, "max_length", None), int)}
-"""Each column's length in the table (a longer value would fail the insert on PostgreSQL)."""
 
 
 class RecipientImportError(CrisisCommsError):
@@ -98,15 +94,12 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 def _text(raw: dict[str, str], column: str) -> str | None:
     """A personal field (name, product, order reference...) as stored: one line of text under
     the text rule (:mod:`crisiscomms.core.text`: no control characters, line breaks or bidi
-    overrides; zero-width characters stripped), within the column's length; ValueError naming
-    the column otherwise."""
+    overrides; zero-width characters stripped), ValueError naming the column otherwise (lengths are
+    checked with every other column's)."""
     try:
         value = clean_text(raw.get(column, "").strip(" \t\r\n"), single_line=True).strip()
     except ValueError as exc:
         raise ValueError(f"{column}: {exc}") from None
-    limit = _MAX_LENGTH.get(column)
-    if limit is not None and len(value) > limit:
-        raise ValueError(f"{column}: longer than {limit} characters")
     return value or None
 
 
@@ -137,9 +130,18 @@ def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, o
     for column in columns:
         if column not in _BUILTIN and raw.get(column, "").strip():
             values[column] = _text(raw, column)
-    if len(email) > 254 or len(str(values["name"] or "")) > 200:
-        raise ValueError("email or name too long")
+    for column, value in values.items():
+        limit = _max_length(column)
+        if isinstance(value, str) and limit is not None and len(value) > limit:
+            raise ValueError(f"{column} is {len(value):,} characters, over the {limit} a "
+                             "recipient's may have")
     return values
+
+
+def _max_length(column: str) -> int | None:
+    """The column's length limit (``VARCHAR(n)``: PostgreSQL enforces it, SQLite does not)."""
+    found = Recipient.__table__.columns.get(column)  # type: ignore[attr-defined]
+    return getattr(found.type, "length", None) if found is not None else None
 
 
 def _existing(session: Session, emails: list[str]) -> set[str]:

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from crisiscomms.delivery.contract import ChannelLimits, Lane
+from crisiscomms.delivery.contract import (
+    ChannelLimits,
+    Lane,
+    OutboundRecipient,
+    substitution_problems,
+)
 
 
 class BaseChannel:
@@ -27,3 +32,8 @@ class BaseChannel:
     rate_setting: ClassVar[str | None] = None
     parts: ClassVar[tuple[str, ...]] = ("text",)
     limits: ClassVar[ChannelLimits] = ChannelLimits()
+
+    def recipient_problems(self, recipient: OutboundRecipient) -> list[str]:
+        """Why a request holding ``recipient`` would be refused: by default, substitutions
+        over ``limits.max_substitution_bytes``. A channel may say it in its provider's words."""
+        return substitution_problems(self.limits, recipient)

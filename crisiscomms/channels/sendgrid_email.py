@@ -26,10 +26,11 @@ Decisions:
   own link, taken from their ``%unsubscribe_url%`` substitution (see :meth:`unsubscribe_link`).
 - **Substitution sizes.** SendGrid refuses a whole request when one personalization's
   substitutions exceed 10,000 bytes. That cannot be judged by ``validate`` (it sees no
-  recipients), and failing the batch would punish the 999 other recipients, so it is the
-  planner's job: it calls :meth:`SendGridEmailChannel.substitution_problems` per recipient and
-  keeps offenders out of batches (recorded as per-recipient exceptions). ``send`` treats an
-  offender, like more than ``batch_size`` recipients or none, as a programming error and raises
+  recipients), and failing the batch would punish the 999 other recipients, so the sender asks
+  :meth:`SendGridEmailChannel.recipient_problems` about each recipient of a batch it built,
+  leaves the offenders out of the request and records each as a failed ledger row of its own
+  with SendGrid's reason (``delivery/ledger.py`` ``split_out``). ``send`` treats an offender,
+  like more than ``batch_size`` recipients or none, as a programming error and raises
   ``ValueError`` before any I/O.
 """
 
@@ -40,7 +41,6 @@ import json
 import re
 import threading
 import time
-from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Self
 from urllib.error import HTTPError, URLError
@@ -64,6 +64,8 @@ from crisiscomms.delivery.contract import (
     OutboundBatch,
     OutboundRecipient,
     RenderedMessage,
+    substitution_problems,
+    substitutions_size,
 )
 from crisiscomms.render.limits import limit_problems
 
@@ -78,6 +80,11 @@ UNSUBSCRIBE_TAG = "%unsubscribe_url%"
 for every email recipient; ``rendering.substitution_tag("unsubscribe_url")``): also sent as the
 personalization's ``List-Unsubscribe`` header."""
 
+
+SUBSTITUTIONS_TOO_LARGE = (
+    "The total collective size of your substitutions may not exceed 10,000 bytes per "
+    "personalization object.")
+"""SendGrid's 400 message (field ``personalizations.N.substitutions``) for an oversized one."""
 
 TRANSPORTS = ("sdk", "httpx")
 _CLIENTS: dict[tuple[str, float], httpx.Client] = {}
@@ -97,11 +104,6 @@ def _pooled_client(base_url: str, timeout_s: float) -> httpx.Client:
 
 def _secret(value: SecretStr | str) -> SecretStr:
     return value if isinstance(value, SecretStr) else SecretStr(value)
-
-
-def _substitutions_size(substitutions: Mapping[str, str]) -> int:
-    """Bytes of a personalization's substitutions: every tag and value, UTF-8 encoded."""
-    return sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items())
 
 
 def retry_after_from_headers(headers: Any, *, now: float | None = None) -> float | None:
@@ -230,19 +232,17 @@ class SendGridEmailChannel(BaseChannel):
         return problems
 
     def substitution_problems(self, recipient: OutboundRecipient) -> list[str]:
-        """Why this recipient cannot be in a batch (SendGrid's 10,000-byte substitutions)."""
-        limit = self.limits.max_substitution_bytes
-        if limit is None:
+        """Why this recipient cannot be in a batch: SendGrid's 10,000 bytes of substitutions
+        per personalization, in SendGrid's own words (what it answers, with a 400, for the
+        whole request)."""
+        if not substitution_problems(self.limits, recipient):
             return []
-        subs = recipient.substitutions
-        # hot path (1,000 recipients per request): UTF-8 takes at most 4 bytes per character,
-        # so a small personalization needs no encoding to be known within the limit
-        if 4 * (sum(map(len, subs)) + sum(map(len, subs.values()))) <= limit:
-            return []
-        size = _substitutions_size(subs)
-        if size > limit:
-            return [f"recipient {recipient.id}: substitutions are {size} bytes, over {limit}"]
-        return []
+        size = substitutions_size(recipient.substitutions)
+        return [f"SendGrid refuses it: {SUBSTITUTIONS_TOO_LARGE} (its substitutions are "
+                f"{size:,} bytes)"]
+
+    def recipient_problems(self, recipient: OutboundRecipient) -> list[str]:
+        return self.substitution_problems(recipient)
 
     def build_body(self, batch: OutboundBatch) -> dict[str, Any]:
         """The v3 Mail Send request body of a batch; ValueError when the batch is malformed."""
@@ -254,7 +254,8 @@ class SendGridEmailChannel(BaseChannel):
                 f"batch {batch.key} has {len(recipients)} recipients, "
                 f"over SendGrid's {self.limits.batch_size} per request"
             )
-        problems = [p for r in recipients for p in self.substitution_problems(r)]
+        problems = [f"recipient {r.id}: {p}" for r in recipients
+                    for p in self.substitution_problems(r)]
         if problems:
             raise ValueError(f"batch {batch.key}: {'; '.join(problems[:5])}")
         parts = batch.message.parts
@@ -356,8 +357,10 @@ class SendGridEmailChannel(BaseChannel):
         Real SendGrid has no synchronous "did you accept this request" call: the Email Activity
         API (``GET /v3/messages?query=unique_args['crisiscomms_key']="<key>"``, a paid add-on,
         minutes of delay) or Event Webhook ``processed`` events carrying the same
-        ``custom_args`` can confirm it later. Until such a source is wired, the answer for real
-        SendGrid is None: unknown, the row becomes ``unconfirmed`` and is not resent blindly.
+        ``custom_args`` can confirm it later: the webhook's receiver calls
+        ``delivery/ledger.py`` ``confirm_by_key`` with ``crisiscomms_key``. Here the answer for
+        real SendGrid is None: unknown, the row becomes ``unconfirmed`` (listed by
+        ``crisiscomms failures``) and is not resent blindly.
         Raises ``OSError`` when the emulator cannot be asked right now.
         """
         if urlsplit(self.base_url).hostname in SENDGRID_HOSTS:

@@ -22,13 +22,27 @@ Decisions:
   loggers of tweepy and of the OAuth 1.0a signer when a channel is constructed.
 - ``wait_on_rate_limit=False``: a 429 is answered as a retryable result with ``retry_after_s``
   from ``x-rate-limit-reset``; the caller's retry policy decides whether to wait.
+- **Threads, exactly once.** A message may be a thread (``text``, ``text_2``...), one ledger
+  row. Each part's post id goes to the ledger as soon as X answers
+  (``OutboundBatch.progress``), so a resend after a failure or a crash continues the thread
+  after the last part it has an id for and never reposts one.
+- **Reconciliation without an idempotency key.** X has none, and it returns every link as a
+  t.co link, so a post is never found by the exact text we sent. A part whose id we hold is
+  posted (X gave us the id). A part cut off mid-flight (the request left, the answer or the
+  process was lost) is looked for among the account's recent posts (``get_users_tweets``, newer
+  than the post it answers when that is known, up to ``reconcile_scan`` posts): same text once
+  every link on both sides is taken as a wildcard (:func:`same_post_text`), and replying to the
+  same post. X refuses an exact duplicate with 403, so a blind resend would only fail.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import time
+import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Self
 
 import requests
@@ -120,6 +134,40 @@ def _reset_in(headers: Mapping[str, str] | None, *, now: float | None = None) ->
     return None
 
 
+_TCO_LINK = re.compile(r"https?://t\.co/[A-Za-z0-9]+", re.IGNORECASE)
+
+
+def _normalised(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def same_post_text(ours: str, theirs: str) -> bool:
+    """Is ``theirs`` (a post's text as X's API returns it) the post of ``ours`` (the text we
+    sent)? X replaces every link it recognises (with a scheme, ``www.`` or a bare domain) by a
+    23-character t.co link and escapes ``&``, ``<`` and ``>``; so each t.co link of theirs
+    stands for one run of non-space characters of ours, and the rest must be equal once
+    Unicode- and white-space-normalised."""
+    pieces = _TCO_LINK.split(_normalised(html.unescape(theirs)))
+    pattern = r"\S+".join(re.escape(piece) for piece in pieces)
+    return re.fullmatch(pattern, _normalised(ours)) is not None
+
+
+@dataclass(frozen=True)
+class Post:
+    """One of the account's posts as X's API returns it."""
+
+    id: str
+    text: str
+    replied_to: str | None = None
+
+
+def _replied_to(tweet: Mapping[str, Any]) -> str | None:
+    for ref in tweet.get("referenced_tweets") or []:
+        if isinstance(ref, Mapping) and ref.get("type") == "replied_to":
+            return str(ref.get("id"))
+    return None
+
+
 def _refused(exc: requests.ConnectionError) -> bool:
     """The connection was never made (refused, no route, name not resolved): nothing reached X."""
     text = str(exc)
@@ -136,6 +184,8 @@ class XChannel(BaseChannel):
     rate_setting: ClassVar[str | None] = "x_rate_per_s"
     max_thread_parts: ClassVar[int] = 9
     """A message may be a thread: parts ``text``, ``text_2`` ... ``text_9``, each one post."""
+    reconcile_scan: ClassVar[int] = 200
+    """Recent posts read, at most, to find a part cut off mid-flight (two pages of 100)."""
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_weighted_length=280, rate_per_s=1.0)
     """X allows about 100-200 posts per 15 minutes per user; one per second is far below the
     burst a crisis needs and leaves the rate window to the provider's 429."""
@@ -213,32 +263,40 @@ class XChannel(BaseChannel):
         client.session = RebasedSession(self.base_url, self.timeout_s)
         return client
 
-    def send(self, batch: OutboundBatch) -> DeliveryResult:
-        """Post ``batch.message.parts["text"]`` (as a reply to ``batch.reply_to`` if set), then
-        any thread parts ``text_2``, ``text_3``... each as a reply to the one before. The
-        result's id is the first post's (later stages reply to the thread's root).
-
-        A thread is one ledger row: if a later part fails after the first went out, the
-        result is ``lost`` (reconciliation finds the first post by its text and the row is
-        settled as sent); the missing parts are then posted by hand. Threads are short (2-3
-        posts) and X answers each in well under a second, so this is rare."""
+    def thread(self, batch: OutboundBatch) -> list[str]:
+        """The posts of ``batch``'s message: ``text``, then ``text_2``, ``text_3``..."""
         text = batch.message.parts.get("text")
         if not text:
             raise ValueError(f"batch {batch.key}: the message has no text")
-        thread = [text] + [batch.message.parts[f"text_{n}"]
-                           for n in range(2, self.max_thread_parts + 1)
-                           if batch.message.parts.get(f"text_{n}")]
-        first: str | None = None
-        reply_to = batch.reply_to
-        for post in thread:
+        return [text] + [batch.message.parts[f"text_{n}"]
+                         for n in range(2, self.max_thread_parts + 1)
+                         if batch.message.parts.get(f"text_{n}")]
+
+    def send(self, batch: OutboundBatch) -> DeliveryResult:
+        """Post the message's parts not yet posted (``batch.progress`` holds the ids of those
+        that are), the first as a reply to ``batch.reply_to`` if set, each later one as a
+        reply to the one before; each id is added to ``batch.progress`` (so the ledger has it)
+        as X answers. The result's id is every part's id, comma-separated (later stages reply
+        to the first: the thread's root).
+
+        A failure after some parts went out carries their ids: the ledger keeps them, and a
+        retry (or ``send_once``'s resend after reconciliation) continues with the next part."""
+        thread = self.thread(batch)
+        progress = batch.progress
+        done = len(progress.ids)
+        reply_to = progress.ids[-1] if progress.ids else batch.reply_to
+        for n, post in enumerate(thread[done:], start=done + 1):
             result = self._post(post, reply_to)
             if result.outcome is not Outcome.sent:
-                if first is None:
+                if not progress.ids:
                     return result
-                return DeliveryResult.lost(f"thread broken after post {first}: {result.reason}")
-            first = first or result.provider_id
+                return replace(result, provider_id=progress.joined,
+                               reason=f"thread stopped before post {n} of {len(thread)}: "
+                                      f"{result.reason}")
+            assert result.provider_id is not None
+            progress.add(result.provider_id)
             reply_to = result.provider_id
-        return DeliveryResult.sent(first)
+        return DeliveryResult.sent(progress.joined)
 
     def _post(self, text: str, reply_to: str | None) -> DeliveryResult:
         client = self._client()
@@ -270,38 +328,68 @@ class XChannel(BaseChannel):
         return DeliveryResult.sent(str(post_id))
 
     def reconcile(self, batch: OutboundBatch) -> bool | None:
-        """Crash reconciliation: is the batch's text among our recent posts?
+        """Crash reconciliation: are all the parts of ``batch`` posted?
 
-        X has no idempotency key, but it refuses identical text from one account, and every
-        update's text differs (next update time, status): a recent post with exactly this
-        text is this batch. Raises ``requests.RequestException``/``TweepyException`` when X
-        cannot be asked (the caller keeps the row and tries later).
+        A part whose id ``batch.progress`` holds is (X gave us the id; no request). The first
+        part without one may have been cut off mid-flight: it is looked for among the account's
+        posts newer than the one it answers (:meth:`posts_since`), t.co-aware
+        (:func:`same_post_text`) and replying to the same post; when found, its id is added to
+        ``batch.progress`` and the next part is looked for the same way. True when every part
+        is posted; False when some are not (the resend posts those, after the ones found).
+        Raises ``requests.RequestException``/``TweepyException`` when X cannot be asked (the
+        caller keeps the row and tries later).
         """
-        text = batch.message.parts.get("text")
-        if not text:
+        try:
+            thread = self.thread(batch)
+        except ValueError:
             return False
-        return any(posted == text for _, posted in self.recent_posts(limit=100))
+        progress = batch.progress
+        if len(progress.ids) >= len(thread):
+            return True
+        parent = progress.ids[-1] if progress.ids else batch.reply_to
+        posts = self.posts_since(parent, limit=self.reconcile_scan)
+        for text in thread[len(progress.ids):]:
+            found = next((p for p in posts if p.replied_to == parent
+                          and same_post_text(text, p.text)), None)
+            if found is None:
+                return False
+            progress.add(found.id)
+            parent = found.id
+        return True
+
+    def posts_since(self, since_id: str | None, *, limit: int) -> list[Post]:
+        """The account's posts newer than ``since_id`` (all recent ones when None), newest
+        first, at most ``limit``, each with the post it replies to. Raises
+        ``tweepy.errors.TweepyException`` or ``requests.RequestException`` on failure."""
+        return self._timeline(limit, since_id=since_id)
 
     def recent_posts(self, limit: int = 20) -> list[tuple[str, str]]:
-        """The authenticated account's most recent posts, newest first, as (id, text).
+        """The authenticated account's most recent posts, newest first, as (id, text): the
+        text as X returns it (links are t.co links).
 
-        For crash reconciliation: a post whose response was lost shows up here. Raises
-        ``tweepy.errors.TweepyException`` or ``requests.RequestException`` on failure.
+        Raises ``tweepy.errors.TweepyException`` or ``requests.RequestException`` on failure.
         """
+        return [(p.id, p.text) for p in self._timeline(limit)]
+
+    def _timeline(self, limit: int, *, since_id: str | None = None) -> list[Post]:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         client = self._client()
         try:
             me = client.get_me(user_auth=self._user_auth)
             user_id = me["data"]["id"]
-            posts: list[tuple[str, str]] = []
+            posts: list[Post] = []
             token: str | None = None
             while len(posts) < limit:
-                params: dict[str, Any] = {"max_results": min(100, max(5, limit - len(posts)))}
+                params: dict[str, Any] = {"max_results": min(100, max(5, limit - len(posts))),
+                                          "tweet_fields": ["referenced_tweets"]}
+                if since_id:
+                    params["since_id"] = since_id
                 if token:
                     params["pagination_token"] = token
                 page = client.get_users_tweets(user_id, user_auth=self._user_auth, **params)
-                posts.extend((str(t["id"]), str(t.get("text", ""))) for t in page.get("data") or [])
+                posts.extend(Post(str(t["id"]), str(t.get("text", "")), _replied_to(t))
+                             for t in page.get("data") or [])
                 token = (page.get("meta") or {}).get("next_token")
                 if not token:
                     break

@@ -13,7 +13,7 @@ a ``ChannelClasses`` mapping) as a parameter and reads these attributes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self, runtime_checkable
@@ -72,6 +72,68 @@ class OutboundRecipient:
     substitutions: Mapping[str, str] = field(default_factory=dict)
 
 
+def substitutions_size(substitutions: Mapping[str, str]) -> int:
+    """Bytes of one recipient's substitutions as providers count them against
+    ``ChannelLimits.max_substitution_bytes``: every tag and value, UTF-8 encoded."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items())
+
+
+def substitution_problems(limits: ChannelLimits, recipient: OutboundRecipient) -> list[str]:
+    """Why ``recipient`` cannot be in a batch under ``limits`` (its substitutions are over
+    ``max_substitution_bytes``); empty when it can."""
+    limit = limits.max_substitution_bytes
+    if limit is None:
+        return []
+    subs = recipient.substitutions
+    # hot path (1,000 recipients per request): UTF-8 takes at most 4 bytes per character, so
+    # a small personalization needs no encoding to be known within the limit
+    if 4 * (sum(map(len, subs)) + sum(map(len, subs.values()))) <= limit:
+        return []
+    size = substitutions_size(subs)
+    if size > limit:
+        return [f"substitutions are {size:,} bytes, over the limit of {limit:,}"]
+    return []
+
+
+RECONCILED = "reconciled"
+"""The ``provider_id`` of a row the provider confirmed by its idempotency key without telling
+its message id."""
+
+
+SaveProgress = Callable[[Sequence[str]], None]
+"""Persists the provider ids of the parts published so far (the ledger row's
+``provider_id``), called after each part succeeds."""
+
+
+@dataclass
+class PartProgress:
+    """The parts of a multi-part message (an X thread: ``text``, ``text_2``...) already
+    published, as the provider's ids in order. The sender fills ``ids`` from the ledger row (a
+    thread cut off by a crash or a failure continues where it stopped, never reposting a part
+    it has an id for) and gives ``save``; the channel calls :meth:`add` as each part succeeds,
+    and reconciliation adds the id of a part found at the provider."""
+
+    ids: list[str] = field(default_factory=list)
+    save: SaveProgress | None = None
+
+    @classmethod
+    def parse(cls, provider_id: str | None, save: SaveProgress | None = None) -> PartProgress:
+        """From a ledger row's ``provider_id`` (comma-separated part ids; ``reconciled`` or
+        nothing: no part known by id)."""
+        ids = [i for i in (provider_id or "").split(",") if i and i != RECONCILED]
+        return cls(ids, save)
+
+    def add(self, provider_id: str) -> None:
+        self.ids.append(provider_id)
+        if self.save is not None:
+            self.save(tuple(self.ids))
+
+    @property
+    def joined(self) -> str | None:
+        """The ids as the ledger stores them (None when there are none)."""
+        return ",".join(self.ids) or None
+
+
 @dataclass(frozen=True)
 class OutboundBatch:
     """Everything a channel needs to publish one ledger row."""
@@ -83,6 +145,9 @@ class OutboundBatch:
     message: RenderedMessage
     recipients: Sequence[OutboundRecipient] = ()
     reply_to: str | None = None
+    progress: PartProgress = field(default_factory=PartProgress)
+    """Parts of a multi-part message already published (their ids), shared with the sender
+    so each part's id reaches the ledger as soon as the provider gives it."""
 
 
 class Outcome(StrEnum):
@@ -161,6 +226,13 @@ class Channel(Protocol):
         """Limit problems of a rendered message, without I/O. Empty when it can be sent."""
         ...
 
+    def recipient_problems(self, recipient: OutboundRecipient) -> list[str]:
+        """Why the provider would refuse a request holding ``recipient`` (e.g. SendGrid's
+        10,000 bytes of substitutions per personalization), without I/O; empty when it can be
+        sent. The sender leaves such a recipient out of its batch and records it on its own,
+        failed with this reason, so one bad value never sinks the other recipients."""
+        ...
+
     def send(self, batch: OutboundBatch) -> DeliveryResult:
         """Publish one batch; never raises for provider failures, answers a DeliveryResult."""
         ...
@@ -168,7 +240,10 @@ class Channel(Protocol):
     def reconcile(self, batch: OutboundBatch) -> bool | None:
         """Did the provider accept ``batch`` (its idempotency key) already? True, False, or
         None when the provider cannot tell (then nothing is resent; a human decides).
-        Raises ``OSError``-like errors when the provider cannot be asked right now."""
+        A multi-part message is accepted when every part is: the ids of parts found at the
+        provider are added to ``batch.progress`` (so False may still have recorded some, and
+        the resend continues after them). Raises ``OSError``-like errors when the provider
+        cannot be asked right now."""
         ...
 
 

@@ -11,6 +11,14 @@ after. Rows found ``sending`` later (the sender died) are reconciled against the
 accepted → ``planned`` again, provider cannot tell → ``unconfirmed`` (a human decides).
 Claims: ``SELECT … FOR UPDATE SKIP LOCKED`` inside the UPDATE on PostgreSQL, a single
 ``UPDATE … WHERE state = 'planned' RETURNING`` on SQLite (which serialises writers anyway).
+
+Exceptions: a recipient the provider would refuse (SendGrid: substitutions over 10,000 bytes)
+is split out of its batch before the request (``split_out``): a row of its own, ``failed`` with
+the provider's reason under a key derived from the batch's (``exception_key``), and the batch
+row keeps the others. Multi-part messages (an X thread) record each part's provider id in
+``provider_id`` as it succeeds (``save_progress``), so a resend continues the thread.
+``confirm_by_key`` is how a provider's later word settles a row: the seam the SendGrid Event
+Webhook receiver calls with the ``crisiscomms_key`` of our ``custom_args``.
 """
 
 from __future__ import annotations
@@ -45,6 +53,12 @@ def delivery_key(
     material = "\x1f".join(
         [incident_ref, stage, facts_hash, channel, locale, str(batch_no), recipient_ids]
     )
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+def exception_key(batch_key: str, recipient_id: int) -> str:
+    """Deterministic key of the row of one recipient split out of the batch ``batch_key``."""
+    material = "\x1f".join([batch_key, "recipient", str(recipient_id)])
     return hashlib.sha256(material.encode()).hexdigest()[:40]
 
 
@@ -254,7 +268,9 @@ _RECORD = (
     update(Delivery)
     .where(col(Delivery.id) == bindparam("b_id"),
            col(Delivery.state) == DeliveryState.sending)
-    .values(state=bindparam("b_state"), provider_id=bindparam("b_provider_id"),
+    .values(state=bindparam("b_state"),
+            # a failure without an id keeps the ids of the parts that did go out (a thread)
+            provider_id=func.coalesce(bindparam("b_provider_id"), col(Delivery.provider_id)),
             error=bindparam("b_error"), attempts=Delivery.attempts + bindparam("b_extra"),
             updated_at=bindparam("b_now"))
 )
@@ -296,11 +312,89 @@ def sending_rows(
 
 def settle_sending(session: Session, delivery_id: int, state: DeliveryState,
                    *, provider_id: str | None = None, error: str | None = None) -> bool:
-    """Move one ``sending`` row after reconciliation; False when it was no longer sending."""
+    """Move one ``sending`` row after reconciliation; False when it was no longer sending.
+    Without ``provider_id`` the row keeps the one it has (the parts of a thread found so far)."""
     done = session.execute(
         update(Delivery)
         .where(col(Delivery.id) == delivery_id, col(Delivery.state) == DeliveryState.sending)
-        .values(state=state, provider_id=provider_id, error=error, updated_at=utcnow())
+        .values(state=state, error=error, updated_at=utcnow(),
+                provider_id=func.coalesce(provider_id, col(Delivery.provider_id)))
+        .returning(col(Delivery.id))
+    ).first()
+    session.commit()
+    return done is not None
+
+
+def save_progress(session: Session, delivery_id: int, provider_ids: Sequence[str]) -> bool:
+    """Record the provider ids of the parts of a ``sending`` row published so far (an X
+    thread: one id per post, in order) and commit; False when the row is no longer sending."""
+    done = session.execute(
+        update(Delivery)
+        .where(col(Delivery.id) == delivery_id, col(Delivery.state) == DeliveryState.sending)
+        .values(provider_id=",".join(provider_ids) or None, updated_at=utcnow())
+        .returning(col(Delivery.id))
+    ).first()
+    session.commit()
+    return done is not None
+
+
+def split_out(session: Session, delivery_id: int,
+              excluded: Mapping[int, str]) -> list[int]:
+    """Take the recipients ``excluded`` (id → the provider's reason) out of a claimed
+    (``sending``) batch row before its request: each gets a row of its own, ``failed`` with its
+    reason, under :func:`exception_key`; the batch row keeps the others (same key). Commits
+    before the request leaves, so a crash cannot count them as sent. Returns the recipient ids
+    split out (none when the row is no longer sending)."""
+    row = session.execute(
+        select(col(Delivery.key), col(Delivery.incident_id), col(Delivery.message_id),
+               col(Delivery.channel), col(Delivery.locale), col(Delivery.batch_no),
+               col(Delivery.recipient_ids))
+        .where(col(Delivery.id) == delivery_id, col(Delivery.state) == DeliveryState.sending)
+    ).first()
+    if row is None:
+        return []
+    key, incident_id, message_id, channel, locale, batch_no, encoded = row
+    ids = decode_ids(str(encoded))
+    out = [rid for rid in ids if rid in excluded]
+    if not out:
+        return []
+    keep = [rid for rid in ids if rid not in excluded]
+    now = utcnow()
+    _insert_ignoring_duplicates(session, [{
+        "key": exception_key(str(key), rid), "incident_id": incident_id,
+        "message_id": message_id, "channel": channel, "locale": locale, "batch_no": batch_no,
+        "recipient_ids": str(rid), "recipient_count": 1, "state": DeliveryState.failed,
+        "attempts": 1, "error": excluded[rid], "created_at": now, "updated_at": now,
+    } for rid in out])
+    session.execute(
+        update(Delivery)
+        .where(col(Delivery.id) == delivery_id, col(Delivery.state) == DeliveryState.sending)
+        .values(recipient_ids=encode_ids(keep), recipient_count=len(keep), updated_at=now))
+    session.commit()
+    return out
+
+
+CONFIRMABLE = (DeliveryState.sending, DeliveryState.unconfirmed)
+"""States a provider's later confirmation settles (``failed`` is ours to retry, and a
+``planned`` row has not been sent)."""
+
+
+def confirm_by_key(session: Session, key: str, *, provider_id: str | None = None) -> bool:
+    """The provider confirms it accepted the row of idempotency key ``key``: an
+    ``unconfirmed`` (or still ``sending``) row becomes ``sent`` and leaves the failure list;
+    commits. True when a row moved; False for an unknown key or a row already settled (a
+    provider repeats events: confirming twice is harmless).
+
+    This is the seam for providers that cannot be asked synchronously. Real SendGrid cannot
+    answer "did you accept this request" (``SendGridEmailChannel.reconcile`` says None, so a
+    row a crash left ``sending`` becomes ``unconfirmed`` for a human); its Event Webhook
+    ``processed`` events carry our ``custom_args`` back, and the receiver (the listening
+    issue) calls this with their ``crisiscomms_key`` once the ECDSA signature is verified."""
+    done = session.execute(
+        update(Delivery)
+        .where(col(Delivery.key) == key, col(Delivery.state).in_(list(CONFIRMABLE)))
+        .values(state=DeliveryState.sent, error=None, updated_at=utcnow(),
+                provider_id=func.coalesce(provider_id, col(Delivery.provider_id)))
         .returning(col(Delivery.id))
     ).first()
     session.commit()

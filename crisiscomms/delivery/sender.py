@@ -16,11 +16,20 @@ personalizations):
 
 Exactly once: a retryable answer that may hide an accepted request (timeout, reset, garbage)
 is never resent before the channel's ``reconcile`` says the provider does not have the key.
+The parts of a multi-part message (an X thread) reach the ledger one by one as the provider
+answers (``PartProgress``), so a resend continues after the last part it has an id for.
+
+One bad recipient never sinks a batch: a recipient the channel says its provider would refuse
+(``Channel.recipient_problems``: SendGrid's 10,000 bytes of substitutions) is split out of the
+batch before the request (``ledger.split_out``) and recorded failed on its own row with the
+provider's reason; the others go.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +43,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from crisiscomms.audience.models import Recipient
@@ -41,14 +51,25 @@ from crisiscomms.core.clock import utcnow
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.delivery.backoff import backoff_delay
 from crisiscomms.delivery.contract import (
+    RECONCILED,
     Channel,
     DeliveryResult,
     OutboundBatch,
     OutboundRecipient,
     Outcome,
+    PartProgress,
     RenderedMessage,
+    SaveProgress,
 )
-from crisiscomms.delivery.ledger import claim, decode_ids, record_many, sending_rows, settle_sending
+from crisiscomms.delivery.ledger import (
+    claim,
+    decode_ids,
+    record_many,
+    save_progress,
+    sending_rows,
+    settle_sending,
+    split_out,
+)
 from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.delivery.rate_limits import RateLimiter, channel_bucket
 from crisiscomms.incident.facts import FactSheet
@@ -59,6 +80,7 @@ from crisiscomms.render.environment import substitution_tag, time_tags, time_val
 
 RECORD_EVERY = 16
 """Results recorded per executemany (a crash loses at most these, and reconcile finds them)."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -114,6 +136,14 @@ def _reconcile(channel: Channel, batch: OutboundBatch) -> bool | Exception | Non
     return answer
 
 
+def _with_parts(result: DeliveryResult, batch: OutboundBatch) -> DeliveryResult:
+    """A failure carries the ids of every part published so far, those reconciliation found
+    after the failing answer included (the ledger keeps them for the resend)."""
+    if not batch.progress.ids:
+        return result
+    return dataclasses.replace(result, provider_id=batch.progress.joined)
+
+
 class StillSending(Exception):
     """The provider may have the batch and could not be asked: leave the row ``sending``."""
 
@@ -147,13 +177,13 @@ def send_once(
             if isinstance(answer, Exception):
                 raise StillSending(f"{result.reason}; provider not asked: {answer}")
             if answer is True:
-                return DeliveryResult.sent("reconciled"), attempt
+                return DeliveryResult.sent(batch.progress.joined or RECONCILED), attempt
             if answer is None:
-                return DeliveryResult.unknown(
+                return _with_parts(DeliveryResult.unknown(
                     f"{result.reason}; the provider cannot confirm key {batch.key}: check "
-                    "it, then crisiscomms retry --unconfirmed"), attempt
+                    "it, then crisiscomms retry --unconfirmed"), batch), attempt
         if attempt >= policy.max_attempts:
-            return result, attempt
+            return _with_parts(result, batch), attempt
         sleep(backoff_delay(attempt, result.retry_after_s, base_delay_s=policy.base_delay_s,
                             max_delay_s=policy.max_delay_s, rng=rng))
 
@@ -182,21 +212,24 @@ class _Row:
     batch_no: int
     recipient_ids: str
     recipient_count: int
+    provider_id: str | None = None
 
 
 def _thread_root(session: Session, incident_id: int, channel: str,
                  locale: str) -> str | None:
     """The incident's first post on a ``threaded`` channel (X) in ``locale``: later updates in
     that language reply to it, keeping one thread per language."""
-    return session.execute(
+    first = session.execute(
         select(col(Delivery.provider_id))
         .where(col(Delivery.incident_id) == incident_id, col(Delivery.channel) == channel,
                col(Delivery.locale) == locale,
                col(Delivery.state) == DeliveryState.sent,
                col(Delivery.provider_id).is_not(None),
-               col(Delivery.provider_id) != "reconciled")
+               col(Delivery.provider_id) != RECONCILED)
         .order_by(col(Delivery.id))
     ).scalars().first()
+    ids = PartProgress.parse(first).ids  # a thread's row holds every part's id: the first
+    return ids[0] if ids else None
 
 
 def _threaded(channels: Mapping[str, Channel], name: str) -> bool:
@@ -303,25 +336,74 @@ def _outbound(session: Session, delivery: Delivery, playbooks_dir: Path,
 
 
 def _batch(ctx: _MessageContext, key: str, batch_no: int,
-           recipients: Sequence[OutboundRecipient]) -> OutboundBatch:
+           recipients: Sequence[OutboundRecipient],
+           progress: PartProgress | None = None) -> OutboundBatch:
     return OutboundBatch(key=key, batch_no=batch_no, facts=ctx.facts,
                          incident_status=ctx.incident_status, message=ctx.message,
-                         recipients=recipients, reply_to=ctx.reply_to)
+                         recipients=recipients, reply_to=ctx.reply_to,
+                         progress=progress or PartProgress())
+
+
+def _saver(engine: Engine, delivery_id: int) -> SaveProgress:
+    """Records a row's part ids as the channel reports them. A failure to record is logged,
+    not raised: the part is published, and reconciliation finds it at the provider."""
+    def save(ids: Sequence[str]) -> None:
+        try:
+            with Session(engine) as session:
+                save_progress(session, delivery_id, ids)
+        except SQLAlchemyError as exc:
+            log.warning("delivery %s: part ids %s not recorded (%s); reconciliation will "
+                        "look them up", delivery_id, ",".join(ids), type(exc).__name__)
+    return save
+
+
+def _split_oversized(engine: Engine, channel: Channel, row: _Row,
+                     recipients: list[OutboundRecipient],
+                     ) -> tuple[list[OutboundRecipient], list[str]]:
+    """The recipients the provider would accept, and the reasons of those it would refuse
+    (``Channel.recipient_problems``), which are split out of the row in the ledger first
+    (each failed on a row of its own); every recipient refused: nothing is split, the caller
+    fails the row itself."""
+    refused: dict[int, str] = {}
+    for r in recipients:
+        problems = channel.recipient_problems(r)
+        if problems:
+            refused[r.id] = (f"recipient {r.id} ({r.address}) left out of {row.channel} batch "
+                             f"{row.batch_no}: {'; '.join(problems)}")
+    if not refused:
+        return recipients, []
+    kept = [r for r in recipients if r.id not in refused]
+    if kept:
+        with Session(engine) as session:
+            split = split_out(session, row.id, refused)
+        if len(split) != len(refused):  # no longer ours to send (another sender settled it)
+            raise StillSending(f"{row.channel} batch {row.batch_no} is no longer sending")
+    return kept, list(refused.values())
 
 
 # -- publishing claimed rows -------------------------------------------------------------------
 
-_Outcome = tuple[_Row, DeliveryResult | None, int, int, str | None]
-"""(row, result or None = leave sending, requests, recipients skipped, note)."""
+@dataclass(frozen=True)
+class _Outcome:
+    row: _Row
+    result: DeliveryResult | None
+    """None: leave the row ``sending`` (the provider could not be asked)."""
+    attempts: int
+    skipped: int = 0
+    """Recipients no longer to be sent to (deleted, consent withdrawn since planning)."""
+    note: str | None = None
+    excluded: tuple[str, ...] = ()
+    """The reasons of the recipients split out of the row (failed on rows of their own)."""
 
 
 def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
                  ctx: _MessageContext | CrisisCommsError, policy: SendPolicy) -> _Outcome:
     if isinstance(ctx, CrisisCommsError):
-        return row, DeliveryResult.permanent(str(ctx)), 1, 0, None
+        return _Outcome(row, DeliveryResult.permanent(str(ctx)), 1)
     channel = channels.get(row.channel)
     if channel is None:
-        return row, DeliveryResult.permanent(f"channel {row.channel} is not configured"), 1, 0, None
+        return _Outcome(row, DeliveryResult.permanent(f"channel {row.channel} is not "
+                                                      "configured"), 1)
     skipped = 0
     recipients: list[OutboundRecipient] = []
     ids = decode_ids(row.recipient_ids)
@@ -331,16 +413,26 @@ def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
                 conn, ids, ctx.fields, tags=ctx.time_tags, locale=ctx.message.locale,
                 unsubscribe=getattr(channel, "unsubscribe_link", None) if channel.personal
                 else None)
+    excluded: list[str] = []
+    if recipients:
+        try:
+            recipients, excluded = _split_oversized(engine, channel, row, recipients)
+        except StillSending as exc:
+            return _Outcome(row, None, 0, skipped, str(exc))
+        if not recipients:  # every one refused (a row split out before, retried): fail it
+            return _Outcome(row, DeliveryResult.permanent("; ".join(excluded)), 1, skipped)
     if channel.personal and not recipients:
-        return row, DeliveryResult.sent(None), 1, skipped, None
-    batch = _batch(ctx, row.key, row.batch_no, recipients)
+        return _Outcome(row, DeliveryResult.sent(None), 1, skipped)
+    progress = PartProgress.parse(row.provider_id, _saver(engine, row.id))
+    batch = _batch(ctx, row.key, row.batch_no, recipients, progress)
     try:
         result, attempts = send_once(channel, batch, policy)
     except StillSending as exc:
-        return row, None, policy.max_attempts, skipped, str(exc)
+        return _Outcome(row, None, policy.max_attempts, skipped, str(exc), tuple(excluded))
     except ValueError as exc:  # a batch the provider can never accept
-        return row, DeliveryResult.permanent(str(exc)), 1, skipped, None
-    return row, result, attempts, skipped, None
+        return _Outcome(row, DeliveryResult.permanent(str(exc)), 1, skipped,
+                        excluded=tuple(excluded))
+    return _Outcome(row, result, attempts, skipped, excluded=tuple(excluded))
 
 
 def publish_deliveries(
@@ -362,11 +454,13 @@ def publish_deliveries(
         report.skipped = len(delivery_ids) - len(claimed)
         if not claimed:
             return report
-        rows = [_Row(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), str(r[5]), int(r[6]))
+        rows = [_Row(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), str(r[5]), int(r[6]),
+                     r[7])
                 for r in session.execute(
                     select(col(Delivery.id), col(Delivery.key), col(Delivery.channel),
                            col(Delivery.message_id), col(Delivery.batch_no),
-                           col(Delivery.recipient_ids), col(Delivery.recipient_count))
+                           col(Delivery.recipient_ids), col(Delivery.recipient_count),
+                           col(Delivery.provider_id))
                     .where(col(Delivery.id).in_(claimed)).order_by(col(Delivery.id)))]
         contexts: dict[int, _MessageContext | CrisisCommsError] = {}
         for row in rows:
@@ -381,14 +475,16 @@ def publish_deliveries(
         pending: list[tuple[int, DeliveryResult, int]] = []
 
         def absorb(outcome: _Outcome) -> None:
-            row, result, attempts, skipped, note = outcome
-            report.skipped += skipped
+            row, result = outcome.row, outcome.result
+            report.skipped += outcome.skipped
+            report.failed += len(outcome.excluded)  # recorded already, each on its own row
+            report.errors.extend(outcome.excluded)
             if result is None:
                 report.errors.append(f"{row.channel} batch {row.batch_no}: still sending "
-                                     f"({note}); crisiscomms resume reconciles it")
+                                     f"({outcome.note}); crisiscomms resume reconciles it")
                 return
-            pending.append((row.id, result, attempts))
-            counted = row.recipient_count - skipped
+            pending.append((row.id, result, outcome.attempts))
+            counted = row.recipient_count - outcome.skipped - len(outcome.excluded)
             if result.outcome is Outcome.sent:
                 report.sent += counted
             elif result.outcome is Outcome.unknown:
@@ -494,13 +590,15 @@ def reconcile_sending(
                 report.errors.append(f"{where}: cannot reconcile: "
                                      f"{ctx if channel is not None else 'channel not configured'}")
                 continue
-            answer = _reconcile(channel, _batch(ctx, delivery.key, delivery.batch_no, ()))
+            progress = PartProgress.parse(delivery.provider_id, _saver(engine, did))
+            answer = _reconcile(channel, _batch(ctx, delivery.key, delivery.batch_no, (),
+                                                progress))
             if isinstance(answer, Exception):
                 report.still_sending += 1
                 report.errors.append(f"{where}: provider not reachable: {answer}")
             elif answer is True:
                 report.confirmed += settle_sending(session, did, DeliveryState.sent,
-                                                   provider_id="reconciled")
+                                                   provider_id=progress.joined or RECONCILED)
             elif answer is False:
                 report.requeued += settle_sending(session, did, DeliveryState.planned)
             else:

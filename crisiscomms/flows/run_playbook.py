@@ -262,7 +262,7 @@ class _DeploymentLane:
 def _ledger_report(channel: str, ids: Sequence[int], note: str, started: float,
                    finished: float) -> dict[str, Any]:
     """A chunk's outcome as the ledger holds it (recipients by state, failed rows' reasons)."""
-    from sqlalchemy import func, select
+    from sqlalchemy import func, select, tuple_
     from sqlmodel import col
 
     from crisiscomms.delivery.models import Delivery, DeliveryState
@@ -270,14 +270,18 @@ def _ledger_report(channel: str, ids: Sequence[int], note: str, started: float,
     _, engine, _ = _context()
     by_state: dict[str, int] = {}
     errors: list[str] = []
+    # the chunk's rows and the recipients split out of them (same message and batch number)
+    batches = select(col(Delivery.message_id), col(Delivery.batch_no)).where(
+        col(Delivery.id).in_(list(ids)))
+    of_chunk = tuple_(col(Delivery.message_id), col(Delivery.batch_no)).in_(batches)
     with session_scope(engine) as session:
         for state, total in session.execute(
                 select(col(Delivery.state), func.sum(col(Delivery.recipient_count)))
-                .where(col(Delivery.id).in_(list(ids))).group_by(col(Delivery.state))).all():
+                .where(of_chunk).group_by(col(Delivery.state))).all():
             by_state[DeliveryState(state).value] = int(total or 0)
         for batch_no, error in session.execute(
                 select(col(Delivery.batch_no), col(Delivery.error))
-                .where(col(Delivery.id).in_(list(ids)),
+                .where(of_chunk,
                        col(Delivery.state).in_([DeliveryState.failed,
                                                 DeliveryState.unconfirmed]))).all():
             errors.append(f"{channel} batch {batch_no}: {error}")

@@ -324,3 +324,52 @@ def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_
     assert done == {"channel": "email", "sent": 1000, "failed": 0, "skipped": 0,
                     "unconfirmed": 0, "errors": [], "started": 1.0, "finished": 2.0}
     engine.dispose()
+
+
+def test_the_parent_counts_the_recipients_split_out_of_a_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recipient split out of a batch (over SendGrid's limit) is on a row of its own that
+    the chunk's ids do not name: the parent still reads it (999 sent, 1 failed, its reason)."""
+    from crisiscomms.audience.recipients import insert_recipients
+    from crisiscomms.core.database import init_db, make_engine, session_scope
+    from crisiscomms.delivery.contract import CUSTOMER_LIST, DeliveryResult
+    from crisiscomms.delivery.ledger import claim, plan_messages, record, split_out
+    from crisiscomms.delivery.models import Delivery
+    from crisiscomms.flows import run_playbook
+    from crisiscomms.incident.models import Incident, Message
+    from crisiscomms.testing.audiences import drill_recipients
+
+    url = f"sqlite:///{tmp_path / 'split.db'}"
+    monkeypatch.setenv("CRISISCOMMS_DATABASE_URL", url)
+    engine = make_engine(url)
+    init_db(engine)
+    with session_scope(engine) as s:
+        insert_recipients(s, drill_recipients(2000))
+        inc = Incident(ref="INC-SPLIT", playbook="outage", title="t", severity="major")
+        s.add(inc)
+        s.flush()
+        assert inc.id is not None
+        msg = Message(incident_id=inc.id, stage="acknowledge", facts_version=1, channel="email",
+                      locale="en", parts_json="{}", content_hash="h", template_hashes_json="{}")
+        s.add(msg)
+        s.flush()
+        plan_messages(s, incident_ref="INC-SPLIT", facts_hash="f" * 64, messages=[msg],
+                      audiences={"email": CUSTOMER_LIST}, locales=("en",), default_locale="en",
+                      batch_size=1000)
+    with session_scope(engine) as s:
+        ids = [int(i) for i in s.exec(select(col(Delivery.id)).order_by(col(Delivery.id)))]
+        first = s.get(Delivery, ids[0])
+        assert first is not None
+        big = int(first.recipient_ids.split(",")[7])
+        claim(s, ids)
+        assert split_out(s, ids[0], {big: f"recipient {big}: over 10,000 bytes"}) == [big]
+        record(s, ids[0], DeliveryResult.sent("p1"), 1)
+        record(s, ids[1], DeliveryResult.sent("p2"), 1)
+
+    out = run_playbook._ledger_report("email", ids[:1], "chunk", 1.0, 2.0)
+    assert (out["sent"], out["failed"]) == (999, 1), out
+    assert out["errors"] == [f"email batch 0: recipient {big}: over 10,000 bytes"]
+    both = run_playbook._ledger_report("email", ids, "chunk", 1.0, 2.0)
+    assert (both["sent"], both["failed"]) == (1999, 1), both
+    engine.dispose()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import html
 import http.client
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -857,3 +859,54 @@ def test_addresses_counts_distinct_and_repeated_recipients_across_keys(
     answer = call(sg.url, "GET", "/_emulator/addresses").json()
     assert answer == {"distinct": 2, "repeated": ["a@example.com"],
                       "addresses": ["a@example.com", "b@example.com"]}
+
+
+# --------------------------------------------------------------------------------------------
+# X as production shows it: t.co links, escaped text, timelines with replies
+
+
+def test_x_stores_links_as_t_co_and_escapes_the_text_it_returns(x: XEmulator) -> None:
+    sent = "Down & out <b>: https://status.example.com/a-1 (ref A-1). Help: example.com/help!"
+    shown = (r"Down &amp; out &lt;b&gt;: https://t\.co/\w{10} \(ref A-1\)\. "
+             r"Help: https://t\.co/\w{10}!")
+    created = tweet(x, sent).json()["data"]
+    assert re.fullmatch(shown, created["text"]), created["text"]
+    timeline = call(x.url, "GET", f"/2/users/{x.user_id}/tweets?max_results=5",
+                    headers=x_auth()).json()["data"]
+    assert [t["text"] for t in timeline] == [created["text"]]
+    assert x.received()[0]["text"] == html.unescape(created["text"])  # the witness: as shown
+    assert x.accepted(sent) and x.key_count(sent) == 1  # keyed by the text as sent
+    assert tweet(x, sent).status == 403  # duplicate content is judged on the text as sent
+    assert tweet(x, "mail support@example.com").json()["data"]["text"] == (
+        "mail support@example.com")  # an address is not a link
+
+
+def test_x_timeline_pages_since_id_and_referenced_tweets(x: XEmulator) -> None:
+    root = tweet(x, "root").json()["data"]["id"]
+    ids = [tweet(x, f"reply {n}", reply={"in_reply_to_tweet_id": root}).json()["data"]["id"]
+           for n in range(7)]
+    base = f"/2/users/{x.user_id}/tweets?max_results=5"
+    first = call(x.url, "GET", f"{base}&tweet.fields=referenced_tweets,created_at",
+                 headers=x_auth()).json()
+    assert [t["id"] for t in first["data"]] == ids[::-1][:5]
+    assert all(t["referenced_tweets"] == [{"type": "replied_to", "id": root}]
+               for t in first["data"])
+    token = first["meta"]["next_token"]
+    second = call(x.url, "GET", f"{base}&pagination_token={token}", headers=x_auth()).json()
+    assert [t["id"] for t in second["data"]] == [ids[1], ids[0], root]
+    assert "next_token" not in second["meta"] and "referenced_tweets" not in second["data"][0]
+    newer = call(x.url, "GET", f"{base}&since_id={ids[4]}", headers=x_auth()).json()
+    assert [t["id"] for t in newer["data"]] == [ids[6], ids[5]]
+    assert call(x.url, "GET", f"{base}&pagination_token=nope", headers=x_auth()).status == 400
+
+
+def test_pass_first_and_max_faults_target_one_request(x: XEmulator) -> None:
+    x.set_faults(Faults(pass_first=1, lost_response_rate=1.0, max_faults=1))
+    assert tweet(x, "part 1").status == 201
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        tweet(x, "part 2")
+    assert tweet(x, "part 3").status == 201
+    assert x.stats()["accepted_messages"] == 3 and x.stats()["dropped"] == {"lost_response": 1}
+    assert Faults.from_dict({"pass_first": 2, "max_faults": None}).pass_first == 2
+    with pytest.raises(ValueError, match="pass_first"):
+        Faults.from_dict({"pass_first": 1.5})

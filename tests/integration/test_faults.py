@@ -20,6 +20,7 @@ from crisiscomms.delivery.contract import (
     OutboundBatch,
     OutboundRecipient,
     Outcome,
+    PartProgress,
     RenderedMessage,
 )
 from crisiscomms.delivery.sender import SendPolicy, StillSending, send_once
@@ -191,3 +192,127 @@ def test_hanging_x_times_out_and_stays_sending_until_x_answers(pair: EmulatorPai
     stats = pair.x.stats()
     assert stats["duplicates"] == 0 and "403" not in stats["rejected"], stats  # asked once
     assert [p["text"] for p in pair.x.received()] == [batch.message.parts["text"]]
+
+
+# -- X returns t.co links: reconciliation that works as it does in production ----------------
+
+THREAD = ("Checkout errors: we are investigating. Status: https://status.example.com/i/faults-1 "
+          "(ref FAULTS-1)",
+          "What is affected: card payments at https://shop.example.com/checkout. Orders are "
+          "safe.",
+          "Next update by 10:30 UTC on status.example.com/i/faults-1 or follow this thread.")
+
+
+def thread_batch(key: str, progress: PartProgress | None = None,
+                 reply_to: str | None = None) -> OutboundBatch:
+    parts = {"text": THREAD[0], "text_2": THREAD[1], "text_3": THREAD[2]}
+    message = RenderedMessage(playbook="outage", stage="acknowledge", channel="x", locale="en",
+                              parts=parts, content_hash="h-thread")
+    return OutboundBatch(key=key, batch_no=0, facts=_facts(), incident_status="investigating",
+                         message=message, reply_to=reply_to, progress=progress or PartProgress())
+
+
+def _each_text_posted_once(pair: EmulatorPair, texts: tuple[str, ...]) -> None:
+    stats = pair.x.stats()
+    assert [pair.x.key_count(t) for t in texts] == [1] * len(texts)
+    assert stats["accepted_messages"] == len(texts)
+    assert stats["duplicates"] == 0 and "403" not in stats["rejected"], stats
+
+
+def test_x_shows_links_as_t_co_and_a_lost_post_with_a_link_is_found(pair: EmulatorPair) -> None:
+    """X stores every link as a t.co link: the exact text we sent is never among our posts,
+    yet the post whose answer was lost is found (t.co-aware) and not posted again."""
+    channel = x_channel(pair)
+    batch = x_batch("x-tco", THREAD[0])
+    pair.x.set_faults(Faults(lost_response_rate=1.0))
+    assert channel.send(batch).ambiguous
+    pair.x.set_faults(Faults())
+    ((post_id, shown),) = channel.recent_posts(5)
+    assert "https://t.co/" in shown and "status.example.com" not in shown
+    assert len(shown) == len(THREAD[0]) - len("https://status.example.com/i/faults-1") + 23
+    assert channel.reconcile(batch) is True
+    assert batch.progress.ids == [post_id]
+    result, _ = send_once(channel, x_batch("x-tco-2", "Another post"), NO_WAIT)
+    assert result.outcome is Outcome.sent
+    assert channel.reconcile(x_batch("x-never", "Checkout errors: never posted. "
+                                     "https://status.example.com/i/faults-1")) is False
+    _each_text_posted_once(pair, (THREAD[0], "Another post"))
+
+
+def test_x_thread_answer_lost_mid_thread_continues_without_reposting(pair: EmulatorPair) -> None:
+    """The second post's answer is lost: the send loop finds it (t.co-aware, replying to the
+    first), records its id and posts only the third, as a reply to the second."""
+    channel = x_channel(pair)
+    saved: list[tuple[str, ...]] = []
+    batch = thread_batch("x-thread-lost", PartProgress(save=lambda ids: saved.append(tuple(ids))))
+    # part 1 answered; part 2 accepted, its answer lost; then X answers again
+    pair.x.set_faults(Faults(pass_first=1, lost_response_rate=1.0, max_faults=1))
+    result, attempts = send_once(channel, batch, NO_WAIT)
+    assert (result.outcome, attempts) == (Outcome.sent, 2)
+    assert pair.x.stats()["dropped"] == {"lost_response": 1}
+    first, second, third = batch.progress.ids
+    assert result.provider_id == f"{first},{second},{third}"
+    assert saved == [(first,), (first, second), (first, second, third)]
+    posts = {p["id"]: p for p in pair.x.received()}
+    assert (posts[second]["reply_to"], posts[third]["reply_to"]) == (first, second)
+    _each_text_posted_once(pair, THREAD)
+
+
+def test_x_resend_after_a_crash_mid_thread_posts_only_what_is_missing(
+        pair: EmulatorPair) -> None:
+    """A sender died after X accepted the second post and before its id was recorded: the
+    ledger holds the first id only. Reconciliation finds the second by its reply and its
+    t.co-shortened text; the resend posts the third alone."""
+    channel = x_channel(pair)
+    root = channel.send(x_batch("x-root", "Earlier update of FAULTS-1 https://status.example.com"))
+    assert root.provider_id
+    two_parts = RenderedMessage(playbook="outage", stage="acknowledge", channel="x",
+                                locale="en", parts={"text": THREAD[0], "text_2": THREAD[1]},
+                                content_hash="h")
+    died = channel.send(OutboundBatch(key="x-died", batch_no=0, facts=_facts(),
+                                      incident_status="investigating", message=two_parts,
+                                      reply_to=root.provider_id))
+    assert died.provider_id is not None
+    first, second = died.provider_id.split(",")
+    batch = thread_batch("x-died", PartProgress([first]), reply_to=root.provider_id)
+    assert channel.reconcile(batch) is False  # the third post is missing
+    assert batch.progress.ids == [first, second]
+    assert channel.send(batch).outcome is Outcome.sent
+    assert channel.reconcile(batch) is True  # every part has an id: X is not asked
+    (third,) = [p for p in pair.x.received() if p["id"] == batch.progress.ids[2]]
+    assert third["reply_to"] == second
+    _each_text_posted_once(pair, ("Earlier update of FAULTS-1 https://status.example.com",
+                                  *THREAD))
+
+
+def test_x_a_part_refused_keeps_the_ids_of_those_posted(pair: EmulatorPair) -> None:
+    """X refuses the second post (a server error to the last attempt): the result carries
+    the first post's id, so the ledger keeps it and the retry continues after it."""
+    channel = x_channel(pair)
+    batch = thread_batch("x-refused")
+    pair.x.set_faults(Faults(pass_first=1, error_rate=1.0, error_statuses=(503,)))
+    result = channel.send(batch)
+    assert result.outcome is Outcome.retryable and not result.ambiguous
+    assert result.provider_id == batch.progress.ids[0]
+    assert "thread stopped before post 2 of 3" in (result.reason or "")
+    pair.x.set_faults(Faults())
+    retry = thread_batch("x-refused", PartProgress.parse(result.provider_id))
+    assert channel.send(retry).outcome is Outcome.sent
+    _each_text_posted_once(pair, THREAD)
+
+
+def test_x_a_thread_out_of_attempts_keeps_the_ids_reconciliation_found(
+        pair: EmulatorPair) -> None:
+    """Out of attempts right after reconciliation found the lost second post: the failure
+    names both posts, so the ledger keeps both and the retry posts only the third."""
+    channel = x_channel(pair)
+    batch = thread_batch("x-out-of-attempts")
+    pair.x.set_faults(Faults(pass_first=1, lost_response_rate=1.0, max_faults=1))
+    once = SendPolicy(max_attempts=1, base_delay_s=0.0, max_delay_s=0.0, rate_per_s={"x": None})
+    result, attempts = send_once(channel, batch, once)
+    assert (result.outcome, attempts) == (Outcome.retryable, 1)
+    assert result.provider_id == ",".join(batch.progress.ids)
+    assert len(batch.progress.ids) == 2
+    retry = thread_batch("x-out-of-attempts", PartProgress.parse(result.provider_id))
+    assert channel.send(retry).outcome is Outcome.sent
+    _each_text_posted_once(pair, THREAD)

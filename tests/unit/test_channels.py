@@ -253,3 +253,34 @@ def test_full_jitter_stays_between_zero_and_the_ceiling() -> None:
     assert backoff_delay(4, None, base_delay_s=1, max_delay_s=5, rng=lambda: 0.0) == 0.0
     assert backoff_delay(4, None, base_delay_s=1, max_delay_s=5, rng=lambda: 0.5) == 2.5
     assert backoff_delay(40, None, base_delay_s=1, max_delay_s=5, rng=lambda: 1.0) == 5.0
+
+
+@pytest.mark.parametrize(("ours", "theirs", "same"), [
+    pytest.param("Down: https://status.example.com/incidents/a-1 (ref A-1)",
+                 "Down: https://t.co/AbCdEfGh12 (ref A-1)", True, id="scheme-link"),
+    pytest.param("Next update by 10:30. See status.example.com/a.",
+                 "Next update by 10:30. See https://t.co/AbCdEfGh12.", True, id="bare-domain"),
+    pytest.param("Q&A <here>: https://example.com/qa", "Q&amp;A &lt;here&gt;: https://t.co/x1",
+                 True, id="escaped-by-x"),
+    pytest.param("Two  spaces\nand a line https://a.example/x",
+                 "Two spaces and a line https://t.co/x1", True, id="white-space"),
+    pytest.param("Down: https://status.example.com/a (ref A-1)",
+                 "Down: https://t.co/AbCdEfGh12 (ref A-2)", False, id="other-ref"),
+    pytest.param("Down: https://status.example.com/a", "Down: https://status.example.com/a",
+                 True, id="link-not-shortened"),
+    pytest.param("Update 1 https://s.example/a", "Update 1 https://t.co/x1 more", False,
+                 id="longer"),
+])
+def test_same_post_text_takes_every_t_co_link_as_the_link_it_replaced(
+        ours: str, theirs: str, same: bool) -> None:
+    from crisiscomms.channels.x_social import same_post_text
+
+    assert same_post_text(ours, theirs) is same
+
+
+def test_reconciling_real_sendgrid_cannot_tell_and_asks_nothing() -> None:
+    """api.sendgrid.com has no "did you accept key K" call: None (unconfirmed, for a human,
+    until the Event Webhook confirms it), without a request."""
+    channel = SendGridEmailChannel(SECRET, base_url="https://api.sendgrid.com",
+                                   from_email="status@example.com", from_name="Example")
+    assert channel.reconcile(email_batch([OutboundRecipient(1, "a@example.com")])) is None

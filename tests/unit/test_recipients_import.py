@@ -136,5 +136,6 @@ def test_a_personal_field_longer_than_its_column_is_rejected(engine: Engine,
     path.write_text(f"email,order_ref\nann@x.com,{'R' * 65}\nbob@x.com,{'R' * 64}\n",
                     encoding="utf-8")
     report = import_csv(engine, path)
-    assert report.rejected == [(2, "order_ref: longer than 64 characters")]
+    assert report.rejected == [
+        (2, "order_ref is 65 characters, over the 64 a recipient's may have")]
     assert not report.written and _emails(engine) == []

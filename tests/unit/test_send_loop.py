@@ -10,6 +10,7 @@ policy without delays.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -481,3 +482,121 @@ def test_retryable_to_the_last_attempt_is_recorded_failed(ledger: Ledger) -> Non
     assert (first.state, first.attempts) == (DeliveryState.failed, 3)
     assert first.error == "503 service unavailable"
     assert provider.requests.count(first.key) == 3 and provider.addresses(first.key) == []
+
+
+# -- one recipient the provider would refuse never sinks the batch ----------------------------
+
+
+@dataclass
+class LimitedProvider(FakeProvider):
+    """The fake provider with SendGrid's 10,000 bytes of substitutions per recipient."""
+
+    limits: ClassVar[ChannelLimits] = ChannelLimits(batch_size=1000,
+                                                    max_substitution_bytes=10_000)
+
+
+def _rename(ledger: Ledger, recipient_id: int, name: str) -> str:
+    from crisiscomms.audience.models import Recipient
+
+    with Session(ledger.engine) as s:
+        recipient = s.get(Recipient, recipient_id)
+        assert recipient is not None
+        recipient.name = name
+        s.add(recipient)
+        s.commit()
+        return recipient.email
+
+
+def test_an_oversized_recipient_is_split_out_and_the_rest_of_the_batch_goes(
+        ledger: Ledger) -> None:
+    from crisiscomms.delivery.ledger import channel_counts, exception_key, failures, requeue
+
+    first = ledger.rows()[0]
+    big_id, other_id = (int(i) for i in first.recipient_ids.split(","))
+    big = _rename(ledger, big_id, "A" * 20_000)  # the first name alone is 40,000 bytes
+    provider = LimitedProvider()
+    report = ledger.publish(provider)
+
+    assert (report.sent, report.failed) == (5, 1)
+    assert provider.addresses() == sorted(set(ledger.audience()) - {big})  # 5, none twice
+    batch_row, *_, exception = ledger.rows()
+    assert (batch_row.id, batch_row.state, batch_row.recipient_ids,
+            batch_row.recipient_count) == (first.id, DeliveryState.sent, str(other_id), 1)
+    assert provider.requests.count(first.key) == 1  # the batch under its own key, once
+    assert (exception.key, exception.state, exception.recipient_ids,
+            exception.recipient_count, exception.batch_no) == (
+        exception_key(first.key, big_id), DeliveryState.failed, str(big_id), 1, 0)
+    assert f"recipient {big_id} ({big})" in (exception.error or "")
+    assert re.search(r"substitutions are 40,\d{3} bytes, over the limit of 10,000",
+                     exception.error or "")
+    assert report.errors == [exception.error]
+    with Session(ledger.engine) as s:
+        assert channel_counts(s, ledger.planned.incident_id)["email"]["sent"] == 5
+        assert channel_counts(s, ledger.planned.incident_id)["email"]["failed"] == 1
+        assert [(f.id, f.recipients) for f in failures(s, ledger.planned.incident_id)] == [
+            (exception.id, 1)]
+
+    # retry: only the failed recipient is re-queued, and it is refused again without a request
+    with Session(ledger.engine) as s:
+        assert requeue(s, ledger.planned.incident_id) == 1
+    requests = list(provider.requests)
+    again = ledger.publish(provider)
+    assert (again.sent, again.failed) == (0, 1)
+    assert provider.requests == requests
+    # once someone fixes the record, the retry sends it, alone, under its own key
+    _rename(ledger, big_id, "Ada Lovelace")
+    with Session(ledger.engine) as s:
+        requeue(s, ledger.planned.incident_id)
+    fixed = ledger.publish(provider)
+    assert (fixed.sent, fixed.failed) == (1, 0)
+    assert provider.addresses() == ledger.audience()  # everyone, once
+    assert provider.requests[len(requests):] == [exception.key]
+
+
+def test_a_crash_after_the_split_never_counts_the_oversized_recipient_as_sent(
+        ledger: Ledger) -> None:
+    """The split is committed before the request: a crash between the two leaves the batch
+    row sending without that recipient, and reconciliation settles only the others."""
+    first = ledger.rows()[0]
+    big_id = int(first.recipient_ids.split(",")[0])
+    _rename(ledger, big_id, "B" * 20_000)
+    provider = LimitedProvider([ACCEPTED_ANSWER_LOST], reconciles="unreachable")
+    ledger.publish(provider)  # the batch stays sending: it may be at the provider
+    provider.reconciles = "answers"
+    reconcile_sending(ledger.engine, {"email": provider},
+                      playbooks_dir=ledger.planned.playbooks_dir,
+                      incident_id=ledger.planned.incident_id)
+    rows = ledger.rows()
+    assert [(r.state, r.recipient_count) for r in rows if r.key == first.key] == [
+        (DeliveryState.sent, 1)]
+    assert [r.state for r in rows if r.recipient_ids == str(big_id)] == [DeliveryState.failed]
+    assert provider.requests.count(first.key) == 1
+
+
+# -- a provider that confirms later (SendGrid's Event Webhook) ----------------------------------
+
+
+def test_an_unconfirmed_row_is_settled_by_the_providers_later_word(ledger: Ledger) -> None:
+    """Real SendGrid cannot be asked (reconcile: None), so a row a crash left sending becomes
+    unconfirmed, listed for a human; its Event Webhook ``processed`` event will carry our key
+    (``custom_args``) and the receiver calls ``confirm_by_key``."""
+    from crisiscomms.delivery.ledger import confirm_by_key, failures
+
+    provider = FakeProvider([ACCEPTED_ANSWER_LOST], reconciles="unreachable")
+    ledger.publish(provider)  # left sending, as a crash would leave it
+    provider.reconciles = "cannot tell"
+    result = reconcile_sending(ledger.engine, {"email": provider},
+                               playbooks_dir=ledger.planned.playbooks_dir,
+                               incident_id=ledger.planned.incident_id)
+    assert result.unconfirmed == 1
+    first = ledger.rows()[0]
+    with Session(ledger.engine) as s:
+        (listed,) = failures(s, ledger.planned.incident_id)
+        assert (listed.id, listed.state) == (first.id, "unconfirmed")
+        assert confirm_by_key(s, first.key)
+        assert not confirm_by_key(s, first.key)  # events repeat: harmless
+        assert not confirm_by_key(s, "no-such-key")
+        assert failures(s, ledger.planned.incident_id) == []
+    first = ledger.rows()[0]
+    assert (first.state, first.error) == (DeliveryState.sent, None)
+    assert provider.requests.count(first.key) == 1

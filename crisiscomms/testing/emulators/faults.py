@@ -30,6 +30,9 @@ class Faults:
     """Fraction of requests whose connection is reset with no response; nothing recorded."""
     lost_response_rate: float = 0.0
     """Fraction of requests accepted and recorded, then closed with no response."""
+    lost_response_delay_s: float = 0.0
+    """How long a lost response holds the connection open, silent, before closing it: the
+    client waits (and times out, or is killed meanwhile) while the provider has the request."""
     garbage_rate: float = 0.0
     """Fraction of requests accepted and recorded, then answered with the success status and a
     body that is not the provider's: half of them a non-JSON body, half a truncated response
@@ -41,6 +44,12 @@ class Faults:
     rate_window_s: float = 1.0
     seed: int | None = None
     """Seed for a reproducible draw sequence."""
+    pass_first: int = 0
+    """The first N provider requests after these faults are installed pass untouched (rate
+    limit aside), so a fault can land mid-sequence: the second post of a thread."""
+    max_faults: int | None = None
+    """At most this many random faults are injected, then requests pass (None: no limit):
+    with ``pass_first``, exactly the request N + 1 goes wrong."""
 
     def __post_init__(self) -> None:
         rates = {
@@ -61,8 +70,10 @@ class Faults:
         for status in self.error_statuses:
             if not 400 <= status <= 599:
                 raise ValueError(f"error_statuses must be 4xx/5xx codes, got {status!r}")
-        if self.hang_s < 0 or self.latency_ms < 0:
-            raise ValueError("hang_s and latency_ms must not be negative")
+        if self.hang_s < 0 or self.latency_ms < 0 or self.lost_response_delay_s < 0:
+            raise ValueError("hang_s, latency_ms and lost_response_delay_s must not be negative")
+        if self.pass_first < 0 or (self.max_faults is not None and self.max_faults < 0):
+            raise ValueError("pass_first and max_faults must not be negative")
         if self.rate_limit is not None and self.rate_limit < 0:
             raise ValueError("rate_limit must not be negative")
         if self.rate_window_s <= 0:
@@ -99,10 +110,14 @@ def _coerce(name: str, value: object) -> Any:
         ):
             raise ValueError("error_statuses must be a list of integers")
         return tuple(value)
-    if name in ("rate_limit", "seed"):
+    if name in ("rate_limit", "seed", "max_faults"):
         if value is None or (isinstance(value, int) and not isinstance(value, bool)):
             return value
         raise ValueError(f"{name} must be an integer or null")
+    if name == "pass_first":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError("pass_first must be an integer")
     if not _is_number(value):
         raise ValueError(f"{name} must be a number")
     return float(value)  # type: ignore[arg-type]
@@ -148,6 +163,8 @@ class FaultInjector:
     _rng: random.Random = field(init=False, repr=False)
     _window_start: float = field(default=0.0, init=False, repr=False)
     _window_count: int = field(default=0, init=False, repr=False)
+    _seen: int = field(default=0, init=False, repr=False)
+    _injected: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.faults.seed)
@@ -159,6 +176,8 @@ class FaultInjector:
             self._rng = random.Random(faults.seed)
             self._window_start = 0.0
             self._window_count = 0
+            self._seen = 0
+            self._injected = 0
 
     def current(self) -> Faults:
         with self._lock:
@@ -171,25 +190,35 @@ class FaultInjector:
             window = self._count_in_window(faults)
             if window is not None and window.remaining < 0:
                 return Decision(Outcome.RATE_LIMITED, 429, dataclasses.replace(window, remaining=0))
-            draw = self._rng.random() if _any_random(faults) else 1.0
-            threshold = faults.error_rate
-            if draw < threshold:
-                status = self._rng.choice(faults.error_statuses)
-                return Decision(Outcome.ERROR, status, _clamp(window))
-            threshold += faults.timeout_rate
-            if draw < threshold:
-                return Decision(Outcome.TIMEOUT, window=_clamp(window))
-            threshold += faults.reset_rate
-            if draw < threshold:
-                return Decision(Outcome.RESET, window=_clamp(window))
-            threshold += faults.lost_response_rate
-            if draw < threshold:
-                return Decision(Outcome.LOST_RESPONSE, window=_clamp(window))
-            threshold += faults.garbage_rate
-            if draw < threshold:
-                kind = Outcome.GARBAGE if self._rng.random() < 0.5 else Outcome.TRUNCATED
-                return Decision(kind, window=_clamp(window))
-            return Decision(Outcome.PASS, window=_clamp(window))
+            self._seen += 1
+            if self._seen <= faults.pass_first or (
+                    faults.max_faults is not None and self._injected >= faults.max_faults):
+                return Decision(Outcome.PASS, window=_clamp(window))
+            decision = self._draw(faults, window)
+            if decision.outcome is not Outcome.PASS:
+                self._injected += 1
+            return decision
+
+    def _draw(self, faults: Faults, window: RateWindow | None) -> Decision:
+        draw = self._rng.random() if _any_random(faults) else 1.0
+        threshold = faults.error_rate
+        if draw < threshold:
+            status = self._rng.choice(faults.error_statuses)
+            return Decision(Outcome.ERROR, status, _clamp(window))
+        threshold += faults.timeout_rate
+        if draw < threshold:
+            return Decision(Outcome.TIMEOUT, window=_clamp(window))
+        threshold += faults.reset_rate
+        if draw < threshold:
+            return Decision(Outcome.RESET, window=_clamp(window))
+        threshold += faults.lost_response_rate
+        if draw < threshold:
+            return Decision(Outcome.LOST_RESPONSE, window=_clamp(window))
+        threshold += faults.garbage_rate
+        if draw < threshold:
+            kind = Outcome.GARBAGE if self._rng.random() < 0.5 else Outcome.TRUNCATED
+            return Decision(kind, window=_clamp(window))
+        return Decision(Outcome.PASS, window=_clamp(window))
 
     def window_now(self) -> RateWindow:
         """The current window, for a 429 that an error draw produced."""

@@ -555,6 +555,8 @@ class EmulatorServer(ABC):
         reply = handler(request)
         if outcome is Outcome.LOST_RESPONSE and 200 <= reply.status < 300:
             self._count_drop("lost_response")
+            if faults.lost_response_delay_s > 0:
+                self._stopping.wait(faults.lost_response_delay_s)
             return dropped(Drop.CLOSE)
         if outcome in (Outcome.GARBAGE, Outcome.TRUNCATED) and 200 <= reply.status < 300:
             self._count_drop(outcome.value)

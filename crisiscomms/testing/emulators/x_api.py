@@ -3,19 +3,30 @@
 - ``POST /2/tweets`` ``{"text", "reply": {"in_reply_to_tweet_id"}}`` -> 201 with a 19-digit id;
   403 on duplicate content; 400 over 280 weighted characters; 401; 429 with
   ``x-rate-limit-*`` headers.
-- ``GET /2/users/me`` and ``GET /2/users/<id>/tweets?max_results=N`` (newest first).
+- ``GET /2/users/me`` and ``GET /2/users/<id>/tweets`` (newest first; ``max_results`` 5-100,
+  ``pagination_token``/``meta.next_token``, ``since_id``, ``until_id``, and
+  ``tweet.fields=referenced_tweets,created_at``).
+
+Like X, a post's text is stored and returned as X shows it, not as it was sent: every link
+(``https://…``, ``www.…`` or a bare domain such as ``example.com/x``) becomes a 23-character
+``https://t.co/<10 characters>`` link, and ``&``, ``<``, ``>`` come back as HTML entities in the
+API's JSON. So matching a post by the exact text we sent fails here as it does in production.
+Duplicate content is judged on the text as sent.
 
 Authentication: ``Authorization: Bearer <token>`` or an OAuth 1.0a header whose
 ``oauth_consumer_key`` is the configured consumer key (the signature is not checked).
 
 Idempotency keys: X has no client reference field, so for ``accepted(key)``,
-``received(key)`` and ``/_emulator/keys/<key>`` a key matches a post's id or its exact text.
+``received(key)`` and ``/_emulator/keys/<key>`` (the witness, not X's API) a key matches a
+post's id or the exact text it was sent with.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
+import string
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +58,45 @@ _USER_TWEETS_RE = re.compile(r"/2/users/([0-9]{1,19})/tweets")
 _TWEET_ID_RE = re.compile(r"[0-9]{1,19}")
 _OAUTH_CONSUMER_RE = re.compile(r'oauth_consumer_key="([^"]*)"')
 _INVALID_REQUEST_TYPE = "https://api.twitter.com/2/problems/invalid-request"
+_TCO_PREFIX = "https://t.co/"
+_TCO_ALPHABET = string.ascii_letters + string.digits
+_LINK_RE = re.compile(
+    r"(?:https?://|www\.)[^\s<>\"]+"
+    r"|(?<![@\w.-])(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+"
+    r"(?:com|org|net|io|dev|app|co|info|biz|de|fr|es|jp|uk|eu|us)\b(?:/[^\s<>\"]*)?",
+    re.IGNORECASE,
+)
+_TRAILING = ".,:;!?'\"*]}>)"
+MAX_TIMELINE = 3200
+"""X returns at most the 3,200 most recent posts of a user's timeline."""
+
+
+def _tco() -> str:
+    return _TCO_PREFIX + "".join(secrets.choice(_TCO_ALPHABET) for _ in range(10))
+
+
+def shorten_links(text: str) -> str:
+    """``text`` as X stores it: every link replaced by its own t.co link (trailing
+    punctuation, and a closing parenthesis without its opening one, stay outside the link)."""
+    out: list[str] = []
+    position = 0
+    for match in _LINK_RE.finditer(text):
+        start, end = match.span()
+        link = match.group(0)
+        while link and (link[-1] in _TRAILING
+                        and (link[-1] != ")" or link.count("(") < link.count(")"))):
+            link, end = link[:-1], end - 1
+        if not link or link.endswith(("://", "www.")):
+            continue
+        out.append(text[position:start] + _tco())
+        position = end
+    out.append(text[position:])
+    return "".join(out)
+
+
+def _as_api_text(text: str) -> str:
+    """X's API escapes ``&``, ``<`` and ``>`` in a post's text."""
+    return html.escape(text, quote=False)
 
 
 def _problem(status: int, title: str, detail: str, headers: Headers = ()) -> Reply:
@@ -73,8 +123,11 @@ def _invalid_request(message: str) -> Reply:
 class _Post:
     id: str
     text: str
+    """As X shows it: links shortened to t.co."""
     reply_to: str | None
     received_at: float
+    sent_text: str = ""
+    """As it was sent (duplicate detection, the witness's ``key``)."""
 
     def record(self) -> dict[str, Any]:
         return {
@@ -131,6 +184,11 @@ class _PostStore:
     def recent(self, limit: int) -> list[_Post]:
         with self._lock:
             return list(reversed(self._posts[-limit:])) if limit > 0 else []
+
+    def timeline(self) -> list[_Post]:
+        """Newest first, at most X's 3,200."""
+        with self._lock:
+            return list(reversed(self._posts[-MAX_TIMELINE:]))
 
     def matching(self, key: str | None) -> list[_Post]:
         with self._lock:
@@ -261,7 +319,7 @@ class XEmulator(EmulatorServer):
             )
 
         def make_post() -> _Post:
-            return _Post(self._ids.next(), text, reply_to, time.time())
+            return _Post(self._ids.next(), shorten_links(text), reply_to, time.time(), text)
 
         post = self._store.add_unless_duplicate(text, make_post)
         if post is None:
@@ -275,7 +333,8 @@ class XEmulator(EmulatorServer):
                 },
             )
         return json_reply(
-            201, {"data": {"id": post.id, "text": post.text, "edit_history_tweet_ids": [post.id]}}
+            201, {"data": {"id": post.id, "text": _as_api_text(post.text),
+                           "edit_history_tweet_ids": [post.id]}}
         )
 
     def _me(self, request: Request) -> Reply:
@@ -295,31 +354,50 @@ class XEmulator(EmulatorServer):
             return _invalid_request(
                 f"The `max_results` query parameter value [{raw}] is not between 5 and 100"
             )
+        bounds: dict[str, int] = {}
+        for name in ("since_id", "until_id"):
+            value = request.query_one(name)
+            if value is not None:
+                if not _TWEET_ID_RE.fullmatch(value):
+                    return _invalid_request(
+                        f"The `{name}` query parameter value [{value}] is not valid")
+                bounds[name] = int(value)
+        fields = set(",".join(request.query.get("tweet.fields", [])).split(","))
         if match.group(1) != self.user_id:
             return json_reply(200, {"meta": {"result_count": 0}})
-        posts = self._store.recent(max_results)
-        if not posts:
+        posts = [p for p in self._store.timeline()
+                 if int(p.id) > bounds.get("since_id", -1)
+                 and int(p.id) < bounds.get("until_id", 1 << 64)]
+        token = request.query_one("pagination_token")
+        if token:
+            older = [i for i, p in enumerate(posts) if p.id == token.removeprefix("p")]
+            if not token.startswith("p") or not older:
+                return _invalid_request(
+                    f"The `pagination_token` query parameter value [{token}] is not valid")
+            posts = posts[older[0]:]
+        page, rest = posts[:max_results], posts[max_results:]
+        if not page:
             return json_reply(200, {"meta": {"result_count": 0}})
-        data = [
-            {
-                "id": p.id,
-                "text": p.text,
-                "created_at": iso_utc(p.received_at),
-                "edit_history_tweet_ids": [p.id],
-            }
-            for p in posts
-        ]
-        return json_reply(
-            200,
-            {
-                "data": data,
-                "meta": {
-                    "result_count": len(data),
-                    "newest_id": data[0]["id"],
-                    "oldest_id": data[-1]["id"],
-                },
-            },
-        )
+        data = [self._tweet_object(p, fields) for p in page]
+        meta: dict[str, Any] = {"result_count": len(data), "newest_id": data[0]["id"],
+                                "oldest_id": data[-1]["id"]}
+        if rest:
+            meta["next_token"] = f"p{rest[0].id}"
+        return json_reply(200, {"data": data, "meta": meta})
+
+    @staticmethod
+    def _tweet_object(post: _Post, fields: set[str]) -> dict[str, Any]:
+        """A post as X's API v2 returns it (``created_at`` always, as before; the reply it
+        answers when ``referenced_tweets`` is asked for)."""
+        out: dict[str, Any] = {
+            "id": post.id,
+            "text": _as_api_text(post.text),
+            "created_at": iso_utc(post.received_at),
+            "edit_history_tweet_ids": [post.id],
+        }
+        if "referenced_tweets" in fields and post.reply_to is not None:
+            out["referenced_tweets"] = [{"type": "replied_to", "id": post.reply_to}]
+        return out
 
     # ---- records --------------------------------------------------------------------------
 
