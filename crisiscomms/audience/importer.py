@@ -133,7 +133,7 @@ def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, o
     for column, value in values.items():
         limit = _max_length(column)
         if isinstance(value, str) and limit is not None and len(value) > limit:
-            raise ValueError(f"{column} is {len(value):,} characters, over the {limit} a "
+            raise ValueError(f"{column}: {len(value):,} characters, over the {limit} a "
                              "recipient's may have")
     return values
 

@@ -99,7 +99,7 @@ def test_a_recipient_over_sendgrids_limit_fails_alone_and_999_are_sent(
 
     refused = runner.invoke(app, ["recipients", "import", str(path)])
     assert refused.exit_code == 2
-    assert "line 539: name is 20,000 characters, over the 200" in _text(refused.output)
+    assert "line 539: name: 20,000 characters, over the 200" in _text(refused.output)
     partial = runner.invoke(app, ["recipients", "import", str(path), "--skip-invalid"])
     assert "imported 999 recipient(s)" in _text(partial.output) and partial.exit_code == 1
     big = rows[537]["email"]

@@ -137,5 +137,5 @@ def test_a_personal_field_longer_than_its_column_is_rejected(engine: Engine,
                     encoding="utf-8")
     report = import_csv(engine, path)
     assert report.rejected == [
-        (2, "order_ref is 65 characters, over the 64 a recipient's may have")]
+        (2, "order_ref: 65 characters, over the 64 a recipient's may have")]
     assert not report.written and _emails(engine) == []
