@@ -65,14 +65,15 @@ def real_bodies(engine: Any, settings: Any, incident_id: int, count: int = 8) ->
     from crisiscomms.delivery.models import Delivery
     from crisiscomms.delivery.sender import _batch, _context, _recipients
 
-    channel: Any = build_channels(settings)["email"]
+    channels = build_channels(settings)
+    channel: Any = channels["email"]
     out: list[bytes] = []
     with Session(engine) as session:
         rows = session.exec(select(Delivery).where(
             col(Delivery.incident_id) == incident_id, col(Delivery.channel) == "email")
             .order_by(col(Delivery.id)).limit(count)).all()
         for i, row in enumerate(rows):
-            ctx = _context(session, row.message_id, settings.playbooks_dir)
+            ctx = _context(session, row.message_id, settings.playbooks_dir, channels=channels)
             recipients, _ = _recipients(
                 session.connection(), decode_ids(row.recipient_ids), ctx.fields,
                 tags=ctx.time_tags, locale=ctx.message.locale,
