@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,8 @@ from crisiscomms.delivery.contract import (
 )
 from crisiscomms.incident.facts import FactSheet, build_fact_sheet
 from crisiscomms.render.environment import recipient_substitutions
+from crisiscomms.statuspage.page import StatusPage
+from crisiscomms.statuspage.publish import Content
 from crisiscomms.testing.emulators import EmulatorPair, Faults, start_emulators
 
 pytestmark = pytest.mark.integration
@@ -358,11 +361,19 @@ def test_status_page_escapes_bodies(tmp_path: Path) -> None:
         "incident_updates"][0]["body"] == body
 
 
-class FailingBuild(StatusPageChannel):
-    """The real channel, with the disk filling up while the site is generated."""
+class FullDiskPage(StatusPage):
+    """The real status page, with the disk filling up while the site is generated."""
 
-    def _site_files(self, state: dict[str, object]) -> dict[str, str]:
+    def build(self, state: dict[str, Any]) -> dict[str, Content]:
         raise OSError(28, "No space left on device")
+
+
+class FailingBuild(StatusPageChannel):
+    """The real channel on that page."""
+
+    def __init__(self, output_dir: Path, *, page_name: str, page_url: str) -> None:
+        super().__init__(output_dir, page_name=page_name, page_url=page_url)
+        self.page = FullDiskPage(output_dir, page_name=page_name, page_url=page_url)
 
 
 def test_status_page_failed_build_keeps_the_previous_site(tmp_path: Path) -> None:
@@ -376,7 +387,7 @@ def test_status_page_failed_build_keeps_the_previous_site(tmp_path: Path) -> Non
     assert read(channel, "index.html") == before
     assert [p.name for p in (channel.output_dir / "builds").iterdir()
             if p.name.startswith(".tmp")] == []
-    # The retry publishes what the failed attempt committed, once.
+    # Nothing was committed (the site is built first); the retry publishes the update once.
     retried = channel.send(batch("status_page", {"text": "Second update."}, key="p2"))
     assert retried.outcome is Outcome.sent
     updates = json.loads(read(channel, "api/v2/incidents.json"))["incidents"][0][
