@@ -44,3 +44,19 @@ def approve_all(templates_dir: Path, base: Path, *, kind: ApprovalKind = "final"
     lock.propose(chosen, make_key(base, templates_dir, author, "Pat (author)"))
     lock = ApprovalLock(templates_dir)
     lock.approve(chosen, make_key(base, templates_dir, approver, display_name), kind=kind)
+
+
+def cli_approver(base: Path, identity_id: str = "dana",
+                 display_name: str = "Dana (PR lead)") -> dict[str, str]:
+    """The environment of a person with a signing key, for ``crisiscomms`` run by a test:
+    ``crisiscomms keys init`` made the key in their own folder under ``base`` (outside the
+    workspace) and listed it in the workspace the command runs in."""
+    from typer.testing import CliRunner
+
+    from crisiscomms.cli import app
+
+    env = {"CRISISCOMMS_KEYS_DIR": str(keys_dir(base, identity_id))}
+    made = CliRunner().invoke(app, ["keys", "init", "--id", identity_id, "--name", display_name],
+                              env=env)
+    assert made.exit_code == 0, made.output
+    return env

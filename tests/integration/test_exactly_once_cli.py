@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from approvers import cli_approver
 from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -156,7 +157,8 @@ def _thread_templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             name = f"outage/acknowledge/x.{part}.{locale}.j2"
             (templates / name).write_text(source + "\n", encoding="utf-8")
             names.append(name)
-    approved = runner.invoke(app, ["templates", "approve", *names, "--by", "Dana (PR lead)"])
+    approved = runner.invoke(app, ["templates", "approve", *names],
+                             env=cli_approver(tmp_path / "home"))
     assert approved.exit_code == 0, approved.output
 
 

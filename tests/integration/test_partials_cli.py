@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from approvers import cli_approver
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -71,7 +72,8 @@ def workspace_with_partial(root: Path, construct: str) -> tuple[Path, str]:
 
 
 def approve_then_edit(ws: Path, name: str) -> None:
-    approved = runner.invoke(app, ["templates", "approve", "--by", "Dana (PR lead)"])
+    dana = cli_approver(ws.parent / "home")
+    approved = runner.invoke(app, ["templates", "approve"], env=dana)
     assert approved.exit_code == 0, approved.output
     assert "approved 2 template(s)" in approved.output
     assert ACK_STATUS_EN in approved.output and name in approved.output
