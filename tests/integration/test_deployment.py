@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from repo_paths import PROJECT_ROOT
+from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from crisiscomms.identity.identities import system_identity
@@ -246,6 +247,40 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
         engine.dispose()
 
 
+def _planned_email_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ref: str,
+                        recipients: int) -> tuple[Engine, list[int]]:
+    """A database with ``recipients`` drill subscribers and one English email message of
+    incident ``ref`` planned in 1,000-recipient rows; the engine and the row ids, in order."""
+    from crisiscomms.audience.recipients import insert_recipients
+    from crisiscomms.core.database import init_db, make_engine, session_scope
+    from crisiscomms.delivery.contract import CUSTOMER_LIST
+    from crisiscomms.delivery.ledger import plan_messages
+    from crisiscomms.delivery.models import Delivery
+    from crisiscomms.incident.models import Incident, Message
+    from crisiscomms.testing.audiences import drill_recipients
+
+    url = f"sqlite:///{tmp_path / (ref.lower() + '.db')}"
+    monkeypatch.setenv("CRISISCOMMS_DATABASE_URL", url)
+    engine = make_engine(url)
+    init_db(engine)
+    with session_scope(engine) as s:
+        insert_recipients(s, drill_recipients(recipients))
+        inc = Incident(ref=ref, playbook="outage", title="t", severity="major")
+        s.add(inc)
+        s.flush()
+        assert inc.id is not None
+        msg = Message(incident_id=inc.id, stage="acknowledge", facts_version=1, channel="email",
+                      locale="en", parts_json="{}", content_hash="h", template_hashes_json="{}")
+        s.add(msg)
+        s.flush()
+        plan_messages(s, incident_ref=ref, facts_hash="f" * 64, messages=[msg],
+                      audiences={"email": CUSTOMER_LIST}, locales=("en",), default_locale="en",
+                      batch_size=1000)
+    with session_scope(engine) as s:
+        ids = [int(i) for i in s.exec(select(col(Delivery.id)).order_by(col(Delivery.id)))]
+    return engine, ids
+
+
 def test_prefect_yaml_declares_what_deploy_py_makes() -> None:
     """prefect.yaml (for ``prefect deploy --all``) and flows/deploy.py must not drift: same
     deployment names, entrypoints that exist, parameters the flows accept, same rate limits."""
@@ -278,34 +313,13 @@ def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No server: the lane's poll is stubbed; what it reports comes from the Delivery rows."""
-    from crisiscomms.audience.recipients import insert_recipients
-    from crisiscomms.core.database import init_db, make_engine, session_scope
-    from crisiscomms.delivery.contract import CUSTOMER_LIST, DeliveryResult
-    from crisiscomms.delivery.ledger import claim, plan_messages, record
-    from crisiscomms.delivery.models import Delivery
+    from crisiscomms.core.database import session_scope
+    from crisiscomms.delivery.contract import DeliveryResult
+    from crisiscomms.delivery.ledger import claim, record
     from crisiscomms.flows import run_playbook
-    from crisiscomms.incident.models import Incident, Message
-    from crisiscomms.testing.audiences import drill_recipients
 
-    url = f"sqlite:///{tmp_path / 'lane.db'}"
-    monkeypatch.setenv("CRISISCOMMS_DATABASE_URL", url)
-    engine = make_engine(url)
-    init_db(engine)
+    engine, ids = _planned_email_rows(tmp_path, monkeypatch, "INC-LANE", 2500)
     with session_scope(engine) as s:
-        insert_recipients(s, drill_recipients(2500))
-        inc = Incident(ref="INC-LANE", playbook="outage", title="t", severity="major")
-        s.add(inc)
-        s.flush()
-        assert inc.id is not None
-        msg = Message(incident_id=inc.id, stage="acknowledge", facts_version=1, channel="email",
-                      locale="en", parts_json="{}", content_hash="h", template_hashes_json="{}")
-        s.add(msg)
-        s.flush()
-        plan_messages(s, incident_ref="INC-LANE", facts_hash="f" * 64, messages=[msg],
-                      audiences={"email": CUSTOMER_LIST}, locales=("en",), default_locale="en",
-                      batch_size=1000)
-    with session_scope(engine) as s:
-        ids = [int(i) for i in s.exec(select(col(Delivery.id)).order_by(col(Delivery.id)))]
         assert len(ids) == 3
         claim(s, ids[:2])
         record(s, ids[0], DeliveryResult.sent("p1"), 1)
@@ -331,34 +345,14 @@ def test_the_parent_counts_the_recipients_split_out_of_a_chunk(
 ) -> None:
     """A recipient split out of a batch (over SendGrid's limit) is on a row of its own that
     the chunk's ids do not name: the parent still reads it (999 sent, 1 failed, its reason)."""
-    from crisiscomms.audience.recipients import insert_recipients
-    from crisiscomms.core.database import init_db, make_engine, session_scope
-    from crisiscomms.delivery.contract import CUSTOMER_LIST, DeliveryResult
-    from crisiscomms.delivery.ledger import claim, plan_messages, record, split_out
+    from crisiscomms.core.database import session_scope
+    from crisiscomms.delivery.contract import DeliveryResult
+    from crisiscomms.delivery.ledger import claim, record, split_out
     from crisiscomms.delivery.models import Delivery
     from crisiscomms.flows import run_playbook
-    from crisiscomms.incident.models import Incident, Message
-    from crisiscomms.testing.audiences import drill_recipients
 
-    url = f"sqlite:///{tmp_path / 'split.db'}"
-    monkeypatch.setenv("CRISISCOMMS_DATABASE_URL", url)
-    engine = make_engine(url)
-    init_db(engine)
+    engine, ids = _planned_email_rows(tmp_path, monkeypatch, "INC-SPLIT", 2000)
     with session_scope(engine) as s:
-        insert_recipients(s, drill_recipients(2000))
-        inc = Incident(ref="INC-SPLIT", playbook="outage", title="t", severity="major")
-        s.add(inc)
-        s.flush()
-        assert inc.id is not None
-        msg = Message(incident_id=inc.id, stage="acknowledge", facts_version=1, channel="email",
-                      locale="en", parts_json="{}", content_hash="h", template_hashes_json="{}")
-        s.add(msg)
-        s.flush()
-        plan_messages(s, incident_ref="INC-SPLIT", facts_hash="f" * 64, messages=[msg],
-                      audiences={"email": CUSTOMER_LIST}, locales=("en",), default_locale="en",
-                      batch_size=1000)
-    with session_scope(engine) as s:
-        ids = [int(i) for i in s.exec(select(col(Delivery.id)).order_by(col(Delivery.id)))]
         first = s.get(Delivery, ids[0])
         assert first is not None
         big = int(first.recipient_ids.split(",")[7])
