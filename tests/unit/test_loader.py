@@ -15,22 +15,14 @@ from pathlib import Path
 import approvers
 import pytest
 from jinja2 import TemplateNotFound
+from mini_playbook import PLAYBOOK, STAGE
 
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.errors import ApprovalError, RenderError
 from crisiscomms.incident.facts import FactSheet, build_fact_sheet
-from crisiscomms.playbook.loader import Playbook
 from crisiscomms.render.approvals import ApprovalLock, sha256_text
 from crisiscomms.render.environment import StageRenderer, make_environment
 
-PLAYBOOK = Playbook.model_validate({
-    "name": "pb",
-    "title": "Test",
-    "recipient_fields": {"first_name": {"fallback": "there"}},
-    "stages": [{"id": "s", "title": "S", "incident_status": "investigating",
-                "channels": ["x", "email"]}],
-})
-STAGE = PLAYBOOK.stages[0]
 TOP = "pb/s/x.text.en.j2"
 EXPECTED = "API down. Updates: https://status.example.com/"
 

@@ -6,23 +6,14 @@ from pathlib import Path
 
 import pytest
 from approvers import make_key
+from mini_playbook import PLAYBOOK, STAGE
 
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.errors import ApprovalError, LimitError, RenderError
 from crisiscomms.core.locales import fallback_chain, resolve_locale
 from crisiscomms.incident.facts import FactSheet, build_fact_sheet
-from crisiscomms.playbook.loader import Playbook
 from crisiscomms.render.approvals import ApprovalLock
 from crisiscomms.render.environment import StageRenderer, recipient_substitutions
-
-PLAYBOOK = Playbook.model_validate({
-    "name": "pb",
-    "title": "Test",
-    "recipient_fields": {"first_name": {"fallback": "there"}},
-    "stages": [{"id": "s", "title": "S", "incident_status": "investigating",
-                "channels": ["x", "email"]}],
-})
-STAGE = PLAYBOOK.stages[0]
 
 
 def facts(**over: object) -> FactSheet:
