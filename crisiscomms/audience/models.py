@@ -43,3 +43,7 @@ class Recipient(RecipientBase, table=True):
         sa_column_kwargs={"default": new_token})  # the column default covers bulk inserts
     confirm_token: str | None = Field(default=None, max_length=64, unique=True)
     confirm_sent_at: datetime | None = None
+    # Listening (crisiscomms.reactions): why consent was withdrawn by a provider's word.
+    suppression: str | None = Field(default=None, max_length=32)
+    """``bounce``, ``dropped``, ``spamreport`` or ``unsubscribe`` when a provider event set
+    ``consent`` to false; NULL otherwise."""

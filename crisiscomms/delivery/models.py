@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Text
+from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from crisiscomms.core.clock import utcnow
@@ -45,3 +45,26 @@ class Delivery(SQLModel, table=True):
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DeliveryEvent(SQLModel, table=True):
+    """What a provider later says about one recipient of a batch (SendGrid Event Webhook:
+    processed, delivered, open, click, bounce, dropped, deferred, spamreport, unsubscribe).
+
+    Stored once per provider event id; reach per channel (delivered, opened, bounced...) is a
+    GROUP BY over this table, and a ``processed``/``delivered`` event also settles a batch left
+    ``sending`` (``ledger.confirm_by_key``)."""
+
+    __table_args__ = (Index("ix_delivery_event_delivery_event", "delivery_id", "event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_key: str = Field(max_length=128, unique=True)
+    """The provider's event id (``sg_event_id``): a replayed event is a no-op."""
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id")
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    recipient_id: int | None = None
+    channel: str = Field(max_length=32)
+    event: str = Field(max_length=32)
+    reason: str | None = Field(default=None, max_length=500)
+    occurred_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
