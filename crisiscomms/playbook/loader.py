@@ -19,6 +19,7 @@ from crisiscomms.core.locales import fallback_chain
 from crisiscomms.delivery.contract import ChannelClasses, Lane
 from crisiscomms.incident.facts import BreachFacts, FactSheet, RecallFacts
 from crisiscomms.incident.models import IncidentStatus
+from crisiscomms.playbook.listening import Listening
 
 RECIPIENT_FIELDS = ("first_name", "name", "email", "plan", "product", "order_ref",
                     "unsubscribe_url")
@@ -120,6 +121,7 @@ class Playbook(BaseModel):
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     stages: tuple[Stage, ...]
     drill_facts: dict[str, Any] = Field(default_factory=dict)
+    listening: Listening = Field(default_factory=Listening)
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
