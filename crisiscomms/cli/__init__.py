@@ -9,6 +9,8 @@
 - :mod:`.statuspage`: ``serve``, ``statuspage build``, ``maintenance schedule``, ``subscriptions``
 - :mod:`.drills`: ``drill``, ``emulators``, ``demo``
 - :mod:`.database`: ``db status|upgrade``
+- :mod:`.reactions`: ``reactions score|train|correct|...`` (triage and what our people teach it)
+- :mod:`.listen`: ``listen`` (the listening receivers: provider events, replies, tickets, CSAT)
 
 Errors the engine raises on purpose are printed as one clear line on stderr with exit code 2
 (:func:`.common._run`); nothing half-done is left behind because the engine checks before it
@@ -23,7 +25,7 @@ from crisiscomms.cli.common import app
 
 # Each module adds its commands to ``app``; this order is the order of ``crisiscomms --help``.
 COMMAND_GROUPS = ("workspace", "incidents", "drills", "delivery", "recipients", "templates",
-                  "keys", "statuspage", "database")
+                  "keys", "statuspage", "database", "reactions")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"crisiscomms.cli.{_group}")
 
