@@ -126,6 +126,25 @@ class Settings(BaseSettings):
     retry_max_delay_s: float = Field(default=30.0, ge=0)
     """Longest retry delay, in seconds."""
 
+    # listening: spikes, alerts and automatic replies
+    dashboard_url: str | None = None
+    """Public base URL of the dashboard, e.g. ``https://crisis.example.com``: spike alerts link
+    to its reactions page (``<url>/reactions?incident=REF``). Unset: alerts carry no link."""
+    alert_email_to: str | None = None
+    """The PR lead's address for spike alerts, sent through SendGrid (unset: no alert email)."""
+    alert_slack_webhook_url: SecretStr | None = None
+    """A Slack incoming webhook for spike alerts (Block Kit); the URL is a secret."""
+    alert_teams_webhook_url: SecretStr | None = None
+    """A Microsoft Teams incoming webhook (or Workflows URL) for spike alerts (Adaptive Card);
+    the URL is a secret."""
+    reply_max_per_run: int = Field(default=20, ge=0)
+    """Automatic replies one watcher pass (``reactions watch``) sends at most: the per-process
+    cap; the rest wait for the next pass."""
+    reply_max_per_incident: int = Field(default=200, ge=0)
+    """Automatic replies one incident gets at most, ever (0: none)."""
+    watch_interval_s: float = Field(default=30.0, gt=0)
+    """Seconds between two passes of ``reactions watch`` (without ``--once``)."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -149,6 +168,8 @@ class Settings(BaseSettings):
         "x_consumer_secret",
         "x_access_token",
         "x_access_token_secret",
+        "alert_slack_webhook_url",
+        "alert_teams_webhook_url",
     )
     @classmethod
     def _refuse_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
