@@ -299,7 +299,10 @@ class SpikeAlert:
 class AlertTarget(Protocol):
     """One place alerts go (email, Slack, Teams): ``channels/alerts.py`` implements it."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The target's name in the audit trail (``email``, ``slack``, ``teams``)."""
+        ...
 
     def send(self, alert: SpikeAlert) -> None:
         """Deliver the alert or raise (the reason must carry no secret)."""
