@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     # listening: spikes, alerts and automatic replies
     dashboard_url: str | None = None
     """Public base URL of the dashboard, e.g. ``https://crisis.example.com``: spike alerts link
-    to its reactions page (``<url>/reactions?incident=REF``). Unset: alerts carry no link."""
+    to its reactions page, with the incident's reference. Unset: alerts carry no link."""
     alert_email_to: str | None = None
     """The PR lead's address for spike alerts, sent through SendGrid (unset: no alert email)."""
     alert_slack_webhook_url: SecretStr | None = None

@@ -46,6 +46,10 @@ from crisiscomms.render.environment import (
 )
 from crisiscomms.render.loader import read_template, referenced_templates, template_key
 
+REPLIES_DIR = "_replies"
+"""A playbook's automatic reply templates (``reactions/replies.py``): not a stage."""
+_REPLY = re.compile(r"^(?P<rule>[a-z][a-z0-9_]*)\.(?P<channel>[a-z_]+)\.(?P<part>[a-z0-9_]+)\."
+                    r"(?P<locale>[A-Za-z-]+)\.j2$")
 _TEMPLATE = re.compile(r"^(?P<channel>[a-z_]+)\.(?P<part>[a-z0-9_]+)\.(?P<locale>[A-Za-z-]+)\.j2$")
 
 LONGEST_TIME_ZONES = ("Pacific/Kiritimati", "America/St_Johns", "Asia/Kathmandu", "UTC",
@@ -184,6 +188,8 @@ def _template_inventory(templates_dir: Path, playbook: str
     if not root.is_dir():
         return out
     for path in sorted(root.glob("*/*.j2")):
+        if path.parent.name == REPLIES_DIR:  # automatic replies: _reply_problems
+            continue
         m = _TEMPLATE.match(path.name)
         if m is None:
             continue
@@ -375,6 +381,7 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
         return [*problems, Problem(playbook.name, str(exc), field="approvals.lock")]
     problems += _approval_problems(playbook, lock)
     problems += _loaded_problems(playbook, templates_dir, lock)
+    problems += _reply_problems(playbook, templates_dir, channels, lock)
     if problems:  # rendering a playbook with missing files only repeats the same problems
         return problems
     if not playbook.drill_facts:
@@ -408,6 +415,66 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
                         problems += _personal_problems(playbook, cls, stage.id, channel, locale,
                                                        message.parts, label)
     return _unique(problems)
+
+
+def _reply_problems(playbook: Playbook, templates_dir: Path,
+                    channels: Mapping[str, type[Channel]], lock: ApprovalLock) -> list[Problem]:
+    """The automatic replies (``listening.replies``): each rule has reply templates, on known
+    channels, with every part of the channel in every locale of the playbook (their approval is
+    checked with every template of the playbook), and each renders, through the approval
+    lock, with the drill facts, within the channel's limits, carrying the status page link."""
+    problems: list[Problem] = []
+    rules = {r.id for r in playbook.listening.replies}
+    folder = templates_dir / playbook.name / REPLIES_DIR
+    have: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+    for path in sorted(folder.glob("*.j2")) if folder.is_dir() else []:
+        name = path.relative_to(templates_dir).as_posix()
+        m = _REPLY.match(path.name)
+        if m is None or m["rule"] not in rules or m["channel"] not in channels \
+                or m["locale"] not in playbook.locales:
+            problems.append(Problem(playbook.name, f"reply template {name} is not "
+                                    "<rule>.<channel>.<part>.<locale>.j2 of a listening.replies "
+                                    "rule, a channel and a locale of the playbook",
+                                    message=REPLIES_DIR, template=name))
+            continue
+        have[(m["rule"], m["channel"])].add((m["part"], m["locale"]))  # approval: above
+    for rule in sorted(rules):
+        if not any(r == rule for r, _ in have):
+            problems.append(Problem(playbook.name, f"reply rule {rule} has no templates "
+                                    f"({playbook.name}/{REPLIES_DIR}/{rule}.<channel>.<part>."
+                                    "<locale>.j2)", message=f"{REPLIES_DIR}/{rule}",
+                                    field="listening.replies"))
+    for (rule, channel), found in sorted(have.items()):
+        for part in channels[channel].parts:
+            for locale in playbook.locales:
+                if (part, locale) not in found:
+                    problems.append(Problem(
+                        playbook.name, f"template {playbook.name}/{REPLIES_DIR}/{rule}.{channel}."
+                        f"{part}.{locale}.j2 is missing", message=f"{REPLIES_DIR}/{rule}",
+                        channel=channel, locale=locale, field=part))
+    if problems or not have or not playbook.drill_facts:
+        return problems
+    from crisiscomms.reactions.replies import ReplyRenderer  # replies render like a send
+
+    renderer = ReplyRenderer(templates_dir, lock)
+    try:
+        sheet = build_fact_sheet(dict(playbook.drill_facts))
+    except FactsError:
+        return problems  # the stages' rendering names the facts
+    for rule, channel in sorted(have):
+        for locale in playbook.locales:
+            authors: tuple[tuple[str, str | None], ...] = (("@a_fifteen_char", "Ｗ" * 60),
+                                                           ("someone", None))
+            for author, shown in authors:
+                try:
+                    renderer.render(playbook, rule, channels[channel], locale, sheet,
+                                    author=author, author_name=shown, production=False)
+                except CrisisCommsError as exc:
+                    problems += [_problem(p, playbook.name, stage=f"{REPLIES_DIR}/{rule}",
+                                          channel=channel, locale=locale, facts="drill")
+                                 for p in exc.each()]
+                    break
+    return problems
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

@@ -88,18 +88,24 @@ def test_bundle_hash_is_order_independent() -> None:
     assert bundle_hash(["a", "b"]) != bundle_hash(["a", "c"])
 
 
+EXAMPLE_KEYS = {"example-workspace", "example-listening"}
+"""The one-off keys that reviewed the example workspace: the stages' templates, and the
+automatic replies added with listening (issue 11); neither private key was ever written."""
+
+
 def test_shipped_templates_are_all_approved_provisionally_by_the_example_key() -> None:
     """The example workspace was reviewed by engineering, not signed off by a PR lead: every
-    entry is provisional, signed by the one-off example key, which may sign nothing else."""
+    entry is provisional, signed by a one-off example key, which may sign nothing else."""
     from repo_paths import PROJECT_ROOT
 
     lock = ApprovalLock(PROJECT_ROOT / "templates")
     states = {n: lock.status(n) for n in lock.template_names()}
     assert states and all(s.state == "approved" for s in states.values()), states
     assert {s.kind for s in states.values()} == {"provisional"}
-    assert {s.approval.approver for s in states.values() if s.approval} == {"example-workspace"}
-    listed = lock.registry.get("example-workspace")
-    assert listed is not None and listed.may_sign == {"provisional"}
+    assert {s.approval.approver for s in states.values() if s.approval} == EXAMPLE_KEYS
+    for key in EXAMPLE_KEYS:
+        listed = lock.registry.get(key)
+        assert listed is not None and listed.may_sign == {"provisional"}
     assert not lock.invalid
 
 

@@ -1,0 +1,512 @@
+"""Automatic replies: the playbook's pre-approved answer to a question people keep asking.
+
+A playbook's ``listening.replies`` names rules (``eta``: "when will it be fixed?") with cue
+phrases per locale; the reply's wording is a template like every other one, approved like every
+other one::
+
+    templates/<playbook>/_replies/<rule>.<channel>.<part>.<locale>.j2
+
+Who gets one (:func:`answer_reactions`, run by ``crisiscomms reactions watch`` and the
+``watch_reactions`` flow):
+
+- a reaction of an open incident from a source one can answer (an email reply, an X mention or
+  reply) whose text matches a rule's cue (casefolded, at word boundaries: "when will" matches
+  "When will it be back?" but not "whenwill"; a cue in a script without spaces, Japanese say,
+  matches anywhere);
+- never one that needs a human (triage flagged it: a person answers it, not a template);
+- once per author per incident and source (``ReactionReply`` is unique on it: a second question
+  from the same person is for a person), at most ``reply_max_per_run`` per pass (the
+  per-process cap) and ``reply_max_per_incident`` per incident.
+
+How it is sent, on the reaction's own channel (``Reaction.channel``), in its locale (the
+message's locale, else the detected language when the playbook has it, else the locale whose
+cue matched): the reply is rendered through the approval-checking loader (an unapproved or
+edited template is refused; a production incident also refuses one that is only provisionally
+approved), must carry the status page link, and is written to the ledger before it is sent: a
+``Message`` (the rendered reply, its content and template hashes), a ``Delivery`` with a
+deterministic key (incident, source, author: the same reply can never be planned twice) and the
+``ReactionReply`` row, in one transaction. The row is then claimed and sent through
+``delivery/sender.py`` ``send_once`` (retries, ``Retry-After``, the channel's rate limit,
+reconciliation of an ambiguous answer), and the outcome recorded. A threaded channel (X) answers
+the reaction's own post (``in_reply_to_tweet_id``); an addressed channel (email) writes to the
+author. A row left ``planned`` by a crash is sent by the next pass; a failed one is listed by
+``crisiscomms failures``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from crisiscomms.core.errors import ApprovalError, CrisisCommsError, RenderError
+from crisiscomms.core.locales import fallback_chain
+from crisiscomms.core.settings import Settings
+from crisiscomms.delivery.contract import (
+    Channel,
+    DeliveryResult,
+    OutboundBatch,
+    OutboundRecipient,
+    Outcome,
+    RenderedMessage,
+)
+from crisiscomms.delivery.ledger import claim, record
+from crisiscomms.delivery.models import Delivery, DeliveryState
+from crisiscomms.delivery.sender import SendPolicy, StillSending, send_once
+from crisiscomms.identity.models import AuditEvent
+from crisiscomms.incident.facts import FactSheet
+from crisiscomms.incident.models import Incident, Message
+from crisiscomms.incident.service import facts_of, latest_facts
+from crisiscomms.playbook.listening import ReplyRule
+from crisiscomms.playbook.loader import Playbook, load_playbook
+from crisiscomms.reactions.models import Reaction, ReactionReply, ReactionSource
+from crisiscomms.reactions.spikes import WATCHER
+from crisiscomms.reactions.views import open_incidents
+from crisiscomms.render.approvals import ApprovalLock
+from crisiscomms.render.environment import Where, content_hash, make_environment
+from crisiscomms.render.limits import limit_problems
+from crisiscomms.render.loader import CheckingLoader
+
+REPLIES_DIR = "_replies"
+"""The folder of a playbook's reply templates (not a stage: stage ids start with a letter)."""
+REPLYABLE = (ReactionSource.email_reply, ReactionSource.x_mention, ReactionSource.x_reply)
+"""Sources whose author can be answered on the same channel."""
+SCAN_CHUNK = 500
+"""Reactions read per query while looking for questions (keyset paging by id)."""
+_HANDLE = re.compile(r"^@?([A-Za-z0-9_]{1,15})$")
+
+
+def reply_stage(rule_id: str) -> str:
+    """The ``Message.stage`` of a reply (``_replies/eta``): never a playbook stage."""
+    return f"{REPLIES_DIR}/{rule_id}"
+
+
+def reply_template(playbook: str, rule_id: str, channel: str, part: str, locale: str) -> str:
+    return f"{playbook}/{REPLIES_DIR}/{rule_id}.{channel}.{part}.{locale}.j2"
+
+
+def reply_key(incident_ref: str, source: str, author: str) -> str:
+    """The ledger key of the one reply an author may get per incident and source."""
+    material = "\x1f".join([incident_ref, "reply", source, author.casefold()])
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+# -- matching ------------------------------------------------------------------------------------
+
+
+def _spaced(ch: str) -> bool:
+    """Is ``ch`` a word character of a script that separates words with spaces? (A cue in
+    Japanese or Chinese has no word boundary to look for.)"""
+    return ch.isalnum() and ord(ch) < 0x2E80
+
+
+def cue_pattern(cue: str) -> re.Pattern[str]:
+    """The cue, casefolded, at word boundaries where its script has them."""
+    folded = " ".join(cue.casefold().split())
+    body = r"\s+".join(re.escape(w) for w in folded.split(" "))
+    left = r"(?<!\w)" if folded and _spaced(folded[0]) else ""
+    right = r"(?!\w)" if folded and _spaced(folded[-1]) else ""
+    return re.compile(left + body + right)
+
+
+@dataclass(frozen=True)
+class RuleMatcher:
+    """The playbook's reply rules, compiled once: which rule (and the locale of its cue) a
+    text asks."""
+
+    rules: tuple[tuple[ReplyRule, tuple[tuple[str, tuple[re.Pattern[str], ...]], ...]], ...]
+
+    @classmethod
+    def of(cls, rules: Sequence[ReplyRule]) -> RuleMatcher:
+        return cls(tuple((rule, tuple((loc, tuple(cue_pattern(c) for c in cues if c.strip()))
+                                      for loc, cues in rule.cues.items()))
+                         for rule in rules))
+
+    def match(self, text: str, prefer: Sequence[str] = ()) -> tuple[ReplyRule, str] | None:
+        """The first rule one of whose cues ``text`` holds, and that cue's locale; the cues of
+        the ``prefer`` locales are tried first (the reaction's own locale)."""
+        folded = text.casefold()
+        for rule, by_locale in self.rules:
+            ordered = sorted(by_locale, key=lambda item: (
+                prefer.index(item[0]) if item[0] in prefer else len(prefer)))
+            for loc, patterns in ordered:
+                if any(p.search(folded) for p in patterns):
+                    return rule, loc
+        return None
+
+
+def reply_locale(reaction: Reaction, playbook: Playbook, cue_locale: str) -> str:
+    """The locale of the answer: the message's, else the detected language's, else the cue's
+    (each resolved to a locale of the playbook)."""
+    for wanted in (reaction.locale, reaction.language):
+        if not wanted:
+            continue
+        for candidate in fallback_chain(wanted, ""):
+            if candidate in playbook.locales:
+                return candidate
+    return cue_locale if cue_locale in playbook.locales else playbook.default_locale
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedReply:
+    parts: dict[str, str]
+    template_hashes: dict[str, str]
+    content_hash: str
+
+
+class ReplyRenderer:
+    """Renders reply templates through the approval-checking loader (one per pass)."""
+
+    def __init__(self, templates_dir: Path, lock: ApprovalLock) -> None:
+        self.lock = lock
+        self.loader = CheckingLoader(templates_dir, lock)
+        self.env = make_environment(templates_dir, loader=self.loader)
+        self.templates_dir = templates_dir
+
+    def parts_of(self, playbook: str, rule_id: str, channel: type[Channel] | Channel,
+                 locale: str) -> list[str]:
+        """The channel's parts that have a reply template in ``locale``."""
+        return [p for p in channel.parts
+                if (self.templates_dir / reply_template(playbook, rule_id, channel.name, p,
+                                                        locale)).is_file()]
+
+    def render(self, playbook: Playbook, rule_id: str, channel: type[Channel] | Channel,
+               locale: str,
+               facts: FactSheet, *, author: str, author_name: str | None,
+               production: bool) -> RenderedReply:
+        """The reply's parts; RenderError/ApprovalError (naming the template) when a part is
+        missing, unapproved, not final in production, or lacks the status page link."""
+        where = Where(playbook=playbook.name, stage=reply_stage(rule_id), channel=channel.name,
+                      locale=locale)
+        names = {part: reply_template(playbook.name, rule_id, channel.name, part, locale)
+                 for part in self.parts_of(playbook.name, rule_id, channel, locale)}
+        if not names:
+            wanted = reply_template(playbook.name, rule_id, channel.name, "*", locale)
+            raise RenderError(f"{where}: no reply template {wanted}", **where.fields(),
+                              reason="no reply template")
+        handle = _HANDLE.match(author)
+        ctx: dict[str, Any] = {
+            "facts": facts.localized(fallback_chain(locale, playbook.default_locale)),
+            "locale": locale, "time_zone": playbook.time_zones.get(locale, facts.time_zone),
+            "playbook": {"name": playbook.name, "title": playbook.title},
+            "author": {"handle": f"@{handle.group(1)}" if handle else "",
+                       "name": (author_name or "").strip()},
+        }
+        parts: dict[str, str] = {}
+        hashes: dict[str, str] = {}
+        for part, name in names.items():
+            with self.loader.recording() as loaded:
+                try:
+                    text = self.env.get_template(name).render(ctx)
+                except CrisisCommsError as exc:
+                    raise type(exc)(f"{where}: {exc}", **where.fields(template=name, part=part),
+                                    reason=exc.reason) from None
+                except Exception as exc:  # a template error: name the template
+                    raise RenderError(f"{where}: template {name} failed: {exc}",
+                                      **where.fields(template=name, part=part),
+                                      reason=str(exc)) from None
+            parts[part] = text.strip()
+            hashes.update(loaded)
+        problems = limit_problems(channel.limits, parts)
+        problems += [f"{p} is missing" for p in channel.parts if p not in parts]
+        if problems:
+            raise RenderError(f"{where}: {'; '.join(problems)}", **where.fields(),
+                              reason="; ".join(problems))
+        link = str(facts.status_page_url or "")
+        lacking = [p for p in parts if p in {"text", "html"}
+                   and link not in parts[p] and link.replace("&", "&amp;") not in parts[p]]
+        if not link or not parts.keys() & {"text", "html"} or lacking:
+            raise RenderError(f"{where}: a reply must carry the status page link {link}",
+                              **where.fields(part=",".join(lacking) or None),
+                              reason="no status page link")
+        if production:
+            pending = self.lock.needs_sign_off(hashes, playbook.approvals.required >= 2,
+                                               hashes=hashes)
+            if pending:
+                why = "; ".join(f"{n}: {w}" for n, w in pending.items())
+                raise ApprovalError(
+                    f"{where}: production sends only final approvals; {why}",
+                    **where.fields(), values=tuple(pending), reason=why)
+        return RenderedReply(parts, hashes,
+                             content_hash(channel.name, locale, parts, hashes))
+
+
+def _verify(lock: ApprovalLock, message: Message, *, production: bool,
+            two_person: bool) -> None:
+    """Right before the send: the stored parts are the content their hash says and every
+    template they came from is still the approved text (final in production)."""
+    parts = json.loads(message.parts_json)
+    hashes: dict[str, str] = json.loads(message.template_hashes_json)
+    if content_hash(message.channel, message.locale, parts, hashes) != message.content_hash:
+        raise ApprovalError(f"reply message {message.id}: content does not match its hash",
+                            stage=message.stage, channel=message.channel, locale=message.locale)
+    for name, sha in hashes.items():
+        entry = lock.entries.get(name)
+        why = lock.sign_off(name, two_person=two_person, sha=sha) if production else (
+            "not approved" if entry is None else
+            "approval is of other content" if entry.sha256 != sha else None)
+        if why is not None:
+            raise ApprovalError(f"reply message {message.id}: template {name}: {why}",
+                                template=name, stage=message.stage, channel=message.channel,
+                                locale=message.locale, reason=why)
+
+
+# -- answering ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplyReport:
+    sent: int = 0
+    failed: int = 0
+    refused: list[str] = field(default_factory=list)
+    """Replies not sent because their templates are not fit (unapproved, not final in
+    production, no status page link...): nothing was written for them."""
+    errors: list[str] = field(default_factory=list)
+    capped: int = 0
+    """Matching reactions left for a later pass by the caps."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sent": self.sent, "failed": self.failed, "refused": list(self.refused),
+                "errors": list(self.errors), "capped": self.capped}
+
+
+@dataclass
+class ReplyCursor:
+    """The last reaction id each incident's scan has passed (kept by a long-running watcher
+    so a pass reads only new reactions; empty: everything is scanned)."""
+
+    after: dict[int, int] = field(default_factory=dict)
+
+
+def send_policy(settings: Settings) -> SendPolicy:
+    return SendPolicy(max_attempts=settings.max_attempts,
+                      base_delay_s=settings.retry_base_delay_s,
+                      max_delay_s=settings.retry_max_delay_s)
+
+
+def _replied_authors(session: Session, incident_id: int) -> set[tuple[str, str]]:
+    rows = session.execute(select(col(ReactionReply.source), col(ReactionReply.author)).where(
+        col(ReactionReply.incident_id) == incident_id))
+    return {(str(s), str(a)) for s, a in rows}
+
+
+def answer_reactions(engine: Engine, settings: Settings, channels: Mapping[str, Channel], *,
+                     cursor: ReplyCursor | None = None,
+                     policy: SendPolicy | None = None) -> ReplyReport:
+    """One pass over the open incidents: send the replies their reactions ask for (see the
+    module docstring), within the caps; rows a crash left planned are sent first."""
+    report = ReplyReport()
+    cursor = cursor or ReplyCursor()
+    policy = policy or send_policy(settings)
+    lock = ApprovalLock(settings.templates_dir)
+    renderer = ReplyRenderer(settings.templates_dir, lock)
+    budget = settings.reply_max_per_run
+    with Session(engine, expire_on_commit=False) as session:
+        incidents = open_incidents(session)
+    for incident in incidents:
+        try:
+            playbook = load_playbook(incident.playbook, settings.playbooks_dir)
+        except CrisisCommsError as exc:
+            report.errors.append(f"incident {incident.ref}: {exc}")
+            continue
+        _send_planned(engine, lock, playbook, incident, channels, policy, report)
+        if not playbook.listening.replies or budget <= 0:
+            continue
+        budget -= _answer_incident(engine, settings, renderer, playbook, incident, channels,
+                                   cursor, policy, report, budget)
+    return report
+
+
+def _answer_incident(engine: Engine, settings: Settings, renderer: ReplyRenderer,
+                     playbook: Playbook, incident: Incident, channels: Mapping[str, Channel],
+                     cursor: ReplyCursor, policy: SendPolicy, report: ReplyReport,
+                     budget: int) -> int:
+    """Replies of one incident within ``budget``; answers how many were written."""
+    assert incident.id is not None
+    matcher = RuleMatcher.of(playbook.listening.replies)
+    written = capped = 0
+    refused: set[tuple[str, str, str]] = set()
+    with Session(engine, expire_on_commit=False) as session:
+        so_far = int(session.execute(select(func.count()).select_from(ReactionReply).where(
+            col(ReactionReply.incident_id) == incident.id)).scalar_one())
+        allowed = min(budget, settings.reply_max_per_incident - so_far)
+        done = _replied_authors(session, incident.id)
+        facts_row = latest_facts(session, incident.id)
+        facts = facts_of(facts_row)
+        after = cursor.after.get(incident.id, 0)
+        while True:
+            chunk = list(session.execute(select(Reaction).where(
+                col(Reaction.incident_id) == incident.id, col(Reaction.id) > after,
+                col(Reaction.source).in_([s.value for s in REPLYABLE]),
+                col(Reaction.needs_human).is_(False),
+            ).order_by(col(Reaction.id)).limit(SCAN_CHUNK)).scalars())
+            if not chunk:
+                break
+            for reaction in chunk:
+                assert reaction.id is not None
+                who = (str(reaction.source), reaction.author)
+                channel = channels.get(reaction.channel or "")
+                found = None if who in done or channel is None else matcher.match(
+                    reaction.text, [loc for loc in (reaction.locale, reaction.language) if loc])
+                if found is None or channel is None:
+                    after = reaction.id
+                    continue
+                if written >= allowed:
+                    capped += 1
+                    continue  # the cursor stays: a later pass answers it
+                rule, cue_locale = found
+                locale = reply_locale(reaction, playbook, cue_locale)
+                if (rule.id, channel.name, locale) in refused:
+                    after = reaction.id
+                    continue
+                try:
+                    rendered = renderer.render(
+                        playbook, rule.id, channel, locale, facts, author=reaction.author,
+                        author_name=reaction.author_name, production=not incident.drill)
+                except CrisisCommsError as exc:
+                    refused.add((rule.id, channel.name, locale))
+                    report.refused.append(f"incident {incident.ref}: {exc}")
+                    after = reaction.id
+                    continue
+                planned = _plan(session, incident, reaction, rule.id, locale, channel,
+                                facts_row.version, rendered)
+                after = reaction.id
+                done.add(who)
+                if planned is None:
+                    continue  # another watcher planned it first
+                written += 1
+                _deliver(engine, renderer.lock, playbook, incident, planned, reaction, channel,
+                         facts, policy, report)
+            if capped:
+                break
+        report.capped += capped
+        if not capped:
+            cursor.after[incident.id] = after
+    return written
+
+
+def _plan(session: Session, incident: Incident, reaction: Reaction, rule_id: str, locale: str,
+          channel: Channel, facts_version: int, rendered: RenderedReply) -> Delivery | None:
+    """Message, ledger row and ReactionReply in one transaction; None when the author's reply
+    exists already (the unique key said so)."""
+    assert incident.id is not None and reaction.id is not None
+    try:
+        message = Message(incident_id=incident.id, stage=reply_stage(rule_id),
+                          facts_version=facts_version, channel=channel.name, locale=locale,
+                          parts_json=json.dumps(rendered.parts, ensure_ascii=False),
+                          content_hash=rendered.content_hash,
+                          template_hashes_json=json.dumps(rendered.template_hashes,
+                                                          sort_keys=True))
+        session.add(message)
+        session.flush()
+        assert message.id is not None
+        recipient = str(reaction.recipient_id) if reaction.recipient_id is not None else ""
+        delivery = Delivery(key=reply_key(incident.ref, str(reaction.source), reaction.author),
+                            incident_id=incident.id, message_id=message.id,
+                            channel=channel.name, locale=locale, batch_no=0,
+                            recipient_ids=recipient, recipient_count=1)
+        session.add(delivery)
+        session.flush()
+        session.add(ReactionReply(incident_id=incident.id, source=reaction.source,
+                                  author=reaction.author, reaction_id=reaction.id,
+                                  delivery_id=delivery.id))
+        session.add(AuditEvent(actor=WATCHER, action="reply.planned", incident_id=incident.id,
+                               detail_json=json.dumps({
+                                   "rule": rule_id, "reaction_id": reaction.id,
+                                   "delivery_key": delivery.key, "locale": locale,
+                                   "content_hash": rendered.content_hash}, sort_keys=True)))
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return None
+    return delivery
+
+
+def _batch(message: Message, delivery: Delivery, reaction: Reaction, channel: Channel,
+           incident: Incident, facts: FactSheet) -> OutboundBatch:
+    rendered = RenderedMessage(playbook=incident.playbook, stage=message.stage,
+                               channel=message.channel, locale=message.locale,
+                               parts=json.loads(message.parts_json),
+                               content_hash=message.content_hash)
+    recipients: tuple[OutboundRecipient, ...] = ()
+    if channel.recipients is not None:  # an addressed channel (email): write to the author
+        recipients = (OutboundRecipient(reaction.recipient_id or 0, reaction.author, {}),)
+    return OutboundBatch(key=delivery.key, batch_no=0, facts=facts,
+                         incident_status=str(incident.status), message=rendered,
+                         recipients=recipients,
+                         reply_to=reaction.source_id if channel.threaded else None)
+
+
+def _deliver(engine: Engine, lock: ApprovalLock, playbook: Playbook, incident: Incident,
+             delivery: Delivery, reaction: Reaction, channel: Channel, facts: FactSheet,
+             policy: SendPolicy, report: ReplyReport) -> None:
+    """Claim the reply's ledger row, verify its approval again, send it once, record."""
+    assert delivery.id is not None
+    with Session(engine, expire_on_commit=False) as session:
+        if not claim(session, [delivery.id]):
+            return  # another watcher has it
+        message = session.get(Message, delivery.message_id)
+        assert message is not None
+        try:
+            _verify(lock, message, production=not incident.drill,
+                    two_person=playbook.approvals.required >= 2)
+            result, attempts = send_once(
+                channel, _batch(message, delivery, reaction, channel, incident, facts), policy)
+        except ApprovalError as exc:
+            result, attempts = DeliveryResult.permanent(str(exc)), 1
+        except StillSending as exc:
+            report.errors.append(f"reply {delivery.key}: still sending ({exc}); "
+                                 "crisiscomms resume reconciles it")
+            return
+        except ValueError as exc:  # a batch the provider can never accept
+            result, attempts = DeliveryResult.permanent(str(exc)), 1
+        record(session, delivery.id, result, attempts)
+    if result.outcome is Outcome.sent:
+        report.sent += 1
+    else:
+        report.failed += 1
+        report.errors.append(f"reply to {reaction.author} ({incident.ref}): {result.reason}")
+
+
+def _send_planned(engine: Engine, lock: ApprovalLock, playbook: Playbook, incident: Incident,
+                  channels: Mapping[str, Channel], policy: SendPolicy,
+                  report: ReplyReport) -> None:
+    """Replies a crash left ``planned`` (written, never claimed): sent now."""
+    with Session(engine, expire_on_commit=False) as session:
+        rows = list(session.execute(
+            select(Delivery, Reaction)
+            .join(ReactionReply, col(ReactionReply.delivery_id) == col(Delivery.id))
+            .join(Reaction, col(Reaction.id) == col(ReactionReply.reaction_id))
+            .where(col(ReactionReply.incident_id) == incident.id,
+                   col(Delivery.state) == DeliveryState.planned)).tuples())
+        facts = facts_of(latest_facts(session, incident.id)) if rows and incident.id else None
+    for delivery, reaction in rows:
+        channel = channels.get(delivery.channel)
+        if channel is None or facts is None:
+            continue
+        _deliver(engine, lock, playbook, incident, delivery, reaction, channel, facts, policy,
+                 report)
+
+
+def replies_of(session: Session, incident_id: int) -> list[tuple[ReactionReply, Delivery | None]]:
+    """An incident's automatic replies with their ledger rows (newest first)."""
+    rows = session.execute(
+        select(ReactionReply, Delivery)
+        .join(Delivery, col(Delivery.id) == col(ReactionReply.delivery_id), isouter=True)
+        .where(col(ReactionReply.incident_id) == incident_id)
+        .order_by(col(ReactionReply.id).desc())).tuples()
+    return [(r, d) for r, d in rows]
+
+
