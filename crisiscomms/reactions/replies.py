@@ -85,9 +85,11 @@ SCAN_CHUNK = 500
 _HANDLE = re.compile(r"^@?([A-Za-z0-9_]{1,15})$")
 
 
-def reply_stage(rule_id: str) -> str:
-    """The ``Message.stage`` of a reply (``_replies/eta``): never a playbook stage."""
-    return f"{REPLIES_DIR}/{rule_id}"
+def reply_stage(rule_id: str, reaction_id: int | None = None) -> str:
+    """The ``Message.stage`` of a reply (``_replies/eta/<reaction id>``: each reply is its own
+    message, since it names its author; never a playbook stage)."""
+    base = f"{REPLIES_DIR}/{rule_id}"
+    return base if reaction_id is None else f"{base}/{reaction_id}"
 
 
 def reply_template(playbook: str, rule_id: str, channel: str, part: str, locale: str) -> str:
@@ -380,8 +382,12 @@ def _answer_incident(engine: Engine, settings: Settings, renderer: ReplyRenderer
                     report.refused.append(f"incident {incident.ref}: {exc}")
                     after = reaction.id
                     continue
-                planned = _plan(session, incident, reaction, rule.id, locale, channel,
-                                facts_row.version, rendered)
+                try:
+                    planned = _plan(session, incident, reaction, rule.id, locale, channel,
+                                    facts_row.version, rendered)
+                except CrisisCommsError as exc:
+                    report.errors.append(f"incident {incident.ref}: {exc}")
+                    planned = None
                 after = reaction.id
                 done.add(who)
                 if planned is None:
@@ -403,7 +409,7 @@ def _plan(session: Session, incident: Incident, reaction: Reaction, rule_id: str
     exists already (the unique key said so)."""
     assert incident.id is not None and reaction.id is not None
     try:
-        message = Message(incident_id=incident.id, stage=reply_stage(rule_id),
+        message = Message(incident_id=incident.id, stage=reply_stage(rule_id, reaction.id),
                           facts_version=facts_version, channel=channel.name, locale=locale,
                           parts_json=json.dumps(rendered.parts, ensure_ascii=False),
                           content_hash=rendered.content_hash,
@@ -428,8 +434,16 @@ def _plan(session: Session, incident: Incident, reaction: Reaction, rule_id: str
                                    "delivery_key": delivery.key, "locale": locale,
                                    "content_hash": rendered.content_hash}, sort_keys=True)))
         session.commit()
-    except IntegrityError:
+    except IntegrityError as exc:
         session.rollback()
+        exists = session.execute(select(col(ReactionReply.id)).where(
+            col(ReactionReply.incident_id) == incident.id,
+            col(ReactionReply.source) == str(reaction.source),
+            col(ReactionReply.author) == reaction.author)).first()
+        if exists is None:  # not the expected race with another watcher: say so
+            raise CrisisCommsError(f"reply to reaction {reaction.id} not planned: "
+                                   f"{type(exc.orig).__name__}: {exc.orig}",
+                                   stage=reply_stage(rule_id)) from None
         return None
     return delivery
 
@@ -490,7 +504,7 @@ def _send_planned(engine: Engine, lock: ApprovalLock, playbook: Playbook, incide
             .join(ReactionReply, col(ReactionReply.delivery_id) == col(Delivery.id))
             .join(Reaction, col(Reaction.id) == col(ReactionReply.reaction_id))
             .where(col(ReactionReply.incident_id) == incident.id,
-                   col(Delivery.state) == DeliveryState.planned)).tuples())
+                   col(Delivery.state) == DeliveryState.planned)).all())
         facts = facts_of(latest_facts(session, incident.id)) if rows and incident.id else None
     for delivery, reaction in rows:
         channel = channels.get(delivery.channel)
@@ -506,7 +520,7 @@ def replies_of(session: Session, incident_id: int) -> list[tuple[ReactionReply, 
         select(ReactionReply, Delivery)
         .join(Delivery, col(Delivery.id) == col(ReactionReply.delivery_id), isouter=True)
         .where(col(ReactionReply.incident_id) == incident_id)
-        .order_by(col(ReactionReply.id).desc())).tuples()
+        .order_by(col(ReactionReply.id).desc())).all()
     return [(r, d) for r, d in rows]
 
 
