@@ -158,14 +158,16 @@ def window_counts(session: Session, incident_id: int, policy: SpikePolicy, *,
     """Reactions per (channel, locale, window) of an incident received in [since, until):
     one GROUP BY, served by the (incident_id, received_at) index."""
     width = policy.window_minutes * 60
-    bucket = window_bucket(session.get_bind().dialect.name, width).label("bucket")
+    # grouped by the expressions themselves (the same objects, so the same bound
+    # parameters): PostgreSQL reads GROUP BY "channel" as the column, not the alias
+    channel, locale = _channel(), _locale()
+    bucket = window_bucket(session.get_bind().dialect.name, width)
     negative = func.sum(case((col(Reaction.sentiment) == Sentiment.negative.value, 1), else_=0))
     conditions = [col(Reaction.incident_id) == incident_id, col(Reaction.received_at) >= since]
     if until is not None:
         conditions.append(col(Reaction.received_at) < until)
-    stmt = (select(_channel().label("channel"), _locale().label("locale"), bucket,
-                   func.count().label("volume"), negative.label("negative"))
-            .where(*conditions).group_by("channel", "locale", "bucket"))
+    stmt = (select(channel, locale, bucket, func.count(), negative)
+            .where(*conditions).group_by(channel, locale, bucket))
     return [WindowCount(str(ch), str(loc), int(b), int(v), int(n or 0))
             for ch, loc, b, v, n in session.execute(stmt)]
 
@@ -215,16 +217,17 @@ def top_examples(session: Session, incident_id: int, channel: str, locale: str,
             for r in session.execute(stmt).scalars()]
 
 
-def _insert_spike(session: Session, values: dict[str, Any]) -> bool:
-    """Insert one Spike row unless its window has one already; True when inserted."""
+def _insert_spike(session: Session, values: dict[str, Any]) -> int | None:
+    """Insert one Spike row unless its window has one already; its id when inserted (from
+    RETURNING: a skipped insert's rowcount is not reliable across drivers)."""
     dialect = session.get_bind().dialect.name
     index = ["incident_id", "channel", "locale", "window_start"]
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(Spike).on_conflict_do_nothing(index_elements=index)
     else:
         stmt = sqlite.insert(Spike).on_conflict_do_nothing(index_elements=index)
-    result = session.execute(stmt.values(**values))
-    return bool(getattr(result, "rowcount", 0))
+    found = session.execute(stmt.values(**values).returning(col(Spike.id))).scalar()
+    return int(found) if found is not None else None
 
 
 def detect_spikes(session: Session, incident_id: int, policy: SpikePolicy, *,
@@ -251,10 +254,10 @@ def detect_spikes(session: Session, incident_id: int, policy: SpikePolicy, *,
                       examples_json=json.dumps([e.as_dict() for e in examples],
                                                ensure_ascii=False),
                       created_at=utcnow())
-        if _insert_spike(session, values):
-            spike = session.execute(select(Spike).where(
-                col(Spike.incident_id) == incident_id, col(Spike.channel) == f.channel,
-                col(Spike.locale) == f.locale, col(Spike.window_start) == start)).scalars().one()
+        spike_id = _insert_spike(session, values)
+        if spike_id is not None:
+            spike = session.get(Spike, spike_id)
+            assert spike is not None
             created.append(spike)
     session.commit()
     return created

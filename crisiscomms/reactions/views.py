@@ -76,9 +76,9 @@ def _dimension(name: str) -> Any:
 def reaction_counts(session: Session, incident_id: int, by: str) -> dict[str, int]:
     """Reactions of an incident per value of ``by`` (one of :data:`DIMENSIONS`), largest
     first."""
-    dim = _dimension(by).label("value")
+    dim = _dimension(by)  # grouped by the expression: PostgreSQL reads a name as a column
     rows = session.execute(select(dim, func.count()).where(
-        col(Reaction.incident_id) == incident_id).group_by("value").order_by(
+        col(Reaction.incident_id) == incident_id).group_by(dim).order_by(
         func.count().desc()))
     return {_label(v): int(n) for v, n in rows}
 
@@ -165,13 +165,13 @@ def over_time(session: Session, incident_ref: str, *, bucket_minutes: int = 5,
                                field="bucket_minutes", values=(str(bucket_minutes),))
     iid = incident_id_of(session, incident_ref)
     width = bucket_minutes * 60
-    bucket = window_bucket(session.get_bind().dialect.name, width).label("bucket")
-    sentiment = func.coalesce(col(Reaction.sentiment), "unscored").label("sentiment")
+    bucket = window_bucket(session.get_bind().dialect.name, width)
+    sentiment = func.coalesce(col(Reaction.sentiment), "unscored")
     conditions = [col(Reaction.incident_id) == iid]
     if since is not None:
         conditions.append(col(Reaction.received_at) >= since)
     rows = session.execute(select(bucket, sentiment, func.count()).where(*conditions)
-                           .group_by("bucket", "sentiment").order_by("bucket", "sentiment"))
+                           .group_by(bucket, sentiment).order_by(bucket, sentiment))
     return [Bucket(bucket_start(int(b), width), str(s), int(n)) for b, s, n in rows]
 
 
