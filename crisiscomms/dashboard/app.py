@@ -15,6 +15,8 @@ pages = st.navigation(
         st.Page("incidents_page.py", title="Incidents", icon=":material/emergency:", default=True),
         st.Page("support_page.py", title="Holding statements", icon=":material/support_agent:"),
         st.Page("failures_page.py", title="Failures", icon=":material/error:"),
+        st.Page("reactions_page.py", title="Reactions", icon=":material/forum:",
+                url_path="reactions"),
     ]
 )
 pages.run()
