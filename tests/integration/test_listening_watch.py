@@ -118,13 +118,14 @@ def watch(settings: Settings, engine: Engine) -> Any:
                       targets=alert_targets(settings))
 
 
-def storm(engine: Engine, incident_id: int, n: int = 30) -> None:
+def storm(engine: Engine, incident_id: int, n: int = 30, first_id: int = 0,
+          locale: str = "en") -> None:
     add_reactions(engine, incident_id, [
-        {"source_id": str(1_810_000_000_000_000_000 + i), "author": f"@angry{i}",
+        {"source_id": str(1_810_000_000_000_000_000 + first_id + i), "author": f"@angry{i}",
          "text": HOSTILE if i == 0 else f"still down after an hour ({i})",
          "sentiment": Sentiment.negative, "score": -0.8, "needs_human": i == 0,
          "reasons_json": json.dumps(["complaint: still down"]) if i == 0 else "[]",
-         "received_at": utcnow() - timedelta(seconds=i)}
+         "received_at": utcnow() - timedelta(seconds=i), "locale": locale}
         for i in range(n)])
 
 
@@ -303,3 +304,19 @@ def test_views_and_the_cli_show_counts_flagged_and_spikes_escaped(
     assert len(json.loads(watched.output)["spikes"]) == 1
     missing = runner.invoke(app, ["reactions", "list", "--incident", "NOPE"])
     assert missing.exit_code == 2 and "no incident 'NOPE'" in missing.output
+
+
+def test_the_watch_flow_runs_the_same_pass(listening: tuple[Settings, Engine, int],
+                                           recorder: Recorder) -> None:
+    """The Prefect flow's body (``.fn``: no server needed) is the CLI's pass."""
+    from crisiscomms.flows.watch_reactions import WatchFailed, watch_reactions
+
+    _, engine, incident_id = listening
+    storm(engine, incident_id)
+    result = watch_reactions.fn()
+    assert len(result["spikes"]) == 1 and len(result["alerts_sent"]) == 3
+    recorder.fail["/webhookb2/secret-teams-token"] = 1
+    storm(engine, incident_id, first_id=100, locale="de")  # a new spike: its Teams alert fails
+    with pytest.raises(WatchFailed, match="teams: HTTP 500") as failed:
+        watch_reactions.fn()
+    assert "secret" not in str(failed.value)
