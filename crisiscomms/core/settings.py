@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     cap; the rest wait for the next pass."""
     reply_max_per_incident: int = Field(default=200, ge=0)
     """Automatic replies one incident gets at most, ever (0: none)."""
+    reply_max_age_minutes: int = Field(default=60, ge=1)
+    """Automatic replies answer reactions at most this old: an older question, unanswered,
+    is for a person (and the watcher never rescans a whole incident's history)."""
     watch_interval_s: float = Field(default=30.0, gt=0)
     """Seconds between two passes of ``reactions watch`` (without ``--once``)."""
 

@@ -30,6 +30,8 @@ from crisiscomms.reactions.views import (
 
 st.title("Reactions")
 
+REFRESH_S = 10
+"""Seconds between two refreshes of the view (and how long its reads are shared)."""
 BUCKET_MINUTES = {"1 minute": 1, "5 minutes": 5, "15 minutes": 15, "1 hour": 60}
 SENTIMENT_COLOURS = alt.Scale(domain=["negative", "neutral", "positive", "unscored"],
                               range=["#c5221f", "#9aa0a6", "#188038", "#dadce0"])
@@ -63,14 +65,19 @@ def _texts(rows: list[Any]) -> list[dict[str, Any]]:
              "id": r.id} for r in rows]
 
 
-@st.fragment(run_every=10)
-def reactions_view(ref: str, bucket_minutes: int) -> None:
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def _reads(database: str, ref: str, bucket_minutes: int) -> tuple[Any, ...]:
+    """The page's reads, shared by every viewer for ``REFRESH_S`` (an incident with 200,000
+    reactions costs seconds of GROUP BY on SQLite: bench/listening_watch.py)."""
     with Session(engine()) as session:
-        counts = summary(session, ref)
-        buckets = over_time(session, ref, bucket_minutes=bucket_minutes)
-        flags = flagged(session, ref, limit=100)
-        found = spikes(session, ref)
-        messages = per_message(session, ref)
+        return (summary(session, ref), over_time(session, ref, bucket_minutes=bucket_minutes),
+                flagged(session, ref, limit=100), spikes(session, ref),
+                per_message(session, ref))
+
+
+@st.fragment(run_every=REFRESH_S)
+def reactions_view(ref: str, bucket_minutes: int) -> None:
+    counts, buckets, flags, found, messages = _reads(str(engine().url), ref, bucket_minutes)
     negative = counts.by_sentiment.get("negative", 0)
     left, middle, right, far = st.columns(4)
     left.metric("Reactions", f"{counts.total:,}")

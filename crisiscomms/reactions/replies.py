@@ -40,6 +40,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from crisiscomms.core.clock import utcnow
 from crisiscomms.core.errors import ApprovalError, CrisisCommsError, RenderError
 from crisiscomms.core.locales import fallback_chain
 from crisiscomms.core.settings import Settings
@@ -80,8 +82,8 @@ REPLIES_DIR = "_replies"
 """The folder of a playbook's reply templates (not a stage: stage ids start with a letter)."""
 REPLYABLE = (ReactionSource.email_reply, ReactionSource.x_mention, ReactionSource.x_reply)
 """Sources whose author can be answered on the same channel."""
-SCAN_CHUNK = 500
-"""Reactions read per query while looking for questions (keyset paging by id)."""
+SCAN_CHUNK = 2000
+"""Rows fetched at a time while the scan for questions streams."""
 _HANDLE = re.compile(r"^@?([A-Za-z0-9_]{1,15})$")
 
 
@@ -111,13 +113,23 @@ def _spaced(ch: str) -> bool:
     return ch.isalnum() and ord(ch) < 0x2E80
 
 
-def cue_pattern(cue: str) -> re.Pattern[str]:
-    """The cue, casefolded, at word boundaries where its script has them."""
+def cue_regex(cue: str) -> str:
+    """The cue, casefolded, at word boundaries where its script has them (a regex)."""
     folded = " ".join(cue.casefold().split())
     body = r"\s+".join(re.escape(w) for w in folded.split(" "))
     left = r"(?<!\w)" if folded and _spaced(folded[0]) else ""
     right = r"(?!\w)" if folded and _spaced(folded[-1]) else ""
-    return re.compile(left + body + right)
+    return left + body + right
+
+
+def cue_pattern(cue: str) -> re.Pattern[str]:
+    return re.compile(cue_regex(cue))
+
+
+def cues_pattern(cues: Sequence[str]) -> re.Pattern[str] | None:
+    """Any of the cues (one alternation: one search per text and locale, not one per cue)."""
+    parts = [f"(?:{cue_regex(c)})" for c in cues if c.strip()]
+    return re.compile("|".join(parts)) if parts else None
 
 
 @dataclass(frozen=True)
@@ -125,12 +137,12 @@ class RuleMatcher:
     """The playbook's reply rules, compiled once: which rule (and the locale of its cue) a
     text asks."""
 
-    rules: tuple[tuple[ReplyRule, tuple[tuple[str, tuple[re.Pattern[str], ...]], ...]], ...]
+    rules: tuple[tuple[ReplyRule, tuple[tuple[str, re.Pattern[str]], ...]], ...]
 
     @classmethod
     def of(cls, rules: Sequence[ReplyRule]) -> RuleMatcher:
-        return cls(tuple((rule, tuple((loc, tuple(cue_pattern(c) for c in cues if c.strip()))
-                                      for loc, cues in rule.cues.items()))
+        return cls(tuple((rule, tuple((loc, pattern) for loc, cues in rule.cues.items()
+                                      if (pattern := cues_pattern(cues)) is not None))
                          for rule in rules))
 
     def match(self, text: str, prefer: Sequence[str] = ()) -> tuple[ReplyRule, str] | None:
@@ -140,8 +152,8 @@ class RuleMatcher:
         for rule, by_locale in self.rules:
             ordered = sorted(by_locale, key=lambda item: (
                 prefer.index(item[0]) if item[0] in prefer else len(prefer)))
-            for loc, patterns in ordered:
-                if any(p.search(folded) for p in patterns):
+            for loc, pattern in ordered:
+                if pattern.search(folded):
                     return rule, loc
         return None
 
@@ -183,6 +195,14 @@ class ReplyRenderer:
         return [p for p in channel.parts
                 if (self.templates_dir / reply_template(playbook, rule_id, channel.name, p,
                                                         locale)).is_file()]
+
+    def reply_channels(self, playbook: Playbook, channels: Mapping[str, Channel]) -> set[str]:
+        """The configured channels some rule of the playbook has reply templates for."""
+        folder = self.templates_dir / playbook.name / REPLIES_DIR
+        if not folder.is_dir():
+            return set()
+        return {name for name in channels for rule in playbook.listening.replies
+                if any(folder.glob(f"{rule.id}.{name}.*.j2"))}
 
     def render(self, playbook: Playbook, rule_id: str, channel: type[Channel] | Channel,
                locale: str,
@@ -331,13 +351,44 @@ def answer_reactions(engine: Engine, settings: Settings, channels: Mapping[str, 
     return report
 
 
+def _questions(engine: Engine, incident_id: int, matcher: RuleMatcher, answering: set[str],
+               *, after: int, since: datetime, done: set[tuple[str, str]],
+               ) -> tuple[list[tuple[int, ReplyRule, str]], int]:
+    """(reaction id, rule, cue locale) of the unanswered reactions that ask a rule's question,
+    in id order, and the last id read. One streamed read of a few columns (the recent,
+    unflagged reactions on a channel that can answer), matched here: most reactions ask
+    nothing, and only the ones that do are kept."""
+    stmt = (select(col(Reaction.id), col(Reaction.source), col(Reaction.author),
+                   col(Reaction.text), col(Reaction.locale), col(Reaction.language))
+            .where(col(Reaction.incident_id) == incident_id, col(Reaction.id) > after,
+                   col(Reaction.received_at) >= since,
+                   col(Reaction.source).in_([s.value for s in REPLYABLE]),
+                   col(Reaction.channel).in_(sorted(answering)),
+                   col(Reaction.needs_human).is_(False))
+            .order_by(col(Reaction.id)))
+    found: list[tuple[int, ReplyRule, str]] = []
+    last = after
+    with engine.connect() as conn:
+        for rid, source, author, text, locale, language in conn.execution_options(
+                yield_per=SCAN_CHUNK).execute(stmt):
+            last = int(rid or 0)
+            if (str(source), str(author)) in done:
+                continue
+            match = matcher.match(str(text), [loc for loc in (locale, language) if loc])
+            if match is not None:
+                found.append((last, *match))
+    return found, last
+
+
 def _answer_incident(engine: Engine, settings: Settings, renderer: ReplyRenderer,
                      playbook: Playbook, incident: Incident, channels: Mapping[str, Channel],
                      cursor: ReplyCursor, policy: SendPolicy, report: ReplyReport,
                      budget: int) -> int:
     """Replies of one incident within ``budget``; answers how many were written."""
     assert incident.id is not None
-    matcher = RuleMatcher.of(playbook.listening.replies)
+    answering = renderer.reply_channels(playbook, channels)
+    if not answering:
+        return 0
     written = capped = 0
     refused: set[tuple[str, str, str]] = set()
     with Session(engine, expire_on_commit=False) as session:
@@ -347,59 +398,50 @@ def _answer_incident(engine: Engine, settings: Settings, renderer: ReplyRenderer
         done = _replied_authors(session, incident.id)
         facts_row = latest_facts(session, incident.id)
         facts = facts_of(facts_row)
-        after = cursor.after.get(incident.id, 0)
-        while True:
-            chunk = list(session.execute(select(Reaction).where(
-                col(Reaction.incident_id) == incident.id, col(Reaction.id) > after,
-                col(Reaction.source).in_([s.value for s in REPLYABLE]),
-                col(Reaction.needs_human).is_(False),
-            ).order_by(col(Reaction.id)).limit(SCAN_CHUNK)).scalars())
-            if not chunk:
-                break
-            for reaction in chunk:
-                assert reaction.id is not None
-                who = (str(reaction.source), reaction.author)
-                channel = channels.get(reaction.channel or "")
-                found = None if who in done or channel is None else matcher.match(
-                    reaction.text, [loc for loc in (reaction.locale, reaction.language) if loc])
-                if found is None or channel is None:
-                    after = reaction.id
-                    continue
-                if written >= allowed:
-                    capped += 1
-                    continue  # the cursor stays: a later pass answers it
-                rule, cue_locale = found
-                locale = reply_locale(reaction, playbook, cue_locale)
-                if (rule.id, channel.name, locale) in refused:
-                    after = reaction.id
-                    continue
-                try:
-                    rendered = renderer.render(
-                        playbook, rule.id, channel, locale, facts, author=reaction.author,
-                        author_name=reaction.author_name, production=not incident.drill)
-                except CrisisCommsError as exc:
-                    refused.add((rule.id, channel.name, locale))
-                    report.refused.append(f"incident {incident.ref}: {exc}")
-                    after = reaction.id
-                    continue
-                try:
-                    planned = _plan(session, incident, reaction, rule.id, locale, channel,
-                                    facts_row.version, rendered)
-                except CrisisCommsError as exc:
-                    report.errors.append(f"incident {incident.ref}: {exc}")
-                    planned = None
-                after = reaction.id
-                done.add(who)
-                if planned is None:
-                    continue  # another watcher planned it first
-                written += 1
-                _deliver(engine, renderer.lock, playbook, incident, planned, reaction, channel,
-                         facts, policy, report)
-            if capped:
-                break
+        session.commit()  # no read transaction held while the scan streams
+        questions, last = _questions(
+            engine, incident.id, RuleMatcher.of(playbook.listening.replies), answering,
+            after=cursor.after.get(incident.id, 0),
+            since=utcnow() - timedelta(minutes=settings.reply_max_age_minutes), done=done)
+        resume_after = last
+        for rid, rule, cue_locale in questions:
+            reaction = session.get(Reaction, rid)
+            assert reaction is not None and reaction.id is not None
+            who = (str(reaction.source), reaction.author)
+            channel = channels[str(reaction.channel)]
+            if who in done:
+                continue  # asked twice in this scan: answered once
+            if written >= allowed:
+                capped += 1
+                resume_after = min(resume_after, rid - 1)  # a later pass answers it
+                continue
+            locale = reply_locale(reaction, playbook, cue_locale)
+            if (rule.id, channel.name, locale) in refused:
+                resume_after = min(resume_after, rid - 1)
+                continue
+            try:
+                rendered = renderer.render(
+                    playbook, rule.id, channel, locale, facts, author=reaction.author,
+                    author_name=reaction.author_name, production=not incident.drill)
+            except CrisisCommsError as exc:
+                refused.add((rule.id, channel.name, locale))
+                report.refused.append(f"incident {incident.ref}: {exc}")
+                resume_after = min(resume_after, rid - 1)  # answered once its templates are
+                continue
+            try:
+                planned = _plan(session, incident, reaction, rule.id, locale, channel,
+                                facts_row.version, rendered)
+            except CrisisCommsError as exc:
+                report.errors.append(f"incident {incident.ref}: {exc}")
+                planned = None
+            done.add(who)
+            if planned is None:
+                continue  # another watcher planned it first
+            written += 1
+            _deliver(engine, renderer.lock, playbook, incident, planned, reaction, channel,
+                     facts, policy, report)
         report.capped += capped
-        if not capped:
-            cursor.after[incident.id] = after
+        cursor.after[incident.id] = resume_after
     return written
 
 
