@@ -203,6 +203,8 @@ def test_replies_once_per_author_never_to_a_flagged_reaction_in_the_ledger_once(
          "My lawyer is asking", "needs_human": True,
          "reasons_json": json.dumps(["legal: lawyer"])},
         {"source_id": "1800000000000000004", "author": "@dave", "text": "thanks for the update"},
+        {"source_id": "1800000000000000005", "author": "@old", "text": "when will it be fixed?",
+         "received_at": utcnow() - timedelta(minutes=61)},  # too old: for a person
         {"source": ReactionSource.email_reply, "source_id": "<m1@mail.example>",
          "channel": "email", "locale": "es", "author": "carol@example.com",
          "author_name": "Carol", "text": "¿Cuánto tiempo va a tardar esto?"},
@@ -214,7 +216,8 @@ def test_replies_once_per_author_never_to_a_flagged_reaction_in_the_ledger_once(
     posts = [p for p in emulators.x.iter_received() if p["reply_to"] == ann_tweet]
     assert len(posts) == 1
     assert posts[0]["text"].startswith("@ann ")
-    assert not any(p["reply_to"] == "1800000000000000003" for p in emulators.x.iter_received())
+    assert not any(p["reply_to"] in ("1800000000000000003", "1800000000000000005")
+                   for p in emulators.x.iter_received())
     mails = [m for m in emulators.sendgrid.iter_received() if m["to"] == "carol@example.com"]
     assert len(mails) == 1
     assert mails[0]["subject"].startswith("Re: cuándo")
