@@ -463,7 +463,7 @@ def _reply_problems(playbook: Playbook, templates_dir: Path,
         return problems  # the stages' rendering names the facts
     for rule, channel in sorted(have):
         for locale in playbook.locales:
-            authors: tuple[tuple[str, str | None], ...] = (("@a_fifteen_char", "Ｗ" * 60),
+            authors: tuple[tuple[str, str | None], ...] = (("@a_fifteen_chars", "Ｗ" * 60),
                                                            ("someone", None))
             for author, shown in authors:
                 try:

@@ -323,3 +323,19 @@ def test_the_watch_flow_runs_the_same_pass(listening: tuple[Settings, Engine, in
     with pytest.raises(WatchFailed, match="teams: HTTP 500") as failed:
         watch_reactions.fn()
     assert "secret" not in str(failed.value)
+
+
+def test_a_recall_answers_is_mine_affected_with_the_recall_page(
+        workspace: tuple[Settings, Engine], emulators: EmulatorPair) -> None:
+    settings, engine = workspace
+    facts = dict(load_playbook("product_recall", settings.playbooks_dir).drill_facts)
+    bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="product_recall",
+                     facts=facts, actor=system_identity("test"))
+    add_reactions(engine, bundle.incident_id, [
+        {"source_id": "1800000000000000042", "author": "@kim", "locale": "de",
+         "text": "Ist meiner betroffen? Ich habe einen KP-170."}])
+    report = watch(settings, engine)
+    assert report.replies.sent == 1, report.replies.as_dict()
+    (post,) = [p for p in emulators.x.iter_received() if p["reply_to"] == "1800000000000000042"]
+    assert post["text"].startswith("@kim Danke fürs Nachsehen.")
+    assert "+1 800 555 0199" in post["text"]
