@@ -49,6 +49,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from crisiscomms.audience.models import Recipient
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.errors import ApprovalError, CrisisCommsError, RenderError
 from crisiscomms.core.locales import fallback_chain
@@ -415,6 +416,9 @@ def _answer_incident(engine: Engine, settings: Settings, renderer: ReplyRenderer
                 capped += 1
                 resume_after = min(resume_after, rid - 1)  # a later pass answers it
                 continue
+            if channel.recipients is not None and _undeliverable(session, reaction.author):
+                done.add(who)  # bounced or reported us as spam: never written to again
+                continue
             locale = reply_locale(reaction, playbook, cue_locale)
             if (rule.id, channel.name, locale) in refused:
                 resume_after = min(resume_after, rid - 1)
@@ -443,6 +447,18 @@ def _answer_incident(engine: Engine, settings: Settings, renderer: ReplyRenderer
         report.capped += capped
         cursor.after[incident.id] = resume_after
     return written
+
+
+UNDELIVERABLE = ("bounce", "dropped", "spamreport")
+"""Provider suppressions after which nobody is written to, not even in reply (an
+``unsubscribe`` from our updates does not stop the answer to a question they asked)."""
+
+
+def _undeliverable(session: Session, address: str) -> bool:
+    """Has a provider said this address bounces, drops or reported us as spam?"""
+    found = session.execute(select(col(Recipient.suppression)).where(
+        func.lower(col(Recipient.email)) == address.strip().lower())).scalar()
+    return found in UNDELIVERABLE
 
 
 def _plan(session: Session, incident: Incident, reaction: Reaction, rule_id: str, locale: str,

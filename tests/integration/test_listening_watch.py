@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
+from crisiscomms.audience.models import Recipient
 from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.channels.alerts import alert_targets
 from crisiscomms.channels.registry import build_channels
@@ -208,7 +209,13 @@ def test_replies_once_per_author_never_to_a_flagged_reaction_in_the_ledger_once(
         {"source": ReactionSource.email_reply, "source_id": "<m1@mail.example>",
          "channel": "email", "locale": "es", "author": "carol@example.com",
          "author_name": "Carol", "text": "¿Cuánto tiempo va a tardar esto?"},
+        {"source": ReactionSource.email_reply, "source_id": "<m2@mail.example>",
+         "channel": "email", "author": "Bounced@Example.com", "text": "how long now?"},
     ])
+    with Session(engine) as session:  # a provider said this address bounces
+        session.add(Recipient(email="bounced@example.com", consent=False,
+                              suppression="bounce"))
+        session.commit()
     report = watch(settings, engine)
     assert report.replies.sent == 2, report.replies.as_dict()
     assert report.replies.refused == [] and report.replies.errors == []
@@ -220,6 +227,8 @@ def test_replies_once_per_author_never_to_a_flagged_reaction_in_the_ledger_once(
                    for p in emulators.x.iter_received())
     mails = [m for m in emulators.sendgrid.iter_received() if m["to"] == "carol@example.com"]
     assert len(mails) == 1
+    assert not [m for m in emulators.sendgrid.iter_received()
+                if m["to"].lower() == "bounced@example.com"]
     assert mails[0]["subject"].startswith("Re: cuándo")
     assert STATUS_URL in mails[0]["text"] and "Hola, Carol:" in mails[0]["text"]
 
