@@ -55,6 +55,7 @@ from crisiscomms.core.errors import ApprovalError, CrisisCommsError, RenderError
 from crisiscomms.core.locales import fallback_chain
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
+    RECONCILED,
     Channel,
     DeliveryResult,
     OutboundBatch,
@@ -62,7 +63,7 @@ from crisiscomms.delivery.contract import (
     Outcome,
     RenderedMessage,
 )
-from crisiscomms.delivery.ledger import claim, record
+from crisiscomms.delivery.ledger import claim, record, settle_sending
 from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.delivery.sender import SendPolicy, StillSending, send_once
 from crisiscomms.identity.models import AuditEvent
@@ -344,7 +345,8 @@ def answer_reactions(engine: Engine, settings: Settings, channels: Mapping[str, 
         except CrisisCommsError as exc:
             report.errors.append(f"incident {incident.ref}: {exc}")
             continue
-        _send_planned(engine, lock, playbook, incident, channels, policy, report)
+        _send_planned(engine, lock, playbook, incident, channels, policy, report,
+                      lease_s=settings.sending_lease_s)
         if not playbook.listening.replies or budget <= 0:
             continue
         budget -= _answer_incident(engine, settings, renderer, playbook, incident, channels,
@@ -477,10 +479,13 @@ def _plan(session: Session, incident: Incident, reaction: Reaction, rule_id: str
         session.flush()
         assert message.id is not None
         recipient = str(reaction.recipient_id) if reaction.recipient_id is not None else ""
+        # born claimed (``sending``, attempt 1): a stage's publishing picks up the incident's
+        # ``planned`` rows, and a reply is not a stage's message (the watcher sends it)
         delivery = Delivery(key=reply_key(incident.ref, str(reaction.source), reaction.author),
                             incident_id=incident.id, message_id=message.id,
                             channel=channel.name, locale=locale, batch_no=0,
-                            recipient_ids=recipient, recipient_count=1)
+                            recipient_ids=recipient, recipient_count=1,
+                            state=DeliveryState.sending, attempts=1)
         session.add(delivery)
         session.flush()
         session.add(ReactionReply(incident_id=incident.id, source=reaction.source,
@@ -523,11 +528,12 @@ def _batch(message: Message, delivery: Delivery, reaction: Reaction, channel: Ch
 
 def _deliver(engine: Engine, lock: ApprovalLock, playbook: Playbook, incident: Incident,
              delivery: Delivery, reaction: Reaction, channel: Channel, facts: FactSheet,
-             policy: SendPolicy, report: ReplyReport) -> None:
-    """Claim the reply's ledger row, verify its approval again, send it once, record."""
+             policy: SendPolicy, report: ReplyReport, *, claimed: bool = True) -> None:
+    """Send the reply's ledger row (claimed first unless ``claimed``: a row born ``sending``
+    is its writer's), verifying its approval again, once; record the outcome."""
     assert delivery.id is not None
     with Session(engine, expire_on_commit=False) as session:
-        if not claim(session, [delivery.id]):
+        if not claimed and not claim(session, [delivery.id]):
             return  # another watcher has it
         message = session.get(Message, delivery.message_id)
         assert message is not None
@@ -539,8 +545,8 @@ def _deliver(engine: Engine, lock: ApprovalLock, playbook: Playbook, incident: I
         except ApprovalError as exc:
             result, attempts = DeliveryResult.permanent(str(exc)), 1
         except StillSending as exc:
-            report.errors.append(f"reply {delivery.key}: still sending ({exc}); "
-                                 "crisiscomms resume reconciles it")
+            report.errors.append(f"reply {delivery.key}: still sending ({exc}); the next "
+                                 "pass asks the provider once the sending lease is over")
             return
         except ValueError as exc:  # a batch the provider can never accept
             result, attempts = DeliveryResult.permanent(str(exc)), 1
@@ -554,22 +560,52 @@ def _deliver(engine: Engine, lock: ApprovalLock, playbook: Playbook, incident: I
 
 def _send_planned(engine: Engine, lock: ApprovalLock, playbook: Playbook, incident: Incident,
                   channels: Mapping[str, Channel], policy: SendPolicy,
-                  report: ReplyReport) -> None:
-    """Replies a crash left ``planned`` (written, never claimed): sent now."""
+                  report: ReplyReport, *, lease_s: float) -> None:
+    """Replies left behind: ``planned`` ones (put back by ``crisiscomms retry``) are sent now;
+    ones left ``sending`` for longer than the lease (a crash mid-send) are first asked about at
+    the provider (``Channel.reconcile``): it has them → sent; it does not → sent now; it cannot
+    say → ``unconfirmed``, for a person (``crisiscomms failures``)."""
+    stale = utcnow() - timedelta(seconds=lease_s)
     with Session(engine, expire_on_commit=False) as session:
         rows = list(session.execute(
             select(Delivery, Reaction)
             .join(ReactionReply, col(ReactionReply.delivery_id) == col(Delivery.id))
             .join(Reaction, col(Reaction.id) == col(ReactionReply.reaction_id))
             .where(col(ReactionReply.incident_id) == incident.id,
-                   col(Delivery.state) == DeliveryState.planned)).all())
+                   (col(Delivery.state) == DeliveryState.planned)
+                   | ((col(Delivery.state) == DeliveryState.sending)
+                      & (col(Delivery.updated_at) < stale)))).all())
         facts = facts_of(latest_facts(session, incident.id)) if rows and incident.id else None
     for delivery, reaction in rows:
         channel = channels.get(delivery.channel)
-        if channel is None or facts is None:
+        if channel is None or facts is None or delivery.id is None:
             continue
+        if delivery.state == DeliveryState.sending:
+            with Session(engine, expire_on_commit=False) as session:
+                message = session.get(Message, delivery.message_id)
+                assert message is not None
+                batch = _batch(message, delivery, reaction, channel, incident, facts)
+                try:
+                    answer = channel.reconcile(batch)
+                except Exception as exc:  # the provider cannot be asked now: next pass
+                    report.errors.append(f"reply {delivery.key}: provider not asked: {exc}")
+                    continue
+                if answer is True:
+                    settle_sending(session, delivery.id, DeliveryState.sent,
+                                   provider_id=batch.progress.joined or RECONCILED)
+                    report.sent += 1
+                    continue
+                if answer is None:
+                    settle_sending(session, delivery.id, DeliveryState.unconfirmed,
+                                   error=f"left sending; {channel.name} cannot confirm key "
+                                         f"{delivery.key}: check it, then crisiscomms retry "
+                                         "--unconfirmed")
+                    report.errors.append(f"reply {delivery.key}: unconfirmed")
+                    continue
+                if not settle_sending(session, delivery.id, DeliveryState.planned):
+                    continue
         _deliver(engine, lock, playbook, incident, delivery, reaction, channel, facts, policy,
-                 report)
+                 report, claimed=False)
 
 
 def replies_of(session: Session, incident_id: int) -> list[tuple[ReactionReply, Delivery | None]]:

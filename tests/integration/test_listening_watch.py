@@ -348,3 +348,24 @@ def test_a_recall_answers_is_mine_affected_with_the_recall_page(
     (post,) = [p for p in emulators.x.iter_received() if p["reply_to"] == "1800000000000000042"]
     assert post["text"].startswith("@kim Danke fürs Nachsehen.")
     assert "+1 800 555 0199" in post["text"]
+
+
+def test_a_reply_left_sending_by_a_crash_is_asked_about_never_sent_twice(
+        listening: tuple[Settings, Engine, int], emulators: EmulatorPair) -> None:
+    settings, engine, incident_id = listening
+    add_reactions(engine, incident_id, [
+        {"source_id": "1800000000000000077", "author": "@fay", "text": "how long?"}])
+    assert watch(settings, engine).replies.sent == 1
+    key = reply_key("DRILL-OUTAGE-001", "x_mention", "@fay")
+    with Session(engine) as session:  # as if the process died before recording the answer
+        session.execute(update(Delivery).where(Delivery.key == key)  # type: ignore[arg-type]
+                        .values(state=DeliveryState.sending, provider_id=None,
+                                updated_at=utcnow() - timedelta(hours=1)))
+        session.commit()
+    again = watch(settings, engine)
+    assert again.replies.sent == 1 and again.replies.errors == []  # found at X, not resent
+    with Session(engine) as session:
+        row = session.exec(select(Delivery).where(Delivery.key == key)).one()
+        assert row.state == DeliveryState.sent
+    assert len([p for p in emulators.x.iter_received()
+                if p["reply_to"] == "1800000000000000077"]) == 1
