@@ -29,8 +29,10 @@ deterministic key (incident, source, author: the same reply can never be planned
 ``delivery/sender.py`` ``send_once`` (retries, ``Retry-After``, the channel's rate limit,
 reconciliation of an ambiguous answer), and the outcome recorded. A threaded channel (X) answers
 the reaction's own post (``in_reply_to_tweet_id``); an addressed channel (email) writes to the
-author. A row left ``planned`` by a crash is sent by the next pass; a failed one is listed by
-``crisiscomms failures``.
+author. The ledger row is born ``sending`` (claimed by the watcher that wrote it), so a stage's
+publishing, which takes an incident's ``planned`` rows, never sends a reply; one left
+``sending`` by a crash is asked about at the provider by a later pass (never sent twice); a
+failed one is listed by ``crisiscomms failures``.
 """
 
 from __future__ import annotations
@@ -315,6 +317,8 @@ class ReplyCursor:
 
 
 def send_policy(settings: Settings) -> SendPolicy:
+    """The retry policy of replies from the settings; the faces add the channels' configured
+    rates (``channels.registry.configured_rates``), which the domain may not import."""
     return SendPolicy(max_attempts=settings.max_attempts,
                       base_delay_s=settings.retry_base_delay_s,
                       max_delay_s=settings.retry_max_delay_s)
@@ -330,7 +334,8 @@ def answer_reactions(engine: Engine, settings: Settings, channels: Mapping[str, 
                      cursor: ReplyCursor | None = None,
                      policy: SendPolicy | None = None) -> ReplyReport:
     """One pass over the open incidents: send the replies their reactions ask for (see the
-    module docstring), within the caps; rows a crash left planned are sent first."""
+    module docstring), within the caps; replies left behind (put back to ``planned`` by a
+    retry, or left ``sending`` by a crash past the lease) are settled first."""
     report = ReplyReport()
     cursor = cursor or ReplyCursor()
     policy = policy or send_policy(settings)
