@@ -2,7 +2,7 @@
 
 Volume and sentiment over time, the split by channel and locale, the reactions that need a
 person (with triage's reasons), the spikes and whether their alert went out, and the automatic
-replies sent. Spike alerts link here with ``?incident=REF``.
+replies sent (what each said, its ledger state). Spike alerts link here with ``?incident=REF``.
 
 Everything is read through ``crisiscomms.reactions.views`` (GROUP BYs in the database, paged
 lists), never SQL of the page's own, so issue 12's roles have one place to check access.
@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from crisiscomms.dashboard.data import engine
 from crisiscomms.reactions.views import (
+    automatic_replies,
     flagged,
     listening_incidents,
     over_time,
@@ -72,12 +73,13 @@ def _reads(database: str, ref: str, bucket_minutes: int) -> tuple[Any, ...]:
     with Session(engine()) as session:
         return (summary(session, ref), over_time(session, ref, bucket_minutes=bucket_minutes),
                 flagged(session, ref, limit=100), spikes(session, ref),
-                per_message(session, ref))
+                per_message(session, ref), automatic_replies(session, ref))
 
 
 @st.fragment(run_every=REFRESH_S)
 def reactions_view(ref: str, bucket_minutes: int) -> None:
-    counts, buckets, flags, found, messages = _reads(str(engine().url), ref, bucket_minutes)
+    counts, buckets, flags, found, messages, replies = _reads(str(engine().url), ref,
+                                                              bucket_minutes)
     negative = counts.by_sentiment.get("negative", 0)
     left, middle, right, far = st.columns(4)
     left.metric("Reactions", f"{counts.total:,}")
@@ -124,6 +126,14 @@ def reactions_view(ref: str, bucket_minutes: int) -> None:
                      column_config={"text": st.column_config.TextColumn(width="large")})
     else:
         st.caption("Nothing flagged.")
+
+    if replies:
+        st.subheader("Automatic replies")
+        st.caption("Pre-approved answers sent by the watcher, once per person (newest first).")
+        st.dataframe([{"sent (UTC)": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                       "to": r.author, "rule": r.rule, "channel": r.channel,
+                       "locale": r.locale, "state": r.state, "error": r.error or "",
+                       "text": r.text} for r in replies], hide_index=True)
 
     if messages:
         st.subheader("By message answered")

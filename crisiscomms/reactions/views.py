@@ -289,3 +289,42 @@ def spikes(session: Session, incident_ref: str) -> list[SpikeRow]:
 def pivot(buckets: Sequence[Bucket]) -> list[dict[str, Any]]:
     """Buckets as records for a chart (``start``, ``sentiment``, ``count``)."""
     return [{"start": b.start, "sentiment": b.sentiment, "count": b.count} for b in buckets]
+
+
+@dataclass(frozen=True)
+class ReplyRow:
+    """One automatic reply: to whom, by which rule, in which locale, and its ledger state."""
+
+    author: str
+    source: str
+    rule: str
+    channel: str
+    locale: str
+    state: str
+    error: str | None
+    text: str
+    created_at: datetime
+
+
+def automatic_replies(session: Session, incident_ref: str, *, limit: int = 100
+                      ) -> list[ReplyRow]:
+    """The incident's automatic replies, newest first, with what each said (its text part)."""
+    from crisiscomms.delivery.models import Delivery
+    from crisiscomms.reactions.models import ReactionReply
+
+    iid = incident_id_of(session, incident_ref)
+    rows = session.execute(
+        select(ReactionReply, Delivery, Message)
+        .join(Delivery, col(Delivery.id) == col(ReactionReply.delivery_id))
+        .join(Message, col(Message.id) == col(Delivery.message_id))
+        .where(col(ReactionReply.incident_id) == iid)
+        .order_by(col(ReactionReply.id).desc()).limit(min(limit, MAX_PAGE)))
+    out = []
+    for reply, delivery, message in rows:
+        parts = json.loads(message.parts_json)
+        rule = message.stage.split("/")[1] if message.stage.count("/") >= 1 else message.stage
+        out.append(ReplyRow(reply.author, str(reply.source), rule, delivery.channel,
+                            delivery.locale, str(delivery.state), delivery.error,
+                            str(parts.get("text", "")),
+                            _utc(reply.created_at) or reply.created_at))
+    return out

@@ -29,7 +29,7 @@ from crisiscomms.incident.service import trigger
 from crisiscomms.playbook.loader import load_playbook
 from crisiscomms.reactions.models import Reaction, ReactionReply, ReactionSource, Sentiment
 from crisiscomms.reactions.replies import reply_key
-from crisiscomms.reactions.views import flagged, spikes, summary
+from crisiscomms.reactions.views import automatic_replies, flagged, spikes, summary
 from crisiscomms.reactions.watch import watch_once
 from crisiscomms.testing.emulators import EmulatorPair
 
@@ -245,6 +245,12 @@ def test_replies_once_per_author_never_to_a_flagged_reaction_in_the_ledger_once(
         message = session.get(Message, x_row.message_id)
         assert message is not None and message.stage.startswith("_replies/eta/")
         assert STATUS_URL in json.loads(message.parts_json)["text"]
+
+    with Session(engine) as session:  # what the reactions page lists
+        shown = automatic_replies(session, "DRILL-OUTAGE-001")
+        assert sorted((r.author, r.rule, r.locale, r.state) for r in shown) == [
+            ("@ann", "eta", "en", "sent"), ("carol@example.com", "eta", "es", "sent")]
+        assert all(STATUS_URL in r.text for r in shown)
 
     again = watch(settings, engine)
     assert again.replies.sent == 0
