@@ -1,0 +1,207 @@
+"""X mentions and replies (issue 11) through the real X emulator on loopback, into a real
+SQLite database: stored once across polls, pages, a 429 honoured, replies linked to the
+message and locale they answer, a restart resuming from the stored cursor."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from crisiscomms.channels import CHANNEL_CLASSES
+from crisiscomms.channels.registry import build_channels
+from crisiscomms.core.settings import Settings
+from crisiscomms.delivery.ledger import pending_ids
+from crisiscomms.delivery.models import Delivery
+from crisiscomms.delivery.sender import publish_deliveries
+from crisiscomms.identity.identities import system_identity
+from crisiscomms.incident.models import Message
+from crisiscomms.incident.service import plan_bundle, trigger
+from crisiscomms.playbook.loader import load_playbook
+from crisiscomms.reactions.models import ListenCursor, Reaction, ReactionSource
+from crisiscomms.reactions.sources.x_client import XReader
+from crisiscomms.reactions.sources.x_mentions import PollResult, poll_once
+from crisiscomms.testing.emulators import EmulatorPair, XEmulator
+
+pytestmark = pytest.mark.integration
+
+REF = "INC-LISTEN-1"
+
+
+def publish_x(settings: Settings, engine: Engine, ref: str = REF) -> dict[str, str]:
+    """Trigger the outage playbook's first stage and publish its X posts to the emulator;
+    returns each locale's post id."""
+    facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
+    bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
+                     facts={**facts, "incident_ref": ref}, actor=system_identity("test"))
+    plan_bundle(engine, settings, CHANNEL_CLASSES, bundle)
+    with Session(engine) as s:
+        x_rows = pending_ids(s, bundle.message_ids)["x"]
+    channels = build_channels(settings)
+    report = publish_deliveries(engine, {"x": channels["x"]}, x_rows,
+                                playbooks_dir=settings.playbooks_dir, max_attempts=2)
+    assert report.skipped == 0
+    with Session(engine) as s:
+        rows = s.exec(select(Delivery).where(col(Delivery.id).in_(x_rows))).all()
+        posts = {r.locale: (r.provider_id or "").split(",")[0] for r in rows}
+    assert all(posts.values()) and len(posts) == 5
+    return posts
+
+
+def poll(settings: Settings, engine: Engine, reader: XReader, **kwargs: object) -> PollResult:
+    with Session(engine, expire_on_commit=False) as session:
+        return poll_once(session, reader, settings, **kwargs)  # type: ignore[arg-type]
+
+
+def reactions(engine: Engine) -> list[Reaction]:
+    with Session(engine) as s:
+        return list(s.exec(select(Reaction).order_by(col(Reaction.id))).all())
+
+
+@pytest.fixture
+def ws(workspace: tuple[Settings, Engine], emulators: EmulatorPair
+       ) -> tuple[Settings, Engine, XEmulator, XReader]:
+    settings, engine = workspace
+    reader = XReader.from_settings(settings)
+    assert reader is not None
+    return settings, engine, emulators.x, reader
+
+
+def test_mentions_are_stored_once_across_two_polls(ws: tuple[Settings, Engine, XEmulator,
+                                                             XReader]) -> None:
+    settings, engine, x, reader = ws
+    for n in range(3):
+        x.add_post(f"@{x.username} is the site down? #{n}", username=f"fan{n}")
+    x.add_post("not about us", username="other")
+    first = poll(settings, engine, reader)
+    assert (first.read, first.stored, first.errors) == (3, 3, ())
+    mentions_before = len(x.reads("mentions"))
+    second = poll(settings, engine, reader)
+    assert (second.read, second.stored) == (0, 0)  # since_id: nothing read again
+    assert len(x.reads("mentions")) == mentions_before + 1
+    x.add_post(f"@{x.username} still waiting 3 hours", username="fan9")
+    third = poll(settings, engine, reader)
+    assert (third.read, third.stored) == (1, 1)
+    stored = reactions(engine)
+    assert len(stored) == 4 and len({r.source_id for r in stored}) == 4
+    assert {r.source for r in stored} == {ReactionSource.x_mention}
+    assert stored[-1].author == "@fan9" and stored[-1].text.endswith("still waiting 3 hours")
+    # a mention stays unlinked when no incident is open
+    assert all(r.incident_id is None for r in stored)
+
+
+def test_pagination_reads_every_page_and_a_page_cap_resumes_below_the_backlog(
+        ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    settings, engine, x, reader = ws
+    ids = [x.add_post(f"@{x.username} mention {n}", username=f"user{n}")["id"] for n in range(23)]
+    capped = settings.model_copy(update={"x_poll_max_pages": 2})
+    first = poll(capped, engine, reader, page_size=5)
+    assert (first.pages, first.stored, first.backlog) == (2, 10, True)
+    late = [x.add_post(f"@{x.username} late {n}", username=f"late{n}")["id"] for n in range(3)]
+    results = [poll(capped, engine, reader, page_size=5) for _ in range(3)]
+    assert [r.stored for r in results] == [10, 3, 3]  # the backlog below, then what came later
+    assert not results[-1].backlog
+    assert sorted(r.source_id for r in reactions(engine)) == sorted(ids + late)
+    assert poll(capped, engine, reader, page_size=5).read == 0
+    whole = poll(settings, engine, reader, page_size=5)
+    assert whole.read == 0
+    # every page request carried the query's since_id or its backlog's until_id after the first
+    assert len(x.reads("mentions")) == 2 + 2 + 1 + 1 + 1 + 1
+
+
+def test_a_429_is_honoured_no_request_before_the_reset(
+        ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    settings, engine, x, reader = ws
+    for n in range(12):
+        x.add_post(f"@{x.username} outage? {n}", username=f"u{n}")
+    x.set_read_budget(limit=2, window_s=3.0)
+    first = poll(settings, engine, reader, page_size=5)
+    assert first.stored == 10 and first.backlog  # two pages, then remaining: 0
+    assert "mentions" in first.rate_limited
+    reset = first.rate_limited["mentions"].timestamp()
+    assert first.next_poll_at.timestamp() >= reset
+    count = len(x.reads("mentions"))
+    again = poll(settings, engine, reader, page_size=5)
+    assert again.queries == 0 and len(x.reads("mentions")) == count  # no request at all
+    # a fresh reader knows nothing of the budget: X answers 429, and it stops asking
+    fresh = XReader.from_settings(settings)
+    assert fresh is not None
+    fresh.me()  # not a listening read
+    limited = poll(settings, engine, fresh, page_size=5)
+    assert limited.stored == 0 and "mentions" in limited.rate_limited
+    assert [r.status for r in x.reads("mentions")][count:] == [429]
+    assert poll(settings, engine, fresh, page_size=5).queries == 0
+    assert len(x.reads("mentions")) == count + 1
+    time.sleep(max(0.0, reset - time.time()) + 0.05)
+    last = poll(settings, engine, reader, page_size=5)
+    assert last.stored == 2 and not last.backlog
+    late = x.reads("mentions")[count + 1:]
+    assert late and all(r.at >= reset for r in late)
+    assert len(reactions(engine)) == 12
+
+
+def test_replies_are_linked_to_the_message_and_locale_they_answer(
+        ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    settings, engine, x, reader = ws
+    posts = publish_x(settings, engine)
+    reply_ja = x.add_post("いつ直りますか？", username="taro", reply_to=posts["ja"], lang="ja")
+    reply_es = x.add_post("¿Cuándo lo arreglan?", username="ana", reply_to=posts["es"],
+                          lang="es")
+    deep = x.add_post("same here, nobody answers", username="bob", reply_to=reply_es["id"],
+                      mention=False)
+    named = x.add_post(f"@{x.username} is {REF} why my app fails?", username="cat")
+    not_ours = x.add_post("any news?", username="dan")  # neither mentions nor replies to us
+    result = poll(settings, engine, reader)
+    assert result.errors == () and result.queries == 1 + 5  # mentions + five conversations
+    by_id = {r.source_id: r for r in reactions(engine)}
+    assert not_ours["id"] not in by_id
+    with Session(engine) as s:
+        message_of = {m.id: m for m in s.exec(select(Message)).all()}
+    for post, locale in ((reply_ja, "ja"), (reply_es, "es"), (deep, "es")):
+        reaction = by_id[post["id"]]
+        assert reaction.source == ReactionSource.x_reply
+        assert reaction.locale == locale and reaction.channel == "x"
+        assert reaction.message_id is not None
+        message = message_of[reaction.message_id]
+        assert (message.locale, message.stage) == (locale, "acknowledge")
+        assert reaction.incident_id == message.incident_id
+    assert by_id[deep["id"]].text == "same here, nobody answers"  # found by the search
+    assert by_id[reply_ja["id"]].language == "ja"
+    mention = by_id[named["id"]]
+    assert mention.source == ReactionSource.x_mention and mention.message_id is None
+    assert mention.incident_id == by_id[reply_ja["id"]].incident_id  # named by its ref
+    assert result.linked == 3 and result.stored == 4
+    assert poll(settings, engine, reader).stored == 0
+
+
+def test_a_restart_resumes_from_the_stored_cursor(
+        ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    settings, engine, x, reader = ws
+    posts = publish_x(settings, engine)
+    x.add_post("first", username="ann", reply_to=posts["en"])
+    x.add_post(f"@{x.username} second", username="bob")
+    assert poll(settings, engine, reader).stored == 2
+    reader.close()
+    with Session(engine) as s:
+        keys = {c.key for c in s.exec(select(ListenCursor)).all()}
+    assert any(k.startswith("mentions:") for k in keys)
+    assert sum(k.startswith("conversation:") for k in keys) == 5
+    x.add_post("while it was down", username="cat", reply_to=posts["fr"], mention=False)
+    restarted = XReader.from_settings(settings)  # a new process: a fresh client and gate
+    assert restarted is not None
+    result = poll(settings, engine, restarted)
+    assert (result.read, result.stored) == (1, 1)  # only what came meanwhile
+    assert len(reactions(engine)) == 3
+
+
+def test_bad_credentials_are_an_error_not_a_crash(
+        ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    settings, engine, x, _reader = ws
+    wrong = XReader(bearer_token=SecretStr("not-the-token"), base_url=x.url, timeout_s=2)
+    result = poll(settings, engine, wrong)
+    assert result.stored == 0 and result.errors and "401" in result.errors[0]
+    assert "not-the-token" not in " ".join(result.errors)
+
