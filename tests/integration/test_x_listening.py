@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -115,32 +116,33 @@ def test_pagination_reads_every_page_and_a_page_cap_resumes_below_the_backlog(
 def test_a_429_is_honoured_no_request_before_the_reset(
         ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
     settings, engine, x, reader = ws
-    for n in range(12):
+    for n in range(8):
         x.add_post(f"@{x.username} outage? {n}", username=f"u{n}")
     x.set_read_budget(limit=2, window_s=3.0)
+    reader.me()
+    token = settings.x_bearer_token.get_secret_value() if settings.x_bearer_token else ""
+    for _ in range(2):  # someone else spends the window's budget
+        assert requests.get(f"{x.url}/2/users/{x.user_id}/mentions",
+                            headers={"Authorization": f"Bearer {token}"}, timeout=5).ok
     first = poll(settings, engine, reader, page_size=5)
-    assert first.stored == 10 and first.backlog  # two pages, then remaining: 0
-    assert "mentions" in first.rate_limited
+    assert first.stored == 0 and first.backlog and "mentions" in first.rate_limited
+    assert [r.status for r in x.reads("mentions")] == [200, 200, 429]
     reset = first.rate_limited["mentions"].timestamp()
     assert first.next_poll_at.timestamp() >= reset
-    count = len(x.reads("mentions"))
-    again = poll(settings, engine, reader, page_size=5)
-    assert again.queries == 0 and len(x.reads("mentions")) == count  # no request at all
-    # a fresh reader knows nothing of the budget: X answers 429, and it stops asking
-    fresh = XReader.from_settings(settings)
-    assert fresh is not None
-    fresh.me()  # not a listening read
-    limited = poll(settings, engine, fresh, page_size=5)
-    assert limited.stored == 0 and "mentions" in limited.rate_limited
-    assert [r.status for r in x.reads("mentions")][count:] == [429]
-    assert poll(settings, engine, fresh, page_size=5).queries == 0
-    assert len(x.reads("mentions")) == count + 1
+    assert poll(settings, engine, reader, page_size=5).queries == 0
+    restarted = XReader.from_settings(settings)  # a new process learns the reset from the db
+    assert restarted is not None
+    assert poll(settings, engine, restarted, page_size=5).queries == 0
+    assert len(x.reads("mentions")) == 3  # no request before the reset
     time.sleep(max(0.0, reset - time.time()) + 0.05)
-    last = poll(settings, engine, reader, page_size=5)
-    assert last.stored == 2 and not last.backlog
-    late = x.reads("mentions")[count + 1:]
-    assert late and all(r.at >= reset for r in late)
-    assert len(reactions(engine)) == 12
+    last = poll(settings, engine, restarted, page_size=5)
+    assert last.stored == 8 and last.pages == 2
+    late = x.reads("mentions")[3:]
+    assert [r.status for r in late] == [200, 200] and all(r.at >= reset for r in late)
+    # remaining: 0 closes the endpoint before X has to answer 429
+    assert "mentions" in last.rate_limited
+    assert poll(settings, engine, restarted, page_size=5).queries == 0
+    assert len(x.reads("mentions")) == 5
 
 
 def test_replies_are_linked_to_the_message_and_locale_they_answer(

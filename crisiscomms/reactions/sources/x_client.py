@@ -42,8 +42,10 @@ TWEET_FIELDS = ("author_id", "conversation_id", "created_at", "in_reply_to_user_
                 "referenced_tweets")
 """What listening asks of every post: who, which thread, when, in which language, answering
 what."""
+ME = "me"
 MENTIONS = "mentions"
 SEARCH = "search"
+ENDPOINTS = (ME, MENTIONS, SEARCH)
 MAX_WAIT_S = 15 * 60.0
 """X's rate windows are 15 minutes: no reset is believed further away than that."""
 DEFAULT_429_WAIT_S = 60.0
@@ -128,6 +130,16 @@ class RateGate:
         with self._lock:
             until = self._not_before.get(endpoint)
         return until if until is not None and until > self.clock() else None
+
+    def close(self, endpoint: str, until: float) -> None:
+        """Keep ``endpoint`` closed until ``until`` at least (a reset learnt elsewhere: another
+        process, before a restart), clamped to :data:`MAX_WAIT_S` from now."""
+        now = self.clock()
+        if until <= now:
+            return
+        with self._lock:
+            self._not_before[endpoint] = max(self._not_before.get(endpoint, 0.0),
+                                             min(until, now + MAX_WAIT_S))
 
     def observe(self, endpoint: str, headers: Mapping[str, str], *, limited: bool) -> float | None:
         """Learn from an answer's headers; returns the time the endpoint is closed until."""
@@ -225,7 +237,7 @@ class XReader:
     def me(self) -> XUser:
         """Our account (asked once per reader)."""
         if self._me is None:
-            body, _ = self._call("me", self._client.get_me)
+            body, _ = self._call(ME, self._client.get_me)
             data = body.get("data") if isinstance(body, dict) else None
             if not isinstance(data, dict) or not data.get("id"):
                 raise XReadError("X users/me: no user in the answer")

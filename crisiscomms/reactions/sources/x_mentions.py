@@ -68,6 +68,8 @@ from crisiscomms.reactions.sources.cursors import (
     save_cursor,
 )
 from crisiscomms.reactions.sources.x_client import (
+    ENDPOINTS,
+    ME,
     MENTIONS,
     SEARCH,
     Page,
@@ -79,7 +81,10 @@ from crisiscomms.reactions.sources.x_client import (
 from crisiscomms.reactions.triage import Triager
 
 CURSOR_SOURCE = "x"
-"""``ListenCursor.source`` of this poller."""
+"""``ListenCursor.source`` of this poller's timelines."""
+RATE_SOURCE = "x-rate"
+"""``ListenCursor.source`` of the endpoints' rate-limit resets (key: the endpoint), so a
+restarted poller, or the next run of a scheduled flow, does not ask before X's reset either."""
 LEDGER_CHANNEL = "x"
 """The ledger's name of the channel whose posts are answered (``XChannel.name``): the domain
 may not import the channel registry, so the name is given here once, and :func:`poll_once`
@@ -416,11 +421,12 @@ def poll_once(session: Session, client: XReader, settings: Settings, *,
     triager = triager or Triager()
     started = _epoch_now(client)
     tally = _Tally()
+    _load_resets(session, client)
     try:
         me = client.me()
     except (RateLimited, XReadError) as exc:
         tally.fail(exc)
-        return tally.result(settings, started, client)
+        return _finish(session, tally, settings, started, client)
     threads = load_threads(session, channel=channel, listen_after_resolved=timedelta(
         hours=settings.x_listen_after_resolved_h))
     incidents = open_incidents(session)
@@ -466,11 +472,36 @@ def poll_once(session: Session, client: XReader, settings: Settings, *,
         if isinstance(read.stopped, XReadError):
             tally.fail(read.stopped)
             break
-    return tally.result(settings, started, client)
+    return _finish(session, tally, settings, started, client)
 
 
 def _epoch_now(client: XReader) -> float:
     return client.gate.clock()
+
+
+def _load_resets(session: Session, client: XReader) -> None:
+    for endpoint in ENDPOINTS:
+        value = load_cursor(session, RATE_SOURCE, endpoint)
+        try:
+            until = float(value) if value else None
+        except ValueError:
+            until = None
+        if until is not None:
+            client.gate.close(endpoint, until)
+
+
+def _finish(session: Session, tally: _Tally, settings: Settings, started: float,
+            client: XReader) -> PollResult:
+    """Store the endpoints' resets (for the next process), commit, and tell the result."""
+    for endpoint in ENDPOINTS:
+        until = client.gate.blocked_until(endpoint)
+        stored = load_cursor(session, RATE_SOURCE, endpoint)
+        if until is not None:
+            save_cursor(session, RATE_SOURCE, endpoint, f"{until:.3f}")
+        elif stored is not None and stored != "0":
+            save_cursor(session, RATE_SOURCE, endpoint, "0")
+    session.commit()
+    return tally.result(settings, started, client)
 
 
 @dataclass
@@ -490,10 +521,10 @@ class _Tally:
             self.errors.append(str(exc))
 
     def result(self, settings: Settings, started: float, client: XReader) -> PollResult:
-        blocked = {e: until for e in ("me", MENTIONS, SEARCH)
+        blocked = {e: until for e in ENDPOINTS
                    if (until := client.gate.blocked_until(e)) is not None}
         next_at = started + settings.x_poll_interval_s
-        if blocked and (MENTIONS in blocked or "me" in blocked):
+        if blocked and (MENTIONS in blocked or ME in blocked):
             # the mentions timeline is the one query every poll needs: no sooner than its reset
             next_at = max(next_at, min(blocked.values()))
         return PollResult(
