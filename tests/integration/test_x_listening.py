@@ -4,6 +4,7 @@ message and locale they answer, a restart resuming from the stored cursor."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -24,7 +25,7 @@ from crisiscomms.incident.service import plan_bundle, trigger
 from crisiscomms.playbook.loader import load_playbook
 from crisiscomms.reactions.models import ListenCursor, Reaction, ReactionSource
 from crisiscomms.reactions.sources.x_client import XReader
-from crisiscomms.reactions.sources.x_mentions import PollResult, poll_once
+from crisiscomms.reactions.sources.x_mentions import PollResult, poll_once, run_x_poller
 from crisiscomms.testing.emulators import EmulatorPair, XEmulator
 
 pytestmark = pytest.mark.integration
@@ -207,3 +208,38 @@ def test_bad_credentials_are_an_error_not_a_crash(
     assert result.stored == 0 and result.errors and "401" in result.errors[0]
     assert "not-the-token" not in " ".join(result.errors)
 
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_the_prefect_flow_polls_from_the_stored_cursor(
+        ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    from crisiscomms.flows.listen_x import listen_x
+
+    _settings, engine, x, _reader = ws
+    x.add_post(f"@{x.username} when will it be fixed?", username="ann")
+    first = listen_x(polls=1, playbook="outage")
+    assert first["configured"] and first["polls"][0]["stored"] == 1
+    x.add_post(f"@{x.username} thanks, works again", username="bob")
+    second = listen_x(polls=2)
+    assert [p["stored"] for p in second["polls"]] == [1, 0]
+    assert len(reactions(engine)) == 2
+
+
+def test_the_poller_thread_stops_when_asked(
+        ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    settings, engine, x, reader = ws
+    x.add_post(f"@{x.username} anyone there?", username="ann")
+    stop = threading.Event()
+    seen: list[PollResult] = []
+
+    def record(result: PollResult) -> None:
+        seen.append(result)
+        stop.set()
+
+    thread = threading.Thread(target=run_x_poller, args=(engine, settings),
+                              kwargs={"stop": stop, "reader": reader, "on_result": record},
+                              daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert [r.stored for r in seen] == [1]
