@@ -26,6 +26,7 @@ from crisiscomms.playbook.loader import load_playbook
 from crisiscomms.reactions.models import ListenCursor, Reaction, ReactionSource
 from crisiscomms.reactions.sources.x_client import XReader
 from crisiscomms.reactions.sources.x_mentions import PollResult, poll_once, run_x_poller
+from crisiscomms.testing.crowd import X_MENTION, X_REPLY, Crowd, CrowdMix, published_from_db
 from crisiscomms.testing.emulators import EmulatorPair, XEmulator
 
 pytestmark = pytest.mark.integration
@@ -243,3 +244,30 @@ def test_the_poller_thread_stops_when_asked(
     thread.join(timeout=30)
     assert not thread.is_alive()
     assert [r.stored for r in seen] == [1]
+
+
+def test_a_crowd_on_x_is_stored_once_and_linked_as_it_answered(
+        ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    settings, engine, x, reader = ws
+    publish_x(settings, engine)
+    with Session(engine) as s:
+        incident_id = s.exec(select(Message.incident_id)).first()
+        assert incident_id is not None
+        pub = published_from_db(s, incident_id, our_address=settings.email_from)
+    crowd = Crowd(pub, seed=11, mix=CrowdMix(sources={X_REPLY: 0.7, X_MENTION: 0.3}))
+    items = crowd.generate(400)
+    ids = crowd.play_x(items, x)
+    assert len(ids) == 400 and any(i.reply_to_item is not None for i in items)
+    result = poll(settings, engine, reader)
+    while result.backlog:  # 400 posts: more pages than one poll reads
+        result = poll(settings, engine, reader)
+    assert result.errors == ()
+    by_post = {r.source_id: r for r in reactions(engine)}
+    assert len(by_post) == 400
+    for item in items:
+        reaction = by_post[ids[item.n]]
+        assert reaction.source == item.source, item
+        assert reaction.message_id == item.expected.message_id, item
+        assert reaction.locale == item.expected.locale
+        assert reaction.incident_id == incident_id  # mentions: the one open incident
+        assert reaction.author == item.author and reaction.text.endswith(item.text)
