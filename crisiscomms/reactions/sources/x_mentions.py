@@ -306,11 +306,11 @@ def _store(session: Session, items: Sequence[_ReactionIn], *,
     } for i, v in zip(new, verdicts, strict=True)]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    inserted = 0
-    for part in _chunks(rows, _INSERT_CHUNK):
-        stmt = insert(Reaction).values(list(part)).on_conflict_do_nothing(
-            index_elements=["source", "source_id"])
-        inserted += max(0, session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+    table = Reaction.__table__  # type: ignore[attr-defined]  # Core executemany: one compile
+    stmt = insert(table).on_conflict_do_nothing(index_elements=["source", "source_id"])
+    result = session.connection().execute(stmt, rows)
+    inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 \
+        else len(rows)
     return inserted, sum(1 for i in new if i.message_id is not None)
 
 
