@@ -566,10 +566,10 @@ class XEmulator(EmulatorServer):
         starts with the ``@handle`` of the author it answers unless ``mention`` is False;
         ``mention=True`` on a post that answers nothing puts our ``@handle`` in front.
         Returns the post as the API shows it (every field). Raises ValueError on bad input."""
-        if not _USERNAME_RE.fullmatch(username):
-            raise ValueError("username: 1-15 letters, digits or underscores")
         if username.casefold() == self.username.casefold():
             raise ValueError("username: that is our own account; post through POST /2/tweets")
+        if not _USERNAME_RE.fullmatch(username):
+            raise ValueError("username: 1-15 letters, digits or underscores")
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text: a non-empty string is required")
         if x_weighted_length(text) > X_MAX_WEIGHTED_LENGTH:
