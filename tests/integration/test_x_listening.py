@@ -73,9 +73,19 @@ def ws(workspace: tuple[Settings, Engine], emulators: EmulatorPair
     return settings, engine, emulators.x, reader
 
 
-def test_mentions_are_stored_once_across_two_polls(ws: tuple[Settings, Engine, XEmulator,
-                                                             XReader]) -> None:
-    settings, engine, x, reader = ws
+@pytest.fixture
+def ws_backends(backend_workspace: tuple[Settings, Engine], emulators: EmulatorPair
+                ) -> tuple[Settings, Engine, XEmulator, XReader]:
+    """``ws`` on SQLite and on a throwaway PostgreSQL (insert-or-ignore, cursors)."""
+    settings, engine = backend_workspace
+    reader = XReader.from_settings(settings)
+    assert reader is not None
+    return settings, engine, emulators.x, reader
+
+
+def test_mentions_are_stored_once_across_two_polls(
+        ws_backends: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    settings, engine, x, reader = ws_backends
     for n in range(3):
         x.add_post(f"@{x.username} is the site down? #{n}", username=f"fan{n}")
     x.add_post("not about us", username="other")
@@ -182,8 +192,8 @@ def test_replies_are_linked_to_the_message_and_locale_they_answer(
 
 
 def test_a_restart_resumes_from_the_stored_cursor(
-        ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
-    settings, engine, x, reader = ws
+        ws_backends: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    settings, engine, x, reader = ws_backends
     posts = publish_x(settings, engine)
     x.add_post("first", username="ann", reply_to=posts["en"])
     x.add_post(f"@{x.username} second", username="bob")
