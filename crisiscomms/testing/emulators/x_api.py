@@ -572,7 +572,9 @@ class XEmulator(EmulatorServer):
             raise ValueError("username: 1-15 letters, digits or underscores")
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text: a non-empty string is required")
-        if x_weighted_length(text) > X_MAX_WEIGHTED_LENGTH:
+        # every character weighs 2 at most, but a link always 23: only then count the slow way
+        if (2 * len(text) > X_MAX_WEIGHTED_LENGTH or "." in text) \
+                and x_weighted_length(text) > X_MAX_WEIGHTED_LENGTH:
             raise ValueError("text: over 280 weighted characters")
         answered_user: XUser | None = None
         if reply_to is not None:
