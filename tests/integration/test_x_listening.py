@@ -281,3 +281,27 @@ def test_a_crowd_on_x_is_stored_once_and_linked_as_it_answered(
         assert reaction.locale == item.expected.locale
         assert reaction.incident_id == incident_id  # mentions: the one open incident
         assert reaction.author == item.author and reaction.text.endswith(item.text)
+
+
+def test_a_small_search_budget_serves_every_conversation_in_turn(
+        ws: tuple[Settings, Engine, XEmulator, XReader]) -> None:
+    settings, engine, x, reader = ws
+    posts = publish_x(settings, engine)
+    for locale, post in posts.items():  # found by conversation searches only
+        reply = x.add_post(f"in {locale}", username=f"a_{locale}", reply_to=post)
+        x.add_post(f"deep in {locale}", username=f"b_{locale}", reply_to=reply["id"],
+                   mention=False)
+    x.set_read_budget(limit=3, window_s=2.0)
+
+    def searched() -> set[str]:
+        with Session(engine) as s:
+            return {c.key for c in s.exec(select(ListenCursor)).all()
+                    if c.key.startswith("conversation:")}
+
+    first = poll(settings, engine, reader)
+    assert first.stored == 5 + 3 and "search" in first.rate_limited and len(searched()) == 3
+    time.sleep(max(0.0, first.rate_limited["search"].timestamp() - time.time()) + 0.05)
+    second = poll(settings, engine, reader)
+    assert second.stored == 2 and len(searched()) == 5  # the two left out went first
+    deep = [r for r in reactions(engine) if r.author.startswith("@b_")]
+    assert sorted(r.locale or "" for r in deep) == sorted(posts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import Session, col, select
 
@@ -60,6 +61,13 @@ def load_cursor(session: Session, source: str, key: str) -> str | None:
     """The stored value for (``source``, ``key``), or None."""
     return session.exec(select(ListenCursor.value).where(
         col(ListenCursor.source) == source, col(ListenCursor.key) == key)).first()
+
+
+def load_cursors(session: Session, source: str) -> dict[str, tuple[str, datetime]]:
+    """Every cursor of ``source``: key -> (value, when it was last saved)."""
+    return {str(key): (str(value), at) for key, value, at in session.execute(
+        select(col(ListenCursor.key), col(ListenCursor.value), col(ListenCursor.updated_at))
+        .where(col(ListenCursor.source) == source)).all()}
 
 
 def save_cursor(session: Session, source: str, key: str, value: str) -> None:

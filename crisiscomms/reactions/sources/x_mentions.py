@@ -65,6 +65,7 @@ from crisiscomms.reactions.models import Reaction, ReactionSource
 from crisiscomms.reactions.sources.cursors import (
     TimelineCursor,
     load_cursor,
+    load_cursors,
     save_cursor,
 )
 from crisiscomms.reactions.sources.x_client import (
@@ -441,14 +442,19 @@ def poll_once(session: Session, client: XReader, settings: Settings, *,
                                  token=token, max_results=max(10, min(100, page_size)))
         return fetch
 
+    stored_cursors = load_cursors(session, CURSOR_SOURCE)
+    never = datetime.min.replace(tzinfo=UTC)
+    # the conversations read longest ago first: a search budget too small for all of them
+    # serves each in turn instead of starving the last
+    roots = sorted(threads.listening_roots, key=lambda root: _aware(
+        stored_cursors.get(f"conversation:{root}", ("", never))[1]))
     queries: list[tuple[str, str, Fetch]] = [(f"mentions:{me.id}", MENTIONS, mentions)]
-    queries += [(f"conversation:{root}", SEARCH, conversation(root))
-                for root in threads.listening_roots]
+    queries += [(f"conversation:{root}", SEARCH, conversation(root)) for root in roots]
     for key, endpoint, fetch in queries:
         if client.gate.blocked_until(endpoint) is not None:
             tally.backlog = True
             continue
-        cursor = TimelineCursor.loads(load_cursor(session, CURSOR_SOURCE, key))
+        cursor = TimelineCursor.loads(stored_cursors.get(key, (None, never))[0])
         tally.queries += 1
         try:
             read = read_timeline(fetch, cursor, max_pages=settings.x_poll_max_pages)
