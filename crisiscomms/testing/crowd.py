@@ -274,6 +274,8 @@ class Crowd:
         self.vip_handles = tuple(v for v in vip if v.startswith("@") and "." not in v)
         self.vip_addresses = tuple(v for v in vip if "@" in v and not v.startswith("@"))
         self.csat_token = csat_token
+        self.posted: dict[int, str] = {}
+        """X items posted by :meth:`play_x` (``n`` -> post id)."""
         labels, texts = _texts()
         self._labels = labels
         self._texts = texts
@@ -467,27 +469,34 @@ class Crowd:
 
     # ---- X --------------------------------------------------------------------------------
 
-    def play_x(self, items: Sequence[CrowdItem], emulator: XEmulator) -> dict[int, str]:
+    def play_x(self, items: Sequence[CrowdItem], emulator: XEmulator, *,
+               window: tuple[float, float] | None = None) -> dict[int, str]:
         """Post the X items to the emulator, in order: replies to our post of their locale
         (or to the earlier crowd post they answer, without mentioning us), mentions with our
-        handle. Returns each item's post id (``n`` -> id)."""
+        handle. ``window`` (start, end) in ``at_s`` seconds posts only the items of that
+        slice, so a drill can let the crowd arrive over time (a spike); the crowd remembers
+        what it posted, so a later slice's replies find their parents. Returns the post id
+        of each item posted now (``n`` -> id); :attr:`posted` holds them all."""
         ids: dict[int, str] = {}
         posts = {p.delivery_id: p for p in self.published.posts}
         for item in items:
-            if item.source not in (X_REPLY, X_MENTION):
+            if item.source not in (X_REPLY, X_MENTION) or item.n in self.posted:
+                continue
+            if window is not None and not window[0] <= item.at_s < window[1]:
                 continue
             username = item.author.removeprefix("@")
+            parent = None if item.reply_to_item is None else self.posted.get(item.reply_to_item)
             if item.source == X_MENTION:
                 post = emulator.add_post(item.text, username=username, mention=True,
                                          lang=item.locale)
-            elif item.reply_to_item is not None and item.reply_to_item in ids:
+            elif parent is not None:
                 post = emulator.add_post(item.text, username=username, mention=False,
-                                         reply_to=ids[item.reply_to_item], lang=item.locale)
-            else:
+                                         reply_to=parent, lang=item.locale)
+            else:  # answering our post (or its parent was never posted: answer ours)
                 target = posts[item.expected.delivery_id or 0]
                 post = emulator.add_post(item.text, username=username,
                                          reply_to=target.post_id, lang=item.locale)
-            ids[item.n] = str(post["id"])
+            ids[item.n] = self.posted[item.n] = str(post["id"])
         return ids
 
 

@@ -266,10 +266,18 @@ def test_a_crowd_on_x_is_stored_once_and_linked_as_it_answered(
         pub = published_from_db(s, incident_id, our_address=settings.email_from)
     crowd = Crowd(pub, seed=11, mix=CrowdMix(sources={X_REPLY: 0.7, X_MENTION: 0.3}))
     items = crowd.generate(400)
-    ids = crowd.play_x(items, x)
-    assert len(ids) == 400 and any(i.reply_to_item is not None for i in items)
+    middle = items[200].at_s
+    first = crowd.play_x(items, x, window=(0.0, middle))  # the crowd arrives in two waves
+    assert len(first) == 200
     result = poll(settings, engine, reader)
-    while result.backlog:  # 400 posts: more pages than one poll reads
+    assert result.errors == () and result.stored == 200
+    assert len(crowd.play_x(items, x, window=(middle, float("inf")))) == 200
+    assert crowd.play_x(items, x) == {}  # nothing is posted twice
+    ids = crowd.posted
+    assert len(ids) == 400 and any(i.reply_to_item is not None and i.n >= 200 and
+                                   i.reply_to_item < 200 for i in items)
+    result = poll(settings, engine, reader)
+    while result.backlog:  # more pages than one poll reads
         result = poll(settings, engine, reader)
     assert result.errors == ()
     by_post = {r.source_id: r for r in reactions(engine)}
