@@ -4,6 +4,7 @@ message and locale they answer, a restart resuming from the stored cursor."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -313,3 +314,14 @@ def test_a_small_search_budget_serves_every_conversation_in_turn(
     assert second.stored == 2 and len(searched()) == 5  # the two left out went first
     deep = [r for r in reactions(engine) if r.author.startswith("@b_")]
     assert sorted(r.locale or "" for r in deep) == sorted(posts)
+
+
+def test_the_token_never_reaches_the_logs(ws: tuple[Settings, Engine, XEmulator, XReader],
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    settings, engine, x, reader = ws
+    x.add_post(f"@{x.username} hello", username="ann")
+    with caplog.at_level(logging.DEBUG):
+        assert poll(settings, engine, reader).stored == 1
+    token = settings.x_bearer_token.get_secret_value() if settings.x_bearer_token else "?"
+    assert "Making API request" in caplog.text  # tweepy did log its request headers...
+    assert token not in caplog.text and "Bearer [redacted]" in caplog.text  # ...blanked

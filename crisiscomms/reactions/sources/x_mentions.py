@@ -550,7 +550,8 @@ def run_x_poller(engine: Engine, settings: Settings, *, stop: threading.Event,
     (later when X's rate limit says so, at least a second apart). Meant for a daemon thread
     beside ``crisiscomms listen``'s HTTP app; returns at once when X is not configured.
     A failing poll (database down, a bug) is logged and retried at the next interval: the
-    poller never dies and never spins."""
+    poller never dies and never spins. The reader (given, or made from the settings) is closed
+    when the loop ends."""
     reader = reader or XReader.from_settings(settings)
     if reader is None:
         log.info("X is not configured: no X mentions are polled")
