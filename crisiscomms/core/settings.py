@@ -147,6 +147,16 @@ class Settings(BaseSettings):
     is for a person (and the watcher never rescans a whole incident's history)."""
     watch_interval_s: float = Field(default=30.0, gt=0)
     """Seconds between two passes of ``reactions watch`` (without ``--once``)."""
+    # listening: X mentions and replies
+    x_poll_interval_s: float = Field(default=60.0, ge=1)
+    """Seconds between two polls of X mentions and conversation replies; a 429 or a spent
+    rate budget waits for X's reset instead (never sooner)."""
+    x_poll_max_pages: int = Field(default=5, ge=1, le=100)
+    """Pages of up to 100 posts read per query in one poll; a larger backlog is read on by the
+    next polls from the stored cursor, so one poll stays short."""
+    x_listen_after_resolved_h: float = Field(default=72.0, ge=0)
+    """Replies to an incident's posts are still read this many hours after it is resolved
+    (thanks, "still not working"), then its conversations are left alone."""
 
     @classmethod
     def settings_customise_sources(

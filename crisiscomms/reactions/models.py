@@ -121,3 +121,20 @@ class Spike(SQLModel, table=True):
     examples_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     alerted_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ListenCursor(SQLModel, table=True):
+    """Where a polling source stopped (X mentions' ``since_id``, a conversation search's newest
+    id): persisted so a restarted poller neither reads again nor misses what came meanwhile.
+
+    One row per (source, key); ``value`` is the source's own cursor, opaque here."""
+
+    __table_args__ = (UniqueConstraint("source", "key", name="uq_listen_cursor_source_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    """The polling source (``x``)."""
+    key: str = Field(max_length=128)
+    """What is polled (``mentions:<user id>``, ``conversation:<tweet id>``)."""
+    value: str = Field(max_length=255)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -910,3 +910,76 @@ def test_pass_first_and_max_faults_target_one_request(x: XEmulator) -> None:
     assert Faults.from_dict({"pass_first": 2, "max_faults": None}).pass_first == 2
     with pytest.raises(ValueError, match="pass_first"):
         Faults.from_dict({"pass_first": 1.5})
+
+
+# --------------------------------------------------------------------------------------------
+# X: listening (mentions, conversation search, the crowd)
+
+
+def test_x_crowd_posts_and_the_mentions_timeline(x: XEmulator) -> None:
+    ours = tweet(x, "We are investigating").json()["data"]["id"]
+    made = call(x.url, "POST", "/_emulator/posts",
+                {"text": "when?", "username": "ann", "reply_to": ours, "lang": "en"})
+    assert made.status == 201
+    reply = made.json()["data"]
+    assert reply["text"] == f"@{x.username} when?" and reply["conversation_id"] == ours
+    assert reply["in_reply_to_user_id"] == x.user_id
+    deep = x.add_post("me too", username="bob", reply_to=reply["id"], mention=False)
+    loud = x.add_post(f"hey @{x.username.upper()} down?", username="cat")
+    x.add_post("unrelated", username="dan")
+    assert x.stats()["accepted_messages"] == 1 and x.crowd_size() == 4  # ours only in stats
+    base = f"/2/users/{x.user_id}/mentions?max_results=5"
+    page = call(x.url, "GET", f"{base}&tweet.fields=conversation_id,author_id&expansions=author_id",
+                headers=x_auth())
+    body = page.json()
+    assert [t["id"] for t in body["data"]] == [loud["id"], reply["id"]]  # not deep, not dan
+    assert {u["username"] for u in body["includes"]["users"]} == {"ann", "cat"}
+    assert page.headers["x-rate-limit-remaining"] == "449"
+    bare = call(x.url, "GET", base, headers=x_auth()).json()
+    assert "includes" not in bare and "conversation_id" not in bare["data"][0]
+    found = call(x.url, "GET", f"/2/tweets/search/recent?query=conversation_id:{ours}"
+                 "&tweet.fields=author_id", headers=x_auth()).json()
+    assert [t["id"] for t in found["data"]] == [deep["id"], reply["id"], ours]
+    assert found["data"][-1]["author_id"] == x.user_id
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("/2/users/{me}/mentions?max_results=4", "between 5 and 100"),
+    ("/2/users/{me}/mentions?since_id=abc", "since_id"),
+    ("/2/users/{me}/mentions?pagination_token=nope", "pagination_token"),
+    ("/2/tweets/search/recent?query=from:ann", "conversation_id"),
+    ("/2/tweets/search/recent?query=conversation_id:1&max_results=5", "between 10 and 100"),
+])
+def test_x_listening_reads_refuse_bad_parameters(x: XEmulator, path: str, message: str) -> None:
+    answer = call(x.url, "GET", path.format(me=x.user_id), headers=x_auth())
+    assert answer.status == 400 and message in answer.json()["errors"][0]["message"]
+    assert "x-rate-limit-remaining" in answer.headers
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"text": "hi", "username": "bad name"}, "username"),
+    ({"text": "hi", "username": "crisiscomms_drill"}, "our own account"),
+    ({"text": "", "username": "ann"}, "text"),
+    ({"text": "hi", "username": "ann", "reply_to": "123"}, "no post 123"),
+    ({"text": "hi", "username": "ann", "colour": "red"}, "unknown fields: colour"),
+])
+def test_x_crowd_post_refuses_bad_input(x: XEmulator, body: dict[str, Any],
+                                        message: str) -> None:
+    answer = call(x.url, "POST", "/_emulator/posts", body)
+    assert answer.status == 400 and message in answer.json()["error"]
+    assert x.crowd_size() == 0
+
+
+def test_x_listening_read_budget_answers_429_until_its_reset(x: XEmulator) -> None:
+    x.set_read_budget(limit=1, window_s=30)
+    path = f"/2/users/{x.user_id}/mentions"
+    assert call(x.url, "GET", path, headers=x_auth()).headers["x-rate-limit-remaining"] == "0"
+    limited = call(x.url, "GET", path, headers=x_auth())
+    assert limited.status == 429
+    assert time.time() < int(limited.headers["x-rate-limit-reset"]) <= time.time() + 31
+    search = call(x.url, "GET", "/2/tweets/search/recent?query=conversation_id:1",
+                  headers=x_auth())
+    assert search.status == 200  # each endpoint has its own budget
+    assert [r.status for r in x.reads("mentions")] == [200, 429]
+    x.reset()
+    assert x.reads() == [] and call(x.url, "GET", path, headers=x_auth()).status == 200

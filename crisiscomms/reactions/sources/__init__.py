@@ -1,0 +1,1 @@
+"""Each listening source's logic (parsing, signature checks, polling), framework-free."""
