@@ -19,10 +19,11 @@ Linking, from the most exact clue to the least:
 6. with ``open_incident=True`` and nothing else: the most recent incident not resolved.
 
 The text is stored exactly as sent (any script, control characters, markup: the pages that
-show it escape it); ``triage_text`` (the reply without its quoted history) is what triage
-reads when given. A replay of the same (source, source_id) inserts nothing
-(``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL), except with ``replace=True`` (a CSAT
-rating given again replaces the first).
+show it escape it), with one exception on both backends alike: NUL (U+0000), which a
+PostgreSQL text column cannot hold, becomes U+FFFD (:func:`storable`). ``triage_text`` (the
+reply without its quoted history) is what triage reads when given. A replay of the same
+(source, source_id) inserts nothing (``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL),
+except with ``replace=True`` (a CSAT rating given again replaces the first).
 """
 
 from __future__ import annotations
@@ -179,6 +180,12 @@ def _lookups(session: Session, items: Sequence[ReactionIn]) -> _Links:
     return links
 
 
+def storable(text: str) -> str:
+    """``text`` as a database text column can hold it on SQLite and PostgreSQL alike: NUL
+    (which PostgreSQL refuses) becomes U+FFFD; everything else is kept as sent."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def open_incident_id(session: Session) -> int | None:
     """The most recently created incident that is not resolved (None when every one is)."""
     found = session.execute(
@@ -219,16 +226,16 @@ def _row(item: ReactionIn, verdict: Verdict, links: _Links, now: datetime) -> di
     sentiment = item.sentiment or verdict.sentiment
     return {
         "source": item.source.value,
-        "source_id": item.source_id,
+        "source_id": storable(item.source_id),
         "incident_id": incident_id,
         "message_id": message_id,
         "delivery_id": delivery_id,
         "recipient_id": recipient_id,
         "channel": channel or item.channel or SOURCE_CHANNELS.get(item.source),
         "locale": locale or item.locale or recipient_locale,
-        "author": item.author[:320],
-        "author_name": item.author_name[:200] if item.author_name else None,
-        "text": item.text,
+        "author": storable(item.author[:320]),
+        "author_name": storable(item.author_name[:200]) if item.author_name else None,
+        "text": storable(item.text),
         "rating": item.rating,
         "language": verdict.language,
         "sentiment": sentiment.value,
@@ -283,7 +290,7 @@ def store_reactions(session: Session, items: Sequence[ReactionIn], *, triager: T
     # The same id twice in one batch (a provider's retry inside a batch): keep the first.
     unique: dict[tuple[str, str], ReactionIn] = {}
     for item in items:
-        unique.setdefault((item.source.value, item.source_id), item)
+        unique.setdefault((item.source.value, storable(item.source_id)), item)
     batch = list(unique.values())
     verdicts = triager.score([i.triage_text if i.triage_text is not None else i.text
                               for i in batch], authors=[i.author for i in batch])
@@ -293,7 +300,7 @@ def store_reactions(session: Session, items: Sequence[ReactionIn], *, triager: T
                                                                       strict=True)]
     written = _insert(session, rows, replace=replace)
     session.commit()
-    by_source_id = {(r["source"], r["source_id"]): r for r in rows}
+    by_source_id = {(r["source"], r["source_id"]): r for r in rows}  # as stored
     for rid, source, source_id in written:
         result.ids.append(rid)
         row = by_source_id.get((source, source_id))

@@ -37,6 +37,7 @@ from crisiscomms.audience.models import Recipient
 from crisiscomms.core.clock import utcnow
 from crisiscomms.delivery.ledger import confirm_by_key
 from crisiscomms.delivery.models import Delivery, DeliveryEvent
+from crisiscomms.reactions.service import storable
 from crisiscomms.reactions.sources.payload import PayloadError, parse_json, text_field
 
 CONFIRMING = frozenset({"processed", "delivered"})
@@ -113,9 +114,11 @@ def _event(raw: dict[str, Any], where: str) -> SendGridEvent:
     reason = raw.get("reason") or raw.get("response") or raw.get("status")
     bounce_type = raw.get("type") if isinstance(raw.get("type"), str) else None
     assert event_id is not None and event is not None and email is not None
-    return SendGridEvent(event_id=event_id, event=event, email=email, occurred_at=occurred,
-                         key=key, recipient_id=recipient_id,
-                         reason=str(reason)[:500] if reason else None, bounce_type=bounce_type)
+    return SendGridEvent(event_id=storable(event_id), event=storable(event),
+                         email=storable(email), occurred_at=occurred,
+                         key=storable(key) if key else None, recipient_id=recipient_id,
+                         reason=storable(str(reason)[:500]) if reason else None,
+                         bounce_type=bounce_type)
 
 
 def record_events(session: Session, events: Sequence[SendGridEvent]) -> EventsResult:
