@@ -18,8 +18,11 @@ the field; then the whole request is stored in one batch (``reactions/service.py
 ``reactions/sources/``) and a replay stores nothing new. Refusals are logged with their
 reason, never with a secret, a signature or a body.
 
-The domain does the work; this module only reads HTTP. Storage runs in the thread pool (it is
-blocking database I/O), so one slow INSERT does not stall the event loop's other requests.
+The domain does the work; this module only reads HTTP. Checks and parsing run in the thread
+pool (so one slow request does not stall the event loop); reactions then go to one writer
+thread that stores what concurrent requests hand it as one batch (``reactions/batching.py``:
+one triage call, one INSERT, one commit for many replies). Event Webhook batches are already
+batches and are stored by the request itself.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from crisiscomms.core.settings import Settings
 from crisiscomms.playbook.listening import Listening
 from crisiscomms.playbook.loader import available_playbooks, load_playbook
 from crisiscomms.reactions import signatures as sig
-from crisiscomms.reactions.service import ReactionIn, store_reactions
+from crisiscomms.reactions.batching import ReactionWriter
+from crisiscomms.reactions.service import ReactionIn
 from crisiscomms.reactions.sources import csat, inbound_parse, sendgrid_events, tickets
 from crisiscomms.reactions.sources.payload import PayloadError
 from crisiscomms.reactions.triage import Triager
@@ -126,12 +130,13 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
             log.warning("%s: malformed: %s", where, exc)
             return JSONResponse({"message": str(exc), "field": exc.field}, 400)
 
+    writer = ReactionWriter(lambda: session_scope(engine), triage)
+    app.state.reaction_writer = writer
+
     def store(items: list[ReactionIn], *, replace: bool = False) -> dict[str, Any]:
-        with session_scope(engine) as session:
-            result = store_reactions(session, items, triager=triage, replace=replace)
-        return {"received": result.received, "stored": result.stored,
-                "duplicates": result.duplicates, "needs_human": result.needs_human,
-                "linked": result.linked}
+        """Hand the reactions to the group-commit writer and wait for this request's share
+        (called from the thread pool: the wait blocks a worker thread, not the loop)."""
+        return writer.submit(items, replace=replace).result().as_dict()
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:

@@ -55,10 +55,6 @@ SOURCE_CHANNELS: dict[ReactionSource, str] = {
 """The channel a reaction is counted under when no answered message tells (spikes group by
 channel and locale)."""
 
-INSERT_CHUNK = 500
-"""Rows per INSERT statement (PostgreSQL allows 65,535 parameters: 500 x 20 columns)."""
-
-
 @dataclass(frozen=True, slots=True)
 class ReactionIn:
     """One reaction as a receiver read it, before triage and linking."""
@@ -107,6 +103,12 @@ class StoreResult:
     """Of the rows stored, those linked to a message."""
     ids: list[int] = field(default_factory=list)
     """Ids of the rows stored, in no particular order."""
+    stored_keys: set[tuple[str, str]] = field(default_factory=set)
+    """(source, source_id) of the rows stored, as stored (see :func:`storable`)."""
+    flagged_keys: set[tuple[str, str]] = field(default_factory=set)
+    """Of ``stored_keys``, those triage flagged for a human."""
+    linked_keys: set[tuple[str, str]] = field(default_factory=set)
+    """Of ``stored_keys``, those linked to a message."""
 
 
 @dataclass
@@ -255,13 +257,17 @@ _REPLACED = ("incident_id", "message_id", "delivery_id", "recipient_id", "channe
 def _insert(session: Session, rows: list[dict[str, Any]], *,
             replace: bool) -> list[tuple[int, str, str]]:
     """Insert ignoring (or, with ``replace``, updating) rows whose (source, source_id) is
-    stored; (id, source, source_id) of the rows written."""
+    stored; (id, source, source_id) of the rows written.
+
+    One executemany of one cached statement: SQLAlchemy batches it into multi-row INSERTs
+    ("insertmanyvalues", RETURNING included) without compiling a new statement per batch
+    size, which would cost more than the INSERT itself."""
     dialect = session.get_bind().dialect.name
     conflict = ["source", "source_id"]
+    table = Reaction.__table__  # type: ignore[attr-defined]
     stmt: Any
     if dialect in ("sqlite", "postgresql"):
-        base = (sqlite.insert(Reaction) if dialect == "sqlite"
-                else postgresql.insert(Reaction))
+        base = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
         if replace:
             stmt = base.on_conflict_do_update(
                 index_elements=conflict,
@@ -269,14 +275,11 @@ def _insert(session: Session, rows: list[dict[str, Any]], *,
         else:
             stmt = base.on_conflict_do_nothing(index_elements=conflict)
     else:  # pragma: no cover - other backends: plain insert, the unique key still guards
-        stmt = insert(Reaction)
-    out: list[tuple[int, str, str]] = []
-    for start in range(0, len(rows), INSERT_CHUNK):
-        chunk = rows[start:start + INSERT_CHUNK]
-        returning: Executable = stmt.values(chunk).returning(
-            col(Reaction.id), col(Reaction.source), col(Reaction.source_id))
-        out.extend((int(i), str(s), str(sid)) for i, s, sid in session.execute(returning))
-    return out
+        stmt = insert(table)
+    returning: Executable = stmt.returning(
+        col(Reaction.id), col(Reaction.source), col(Reaction.source_id))
+    result = session.connection().execute(returning, rows)
+    return [(int(i), str(src), str(sid)) for i, src, sid in result]
 
 
 def store_reactions(session: Session, items: Sequence[ReactionIn], *, triager: Triager,
@@ -303,10 +306,14 @@ def store_reactions(session: Session, items: Sequence[ReactionIn], *, triager: T
     by_source_id = {(r["source"], r["source_id"]): r for r in rows}  # as stored
     for rid, source, source_id in written:
         result.ids.append(rid)
+        result.stored_keys.add((source, source_id))
         row = by_source_id.get((source, source_id))
-        if row is not None:
-            result.needs_human += bool(row["needs_human"])
-            result.linked += row["message_id"] is not None
+        if row is not None and row["needs_human"]:
+            result.flagged_keys.add((source, source_id))
+        if row is not None and row["message_id"] is not None:
+            result.linked_keys.add((source, source_id))
+    result.needs_human = len(result.flagged_keys)
+    result.linked = len(result.linked_keys)
     result.stored = len(written)
     result.duplicates = len(items) - len(written)
     return result

@@ -47,7 +47,6 @@ SUPPRESSING = frozenset({"bounce", "dropped", "spamreport", "unsubscribe", "grou
 KEY_ARG = "crisiscomms_key"
 RECIPIENT_ARG = "crisiscomms_recipient"
 CHANNEL = "email"
-INSERT_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,16 +152,13 @@ def record_events(session: Session, events: Sequence[SendGridEvent]) -> EventsRe
 
 
 def _insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert the events not stored yet (one cached executemany); how many were new."""
     dialect = session.get_bind().dialect.name
-    base = sqlite.insert(DeliveryEvent) if dialect == "sqlite" else \
-        postgresql.insert(DeliveryEvent)
-    stmt = base.on_conflict_do_nothing(index_elements=["event_key"])
-    stored = 0
-    for start in range(0, len(rows), INSERT_CHUNK):
-        chunk = rows[start:start + INSERT_CHUNK]
-        stored += len(session.execute(stmt.values(chunk)
-                                      .returning(col(DeliveryEvent.id))).all())
-    return stored
+    table = DeliveryEvent.__table__  # type: ignore[attr-defined]
+    base = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+    stmt = base.on_conflict_do_nothing(index_elements=["event_key"]).returning(
+        col(DeliveryEvent.id))
+    return len(session.connection().execute(stmt, rows).all())
 
 
 def _suppress(session: Session, events: Sequence[SendGridEvent]) -> int:
