@@ -450,3 +450,41 @@ def test_csat_get_shows_post_votes_once_per_recipient(listening: Listening) -> N
     assert httpx.get(f"{ls.base}/v1/csat/nonsense").status_code == 404
     with Session(ls.engine) as s:
         assert s.execute(select(Reaction)).scalar_one().rating == 2
+
+
+def test_the_resolution_email_carries_each_recipients_own_rating_link(
+        listening: Listening) -> None:
+    import re
+
+    ls = listening
+    acknowledge(ls)
+    trigger(ls.engine, ls.settings, CHANNEL_CLASSES, playbook_name="outage",
+            facts={"incident_ref": "INC-LISTEN-1"}, stage="resolve",
+            actor=system_identity("test"))
+    resolve = approve(ls.engine, incident_ref="INC-LISTEN-1", stage="resolve",
+                      approver=Identity("pr-lead", "PR lead", "key"), settings=ls.settings)
+    publish_email(ls, resolve)
+    sent = ls.emulators.sendgrid.received()
+    assert len(sent) == RECIPIENTS
+    with Session(ls.engine) as s:
+        ids = dict(s.execute(select(col(Recipient.email), col(Recipient.id))).all())
+    pattern = re.compile(re.escape(ls.base) + r"/v1/csat/([0-9.A-Za-z_-]+)\?rating=([1-5])")
+    tokens = set()
+    for record in sent:
+        links = pattern.findall(record["html"])
+        assert [r for _, r in links] == ["1", "2", "3", "4", "5"]
+        assert len({t for t, _ in links}) == 1
+        token = csat.read_token(CSAT_SECRET, links[0][0])
+        assert token is not None and token.recipient_id == ids[record["to"]]
+        assert f"{ls.base}/v1/csat/{links[0][0]}" in record["text"]
+        tokens.add(links[0][0])
+    assert len(tokens) == RECIPIENTS  # one per recipient, never shared
+    record = sent[0]
+    link = pattern.search(record["html"])
+    assert link is not None
+    assert httpx.get(link.group(0)).status_code == 200 and ls.count(Reaction) == 0
+    assert httpx.post(link.group(0).split("?")[0], data={"rating": "5"}).status_code == 200
+    with Session(ls.engine) as s:
+        reaction = s.execute(select(Reaction)).scalar_one()
+    assert (reaction.source, reaction.rating, reaction.author) == ("csat", 5, record["to"])
+    assert reaction.message_id is not None and reaction.locale in ("en", "de")
