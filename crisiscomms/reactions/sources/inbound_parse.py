@@ -23,7 +23,6 @@ import email.policy
 import hashlib
 import re
 from dataclasses import dataclass
-from email.message import Message as MimeMessage
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
@@ -64,35 +63,46 @@ class InboundForm:
     attachments: int
 
 
+_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_PARAM = re.compile(r';\s*(name|filename)\*?=(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))', re.IGNORECASE)
+
+
 def parse_form(content_type: str | None, body: bytes) -> InboundForm:
     """Decode a ``multipart/form-data`` body, each text field in the charset SendGrid's
     ``charsets`` names (UTF-8 otherwise; undecodable bytes replaced, never refused);
-    PayloadError naming the field when the form is unusable."""
+    PayloadError naming the field when the form is unusable.
+
+    A direct split on the boundary (RFC 7578 parts carry no transfer encoding), not the
+    ``email`` package's general MIME parser, which costs several times more per reply."""
     if not content_type or not content_type.lower().startswith("multipart/form-data"):
         raise PayloadError("Inbound Parse: the body must be multipart/form-data",
                            field="content-type")
-    if "boundary=" not in content_type:
+    found = _BOUNDARY.search(content_type)
+    if found is None:
         raise PayloadError("Inbound Parse: the multipart boundary is missing",
                            field="content-type")
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(head + body)
-    if not parsed.is_multipart():
-        raise PayloadError("Inbound Parse: the form has no fields", field="body")
+    delimiter = b"--" + (found.group(1) or found.group(2)).encode("latin-1")
+    chunks = body.split(delimiter)
+    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
+        raise PayloadError("Inbound Parse: the form is not a complete multipart body",
+                           field="body")
     raw: dict[str, bytes] = {}
     attachments = 0
-    parts = parsed.get_payload()
-    assert isinstance(parts, list)
-    for part in parts:
-        if not isinstance(part, MimeMessage):
-            continue
-        name = part.get_param("name", header="content-disposition")
-        if part.get_param("filename", header="content-disposition") is not None:
+    for chunk in chunks[1:-1]:
+        head, sep, payload = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise PayloadError("Inbound Parse: a form part has no headers", field="body")
+        disposition = next((line for line in head.decode("latin-1").split("\r\n")
+                            if line.lower().startswith("content-disposition:")), "")
+        params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+                  for m in _PARAM.finditer(disposition)}
+        if "filename" in params:
             attachments += 1
             continue
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        raw[name] = payload if isinstance(payload, bytes) else b""
+        name = params.get("name")
+        if name:
+            raw[name.replace('\\"', '"')] = payload[:-2] if payload.endswith(b"\r\n") \
+                else payload
     charsets = _charsets(raw.get("charsets"))
     fields = {name: _decode(value, charsets.get(name)) for name, value in raw.items()}
     return InboundForm(fields=fields, attachments=attachments)
