@@ -10,10 +10,11 @@
 =========================================  ================================================
 
 Every POST is refused in this order, so a bad request costs little and changes nothing:
-a body over the limit → 413 before it is read whole (``Content-Length`` first, then the
-stream is cut at the cap); missing credentials → 401; credentials that do not verify or a
-timestamp outside the replay window → 403 (the raw bytes are what was signed: they are
-verified before they are parsed); a malformed payload → 400 ``{"message", "field"}`` naming
+a declared ``Content-Length`` over the limit → 413; missing credentials → 401, a timestamp
+outside the replay window or wrong basic auth → 403 (both from the headers alone, before a
+byte of the body is read); a body that turns out longer than the limit while it streams →
+413, cut at the cap; a signature that does not verify over the raw bytes → 403 (before they
+are parsed); a malformed payload → 400 ``{"message", "field"}`` naming
 the field; then the whole request is stored in one batch (``reactions/service.py``,
 ``reactions/sources/``) and a replay stores nothing new. Refusals are logged with their
 reason, never with a secret, a signature or a body.
@@ -60,9 +61,8 @@ class _TooLarge(Exception):
     pass
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The body, or :class:`_TooLarge` as soon as it is known to exceed ``limit``: from
-    ``Content-Length`` before a byte is read, else while streaming (chunked uploads)."""
+def check_declared_length(request: Request, limit: int) -> None:
+    """:class:`_TooLarge` when ``Content-Length`` says the body is over ``limit``."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -71,6 +71,12 @@ async def read_capped(request: Request, limit: int) -> bytes:
         except ValueError:
             raise PayloadError("Content-Length is not a number", field="content-length") \
                 from None
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The body, or :class:`_TooLarge` as soon as it is known to exceed ``limit``: from
+    ``Content-Length`` before a byte is read, else while streaming (chunked uploads)."""
+    check_declared_length(request, limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -114,10 +120,15 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
                   openapi_url=None)
 
     async def guarded(request: Request, limit: int, handle: Callable[[bytes], T],
-                      where: str) -> T | Response:
-        """Read (capped), then run ``handle`` (checks, then storage) in the thread pool;
-        refusals become their status code."""
+                      where: str, precheck: Callable[[], None] | None = None) -> T | Response:
+        """Refuse what the headers already condemn (a declared length over ``limit``, then
+        ``precheck``: missing or stale credentials) before reading a byte; then read (capped)
+        and run ``handle`` (the signature over the body, parsing, storage) in the thread pool.
+        Refusals become their status code."""
         try:
+            check_declared_length(request, limit)
+            if precheck is not None:
+                precheck()
             body = await read_capped(request, limit)
             return await run_in_threadpool(handle, body)
         except _TooLarge:
@@ -157,8 +168,12 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
                     "duplicates": result.duplicates, "confirmed": result.confirmed,
                     "suppressed": result.suppressed}
 
+        def precheck() -> None:
+            sig.check_sendgrid_headers(settings.sendgrid_webhook_public_key, signature,
+                                       timestamp, max_age_s=max_age)
+
         answer = await guarded(request, settings.listen_max_body_bytes, handle,
-                               "sendgrid events")
+                               "sendgrid events", precheck)
         return answer if isinstance(answer, Response) else JSONResponse(answer)
 
     @app.post("/v1/sendgrid/inbound")
@@ -167,19 +182,18 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
         content_type = request.headers.get("content-type")
         password = settings.inbound_parse_password
 
-        def handle(body: bytes) -> dict[str, Any]:
+        def precheck() -> None:  # credentials before the body: a stranger's upload is unread
             sig.verify_basic_auth(settings.inbound_parse_user,
                                   password.get_secret_value() if password else None,
                                   authorization)
+
+        def handle(body: bytes) -> dict[str, Any]:
             form = inbound_parse.parse_form(content_type, body)
             item = inbound_parse.to_reaction(form, reply_domain=settings.reply_domain)
             return store([item])
 
-        # Credentials before the body: an unauthenticated upload is not read at all.
-        if not authorization:
-            return JSONResponse({"message": "basic auth credentials are missing"}, 401)
         answer = await guarded(request, settings.inbound_max_body_bytes, handle,
-                               "sendgrid inbound")
+                               "sendgrid inbound", precheck)
         return answer if isinstance(answer, Response) else JSONResponse(answer)
 
     def ticket_route(desk: str, parse: Callable[[bytes], ReactionIn], secret: Any,
@@ -195,8 +209,14 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
                                 timestamp_header=timestamp_header)
                 return store([parse(body)])
 
+            def precheck() -> None:
+                sig.check_hmac_headers(secret.get_secret_value() if secret else None,
+                                       signature, timestamp, max_age_s=max_age, source=desk,
+                                       signature_header=signature_header,
+                                       timestamp_header=timestamp_header)
+
             answer = await guarded(request, settings.listen_max_body_bytes, handle,
-                                   f"{desk} ticket")
+                                   f"{desk} ticket", precheck)
             return answer if isinstance(answer, Response) else JSONResponse(answer)
         return receive
 

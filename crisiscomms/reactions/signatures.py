@@ -99,16 +99,24 @@ def check_timestamp(timestamp: str | None, *, max_age_s: float, now: float | Non
         raise SignatureError(403, f"{header} is outside the {max_age_s:g} s replay window")
 
 
-def verify_sendgrid(public_key: str | None, body: bytes, signature: str | None,
-                    timestamp: str | None, *, max_age_s: float,
-                    now: float | None = None) -> None:
-    """The Event Webhook check; raises :class:`SignatureError` (nothing to store then)."""
+def check_sendgrid_headers(public_key: str | None, signature: str | None,
+                           timestamp: str | None, *, max_age_s: float,
+                           now: float | None = None) -> None:
+    """What can be refused before the body is read: no key configured, no signature, a
+    timestamp outside the replay window; raises :class:`SignatureError`."""
     if not public_key:
         raise SignatureError(401, "no SendGrid webhook verification key is configured")
     if not signature:
         raise SignatureError(401, f"{SENDGRID_SIGNATURE_HEADER} is missing")
     check_timestamp(timestamp, max_age_s=max_age_s, now=now, header=SENDGRID_TIMESTAMP_HEADER)
-    assert timestamp is not None
+
+
+def verify_sendgrid(public_key: str | None, body: bytes, signature: str | None,
+                    timestamp: str | None, *, max_age_s: float,
+                    now: float | None = None) -> None:
+    """The Event Webhook check; raises :class:`SignatureError` (nothing to store then)."""
+    check_sendgrid_headers(public_key, signature, timestamp, max_age_s=max_age_s, now=now)
+    assert public_key is not None and signature is not None and timestamp is not None
     if not sendgrid_signature_valid(public_key, body, signature, timestamp):
         raise SignatureError(403, "the SendGrid event signature does not verify")
 
@@ -128,15 +136,24 @@ def verify_hmac(secret: str | None, body: bytes, signature: str | None,
     Zendesk's timestamp is an ISO 8601 date (``2026-11-23T09:40:00Z``); ours is Unix
     seconds: both are accepted for the replay window, and the signature covers the header's
     text exactly as sent."""
+    check_hmac_headers(secret, signature, timestamp, max_age_s=max_age_s, source=source,
+                       signature_header=signature_header, timestamp_header=timestamp_header,
+                       now=now)
+    assert secret is not None and signature is not None and timestamp is not None
+    expected = hmac_signature(secret, timestamp, body)
+    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+        raise SignatureError(403, f"the {source} signature does not verify")
+
+
+def check_hmac_headers(secret: str | None, signature: str | None, timestamp: str | None, *,
+                       max_age_s: float, source: str, signature_header: str,
+                       timestamp_header: str, now: float | None = None) -> None:
+    """What can be refused before the body is read (see :func:`verify_hmac`)."""
     if not secret:
         raise SignatureError(401, f"no {source} webhook secret is configured")
     if not signature:
         raise SignatureError(401, f"{signature_header} is missing")
     check_timestamp(_unix_text(timestamp), max_age_s=max_age_s, now=now, header=timestamp_header)
-    assert timestamp is not None
-    expected = hmac_signature(secret, timestamp, body)
-    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
-        raise SignatureError(403, f"the {source} signature does not verify")
 
 
 def _unix_text(timestamp: str | None) -> str | None:

@@ -273,8 +273,11 @@ def test_bodies_over_the_limit_are_refused_before_they_are_read(listening: Liste
     total_sent = 0
     chunk = b"[" + b" " * 65_535
     answered = b""
+    stamp = str(int(time.time())).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(b"POST /v1/tickets/zendesk HTTP/1.1\r\nHost: x\r\n"
+                     b"X-Zendesk-Webhook-Signature: c2lnbmF0dXJl\r\n"
+                     b"X-Zendesk-Webhook-Signature-Timestamp: " + stamp + b"\r\n"
                      b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         conn.setblocking(False)
         for _ in range(1600):  # would be 100 MB
@@ -293,6 +296,11 @@ def test_bodies_over_the_limit_are_refused_before_they_are_read(listening: Liste
                 break
     assert answered.startswith(b"HTTP/1.1 413"), answered[:100]
     assert total_sent < 4 * MAX_BODY  # reading stopped near the cap, not at 100 MB
+    # 3. no credentials: refused from the headers, before the (unsent) body is read
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"POST /v1/sendgrid/inbound HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"multipart/form-data; boundary=zz\r\nContent-Length: 900000\r\n\r\n")
+        assert conn.recv(4096).startswith(b"HTTP/1.1 401")
     assert ls.count(Reaction) == 0
     assert httpx.get(ls.base + "/healthz").json() == {"ok": True}
 
