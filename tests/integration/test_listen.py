@@ -496,3 +496,57 @@ def test_the_resolution_email_carries_each_recipients_own_rating_link(
         reaction = s.execute(select(Reaction)).scalar_one()
     assert (reaction.source, reaction.rating, reaction.author) == ("csat", 5, record["to"])
     assert reaction.message_id is not None and reaction.locale in ("en", "de")
+
+
+def test_refusals_are_logged_without_secrets(listening: Listening,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    import base64
+    import logging
+
+    ls = listening
+    caplog.set_level(logging.DEBUG)
+    body = b'{"ticket": {"id": 1}}'
+    stamp = str(int(time.time()))
+    wrong = sig.hmac_signature("not-the-secret", stamp, body)
+    answers = [
+        ls.post("/v1/tickets/zendesk", body, {sig.ZENDESK_SIGNATURE_HEADER: wrong,
+                                              sig.ZENDESK_TIMESTAMP_HEADER: stamp}),
+        ls.post("/v1/sendgrid/inbound", b"x", {"Authorization": "Basic " + base64.b64encode(
+            f"{PARSE_USER}:{PARSE_PASSWORD}x".encode()).decode(),
+            "Content-Type": "multipart/form-data; boundary=zz"}),
+    ]
+    assert [a.status_code for a in answers] == [403, 403]
+    shown = caplog.text + "".join(a.text for a in answers)
+    assert "refused" in caplog.text
+    for secret in (ZENDESK_SECRET, FRESHDESK_SECRET, PARSE_PASSWORD, CSAT_SECRET, wrong,
+                   ls.settings.resolved_database_url):
+        assert secret not in shown
+    assert CSAT_SECRET not in repr(ls.settings) and PARSE_PASSWORD not in str(ls.settings)
+
+
+def test_the_listen_command_serves_the_app(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "CRISISCOMMS_DATA_DIR": str(tmp_path / "data"),
+           "CRISISCOMMS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    command = str(Path(sys.executable).parent / "crisiscomms")
+    proc = subprocess.Popen([command, "listen", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        answer = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert answer is not None and answer.json() == {"ok": True}
+        unsigned = httpx.post(f"http://127.0.0.1:{port}/v1/sendgrid/events", content=b"[]")
+        assert unsigned.status_code == 401  # no verification key configured: refused
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
