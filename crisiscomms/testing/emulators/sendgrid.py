@@ -276,18 +276,20 @@ class SendGridEmulator(EmulatorServer):
 
     def _post_events(self, message_id: str, mail: ParsedMail, now: float) -> None:
         poster = self._poster
-        if poster is None:
-            return
-        events: list[dict[str, Any]] = []
+        if poster is not None:
+            poster.put(self._events(message_id, mail, now, self._plan))
+
+    @staticmethod
+    def _events(message_id: str, mail: ParsedMail, now: float,
+                plan: EventPlan) -> Iterator[dict[str, Any]]:
+        """The events of one accepted request, made as the poster reads them."""
         index = 0
         for personalization in mail.personalizations:
             for email in personalization.to:
-                events.extend(events_for(email, message_id=message_id, index=index,
-                                         key=personalization.key,
-                                         recipient=personalization.recipient,
-                                         plan=self._plan, now=now))
+                yield from events_for(email, message_id=message_id, index=index,
+                                      key=personalization.key,
+                                      recipient=personalization.recipient, plan=plan, now=now)
                 index += 1
-        poster.put(events)
 
     # ---- provider API ---------------------------------------------------------------------
 

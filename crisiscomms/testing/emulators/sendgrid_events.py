@@ -25,10 +25,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
+from itertools import islice
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -114,7 +115,10 @@ def events_for(address: str, *, message_id: str, index: int, key: str | None,
 
 
 class EventPoster:
-    """POSTs queued events to a receiver in signed batches, from a daemon thread."""
+    """POSTs queued events to a receiver in signed batches, from a daemon thread.
+
+    Events are queued as iterables and expanded only when a batch is built, so a fan-out to a
+    million recipients does not hold two million event dicts in memory at once."""
 
     def __init__(self, url: str, signer: EventSigner, *, batch_size: int = 1000,
                  timeout_s: float = 10.0) -> None:
@@ -122,9 +126,10 @@ class EventPoster:
             raise ValueError("event_webhook_url must be an http(s) URL")
         self.url, self.signer, self.batch_size, self.timeout_s = url, signer, batch_size, \
             timeout_s
-        self._queue: deque[dict[str, Any]] = deque()
+        self._sources: deque[Iterator[dict[str, Any]]] = deque()
+        self._retry: list[dict[str, Any]] = []
         self._cond = threading.Condition()
-        self._in_flight = 0
+        self._busy = False
         self._stopped = False
         self.posts = 0
         self.failures = 0
@@ -135,14 +140,14 @@ class EventPoster:
 
     def put(self, events: Iterable[dict[str, Any]]) -> None:
         with self._cond:
-            self._queue.extend(events)
+            self._sources.append(iter(events))
             self._cond.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every queued event was accepted; False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._queue or self._in_flight:
+            while self._sources or self._retry or self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -158,29 +163,42 @@ class EventPoster:
     def stats(self) -> dict[str, int]:
         with self._cond:
             return {"posts": self.posts, "failures": self.failures,
-                    "events_posted": self.events_posted, "queued": len(self._queue)}
+                    "events_posted": self.events_posted, "pending_sources": len(self._sources)}
+
+    def _next_batch(self) -> list[dict[str, Any]]:
+        """Under the lock: the batch to retry, else up to ``batch_size`` new events."""
+        if self._retry:
+            retry, self._retry = self._retry, []
+            return retry
+        batch: list[dict[str, Any]] = []
+        while self._sources and len(batch) < self.batch_size:
+            batch.extend(islice(self._sources[0], self.batch_size - len(batch)))
+            if len(batch) < self.batch_size:
+                self._sources.popleft()  # exhausted
+        return batch
 
     def _run(self) -> None:
         backoff = 0.05
         while True:
             with self._cond:
-                while not self._queue and not self._stopped:
+                while not (self._sources or self._retry) and not self._stopped:
+                    self._busy = False
+                    self._cond.notify_all()
                     self._cond.wait()
                 if self._stopped:
                     return
-                batch = [self._queue.popleft()
-                         for _ in range(min(self.batch_size, len(self._queue)))]
-                self._in_flight = len(batch)
-            ok = self._post(batch)
+                self._busy = True
+                batch = self._next_batch()
+            ok = not batch or self._post(batch)
             with self._cond:
-                self._in_flight = 0
                 if ok:
-                    self.posts += 1
-                    self.events_posted += len(batch)
+                    if batch:
+                        self.posts += 1
+                        self.events_posted += len(batch)
                     backoff = 0.05
                 else:
                     self.failures += 1
-                    self._queue.extendleft(reversed(batch))  # SendGrid retries the batch
+                    self._retry = batch  # SendGrid retries the same batch
                 self._cond.notify_all()
             if not ok:
                 time.sleep(backoff)
