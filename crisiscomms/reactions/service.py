@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, func, insert, select
+from sqlalchemy import Executable, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -134,49 +134,61 @@ def _chunks(values: Sequence[Any], size: int = 900) -> Iterable[Sequence[Any]]:
         yield values[start:start + size]
 
 
+def _in(column: Any) -> Any:
+    """``column IN (:values)``, expanded at execution: each lookup is built once at import,
+    its compiled form cached, instead of a new statement per batch."""
+    return column.in_(bindparam("values", expanding=True))
+
+
+_LOOKUP_BY_KEY = select(col(Delivery.key), *_DELIVERY_COLUMNS).where(_in(col(Delivery.key)))
+_LOOKUP_BY_PROVIDER_ID = select(col(Delivery.provider_id), *_DELIVERY_COLUMNS).where(
+    _in(col(Delivery.provider_id)))
+_LOOKUP_BY_DELIVERY_ID = select(*_DELIVERY_COLUMNS).where(_in(col(Delivery.id)))
+_LOOKUP_MESSAGES = select(col(Message.id), col(Message.incident_id), col(Message.channel),
+                          col(Message.locale)).where(_in(col(Message.id)))
+_LOOKUP_INCIDENTS = select(col(Incident.ref), col(Incident.id)).where(
+    _in(func.lower(col(Incident.ref))))
+_LOOKUP_RECIPIENTS = select(col(Recipient.id), col(Recipient.email),
+                            col(Recipient.locale)).where(_in(col(Recipient.email)))
+_LOOKUP_RECIPIENT_LOCALES = select(col(Recipient.id), col(Recipient.locale)).where(
+    _in(col(Recipient.id)))
+
+
+def _rows(session: Session, statement: Any, values: Sequence[Any]) -> Iterable[Any]:
+    """The rows of a lookup for ``values``, 900 at a time (SQLite's parameter limit), on
+    the session's connection (Core: no ORM work for plain tuples)."""
+    connection = session.connection()
+    for chunk in _chunks(values):
+        yield from connection.execute(statement, {"values": list(chunk)})
+
+
 def _lookups(session: Session, items: Sequence[ReactionIn]) -> _Links:
     links = _Links()
     keys = sorted({i.delivery_key for i in items if i.delivery_key})
-    for chunk in _chunks(keys):
-        for row in session.execute(select(col(Delivery.key), *_DELIVERY_COLUMNS)
-                                   .where(col(Delivery.key).in_(chunk))):
-            links.by_key[str(row[0])] = (int(row[1]), int(row[2]), int(row[3]), str(row[4]),
-                                         str(row[5]))
+    for row in _rows(session, _LOOKUP_BY_KEY, keys):
+        links.by_key[str(row[0])] = (int(row[1]), int(row[2]), int(row[3]), str(row[4]),
+                                     str(row[5]))
     provider_ids = sorted({p for i in items for p in i.provider_ids if p})
-    for chunk in _chunks(provider_ids):
-        for row in session.execute(select(col(Delivery.provider_id), *_DELIVERY_COLUMNS)
-                                   .where(col(Delivery.provider_id).in_(chunk))):
-            links.by_provider_id[str(row[0])] = (int(row[1]), int(row[2]), int(row[3]),
-                                                 str(row[4]), str(row[5]))
+    for row in _rows(session, _LOOKUP_BY_PROVIDER_ID, provider_ids):
+        links.by_provider_id[str(row[0])] = (int(row[1]), int(row[2]), int(row[3]),
+                                             str(row[4]), str(row[5]))
     delivery_ids = sorted({i.delivery_id for i in items if i.delivery_id is not None})
-    for chunk in _chunks(delivery_ids):
-        for row in session.execute(select(*_DELIVERY_COLUMNS)
-                                   .where(col(Delivery.id).in_(chunk))):
-            links.by_delivery_id[int(row[0])] = (int(row[0]), int(row[1]), int(row[2]),
-                                                 str(row[3]), str(row[4]))
+    for row in _rows(session, _LOOKUP_BY_DELIVERY_ID, delivery_ids):
+        links.by_delivery_id[int(row[0])] = (int(row[0]), int(row[1]), int(row[2]),
+                                             str(row[3]), str(row[4]))
     message_ids = sorted({i.message_id for i in items if i.message_id is not None})
-    for chunk in _chunks(message_ids):
-        for mid, iid, channel, locale in session.execute(
-                select(col(Message.id), col(Message.incident_id), col(Message.channel),
-                       col(Message.locale)).where(col(Message.id).in_(chunk))):
-            links.messages[int(mid)] = (int(iid), str(channel), str(locale))
+    for mid, iid, channel, locale in _rows(session, _LOOKUP_MESSAGES, message_ids):
+        links.messages[int(mid)] = (int(iid), str(channel), str(locale))
     refs = sorted({r.lower() for i in items for r in i.incident_refs if r})
-    for chunk in _chunks(refs):
-        for ref, iid in session.execute(select(col(Incident.ref), col(Incident.id))
-                                        .where(func.lower(col(Incident.ref)).in_(chunk))):
-            links.incidents[str(ref).lower()] = int(iid)
+    for ref, iid in _rows(session, _LOOKUP_INCIDENTS, refs):
+        links.incidents[str(ref).lower()] = int(iid)
     addresses = sorted({i.recipient_address.strip().lower() for i in items
                         if i.recipient_address and i.recipient_id is None})
-    for chunk in _chunks(addresses):
-        for rid, email, locale in session.execute(
-                select(col(Recipient.id), col(Recipient.email), col(Recipient.locale))
-                .where(col(Recipient.email).in_(chunk))):
-            links.recipients[str(email)] = (int(rid), str(locale))
+    for rid, email, locale in _rows(session, _LOOKUP_RECIPIENTS, addresses):
+        links.recipients[str(email)] = (int(rid), str(locale))
     known_ids = sorted({i.recipient_id for i in items if i.recipient_id is not None})
-    for chunk in _chunks(known_ids):
-        for rid, locale in session.execute(select(col(Recipient.id), col(Recipient.locale))
-                                           .where(col(Recipient.id).in_(chunk))):
-            links.recipient_locales[int(rid)] = str(locale)
+    for rid, locale in _rows(session, _LOOKUP_RECIPIENT_LOCALES, known_ids):
+        links.recipient_locales[int(rid)] = str(locale)
     if any(i.open_incident for i in items):
         links.open_incident = open_incident_id(session)
     return links
