@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from crisiscomms.audience.models import Recipient
 from crisiscomms.core.clock import utcnow
-from crisiscomms.delivery.ledger import confirm_by_key
+from crisiscomms.delivery.ledger import CONFIRMABLE, confirm_by_key
 from crisiscomms.delivery.models import Delivery, DeliveryEvent
 from crisiscomms.reactions.service import storable
 from crisiscomms.reactions.sources.payload import PayloadError, parse_json, text_field
@@ -120,24 +120,31 @@ def _event(raw: dict[str, Any], where: str) -> SendGridEvent:
                          bounce_type=bounce_type)
 
 
+_DELIVERIES = select(col(Delivery.key), col(Delivery.id), col(Delivery.incident_id),
+                     col(Delivery.state)).where(
+    col(Delivery.key).in_(bindparam("keys", expanding=True)))
+
+
 def record_events(session: Session, events: Sequence[SendGridEvent]) -> EventsResult:
     """Store, confirm and suppress for one batch; commits. Replays change nothing."""
     result = EventsResult(received=len(events))
     if not events:
         return result
     keys = sorted({e.key for e in events if e.key})
-    deliveries: dict[str, tuple[int, int]] = {}
+    deliveries: dict[str, tuple[int | None, int | None]] = {}
+    unsettled: set[str] = set()
+    connection = session.connection()
     for start in range(0, len(keys), 900):
-        for key, did, iid in session.execute(
-                select(col(Delivery.key), col(Delivery.id), col(Delivery.incident_id))
-                .where(col(Delivery.key).in_(keys[start:start + 900]))):
-            deliveries[str(key)] = (int(did), int(iid))
+        for row in connection.execute(_DELIVERIES, {"keys": keys[start:start + 900]}):
+            deliveries[str(row[0])] = (row[1], row[2])
+            if row[3] in CONFIRMABLE:
+                unsettled.add(str(row[0]))
     now = utcnow()
     rows: dict[str, dict[str, Any]] = {}
     for e in events:
-        did, iid = deliveries.get(e.key or "", (None, None))
+        delivery_id, incident_id = deliveries.get(e.key or "", (None, None))
         rows.setdefault(e.event_id, {
-            "event_key": e.event_id, "delivery_id": did, "incident_id": iid,
+            "event_key": e.event_id, "delivery_id": delivery_id, "incident_id": incident_id,
             "recipient_id": e.recipient_id, "channel": CHANNEL, "event": e.event,
             "reason": e.reason, "occurred_at": e.occurred_at, "created_at": now})
         result.by_event[e.event] = result.by_event.get(e.event, 0) + 1
@@ -145,8 +152,10 @@ def record_events(session: Session, events: Sequence[SendGridEvent]) -> EventsRe
     result.duplicates = len(events) - result.stored
     result.suppressed = _suppress(session, events)
     session.commit()
-    for key in sorted({e.key for e in events if e.key and e.event in CONFIRMING}):
-        if key in deliveries and confirm_by_key(session, key):
+    # Usually every row is already ``sent``: only those still waiting are confirmed, each
+    # through the ledger's own seam.
+    for key in sorted({e.key for e in events if e.key and e.event in CONFIRMING} & unsettled):
+        if confirm_by_key(session, key):
             result.confirmed += 1
     return result
 
