@@ -112,6 +112,12 @@ def workspace_triager(settings: Settings) -> Triager:
 def create_app(settings: Settings | None = None, *, triager: Triager | None = None) -> FastAPI:
     """The app; its database, secrets and limits come from ``settings``."""
     settings = settings or Settings()
+    if settings.sendgrid_webhook_public_key:
+        try:  # a bad key would refuse every event with 403: say so at start-up instead
+            sig.load_sendgrid_public_key(settings.sendgrid_webhook_public_key)
+        except ValueError as exc:
+            raise CrisisCommsError(f"CRISISCOMMS_SENDGRID_WEBHOOK_PUBLIC_KEY: {exc}",
+                                   field="sendgrid_webhook_public_key") from None
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
     triage = triager or workspace_triager(settings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,16 @@ def test_reply_key_and_incident_refs() -> None:
     assert reply_key(["support@example.com"], None) is None
     assert candidate_refs("Re: DRILL-OUTAGE-001 still broken", "vip, drill-outage-001") == (
         "DRILL-OUTAGE-001", "drill-outage-001")
+
+
+def test_the_app_refuses_to_start_with_a_malformed_webhook_key(tmp_path: Path) -> None:
+    from crisiscomms.api.listen import create_app
+    from crisiscomms.core.errors import CrisisCommsError
+    from crisiscomms.core.settings import Settings
+
+    settings = Settings(_env_file=None,  # type: ignore[call-arg]
+                        data_dir=tmp_path, playbooks_dir=tmp_path, templates_dir=tmp_path,
+                        sendgrid_webhook_public_key="not a key")
+    with pytest.raises(CrisisCommsError, match="SENDGRID_WEBHOOK_PUBLIC_KEY") as refused:
+        create_app(settings)
+    assert refused.value.field == "sendgrid_webhook_public_key"
