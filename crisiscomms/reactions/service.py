@@ -72,7 +72,11 @@ class ReactionIn:
     triage_text: str | None = None
     """What triage reads (default: ``text``): a reply without its quoted history."""
     delivery_key: str | None = None
+    """Our ledger batch key (``Delivery.key``), when the reaction names it."""
     provider_ids: tuple[str, ...] = ()
+    """Ids the provider gave a send of ours, each compared with a whole
+    ``Delivery.provider_id`` (SendGrid's ``X-Message-Id``). An X thread's row holds several
+    post ids, comma-separated: a poller that knows the row passes ``delivery_id`` instead."""
     incident_id: int | None = None
     incident_refs: tuple[str, ...] = ()
     """Candidate incident references (the first that names an incident wins)."""
