@@ -34,8 +34,10 @@ class PressReleaseChannel(SendGridEmailChannel):
     @classmethod
     def settings_options(cls, settings: Settings) -> dict[str, Any]:
         """The email channel's options without the subscriptions unsubscribe link (journalists
-        are not status page subscribers: theirs is the ``mailto:`` one)."""
-        return {**super().settings_options(settings), "unsubscribe_url": None}
+        are not status page subscribers: theirs is the ``mailto:`` one) and without rating links
+        (journalists do not rate our handling of an incident)."""
+        return {**super().settings_options(settings), "unsubscribe_url": None,
+                "listen_url": None}
 
     def __repr__(self) -> str:
         return f"PressReleaseChannel(base_url={self.base_url!r}, from_email={self.from_email!r})"

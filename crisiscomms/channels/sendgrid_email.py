@@ -24,6 +24,10 @@ Decisions:
 - **Unsubscribe.** Every personalization carries ``List-Unsubscribe`` (and
   ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` for a web link) with the recipient's
   own link, taken from their ``%unsubscribe_url%`` substitution (see :meth:`unsubscribe_link`).
+- **Reply-To.** With a reply domain (``Settings.reply_domain``, the Inbound Parse host), each
+  request carries ``reply_to: replies+<batch key>@<reply domain>``: a reply reaches the
+  listening app's ``/v1/sendgrid/inbound`` and names the exact ledger batch, hence the message,
+  incident and locale it answers (``reactions/sources/inbound_parse.py``).
 - **Substitution sizes.** SendGrid refuses a whole request when one personalization's
   substitutions exceed 10,000 bytes. That cannot be judged by ``validate`` (it sees no
   recipients), and failing the batch would punish the 999 other recipients, so the sender asks
@@ -67,6 +71,7 @@ from crisiscomms.delivery.contract import (
     substitution_problems,
     substitutions_size,
 )
+from crisiscomms.reactions.sources.csat import rating_link
 from crisiscomms.render.limits import limit_problems
 
 _REDACTIONS = (
@@ -130,6 +135,12 @@ def retry_after_from_headers(headers: Any, *, now: float | None = None) -> float
     return None
 
 
+def reply_address(batch_key: str, reply_domain: str) -> str:
+    """The Reply-To of one batch: ``replies+<batch key>@<reply domain>`` (the listening app
+    reads the key back from the Inbound Parse envelope)."""
+    return f"replies+{batch_key}@{reply_domain}"
+
+
 def unsubscribe_url(settings: Settings) -> str | None:
     """The prefix of every subscriber's unsubscribe link (``<subscriptions_url>/v1/
     unsubscribe/``, followed by their token); None without a subscriptions app."""
@@ -166,6 +177,9 @@ class SendGridEmailChannel(BaseChannel):
         sandbox: bool = False,
         transport: str = "sdk",
         unsubscribe_url: str | None = None,
+        reply_domain: str | None = None,
+        csat_secret: SecretStr | None = None,
+        listen_url: str | None = None,
     ) -> None:
         key = _secret(api_key)
         if transport not in TRANSPORTS:
@@ -188,6 +202,13 @@ class SendGridEmailChannel(BaseChannel):
         if unsubscribe_url is not None and not unsubscribe_url.startswith(("https://", "http://")):
             raise ValueError("unsubscribe_url must be an http(s) URL")
         self.unsubscribe_url = unsubscribe_url
+        if reply_domain is not None and (
+                "@" in reply_domain or "." not in reply_domain.strip(".") or
+                any(c.isspace() for c in reply_domain)):
+            raise ValueError("reply_domain must be a domain name, e.g. reply.example.com")
+        self.reply_domain = reply_domain
+        self._csat_secret = csat_secret if listen_url else None
+        self.listen_url = listen_url
         self._mailto_unsubscribe = f"mailto:{from_email}?subject=unsubscribe"
         install_redaction(_REDACTED_LOGGERS, _REDACTIONS)
 
@@ -208,6 +229,9 @@ class SendGridEmailChannel(BaseChannel):
             timeout_s=settings.http_timeout_s,
             unsubscribe_url=unsubscribe_url(settings),
             transport=settings.sendgrid_transport,
+            reply_domain=settings.reply_domain,
+            csat_secret=settings.csat_secret,
+            listen_url=settings.listen_url,
         )
 
     def __repr__(self) -> str:
@@ -221,6 +245,15 @@ class SendGridEmailChannel(BaseChannel):
         if self.unsubscribe_url is None or not token:
             return self._mailto_unsubscribe
         return self.unsubscribe_url + quote(token, safe="")
+
+    def rating_link(self, incident_id: int, recipient_id: int, message_id: int) -> str | None:
+        """The recipient's signed satisfaction-rating link (``csat_url``), None without a
+        rating secret and a listening app URL (the playbook's fallback is used then)."""
+        if self._csat_secret is None or not self.listen_url:
+            return None
+        return rating_link(self.listen_url, self._csat_secret.get_secret_value(),
+                           incident_id=incident_id, recipient_id=recipient_id,
+                           message_id=message_id)
 
     # -- checks, no I/O ------------------------------------------------------------------------
 
@@ -287,6 +320,9 @@ class SendGridEmailChannel(BaseChannel):
                 "crisiscomms_batch": str(batch.batch_no),
             },
         }
+        if self.reply_domain:
+            body["reply_to"] = {"email": reply_address(batch.key, self.reply_domain),
+                                "name": self.from_name}
         if self.sandbox:
             body["mail_settings"] = {"sandbox_mode": {"enable": True}}
         return body

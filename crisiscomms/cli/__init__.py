@@ -25,7 +25,7 @@ from crisiscomms.cli.common import app
 
 # Each module adds its commands to ``app``; this order is the order of ``crisiscomms --help``.
 COMMAND_GROUPS = ("workspace", "incidents", "drills", "delivery", "recipients", "templates",
-                  "keys", "statuspage", "database", "reactions")
+                  "keys", "statuspage", "database", "reactions", "listen")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"crisiscomms.cli.{_group}")
 

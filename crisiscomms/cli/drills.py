@@ -60,6 +60,9 @@ def _print_drill(report: Mapping[str, Any]) -> None:
 def emulators(
     sendgrid_port: Annotated[int, typer.Option(help="SendGrid emulator port")] = 8025,
     x_port: Annotated[int, typer.Option(help="X emulator port")] = 8026,
+    event_webhook: Annotated[str | None, typer.Option(
+        help="POST signed SendGrid events of every accepted email here, e.g. "
+             "http://127.0.0.1:8040/v1/sendgrid/events (crisiscomms listen)")] = None,
 ) -> None:
     """Start the SendGrid and X emulators on loopback until interrupted."""
     import secrets
@@ -70,7 +73,7 @@ def emulators(
     env_file = _emulators_env_file()
     sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
     pair = start_emulators(sendgrid_key=sg_key, x_token=x_token, sendgrid_port=sendgrid_port,
-                           x_port=x_port)
+                           x_port=x_port, event_webhook_url=event_webhook)
     out.print(f"SendGrid emulator: {pair.sendgrid.url}/v3/mail/send")
     out.print(f"X emulator:        {pair.x.url}/2/tweets")
     env_file.write_text("".join(f"{k}={v}\n" for k, v in

@@ -158,6 +158,37 @@ class Settings(BaseSettings):
     """Replies to an incident's posts are still read this many hours after it is resolved
     (thanks, "still not working"), then its conversations are left alone."""
 
+    # listening: receivers
+    sendgrid_webhook_public_key: str | None = None
+    """SendGrid's Event Webhook verification key (base64 DER, Mail Settings > Signed Event
+    Webhook Requests). Unset: ``POST /v1/sendgrid/events`` refuses every request (401)."""
+    webhook_max_age_s: int = Field(default=300, ge=1)
+    """Replay window of signed webhooks: a signature timestamp older (or further in the
+    future) than this many seconds is refused."""
+    inbound_parse_user: str | None = None
+    """User of the HTTP basic auth in the Inbound Parse URL (``https://user:pass@host/v1/
+    sendgrid/inbound``). Unset: ``POST /v1/sendgrid/inbound`` refuses every request (401)."""
+    inbound_parse_password: SecretStr | None = None
+    """Password of the Inbound Parse basic auth."""
+    reply_domain: str | None = None
+    """The Inbound Parse domain our emails' Reply-To names (``replies+<batch key>@<domain>``):
+    a reply is linked to the exact batch it answers. Unset: no Reply-To is set."""
+    zendesk_webhook_secret: SecretStr | None = None
+    """Zendesk webhook signing secret (``X-Zendesk-Webhook-Signature``). Unset: refused."""
+    freshdesk_webhook_secret: SecretStr | None = None
+    """Our HMAC-SHA256 secret for Freshdesk automations: ``X-Crisiscomms-Signature`` is the
+    base64 HMAC of timestamp + body (docs/listening.md). Unset: refused."""
+    csat_secret: SecretStr | None = None
+    """Key of the HMAC that signs each recipient's satisfaction-rating link. Unset: no rating
+    link in emails and ``/v1/csat/...`` answers 404."""
+    listen_url: str | None = None
+    """Public base URL of the listening app (``crisiscomms listen``), e.g.
+    ``https://listen.example.com``: rating links point to ``<url>/v1/csat/<token>``."""
+    listen_max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    """Largest JSON webhook body accepted (events, tickets, ratings); larger: 413 unread."""
+    inbound_max_body_bytes: int = Field(default=31_457_280, ge=1024)
+    """Largest Inbound Parse body accepted (SendGrid's limit is 30 MB with attachments)."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -183,6 +214,10 @@ class Settings(BaseSettings):
         "x_access_token_secret",
         "alert_slack_webhook_url",
         "alert_teams_webhook_url",
+        "inbound_parse_password",
+        "zendesk_webhook_secret",
+        "freshdesk_webhook_secret",
+        "csat_secret",
     )
     @classmethod
     def _refuse_placeholder(cls, value: SecretStr | None) -> SecretStr | None:

@@ -104,6 +104,9 @@ def _playbook(name: str, playbooks_dir: Path) -> Playbook:
     return load_playbook(name, playbooks_dir)
 
 
+RatingLink = Callable[[int], str | None]
+"""The recipient id → their signed satisfaction-rating link (``csat_url``), or None when
+ratings are not configured (the playbook's fallback is used then)."""
 Unsubscribe = Callable[[str | None], str]
 """A personal email channel's ``unsubscribe_link``: the recipient's unsubscribe token → their
 link (``SendGridEmailChannel.unsubscribe_link``)."""
@@ -201,6 +204,7 @@ class _MessageContext:
     reply_to: str | None
     time_tags: tuple[str, ...] = ()
     """Per-recipient time tags of the message (filled in each recipient's time zone)."""
+    incident_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,7 @@ def _context(session: Session, message_id: int, playbooks_dir: Path, *,
         fields=fields,
         reply_to=(_thread_root(session, message.incident_id, message.channel, message.locale)
                   if _threaded(channels, message.channel) else None),
+        incident_id=int(message.incident_id),
     )
 
 
@@ -279,13 +284,15 @@ UNSUBSCRIBE_TEXT_TAG = substitution_tag("unsubscribe_url", html=False)
 def _recipients(conn: Connection, ids: Sequence[int],
                 fields: tuple[tuple[str, str, str, str], ...], *, tags: tuple[str, ...] = (),
                 locale: str = "en", unsubscribe: Unsubscribe | None = None,
+                rating: RatingLink | None = None,
                 ) -> tuple[list[OutboundRecipient], int]:
     """The batch's recipients with their substitutions, in batch order; and how many were
     skipped (deleted, or consent withdrawn since planning).
 
     With ``unsubscribe`` (a personal email channel), every recipient's substitutions carry
     their own unsubscribe link under ``%unsubscribe_url%`` (the channel's List-Unsubscribe
-    header), and the declared field ``unsubscribe_url`` is that link."""
+    header), and the declared field ``unsubscribe_url`` is that link. With ``rating``, the
+    declared field ``csat_url`` is the recipient's own signed rating link."""
     if not ids:
         return [], 0
     wanted = set(ids)
@@ -309,6 +316,11 @@ def _recipients(conn: Connection, ids: Sequence[int],
             elif fname == "unsubscribe_url" and link:  # unique per recipient: not cached
                 subs[text_tag] = link
                 subs[html_tag] = escape(link, quote=True)
+                continue
+            elif fname == "csat_url" and rating is not None:  # unique per recipient
+                value = rating(rid) or fallback
+                subs[text_tag] = value
+                subs[html_tag] = escape(value, quote=True)
                 continue
             else:
                 value = {"name": name, "email": email, "plan": plan, "product": product,
@@ -396,6 +408,20 @@ class _Outcome:
     """The reasons of the recipients split out of the row (failed on rows of their own)."""
 
 
+def _rating(channel: Channel, ctx: _MessageContext, message_id: int) -> RatingLink | None:
+    """The channel's rating links for this message, when its playbook declares ``csat_url``
+    and the channel makes them (``SendGridEmailChannel.rating_link``)."""
+    make = getattr(channel, "rating_link", None) if channel.personal else None
+    if make is None or not any(f[0] == "csat_url" for f in ctx.fields):
+        return None
+    incident_id = ctx.incident_id
+
+    def link(recipient_id: int) -> str | None:
+        value = make(incident_id, recipient_id, message_id)
+        return value if isinstance(value, str) else None
+    return link
+
+
 def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
                  ctx: _MessageContext | CrisisCommsError, policy: SendPolicy) -> _Outcome:
     if isinstance(ctx, CrisisCommsError):
@@ -412,7 +438,7 @@ def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
             recipients, skipped = _recipients(
                 conn, ids, ctx.fields, tags=ctx.time_tags, locale=ctx.message.locale,
                 unsubscribe=getattr(channel, "unsubscribe_link", None) if channel.personal
-                else None)
+                else None, rating=_rating(channel, ctx, row.message_id))
     excluded: list[str] = []
     if recipients:
         try:

@@ -22,7 +22,7 @@ from crisiscomms.incident.models import IncidentStatus
 from crisiscomms.playbook.listening import Listening
 
 RECIPIENT_FIELDS = ("first_name", "name", "email", "plan", "product", "order_ref",
-                    "unsubscribe_url")
+                    "unsubscribe_url", "csat_url")
 """Recipient fields a playbook may declare for personal wording (see Recipient)."""
 
 

@@ -108,6 +108,8 @@ def emulator_environment(pair: EmulatorPair, sendgrid_key: str, x_token: str) ->
         "CRISISCOMMS_SENDGRID_BASE_URL": pair.sendgrid.url,
         "CRISISCOMMS_X_BEARER_TOKEN": x_token,
         "CRISISCOMMS_X_BASE_URL": pair.x.url,
+        # what `crisiscomms listen` verifies the emulator's signed Event Webhook batches with
+        "CRISISCOMMS_SENDGRID_WEBHOOK_PUBLIC_KEY": pair.sendgrid.webhook_public_key,
     }
 
 

@@ -284,3 +284,23 @@ def test_reconciling_real_sendgrid_cannot_tell_and_asks_nothing() -> None:
     channel = SendGridEmailChannel(SECRET, base_url="https://api.sendgrid.com",
                                    from_email="status@example.com", from_name="Example")
     assert channel.reconcile(email_batch([OutboundRecipient(1, "a@example.com")])) is None
+
+
+def test_sendgrid_reply_to_names_the_batch_and_rating_links_are_signed() -> None:
+    from pydantic import SecretStr
+
+    from crisiscomms.reactions.sources.csat import read_token
+
+    batch = email_batch([OutboundRecipient(7, "ann@example.com", {})])
+    assert "reply_to" not in email_channel().build_body(batch)
+    body = email_channel(reply_domain="reply.example.com").build_body(batch)
+    assert body["reply_to"] == {"email": "replies+k-email-1@reply.example.com",
+                                "name": "Example"}
+    with pytest.raises(ValueError, match="reply_domain"):
+        email_channel(reply_domain="replies@example.com")
+    assert email_channel().rating_link(1, 7, 3) is None  # not configured: the fallback
+    signed = email_channel(csat_secret=SecretStr("s" * 32), listen_url="https://l.example")
+    link = signed.rating_link(1, 7, 3)
+    assert link is not None and link.startswith("https://l.example/v1/csat/")
+    assert read_token("s" * 32, link.rsplit("/", 1)[1]) is not None
+    assert "s" * 32 not in repr(signed) and "s" * 32 not in link

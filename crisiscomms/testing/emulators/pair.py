@@ -47,9 +47,13 @@ def start_emulators(
     host: str = "127.0.0.1",
     sendgrid_port: int = 0,
     x_port: int = 0,
+    event_webhook_url: str | None = None,
 ) -> EmulatorPair:
-    """Start both emulators (port 0: a free port each) and return them running."""
-    sendgrid = SendGridEmulator(sendgrid_key, host=host, port=sendgrid_port).start()
+    """Start both emulators (port 0: a free port each) and return them running; with
+    ``event_webhook_url`` the SendGrid emulator POSTs signed events of what it accepts there
+    (the listening app's ``/v1/sendgrid/events``)."""
+    sendgrid = SendGridEmulator(sendgrid_key, host=host, port=sendgrid_port,
+                                event_webhook_url=event_webhook_url).start()
     try:
         x = XEmulator(x_token, consumer_key=x_consumer_key, host=host, port=x_port).start()
     except BaseException:

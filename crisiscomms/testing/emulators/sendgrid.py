@@ -2,7 +2,11 @@
 
 Answers like SendGrid (202 + ``X-Message-Id``; 400 naming the field; 401; 413; 429 with
 ``X-RateLimit-*`` and ``Retry-After``; sandbox mode 200) and records every accepted
-recipient-message. Storage is compact: each request's content is stored once, and per
+recipient-message. Told where (``event_webhook_url``, or ``POST /_emulator/event_webhook``
+``{"url", "outcomes": {"bounce": [addresses], ...}}``), it then POSTs ECDSA-signed Event
+Webhook batches about what it accepted (``processed``, ``delivered``, and bounce/spamreport/
+open... for chosen addresses; see ``sendgrid_events.py``); ``GET /_emulator/event_webhook``
+gives its public key. Storage is compact: each request's content is stored once, and per
 recipient only the address and its personalization's substitutions; the substitutions are
 applied when records are read (`received`, `export_jsonl`, ``/_emulator/received``).
 """
@@ -19,6 +23,12 @@ from functools import lru_cache
 from typing import Any
 
 from crisiscomms.testing.emulators.faults import Faults, RateWindow
+from crisiscomms.testing.emulators.sendgrid_events import (
+    EventPlan,
+    EventPoster,
+    EventSigner,
+    events_for,
+)
 from crisiscomms.testing.emulators.sendgrid_validation import (
     MailError,
     MailErrors,
@@ -205,12 +215,81 @@ class SendGridEmulator(EmulatorServer):
         host: str = "127.0.0.1",
         port: int = 0,
         faults: Faults | None = None,
+        event_webhook_url: str | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
         super().__init__(host=host, port=port, faults=faults)
         self._authorization = f"Bearer {api_key}"
         self._store = _MailStore()
+        self.signer = EventSigner()
+        self._poster: EventPoster | None = None
+        self._plan = EventPlan()
+        if event_webhook_url:
+            self.set_event_webhook(event_webhook_url)
+
+    # ---- Event Webhook ----------------------------------------------------------------------
+
+    @property
+    def webhook_public_key(self) -> str:
+        """The verification key of its signed events (base64 DER, as SendGrid shows it)."""
+        return self.signer.public_key
+
+    def set_event_webhook(self, url: str | None, *, plan: EventPlan | None = None,
+                          batch_size: int = 1000) -> None:
+        """Post events of every later accepted request to ``url`` (None: stop posting)."""
+        old, self._poster = self._poster, None
+        if old is not None:
+            old.stop()
+        self._plan = plan or EventPlan()
+        if url:
+            self._poster = EventPoster(url, self.signer, batch_size=batch_size)
+
+    def flush_events(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every event so far was accepted by the receiver (True), or timeout."""
+        return True if self._poster is None else self._poster.flush(timeout_s)
+
+    def event_stats(self) -> dict[str, int]:
+        return {} if self._poster is None else self._poster.stats()
+
+    def stop(self) -> None:
+        self.set_event_webhook(None)
+        super().stop()
+
+    def control(self, request: Request, name: str) -> Reply | None:
+        if name != "event_webhook":
+            return None
+        if request.method == "GET":
+            return json_reply(200, {"public_key": self.webhook_public_key,
+                                    "stats": self.event_stats()})
+        if request.method != "POST":
+            return None
+        try:
+            body = parse_json(request.body) if request.body else {}
+            plan = EventPlan.from_lists(body.get("outcomes") or {},
+                                        delivered=bool(body.get("delivered", True)))
+            self.set_event_webhook(body.get("url"), plan=plan,
+                                   batch_size=int(body.get("batch_size") or 1000))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return json_reply(400, {"error": str(exc)})
+        return json_reply(200, {"public_key": self.webhook_public_key})
+
+    def _post_events(self, message_id: str, mail: ParsedMail, now: float) -> None:
+        poster = self._poster
+        if poster is not None:
+            poster.put(self._events(message_id, mail, now, self._plan))
+
+    @staticmethod
+    def _events(message_id: str, mail: ParsedMail, now: float,
+                plan: EventPlan) -> Iterator[dict[str, Any]]:
+        """The events of one accepted request, made as the poster reads them."""
+        index = 0
+        for personalization in mail.personalizations:
+            for email in personalization.to:
+                yield from events_for(email, message_id=message_id, index=index,
+                                      key=personalization.key,
+                                      recipient=personalization.recipient, plan=plan, now=now)
+                index += 1
 
     # ---- provider API ---------------------------------------------------------------------
 
@@ -269,7 +348,9 @@ class SendGridEmulator(EmulatorServer):
             self._store.count_sandboxed()
             return Reply(200)
         message_id = secrets.token_urlsafe(16)
-        self._store.add(_Accepted(message_id, time.time(), mail))
+        now = time.time()
+        self._store.add(_Accepted(message_id, now, mail))
+        self._post_events(message_id, mail, now)
         return Reply(202, headers=(("X-Message-Id", message_id),))
 
     # ---- records --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ MAX_RECIPIENTS = 1000
 MAX_SUBSTITUTION_BYTES = 10_000
 KEY_ARG = "crisiscomms_key"
 BATCH_ARG = "crisiscomms_batch"
+RECIPIENT_ARG = "crisiscomms_recipient"
 
 _HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 _EMAIL_RE = re.compile(r"[^@\s<>(),;:\"\[\]\\]+@[^@\s<>(),;:\"\[\]\\]+\.[^@\s<>(),;:\"\[\]\\.]+")
@@ -53,6 +54,8 @@ class ParsedPersonalization:
     sub_values: tuple[str, ...]
     key: str | None
     batch: str | None
+    recipient: str | None = None
+    """Our ``crisiscomms_recipient`` custom arg (the Event Webhook sends it back)."""
 
     @property
     def to(self) -> tuple[str, ...]:
@@ -77,6 +80,7 @@ class ParsedMail:
     template_id: str | None
     personalizations: tuple[ParsedPersonalization, ...]
     sandbox: bool
+    reply_to: str | None = None
 
 
 def is_email(value: object) -> bool:
@@ -103,6 +107,8 @@ def parse_mail(body: object) -> ParsedMail:
 
     from_email = _check_from(body, errors)
     _check_reply_to(body, errors)
+    reply_to = body.get("reply_to")
+    reply_to_email = reply_to.get("email") if isinstance(reply_to, dict) else None
     template_id = body.get("template_id")
     if template_id is not None and not _nonempty_str(template_id):
         errors.append(
@@ -161,6 +167,7 @@ def parse_mail(body: object) -> ParsedMail:
         template_id=template_id,
         personalizations=tuple(personalizations),
         sandbox=sandbox,
+        reply_to=reply_to_email if isinstance(reply_to_email, str) else None,
     )
 
 
@@ -389,6 +396,7 @@ def _check_personalization(
             sub_values=sub_values,
             key=key,
             batch=batch,
+            recipient=custom_args.get(RECIPIENT_ARG) if custom_args else None,
         ),
         recipient_count,
     )

@@ -447,6 +447,10 @@ class EmulatorServer(ABC):
     @abstractmethod
     def clear_records(self) -> None: ...
 
+    def control(self, request: Request, name: str) -> Reply | None:
+        """An emulator's own control endpoints (``/_emulator/<name>``); None: not one."""
+        return None
+
     def success_headers(self, window: RateWindow | None) -> Headers:
         """Headers added to provider answers that were not rate-limited (default none)."""
         return ()
@@ -598,4 +602,7 @@ class EmulatorServer(ABC):
         if name == "reset" and method == "POST":
             self.reset()
             return json_reply(200, {"reset": True})
+        extra = self.control(request, name)
+        if extra is not None:
+            return extra
         return json_reply(404, {"error": f"no control endpoint {method} {request.path}"})
