@@ -90,6 +90,8 @@ class ReactionIn:
     """Link to the open incident when nothing more exact is known (tickets)."""
     sentiment: Sentiment | None = None
     """A sentiment the source states itself (a CSAT rating), kept over triage's."""
+    language: str | None = None
+    """The source's own idea of the language (X's ``lang``), used when triage has none."""
 
 
 @dataclass
@@ -255,7 +257,7 @@ def _row(item: ReactionIn, verdict: Verdict, links: _Links, now: datetime) -> di
         "author_name": storable(item.author_name[:200]) if item.author_name else None,
         "text": storable(item.text),
         "rating": item.rating,
-        "language": verdict.language,
+        "language": verdict.language or item.language,
         "sentiment": sentiment.value,
         "score": verdict.score,
         "needs_human": verdict.needs_human,

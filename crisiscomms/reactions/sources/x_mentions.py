@@ -34,25 +34,23 @@ before moving ``since_id`` forward: nothing is skipped and nothing is read twice
 remembers each endpoint's reset; a blocked endpoint is not asked until then, and
 :attr:`PollResult.next_poll_at` says when polling is useful again.
 
-Storing goes through :func:`_store`, a small adapter (triage in one batch through
-:class:`~crisiscomms.reactions.triage.Triager`, insert ignoring duplicates).
-LEAD: switch ``_store`` to ``crisiscomms.reactions.service.store_reactions`` when merging.
+Storing goes through :func:`crisiscomms.reactions.service.store_reactions` like every source
+(triage in one batch, linking, insert ignoring duplicates); it commits the reactions before
+the cursor moves, so a crash in between re-reads posts that are then ignored as duplicates.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -61,7 +59,8 @@ from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import PartProgress
 from crisiscomms.delivery.models import Delivery
 from crisiscomms.incident.models import Incident, IncidentStatus
-from crisiscomms.reactions.models import Reaction, ReactionSource
+from crisiscomms.reactions.models import ReactionSource
+from crisiscomms.reactions.service import ReactionIn, store_reactions
 from crisiscomms.reactions.sources.cursors import (
     TimelineCursor,
     load_cursor,
@@ -93,7 +92,6 @@ takes it as a parameter."""
 CLOSED = (IncidentStatus.resolved, IncidentStatus.postmortem)
 _UNDETERMINED = frozenset({"und", "zxx", "qam", "qct", "qht", "qme", "qst"})
 """X's ``lang`` values that name no language (undetermined, no text, only mentions...)."""
-_INSERT_CHUNK = 500
 
 log = logging.getLogger(__name__)
 
@@ -205,30 +203,9 @@ def mentioned_incident(text: str, incidents: Sequence[OpenIncident]) -> int | No
 # -- posts into reactions ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _ReactionIn:
-    """One reaction to store (the fields of ``Reaction`` a source knows).
-
-    LEAD: the receivers' ``crisiscomms.reactions.service.ReactionIn`` replaces this."""
-
-    source: ReactionSource
-    source_id: str
-    author: str
-    text: str
-    author_name: str | None = None
-    incident_id: int | None = None
-    message_id: int | None = None
-    delivery_id: int | None = None
-    channel: str | None = None
-    locale: str | None = None
-    language: str | None = None
-    """The source's own idea of the language (X's ``lang``), used when triage has none."""
-    received_at: datetime | None = None
-
-
 def reaction_of(post: Mapping[str, Any], users: Mapping[str, XUser], threads: Threads,
                 incidents: Sequence[OpenIncident], *,
-                channel: str = LEDGER_CHANNEL) -> _ReactionIn:
+                channel: str = LEDGER_CHANNEL) -> ReactionIn:
     """What one post of X's API is, as a reaction: source, author, text as typed (X escapes
     ``&<>``), and what it answers."""
     post_id = str(post["id"])
@@ -246,10 +223,10 @@ def reaction_of(post: Mapping[str, Any], users: Mapping[str, XUser], threads: Th
     }
     ours = threads.answered(_replied_to(post), _opt(post.get("conversation_id")), post_id)
     if ours is not None:
-        return _ReactionIn(source=ReactionSource.x_reply, incident_id=ours.incident_id,
+        return ReactionIn(source=ReactionSource.x_reply, incident_id=ours.incident_id,
                            message_id=ours.message_id, delivery_id=ours.delivery_id,
                            locale=ours.locale, **common)
-    return _ReactionIn(source=ReactionSource.x_mention,
+    return ReactionIn(source=ReactionSource.x_mention,
                        incident_id=mentioned_incident(text, incidents), **common)
 
 
@@ -271,60 +248,6 @@ def _created_at(value: object) -> datetime | None:
         return _aware(datetime.fromisoformat(value))
     except ValueError:
         return None
-
-
-def _store(session: Session, items: Sequence[_ReactionIn], *,
-           triager: Triager) -> tuple[int, int]:
-    """Insert the reactions not stored yet (by source and source id), triaged in one batch;
-    returns how many were inserted and how many of those answer a message. The caller
-    commits.
-
-    LEAD: an adapter until ``crisiscomms.reactions.service.store_reactions`` lands; replace
-    the call in :func:`poll_once` with it (same batch, same duplicate rule)."""
-    unique = list({(i.source, i.source_id): i for i in items}.values())
-    if not unique:
-        return 0, 0
-    seen: set[tuple[str, str]] = set()
-    for chunk in _chunks(unique, _INSERT_CHUNK):
-        seen.update((str(s), str(i)) for s, i in session.execute(
-            select(col(Reaction.source), col(Reaction.source_id)).where(
-                col(Reaction.source).in_({str(item.source) for item in chunk}),
-                col(Reaction.source_id).in_([item.source_id for item in chunk]))).all())
-    new = [i for i in unique if (str(i.source), i.source_id) not in seen]
-    if not new:
-        return 0, 0
-    verdicts = triager.score([i.text for i in new], authors=[i.author for i in new])
-    now = utcnow()
-    rows = [{
-        "source": str(i.source), "source_id": i.source_id, "incident_id": i.incident_id,
-        "message_id": i.message_id, "delivery_id": i.delivery_id, "recipient_id": None,
-        "channel": i.channel, "locale": i.locale, "author": i.author,
-        "author_name": i.author_name, "text": i.text, "rating": None,
-        "language": v.language or i.language, "sentiment": v.sentiment.value,
-        "score": v.score, "needs_human": v.needs_human,
-        "reasons_json": _json_list(v.reasons), "received_at": i.received_at or now,
-        "created_at": now,
-    } for i, v in zip(new, verdicts, strict=True)]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = Reaction.__table__  # type: ignore[attr-defined]  # Core executemany: one compile
-    stmt = insert(table).on_conflict_do_nothing(index_elements=["source", "source_id"])
-    result = session.connection().execute(stmt, rows)
-    inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 \
-        else len(rows)
-    return inserted, sum(1 for i in new if i.message_id is not None)
-
-
-def _json_list(values: Iterable[str]) -> str:
-    return json.dumps(list(values), ensure_ascii=False)
-
-
-T = TypeVar("T")
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 # -- reading one timeline from its cursor ------------------------------------------------------
@@ -468,9 +391,9 @@ def poll_once(session: Session, client: XReader, settings: Settings, *,
         items = [reaction_of(p, read.users, threads, incidents, channel=channel)
                  for p in read.posts if str(p.get("author_id") or "") != me.id]
         tally.seen.update(i.source_id for i in items)
-        stored, linked = _store(session, items, triager=triager)
-        tally.stored += stored
-        tally.linked += linked
+        stored = store_reactions(session, items, triager=triager)
+        tally.stored += stored.stored
+        tally.linked += stored.linked
         save_cursor(session, CURSOR_SOURCE, key, read.cursor.dumps())
         session.commit()
         if read.cursor.catching_up:
