@@ -29,7 +29,8 @@ from crisiscomms.core.workspace import find_workspace, not_in_workspace_message
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "secret", "xxx", "todo"})
 ENV_PREFIX = "CRISISCOMMS_"
-WORKSPACE_PATHS = ("data_dir", "playbooks_dir", "templates_dir", "status_page_dir")
+WORKSPACE_PATHS = ("data_dir", "playbooks_dir", "templates_dir", "status_page_dir",
+                   "triage_model_path")
 """Settings whose relative values are relative to the workspace root."""
 
 
@@ -125,6 +126,12 @@ class Settings(BaseSettings):
     """First retry delay (doubled each time, with jitter), in seconds."""
     retry_max_delay_s: float = Field(default=30.0, ge=0)
     """Longest retry delay, in seconds."""
+
+    # listening: triage
+    triage_model_path: Path | None = None
+    """A sentiment model written by ``crisiscomms reactions train`` to use instead of the one
+    shipped in the package (relative to the workspace); ``reactions train`` writes here too
+    (default: data_dir/triage/sentiment_model.npz)."""
 
     @classmethod
     def settings_customise_sources(
