@@ -134,7 +134,7 @@ def correct_cmd(
     engine = common.open_engine(settings)
     row = common.run_or_exit(lambda: correct(engine, reaction_id, sentiment=sentiment,
                                              needs_human=needs_human, actor=me))
-    common.out.print(f"reaction {reaction_id}: {row.sentiment.value}, "
+    common.out.print(f"reaction {reaction_id}: {Sentiment(row.sentiment).value}, "
                      f"{'needs a human' if row.needs_human else 'no human needed'} "
                      f"(correction {row.id} by {me})", highlight=False, markup=False)
 
@@ -162,9 +162,9 @@ def train_cmd(
     report = common.run_or_exit(lambda: run_training(
         settings, engine=engine, check=check, output=output, vader_sdist=vader_sdist,
         say=(lambda _: None) if as_json else
-        (lambda line: common.err.print(line, highlight=False, markup=False))))
+        (lambda line: common.err.print(line, highlight=False, markup=False, soft_wrap=True))))
     if as_json:
         common.out.print_json(json.dumps(report))
         return
     for line in report["summary"]:
-        common.out.print(line, highlight=False, markup=False)
+        common.out.print(line, highlight=False, markup=False, soft_wrap=True)

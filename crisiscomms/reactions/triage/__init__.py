@@ -114,7 +114,7 @@ class Triager:
         words = [tokens(f) for f in folded]
         reasons = [matcher.match(f, w) for f, w in zip(folded, words, strict=True)]
         kinds = [cue_reasons(r) for r in reasons]
-        langs = [language.detect(t) for t in texts]
+        langs = [language.detect_words(t, w) for t, w in zip(texts, words, strict=True)]
         if model is not None:
             proba = model.predict_proba([features(w, k, model.lexicon)
                                          for w, k in zip(words, kinds, strict=True)])

@@ -30,6 +30,7 @@ NEGATORS = frozenset({"not", "no", "never", "t", "nobody", "nothing", "cannot", 
                       "wont", "isnt", "nor", "none", "without", "neither", "nowhere"})
 """Words (after tokenizing: "don't" → "don", "t") that flip the lexicon words following them."""
 CUE_FEATURES = ("complaint", "safety", "legal", "press")
+_ZEROS = itertools.repeat(0)
 
 
 def features(words: Sequence[str], cue_kinds: Iterable[str],
@@ -76,7 +77,7 @@ class SentimentModel:
         for feats in batch:
             offsets.append(len(ids))
             ids.append(0)  # every text has a row, so reduceat never sees an empty segment
-            ids.extend([i for i in map(get, feats) if i is not None])
+            ids.extend(map(get, feats, _ZEROS))  # row 0: zero weights, for unknown features
         logits = np.add.reduceat(self.weights[np.asarray(ids, dtype=np.int64)],
                                  np.asarray(offsets, dtype=np.int64), axis=0) + self.bias
         logits -= logits.max(axis=1, keepdims=True)

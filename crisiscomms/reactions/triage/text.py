@@ -13,7 +13,10 @@ _LATIN_MARKS = re.compile("[\u0300-\u036f]")
 """Combining diacritics of Latin scripts (NFKD splits "é" into "e" + U+0301). Japanese voicing
 marks (U+3099/U+309A) are outside this block, so "バ" does not fold into "ハ"."""
 _SPACES = re.compile(r"\s+")
-_TOKEN = re.compile(r"https?://\S+|@\w+|\w+|[!?]")
+_TOKEN = re.compile(r"\w+|[!?]")
+_URL = re.compile(r"https?://\S+")
+_HANDLE = re.compile(r"@\w+")
+_NUMBER = re.compile(r"\b\d+\b")
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff66-\uff9f]")
 """Kana, CJK ideographs, Hangul, half-width katakana: scripts written without spaces."""
 _KANA = re.compile("[\u3040-\u30ff\uff66-\uff9f]")
@@ -31,22 +34,17 @@ def fold(text: str) -> str:
 
 
 def tokens(folded: str) -> list[str]:
-    """Words of folded text; links become ``<url>``, handles ``@user``, ``!``/``?`` are kept.
+    """Words of folded text; links become ``_url_``, handles ``_user_``, numbers ``_num_``;
+    ``!`` and ``?`` are kept. Substitutions and split are regular expressions (C speed).
 
     A run of CJK characters is one token: the model is English-only and the cue matcher looks
     for CJK cues inside the folded text, not in tokens.
     """
-    out = []
-    for tok in _TOKEN.findall(folded):
-        if tok[0] == "@":
-            out.append("@user")
-        elif tok.startswith("http"):
-            out.append("<url>" if "://" in tok else tok)
-        elif tok.isdigit():
-            out.append("<num>")
-        else:
-            out.append(tok)
-    return out
+    if "http" in folded:
+        folded = _URL.sub(" _url_ ", folded)
+    if "@" in folded:
+        folded = _HANDLE.sub(" _user_ ", folded)
+    return _TOKEN.findall(_NUMBER.sub("_num_", folded))
 
 
 def has_cjk(text: str) -> bool:
