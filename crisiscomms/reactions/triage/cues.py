@@ -70,6 +70,8 @@ class CueMatcher:
     substrings: dict[str, list[str]] = field(default_factory=dict)
     """Folded CJK cue → reasons."""
     longest: int = 1
+    _compiled: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    """(reason, folded cue) already in: accent variants ("störung", "storung") fold to one."""
     _seen: dict[str, list[str]] = field(default_factory=dict, repr=False)
     """Word → its one-word and stem hits: words repeat across a batch, so each is looked up
     once (bounded: cleared past ``_SEEN_MAX`` words)."""
@@ -95,6 +97,9 @@ class CueMatcher:
         label = f"{reason}: {cue.rstrip('*').strip()}"
         if not bare:
             raise ValueError(f"cues.{locale}.{reason}: an empty cue")
+        if (reason, folded) in self._compiled:
+            return
+        self._compiled.add((reason, folded))
         if has_cjk(folded):
             _put(self.substrings, bare, label)
             return
