@@ -129,6 +129,12 @@ class Triager:
                 score = positive - p_neg[i]
             if kinds[i] & NEGATIVE_KINDS and positive < CONFIDENT_POSITIVE:
                 label, score = "negative", min(score, CUE_SCORE)
+            # the label decides at a tuned threshold, the score is P(pos) - P(neg): never let
+            # the sign of one contradict the other
+            if label == "positive":
+                score = max(score, 0.0)
+            elif label == "negative":
+                score = min(score, 0.0)
             author = who[i]
             if author is not None and _is_vip(author, self._vip):
                 text_reasons = [*text_reasons, f"vip: {author}"]
