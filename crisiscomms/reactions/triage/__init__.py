@@ -32,7 +32,7 @@ from crisiscomms.reactions.models import Sentiment
 from crisiscomms.reactions.triage import language
 from crisiscomms.reactions.triage import model as sentiment_model
 from crisiscomms.reactions.triage.cues import CueMatcher, cue_reasons, default_cues, merge
-from crisiscomms.reactions.triage.model import SentimentModel, features
+from crisiscomms.reactions.triage.model import SentimentModel
 from crisiscomms.reactions.triage.text import fold, tokens
 
 NEGATIVE_KINDS = frozenset({"complaint", "safety", "legal"})
@@ -116,8 +116,7 @@ class Triager:
         kinds = [cue_reasons(r) for r in reasons]
         langs = [language.detect_words(t, w) for t, w in zip(texts, words, strict=True)]
         if model is not None:
-            proba = model.predict_proba([features(w, k, model.lexicon)
-                                         for w, k in zip(words, kinds, strict=True)])
+            proba = model.predict_words(words, kinds)
             labels = model.labels(proba)
             p_neg, p_pos = proba[:, 0].tolist(), proba[:, 2].tolist()
         out = []

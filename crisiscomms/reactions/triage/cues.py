@@ -72,9 +72,11 @@ class CueMatcher:
     longest: int = 1
     _compiled: set[tuple[str, str]] = field(default_factory=set, repr=False)
     """(reason, folded cue) already in: accent variants ("störung", "storung") fold to one."""
-    _seen: dict[str, list[str]] = field(default_factory=dict, repr=False)
-    """Word → its one-word and stem hits: words repeat across a batch, so each is looked up
-    once (bounded: cleared past ``_SEEN_MAX`` words)."""
+    _hits: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    """Word → its one-word and stem hits (words that hit something: few)."""
+    _misses: set[str] = field(default_factory=set, repr=False)
+    """Words seen that hit nothing: each word is looked up once (bounded: cleared past
+    ``_SEEN_MAX`` words)."""
 
     @classmethod
     def compile(cls, cues: CueLists) -> CueMatcher:
@@ -125,24 +127,32 @@ class CueMatcher:
     def match(self, folded: str, words: Sequence[str]) -> list[str]:
         """Reasons matched in one text (folded, and its :func:`tokens`), each once, in order."""
         found: list[str] = []
-        seen = self._seen
-        for w in words:
-            hit = seen.get(w)
-            if hit is None:
-                if len(seen) >= _SEEN_MAX:
-                    seen.clear()
-                hit = seen[w] = self._word_hits(w)
-            if hit:
-                found.extend(hit)
-        first = self.first_words
-        if first:
+        distinct = set(words)
+        unknown = distinct - self._misses  # set operations in C: most words hit nothing
+        if unknown:
+            hits = self._hits
+            for w in unknown:
+                if w not in hits:
+                    hit = self._word_hits(w)
+                    if hit:
+                        hits[w] = hit
+                    else:
+                        if len(self._misses) >= _SEEN_MAX:
+                            self._misses.clear()
+                        self._misses.add(w)
+            if not distinct.isdisjoint(hits):
+                for w in words:
+                    word_hit = hits.get(w)
+                    if word_hit:
+                        found.extend(word_hit)
+        if not distinct.isdisjoint(self.first_words):
             n = len(words)
             for i, w in enumerate(words):
-                if w in first:
+                if w in self.first_words:
                     for k in range(2, min(self.longest, n - i) + 1):
-                        hit = self.phrases.get(tuple(words[i:i + k]))
-                        if hit:
-                            found.extend(hit)
+                        phrase_hit = self.phrases.get(tuple(words[i:i + k]))
+                        if phrase_hit:
+                            found.extend(phrase_hit)
         if self.substrings and not folded.isascii():
             for cue, hit in self.substrings.items():
                 if cue in folded:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -61,6 +61,7 @@ class SentimentModel:
     bias: np.ndarray
     lexicon: dict[str, float]
     meta: dict[str, Any]
+    _tables: _WordTables | None = field(default=None, init=False, repr=False)
 
     @property
     def negative_threshold(self) -> float:
@@ -77,13 +78,70 @@ class SentimentModel:
         for feats in batch:
             offsets.append(len(ids))
             ids.append(0)  # every text has a row, so reduceat never sees an empty segment
-            ids.extend(map(get, feats, _ZEROS))  # row 0: zero weights, for unknown features
+            # a feature counts once (training saw presence), row 0 (zeros) for unknown ones
+            ids.extend(set(map(get, feats, _ZEROS)))
         logits = np.add.reduceat(self.weights[np.asarray(ids, dtype=np.int64)],
                                  np.asarray(offsets, dtype=np.int64), axis=0) + self.bias
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        out: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
-        return out
+        return _softmax(logits)
+
+    def predict_words(self, words: Sequence[Sequence[str]],
+                      cue_kinds: Sequence[Iterable[str]]) -> np.ndarray:
+        """The same probabilities as ``predict_proba(features(...))``, from the texts' words,
+        computed for the whole batch at once in numpy (the hot path of ``Triager.score``):
+        one dictionary look-up per word, then array operations for bigrams, lexicon valences
+        and negation windows instead of building feature strings."""
+        n = len(words)
+        if not n:
+            return np.zeros((0, 3), dtype=np.float32)
+        t = self.tables
+        get, unknown = t.word_id.get, t.unknown
+        flat: list[int] = []
+        lengths: list[int] = []
+        for ws in words:
+            flat.extend(map(get, ws, itertools.repeat(unknown)))
+            lengths.append(len(ws))
+        ids = np.asarray(flat, dtype=np.int64)
+        owner = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        rows = [t.unigram_row[ids]]
+        owners = [owner]
+        if len(ids) > 1 and len(t.bigram_keys):
+            same = owner[1:] == owner[:-1]
+            keys = ids[:-1][same] * t.width + ids[1:][same]
+            at = np.searchsorted(t.bigram_keys, keys)
+            at[at >= len(t.bigram_keys)] = 0
+            hit = t.bigram_keys[at] == keys
+            rows.append(np.where(hit, t.bigram_rows[at], 0))
+            owners.append(owner[:-1][same])
+        # lexicon, negated within three words after a negator of the same text
+        position = np.arange(len(ids), dtype=np.int64)
+        starts = np.repeat(np.cumsum([0, *lengths[:-1]]), lengths)
+        negator = t.negator[ids]
+        last = np.maximum.accumulate(np.where(negator, position, -10))
+        negated = (last >= starts) & (position - last <= 3)
+        lex = np.where(negated, t.neglex_row[ids], t.lex_row[ids])
+        rows.append(np.where(negator, 0, lex))
+        owners.append(owner)
+        for i, kinds in enumerate(cue_kinds):
+            for kind in kinds:
+                cue_row = self.index.get(f"~cue:{kind}")
+                if cue_row is not None:
+                    rows.append(np.asarray([cue_row]))
+                    owners.append(np.asarray([i]))
+        all_rows, all_owners = np.concatenate(rows), np.concatenate(owners)
+        pairs = np.sort(all_owners * len(self.weights) + all_rows)
+        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]  # presence, as trained
+        who, row = np.divmod(pairs, len(self.weights))
+        logits = np.empty((n, 3), dtype=np.float64)
+        for c in range(3):
+            logits[:, c] = np.bincount(who, weights=self.weights[row, c], minlength=n)
+        return _softmax(logits + self.bias)
+
+    @property
+    def tables(self) -> _WordTables:
+        """Integer look-up tables of the vocabulary (built once, on first use)."""
+        if self._tables is None:
+            self._tables = _WordTables.build(self)
+        return self._tables
 
     def labels(self, proba: np.ndarray) -> list[str]:
         """Decide: negative at the tuned threshold, else the likelier of neutral/positive."""
@@ -118,6 +176,64 @@ class SentimentModel:
             meta = json.loads(bytes(z["meta"]).decode())
         return cls(index={f: i for i, f in enumerate(vocab)}, weights=weights, bias=bias,
                    lexicon=lexicon, meta=meta)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    out: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return out
+
+
+@dataclass
+class _WordTables:
+    """The model's features as integer tables over a word id per known word."""
+
+    word_id: dict[str, int]
+    unknown: int
+    width: int
+    unigram_row: np.ndarray
+    bigram_keys: np.ndarray
+    bigram_rows: np.ndarray
+    lex_row: np.ndarray
+    neglex_row: np.ndarray
+    negator: np.ndarray
+
+    @classmethod
+    def build(cls, model: SentimentModel) -> _WordTables:
+        index = model.index
+        words: dict[str, int] = {}
+        for feature in index:
+            if feature and not feature.startswith("~"):
+                for w in feature.split(" "):
+                    words.setdefault(w, len(words))
+        for w in (*model.lexicon, *NEGATORS):
+            words.setdefault(w, len(words))
+        unknown = len(words)
+        size = unknown + 1
+        unigram = np.zeros(size, dtype=np.int64)
+        lex = np.zeros(size, dtype=np.int64)
+        neglex = np.zeros(size, dtype=np.int64)
+        negator = np.zeros(size, dtype=bool)
+        for w, i in words.items():
+            unigram[i] = index.get(w, 0)
+            negator[i] = w in NEGATORS
+            value = model.lexicon.get(w)
+            if value is not None:
+                bin_ = max(-4, min(4, round(value)))
+                lex[i] = index.get(f"~lex{bin_:+d}", 0)
+                neglex[i] = index.get(f"~neglex{bin_:+d}", 0)
+        keys, rows = [], []
+        for feature, row in index.items():
+            if " " in feature and not feature.startswith("~"):
+                a, b = feature.split(" ")
+                keys.append(words[a] * size + words[b])
+                rows.append(row)
+        order = np.argsort(np.asarray(keys, dtype=np.int64), kind="stable")
+        return cls(word_id=words, unknown=unknown, width=size, unigram_row=unigram,
+                   bigram_keys=np.asarray(keys, dtype=np.int64)[order].reshape(-1),
+                   bigram_rows=np.asarray(rows, dtype=np.int64)[order].reshape(-1),
+                   lex_row=lex, neglex_row=neglex, negator=negator)
 
 
 def _utf8_lines(items: Sequence[str]) -> np.ndarray:
