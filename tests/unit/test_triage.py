@@ -207,3 +207,17 @@ def test_train_on_a_tiny_corpus_writes_only_a_better_model(tmp_path: Path) -> No
                          say=lambda _: None, public=public, airline=public[:5])
     assert not again["better"] and again["written"] is None  # same data: not better
     engine.dispose()
+
+
+@pytest.mark.parametrize(("text", "language", "sentiment"), [
+    ("Muchas gracias, excelente servicio", "es", Sentiment.positive),
+    ("Das ist schrecklich und viel zu teuer", "de", Sentiment.negative),
+    ("Merci, c'est parfait, super rapide", "fr", Sentiment.positive),
+    ("ありがとうございます、助かりました", "ja", Sentiment.positive),
+    ("La reunión es el martes a las diez", "es", Sentiment.neutral),
+])
+def test_other_languages_get_the_small_lexicon_not_the_english_model(
+        text: str, language: str, sentiment: Sentiment) -> None:
+    [verdict] = Triager().score([text])
+    assert verdict.language == language and verdict.sentiment is sentiment
+    assert (verdict.score > 0) == (sentiment is Sentiment.positive)

@@ -16,7 +16,7 @@ batch (docs/triage.md has the model card and the figures):
 4. English (or undetected) text: the sentiment model (``model.py``, numpy, a linear model over
    n-grams, VADER-lexicon and cue features, trained by ``training.py``) gives P(negative,
    neutral, positive); score = P(positive) - P(negative). Other languages: no model we trust
-   (issue 11), so cues only;
+   (issue 11), so a small hand-written lexicon (``lexicon_other.yaml``) and the cues;
 5. the domain rule: a complaint, safety or legal cue makes the text negative unless the model
    is confident it is positive ("thanks again!").
 """
@@ -31,7 +31,13 @@ from crisiscomms.playbook.listening import Listening
 from crisiscomms.reactions.models import Sentiment
 from crisiscomms.reactions.triage import language
 from crisiscomms.reactions.triage import model as sentiment_model
-from crisiscomms.reactions.triage.cues import CueMatcher, cue_reasons, default_cues, merge
+from crisiscomms.reactions.triage.cues import (
+    CueMatcher,
+    cue_reasons,
+    default_cues,
+    merge,
+    other_lexicon,
+)
 from crisiscomms.reactions.triage.model import SentimentModel
 from crisiscomms.reactions.triage.text import fold, tokens
 
@@ -126,6 +132,8 @@ class Triager:
             if model is not None and lang in (None, "en"):
                 label, positive = labels[i], p_pos[i]
                 score = positive - p_neg[i]
+            elif lang not in (None, "en"):
+                label, score = _lexicon_sentiment(folded[i], words[i])
             if kinds[i] & NEGATIVE_KINDS and positive < CONFIDENT_POSITIVE:
                 label, score = "negative", min(score, CUE_SCORE)
             # the label decides at a tuned threshold, the score is P(pos) - P(neg): never let
@@ -141,6 +149,25 @@ class Triager:
                                needs_human=bool(text_reasons), reasons=tuple(text_reasons),
                                language=lang))
         return out
+
+
+LEXICON_SCORE = 0.5
+"""Score of a text the small lexicon calls positive (or, negated, negative): a lexicon of a few
+dozen words per language deserves less confidence than the model."""
+
+
+def _lexicon_sentiment(folded: str, words: Sequence[str]) -> tuple[str, float]:
+    """es/fr/de/ja (no model we trust): more positive than negative words of
+    ``lexicon_other.yaml`` is positive, the reverse negative, else neutral."""
+    hits = other_lexicon().match(folded, words)
+    if not hits:
+        return "neutral", 0.0
+    pos = sum(h.startswith("positive") for h in hits)
+    neg = len(hits) - pos
+    if pos == neg:
+        return "neutral", 0.0
+    return ("positive", LEXICON_SCORE * (pos - neg) / len(hits)) if pos > neg else (
+        "negative", LEXICON_SCORE * (pos - neg) / len(hits))
 
 
 def _is_vip(author: str, vip: Sequence[str]) -> bool:

@@ -30,8 +30,18 @@ from crisiscomms.playbook.listening import NEEDS_HUMAN_REASONS
 from crisiscomms.reactions.triage.text import fold, has_cjk, tokens
 
 K = TypeVar("K", str, tuple[str, ...])
+CUE_REASONS = tuple(r for r in NEEDS_HUMAN_REASONS if r != "vip")
+"""Reasons a cue list may name (a VIP is an author, not a phrase)."""
 CueLists = Mapping[str, Mapping[str, Sequence[str]]]
 """Per locale, per reason, phrases (the shape of ``Listening.cues``)."""
+
+
+@lru_cache(maxsize=1)
+def other_lexicon() -> CueMatcher:
+    """The small es/fr/de/ja sentiment lexicon (``lexicon_other.yaml``), compiled once."""
+    raw = yaml.safe_load(
+        resources.files(__package__).joinpath("lexicon_other.yaml").read_text("utf-8"))
+    return CueMatcher.compile(raw, reasons=("positive", "negative"))
 
 
 @lru_cache(maxsize=1)
@@ -79,14 +89,17 @@ class CueMatcher:
     ``_SEEN_MAX`` words)."""
 
     @classmethod
-    def compile(cls, cues: CueLists) -> CueMatcher:
-        """Compile cue lists; an unknown reason or an empty cue is a clear error."""
+    def compile(cls, cues: CueLists,
+                reasons: Sequence[str] = CUE_REASONS) -> CueMatcher:
+        """Compile cue lists; an unknown reason or an empty cue is a clear error.
+        ``reasons``: the allowed reasons (the lexicon of ``lexicon_other.yaml`` uses
+        ``positive`` and ``negative``)."""
         m = cls()
         for locale, by_reason in cues.items():
             for reason, items in by_reason.items():
-                if reason not in NEEDS_HUMAN_REASONS or reason == "vip":
+                if reason not in reasons:
                     raise ValueError(f"cues.{locale}.{reason}: unknown reason (expected one "
-                                     f"of complaint, safety, legal, press)")
+                                     f"of {', '.join(reasons)})")
                 for cue in items:
                     m._add(locale, reason, cue)
         m.stem_lengths = tuple(sorted({len(s) for s in m.stems}))
