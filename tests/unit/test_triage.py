@@ -221,3 +221,17 @@ def test_other_languages_get_the_small_lexicon_not_the_english_model(
     [verdict] = Triager().score([text])
     assert verdict.language == language and verdict.sentiment is sentiment
     assert (verdict.score > 0) == (sentiment is Sentiment.positive)
+
+
+def test_score_with_a_playbook_uses_its_cues() -> None:
+    root = Path(__file__).resolve().parents[2]
+    stdin = '{"id": 1, "text": "sparks came out of the charger"}\n'
+    plain = runner.invoke(app, ["reactions", "score"], input=stdin)
+    assert json.loads(plain.stdout)["reasons"] == []
+    recall = runner.invoke(app, ["reactions", "score", "--playbook", "product_recall"],
+                           input=stdin, env={"CRISISCOMMS_WORKSPACE": str(root)})
+    assert recall.exit_code == 0, recall.output
+    assert json.loads(recall.stdout)["reasons"] == ["safety: spark"]
+    unknown = runner.invoke(app, ["reactions", "score", "--playbook", "nope"], input=stdin,
+                            env={"CRISISCOMMS_WORKSPACE": str(root)})
+    assert unknown.exit_code == 2 and "unknown playbook 'nope'" in unknown.output
