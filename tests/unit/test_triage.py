@@ -170,7 +170,12 @@ def test_correct_records_who_and_audits(tmp_path: Path) -> None:
         [row] = s.exec(select(ReactionCorrection)).all()
         assert row.sentiment == Sentiment.negative and row.needs_human and row.actor
         [event] = s.exec(select(AuditEvent).where(AuditEvent.action == "reaction.corrected"))
-        assert event.actor == row.actor and json.loads(event.detail_json)["reaction_id"] == 1
+        detail = json.loads(event.detail_json)
+        assert event.actor == row.actor and detail["reaction_id"] == 1
+        assert detail["was_sentiment"] == "positive" and detail["was_needs_human"] is False
+        reaction = s.get(Reaction, 1)
+        assert reaction is not None
+        assert reaction.sentiment == Sentiment.negative and reaction.needs_human
     result = runner.invoke(app, ["reactions", "correct", "99", "--sentiment", "neutral"],
                            env=env)
     assert result.exit_code == 2 and "no reaction 99" in result.output

@@ -15,9 +15,9 @@ from crisiscomms.reactions.triage.corpora import Example, is_airline
 
 def correct(engine: Engine, reaction_id: int, *, sentiment: Sentiment,
             needs_human: bool | None, actor: Identity) -> ReactionCorrection:
-    """Record ``actor``'s label for a reaction (needs_human None: keep the reaction's) and
-    audit it (``reaction.corrected``), in one transaction; an unknown reaction changes
-    nothing."""
+    """Record ``actor``'s label for a reaction (needs_human None: keep the reaction's), set it
+    on the reaction, and audit it (``reaction.corrected``, with triage's labels), in one
+    transaction; an unknown reaction changes nothing."""
     with Session(engine) as session:
         reaction = session.get(Reaction, reaction_id)
         if reaction is None:
@@ -26,9 +26,14 @@ def correct(engine: Engine, reaction_id: int, *, sentiment: Sentiment,
         row = ReactionCorrection(reaction_id=reaction_id, sentiment=sentiment,
                                  needs_human=flagged, actor=actor.id)
         session.add(row)
+        was_sentiment, was_flagged = reaction.sentiment, reaction.needs_human
+        # the reaction shows the person's label from now on (dashboards, spikes, replies);
+        # triage's own is in the audit detail
+        reaction.sentiment, reaction.needs_human = sentiment, flagged
+        session.add(reaction)
         audit(session, actor, "reaction.corrected", reaction.incident_id,
               reaction_id=reaction_id, sentiment=sentiment.value, needs_human=flagged,
-              was_sentiment=reaction.sentiment, was_needs_human=reaction.needs_human)
+              was_sentiment=was_sentiment, was_needs_human=was_flagged)
         session.commit()
         session.refresh(row)
         return row
