@@ -59,6 +59,7 @@ bench: install postgres
 	$(RUN) python bench/fanout.py --recipients 1000000 --backend postgresql --naive 0 --json
 	$(RUN) python bench/crash_resume.py --recipients 200000 --kills 10 --json
 	$(RUN) python bench/faults.py --json
+	$(UV) run --frozen --group train python bench/triage.py --json
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache data

@@ -29,7 +29,8 @@ from crisiscomms.core.workspace import find_workspace, not_in_workspace_message
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "secret", "xxx", "todo"})
 ENV_PREFIX = "CRISISCOMMS_"
-WORKSPACE_PATHS = ("data_dir", "playbooks_dir", "templates_dir", "status_page_dir")
+WORKSPACE_PATHS = ("data_dir", "playbooks_dir", "templates_dir", "status_page_dir",
+                   "triage_model_path")
 """Settings whose relative values are relative to the workspace root."""
 
 
@@ -188,6 +189,12 @@ class Settings(BaseSettings):
     """Largest JSON webhook body accepted (events, tickets, ratings); larger: 413 unread."""
     inbound_max_body_bytes: int = Field(default=31_457_280, ge=1024)
     """Largest Inbound Parse body accepted (SendGrid's limit is 30 MB with attachments)."""
+
+    # listening: triage
+    triage_model_path: Path | None = None
+    """A sentiment model written by ``crisiscomms reactions train`` to use instead of the one
+    shipped in the package (relative to the workspace); ``reactions train`` writes here too
+    (default: data_dir/triage/sentiment_model.npz)."""
 
     @classmethod
     def settings_customise_sources(
