@@ -41,14 +41,13 @@ from crisiscomms.audience.models import Recipient
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.core.settings import Settings
-from crisiscomms.playbook.listening import Listening
-from crisiscomms.playbook.loader import available_playbooks, load_playbook
 from crisiscomms.reactions import signatures as sig
 from crisiscomms.reactions.batching import ReactionWriter
 from crisiscomms.reactions.service import ReactionIn
 from crisiscomms.reactions.sources import csat, inbound_parse, sendgrid_events, tickets
 from crisiscomms.reactions.sources.payload import PayloadError
 from crisiscomms.reactions.triage import Triager
+from crisiscomms.reactions.triage.workspace import workspace_triager
 from crisiscomms.statuspage.catalog import Catalog
 from crisiscomms.statuspage.model import is_locale
 from crisiscomms.statuspage.views import environment
@@ -85,28 +84,6 @@ async def read_capped(request: Request, limit: int) -> bytes:
             raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def workspace_triager(settings: Settings) -> Triager:
-    """One triager for every reaction the app receives: the cue lists and VIPs of all the
-    workspace's playbooks together (a reaction arrives before we know which incident, hence
-    which playbook, it is about; a cue of any playbook is worth a human's look)."""
-    cues: dict[str, dict[str, list[str]]] = {}
-    vip: list[str] = []
-    for name in available_playbooks(settings.playbooks_dir):
-        try:
-            listening = load_playbook(name, settings.playbooks_dir).listening
-        except CrisisCommsError as exc:
-            log.warning("playbook %s not used for triage: %s", name, exc)
-            continue
-        for locale, by_reason in listening.cues.items():
-            for reason, phrases in by_reason.items():
-                known = cues.setdefault(locale, {}).setdefault(reason, [])
-                known.extend(p for p in phrases if p not in known)
-        vip.extend(v for v in listening.vip if v not in vip)
-    merged = Listening(cues={loc: {r: tuple(p) for r, p in rs.items()}
-                             for loc, rs in cues.items()}, vip=tuple(vip))
-    return Triager.for_playbook(merged)
 
 
 def create_app(settings: Settings | None = None, *, triager: Triager | None = None) -> FastAPI:

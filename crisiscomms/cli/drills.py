@@ -24,6 +24,10 @@ def drill(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Keep status page + sent.jsonl")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    reactions: Annotated[int, typer.Option(
+        min=0, help="A crowd of this many reacts through the real receivers (X, email "
+                    "replies, tickets, provider events, CSAT); the report shows how triage "
+                    "and linking did")] = 0,
 ) -> None:
     """Rehearse a playbook of this workspace end to end against the emulators.
 
@@ -34,7 +38,7 @@ def drill(
     settings = common.load_settings()
     report = common.run_or_exit(lambda: run_drill(playbook_name=playbook, recipients=recipients,
                                     publish=common.publish, base=settings, facts_file=facts,
-                                    out=out_dir))
+                                    out=out_dir, reactions=reactions))
     if as_json:
         sys.stdout.write(dumps(report) + "\n")
     else:
@@ -52,8 +56,29 @@ def _print_drill(report: Mapping[str, Any]) -> None:
     out.print(table)
     out.print(f"emulators received: {report['emulator_received']}; duplicates: "
               f"{report['duplicates']}; {report['elapsed_s']} s")
+    if "reactions" in report:
+        _print_reactions(report["reactions"])
     if "out" in report:
         out.print(f"outputs kept in {report['out']}")
+
+
+def _print_reactions(r: Mapping[str, Any]) -> None:
+    table = Table("source", "sent", "stored", "linked", "needs a human", "negative",
+                  title=f"reactions ({r['played']} played)")
+    for source, c in r["by_source"].items():
+        table.add_row(source, str(c["sent"]), str(c["stored"]), str(c["linked"]),
+                      str(c["needs_human"]), str(c["negative"]))
+    events = r["events"]
+    table.add_row("provider events", str(events["sent"]), str(events["stored"]), "", "", "")
+    out.print(table)
+    t = r["triage"]
+    out.print(f"linked as the crowd meant: {r['linked_as_meant']}; triage vs the crowd's labels: "
+              f"sentiment {t['sentiment_agreement']}, negative recall {t['negative_recall']} "
+              f"at precision {t['negative_precision']}, needs-a-human recall "
+              f"{t['needs_human_recall']} at precision {t['needs_human_precision']}; "
+              f"{r.get('spikes', 0)} spike(s), {r.get('alerts_sent', 0)} alert(s), "
+              f"{r.get('automatic_replies', 0)} automatic repl(ies); {r['elapsed_s']} s",
+              highlight=False)
 
 
 @app.command()

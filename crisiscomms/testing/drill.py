@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,15 @@ from crisiscomms.incident.models import Message
 from crisiscomms.incident.service import approve, trigger
 from crisiscomms.playbook.loader import load_playbook
 from crisiscomms.testing.audiences import ensure_drill_audience
+from crisiscomms.testing.crowd import CSAT
+from crisiscomms.testing.crowd_drill import (
+    Played,
+    crowd_report,
+    drill_listening_env,
+    free_port,
+    listening_app,
+    play_crowd,
+)
 from crisiscomms.testing.emulators import EmulatorPair, start_emulators
 
 PublishFn = Callable[[str, str], Mapping[str, Any]]
@@ -146,8 +155,15 @@ def run_drill(
     out: Path | None = None,
     data_dir: Path | None = None,
     emulators: tuple[EmulatorPair, str, str] | None = None,
+    reactions: int = 0,
 ) -> dict[str, Any]:
-    """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers."""
+    """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers.
+
+    ``reactions``: a crowd of that many reacts through the real receivers
+    (:mod:`crisiscomms.testing.crowd_drill`): before the resolution stage (or after the only
+    stage) X replies and mentions, email replies, tickets and provider events, then the
+    watcher's pass (spikes, alerts, automatic replies); after the resolution, CSAT ratings
+    (a tenth of them). The report gains ``reactions``."""
     started = time.perf_counter()
     playbook = load_playbook(playbook_name, base.playbooks_dir)  # unknown playbook: fail first
     playbook.check_channels(CHANNEL_CLASSES)
@@ -175,8 +191,11 @@ def run_drill(
     if data_dir is None:
         overrides["CRISISCOMMS_DATABASE_URL"] = f"sqlite:///{root / 'crisiscomms.db'}"
         overrides["CRISISCOMMS_STATUS_PAGE_DIR"] = str(root / "status_page")
+    listen_port = free_port() if reactions > 0 else 0
+    if reactions > 0:
+        overrides.update(drill_listening_env(f"http://127.0.0.1:{listen_port}"))
     try:
-        with environment(overrides):
+        with environment(overrides), ExitStack() as stack:
             settings = Settings()
             engine = make_engine(settings.resolved_database_url)
             init_db(engine)
@@ -188,7 +207,17 @@ def run_drill(
                                       spread_time_zones=True, press=press)
             stages = []
             incident_id = None
+            crowd: _CrowdRun | None = None
+            if reactions > 0:
+                crowd = _CrowdRun(settings, engine, pair, reactions, listen_port,
+                                  vip=playbook.listening.vip)
+                stack.enter_context(crowd.running())
+            last = playbook.stages[-1]
+            resolves = len(playbook.stages) > 1 and last.incident_status == "resolved"
             for stage in playbook.stages:
+                if crowd is not None and resolves and stage is last:
+                    assert incident_id is not None
+                    crowd.react(incident_id)  # while the incident is open
                 bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name=playbook.name,
                                  facts=facts, stage=stage.id, actor=DRILL_ACTOR, drill=True)
                 incident_id = bundle.incident_id
@@ -202,6 +231,11 @@ def run_drill(
                 stages.append({"stage": stage.id, "auto_send": stage.auto_send,
                                "channels": result.get("channels", {}),
                                "errors": result.get("errors", [])})
+            if crowd is not None and incident_id is not None:
+                if resolves:
+                    crowd.rate(incident_id)
+                else:
+                    crowd.react(incident_id)
             with session_scope(engine) as session:
                 counts = channel_counts(session, incident_id)
                 delivered = session.execute(
@@ -213,7 +247,6 @@ def run_drill(
                     .join(Message, col(Message.id) == col(Delivery.message_id))
                     .where(col(Delivery.incident_id) == incident_id,
                            col(Delivery.channel).in_(press_channels))).all()}
-            engine.dispose()
             key_locale = {str(k): str(loc) for k, _, loc, _ in delivered}
             by_locale: dict[str, dict[str, int]] = {}
             for _, channel, loc, n in delivered:
@@ -241,9 +274,12 @@ def run_drill(
                 "recipients_by_locale": by_locale,
                 "stages": stages,
             }
+            if crowd is not None and incident_id is not None:
+                report["reactions"] = crowd.report(incident_id)
             if out is not None:
                 _keep_outputs(out, settings, pair, key_locale, press_keys)
                 report["out"] = str(out)
+            engine.dispose()
             report["elapsed_s"] = round(time.perf_counter() - started, 3)
             return report
     finally:
@@ -251,6 +287,64 @@ def run_drill(
             pair.stop()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+class _CrowdRun:
+    """A drill's reacting crowd: the listening app while the stages publish (the SendGrid
+    emulator posts its signed events to it), the crowd's reactions, the watcher's pass."""
+
+    def __init__(self, settings: Settings, engine: Any, pair: EmulatorPair, count: int,
+                 port: int, *, vip: tuple[str, ...]) -> None:
+        from crisiscomms.reactions.triage.workspace import workspace_triager
+
+        self.settings, self.engine, self.pair, self.port = settings, engine, pair, port
+        self.count, self.vip = count, vip
+        self.ratings = count // 10
+        self.triager = workspace_triager(settings)
+        self.url = f"http://127.0.0.1:{port}"
+        self.played: list[Played] = []
+        self.watch: dict[str, Any] = {}
+        self.started = time.perf_counter()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with listening_app(self.settings, self.triager, self.port):
+            self.pair.sendgrid.set_event_webhook(self.url + "/v1/sendgrid/events")
+            try:
+                yield
+            finally:
+                self.pair.sendgrid.flush_events(30)
+                self.pair.sendgrid.set_event_webhook(None)
+
+    def _play(self, incident_id: int, count: int, **which: Any) -> None:
+        self.played.append(play_crowd(
+            self.engine, self.settings, self.pair, incident_id=incident_id, count=count,
+            triager=self.triager, listen_url=self.url, seed=len(self.played), vip=self.vip,
+            **which))
+
+    def react(self, incident_id: int) -> None:
+        """Everything but ratings, then one pass of the watcher (the incident is open)."""
+        from crisiscomms.channels.alerts import alert_targets
+        from crisiscomms.channels.registry import build_channels
+        from crisiscomms.reactions.watch import watch_once
+
+        self._play(incident_id, self.count - self.ratings, skip=(CSAT,))
+        self.pair.sendgrid.flush_events(30)
+        result = watch_once(self.engine, self.settings, channels=build_channels(self.settings),
+                            targets=alert_targets(self.settings))
+        self.watch = {"spikes": len(result.spikes), "alerts_sent": len(result.alerts_sent),
+                      "alerts_failed": len(result.alerts_failed),
+                      "automatic_replies": result.replies.sent,
+                      "errors": [*result.errors, *result.replies.errors]}
+
+    def rate(self, incident_id: int) -> None:
+        """The resolution's one-click ratings."""
+        self._play(incident_id, self.ratings, only=(CSAT,))
+
+    def report(self, incident_id: int) -> dict[str, Any]:
+        self.pair.sendgrid.flush_events(30)
+        return {**crowd_report(self.engine, incident_id, self.played), **self.watch,
+                "elapsed_s": round(time.perf_counter() - self.started, 3)}
 
 
 def _keep_press_release(folder: Path, name: str, record: Mapping[str, Any]) -> None:

@@ -240,3 +240,11 @@ def test_score_with_a_playbook_uses_its_cues() -> None:
     unknown = runner.invoke(app, ["reactions", "score", "--playbook", "nope"], input=stdin,
                             env={"CRISISCOMMS_WORKSPACE": str(root)})
     assert unknown.exit_code == 2 and "unknown playbook 'nope'" in unknown.output
+
+
+def test_a_batch_of_texts_without_words_is_scored_neutral() -> None:
+    """Found by the drill's crowd: a batch of CSAT ratings without comments (empty texts, or
+    only punctuation) crashed the model with an IndexError (a 500 at the receiver)."""
+    verdicts = Triager().score(["", "", " ... "])
+    assert [v.sentiment.value for v in verdicts] == ["neutral"] * 3
+    assert not any(v.needs_human for v in verdicts)

@@ -129,7 +129,8 @@ class SentimentModel:
                     owners.append(np.asarray([i]))
         all_rows, all_owners = np.concatenate(rows), np.concatenate(owners)
         pairs = np.sort(all_owners * len(self.weights) + all_rows)
-        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]  # presence, as trained
+        if pairs.size:  # a batch of texts without a word (empty CSAT comments) has no pairs
+            pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]  # presence
         who, row = np.divmod(pairs, len(self.weights))
         logits = np.empty((n, 3), dtype=np.float64)
         for c in range(3):
