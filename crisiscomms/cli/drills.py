@@ -139,8 +139,11 @@ def demo(
     dashboard: Annotated[bool, typer.Option(help="Start the Streamlit dashboard")] = True,
     dashboard_port: Annotated[int, typer.Option(help="Dashboard port")] = 8501,
     status_port: Annotated[int, typer.Option(help="Status page port")] = 8030,
+    reactions: Annotated[int, typer.Option(
+        min=0, help="A crowd of this many reacts (the dashboard's reactions page)")] = 1000,
 ) -> None:
-    """The embedded default: SQLite, emulators, a drill outage, status page and dashboard."""
+    """The embedded default: SQLite, emulators, a drill outage with a reacting crowd, status
+    page and dashboard."""
     import secrets
     import subprocess
     import threading
@@ -160,7 +163,7 @@ def demo(
     report = common.run_or_exit(lambda: run_drill(playbook_name="outage", recipients=recipients,
                                     publish=common.publish, base=settings,
                                     data_dir=settings.data_dir,
-                                    emulators=(pair, sg_key, x_token)))
+                                    emulators=(pair, sg_key, x_token), reactions=reactions))
     _print_drill(report)
     site = settings.resolved_status_page_dir / "site"
     server = serve_status_page(site, port=status_port)
