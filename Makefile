@@ -60,6 +60,7 @@ bench: install postgres
 	$(RUN) python bench/crash_resume.py --recipients 200000 --kills 10 --json
 	$(RUN) python bench/faults.py --json
 	$(UV) run --frozen --group train python bench/triage.py --json
+	$(UV) run --frozen --group train python bench/reactions.py --json
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache data

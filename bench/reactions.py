@@ -19,9 +19,13 @@ sent, a reply from about one recipient in two hundred, fewer tickets), ``p99_ms`
 request, all phases), ``http_floor_per_s`` (``GET /healthz`` with the same client and
 concurrency: what one request costs on this machine before any work, the ceiling of the
 one-reaction-per-request sources) and the rows found in the database afterwards (every one
-must be there exactly once).
+must be there exactly once); then ``score_texts_per_s`` (``reactions score``'s engine,
+``Triager.score`` in batches of 1,000 with the workspace's cue lists, on the drill crowd's
+texts in five languages) beside ``vader_texts_per_s`` (bare vaderSentiment on the same texts,
+same run; null without the ``train`` group) and their ratio ``score_vs_vader``.
 
-    uv run python bench/reactions.py [--events 200000] [--replies 1000] [--tickets 300] [--json]
+    uv run --group train python bench/reactions.py [--events 200000] [--replies 1000]
+        [--tickets 300] [--score-texts 20000] [--json]
 """
 
 from __future__ import annotations
@@ -232,6 +236,8 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=300)
     parser.add_argument("--recipients", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--score-texts", type=int, default=20_000,
+                        help="Texts for the scoring rate (reactions score vs vaderSentiment)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -281,8 +287,45 @@ def main() -> None:
               if latencies else 0,
               "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1) if latencies else 0,
               "reactions": total, "concurrency": args.concurrency,
-              "cpus": os.cpu_count(), **count_rows(db_url)}
+              "cpus": os.cpu_count(), **count_rows(db_url), **scoring(args.score_texts)}
     emit(report, args.json)
+
+
+def crowd_texts(count: int) -> list[str]:
+    """``count`` customer texts in five languages: the drill crowd's, placeholders filled."""
+    import random
+
+    import yaml
+
+    from crisiscomms.testing.crowd import TEXTS_FILE
+
+    data = yaml.safe_load(TEXTS_FILE.read_text(encoding="utf-8"))["texts"]
+    pool = [t for kinds in data.values() for texts in kinds.values() for t in texts]
+    rng = random.Random(0)
+    return [rng.choice(pool).format(hours=rng.randint(2, 9), minutes=40, days=3,
+                                    ref="INC-2041") for _ in range(count)]
+
+
+def scoring(count: int) -> dict[str, Any]:
+    """``reactions score``'s rate (``Triager.score`` in batches of 1,000, the workspace's cue
+    lists) beside bare vaderSentiment on the same texts, in this run (vaderSentiment comes with
+    the ``train`` group: without it, its figure is null)."""
+    from bench.triage import score_rate
+    from crisiscomms.core.settings import Settings
+    from crisiscomms.reactions.triage.workspace import workspace_triager
+
+    texts = crowd_texts(count)
+    settings = Settings(playbooks_dir=ROOT / "playbooks", _env_file=None)  # type: ignore[call-arg]
+    ours = score_rate(texts, triager=workspace_triager(settings))
+    try:
+        from bench.triage import vader_labels
+
+        _, vader = vader_labels(texts)
+    except ImportError:
+        vader = None
+    return {"score_texts_per_s": round(ours),
+            "vader_texts_per_s": None if vader is None else round(vader),
+            "score_vs_vader": None if vader is None else round(ours / vader, 2)}
 
 
 if __name__ == "__main__":
