@@ -58,7 +58,7 @@ from pydantic import SecretStr
 from sendgrid import SendGridAPIClient
 
 from crisiscomms.channels.base import BaseChannel
-from crisiscomms.channels.redaction import BEARER, install_redaction
+from crisiscomms.core.redaction import BEARER, install_redaction
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     CUSTOMER_LIST,

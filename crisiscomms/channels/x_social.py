@@ -50,8 +50,8 @@ import tweepy
 from pydantic import SecretStr
 
 from crisiscomms.channels.base import BaseChannel
-from crisiscomms.channels.redaction import BEARER, install_redaction
 from crisiscomms.core.settings import Settings
+from crisiscomms.core.x_http import X_API_HOST, RebasedSession, install_x_redaction
 from crisiscomms.delivery.contract import (
     ChannelLimits,
     DeliveryResult,
@@ -60,25 +60,6 @@ from crisiscomms.delivery.contract import (
     RenderedMessage,
 )
 from crisiscomms.render.limits import limit_problems
-
-X_API_HOST = "https://api.twitter.com"
-"""The prefix tweepy hard-codes; :class:`RebasedSession` replaces it with ``base_url``."""
-
-_REDACTIONS = (
-    BEARER,
-    (
-        re.compile(
-            r"(oauth_(?:consumer_key|token|signature)(?:=\"?|%3D|['\"],\s*['\"]))[^&\s'\",)]+"
-        ),
-        r"\1[redacted]",
-    ),
-    (re.compile(r"((?:client_key|resource_owner_key)=)[^,>\s]+"), r"\1[redacted]"),
-)
-_REDACTED_LOGGERS = (
-    "tweepy.client",
-    "requests_oauthlib.oauth1_auth",
-    "oauthlib.oauth1.rfc5849",
-)
 
 
 def _secret(value: SecretStr | str | None) -> SecretStr | None:
@@ -89,29 +70,6 @@ def _secret(value: SecretStr | str | None) -> SecretStr | None:
 
 def _reveal(value: SecretStr | None) -> str | None:
     return None if value is None else value.get_secret_value()
-
-
-class RebasedSession(requests.Session):
-    """A ``requests.Session`` that sends tweepy's ``https://api.twitter.com`` requests to
-    ``base_url`` instead, and gives every request a timeout."""
-
-    def __init__(self, base_url: str, timeout_s: float) -> None:
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-
-    def request(
-        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        if isinstance(method, bytes):
-            method = method.decode()
-        if isinstance(url, bytes):
-            url = url.decode()
-        if url.startswith(X_API_HOST):
-            url = self.base_url + url[len(X_API_HOST):]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout_s
-        return super().request(method, url, *args, **kwargs)
 
 
 def _reset_in(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
@@ -222,7 +180,7 @@ class XChannel(BaseChannel):
             raise ValueError("timeout_s must be positive")
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        install_redaction(_REDACTED_LOGGERS, _REDACTIONS)
+        install_x_redaction()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self | None:

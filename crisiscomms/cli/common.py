@@ -114,6 +114,13 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+def listen_app(settings: Settings, triager: Any) -> Any:
+    """The listening app (``crisiscomms listen``'s), for a drill's reacting crowd."""
+    from crisiscomms.api.listen import create_app
+
+    return create_app(settings, triager=triager)
+
+
 def publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
     _prefect_defaults()
     from crisiscomms.flows.run_playbook import run_stage

@@ -38,7 +38,8 @@ def drill(
     settings = common.load_settings()
     report = common.run_or_exit(lambda: run_drill(playbook_name=playbook, recipients=recipients,
                                     publish=common.publish, base=settings, facts_file=facts,
-                                    out=out_dir, reactions=reactions))
+                                    out=out_dir, reactions=reactions,
+                                    listen_app=common.listen_app))
     if as_json:
         sys.stdout.write(dumps(report) + "\n")
     else:
@@ -163,7 +164,8 @@ def demo(
     report = common.run_or_exit(lambda: run_drill(playbook_name="outage", recipients=recipients,
                                     publish=common.publish, base=settings,
                                     data_dir=settings.data_dir,
-                                    emulators=(pair, sg_key, x_token), reactions=reactions))
+                                    emulators=(pair, sg_key, x_token), reactions=reactions,
+                                    listen_app=common.listen_app))
     _print_drill(report)
     site = settings.resolved_status_page_dir / "site"
     server = serve_status_page(site, port=status_port)

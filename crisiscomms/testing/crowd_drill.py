@@ -23,7 +23,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,14 +86,17 @@ def drill_listening_env(listen_url: str) -> dict[str, str]:
     }
 
 
-@contextmanager
-def listening_app(settings: Settings, triager: Triager, port: int) -> Iterator[str]:
-    """The listening app on 127.0.0.1:``port`` in a thread, until the block ends; its URL."""
-    from crisiscomms.api.listen import create_app
+ListenAppFactory = Callable[[Settings, Triager], Any]
+"""Makes the listening ASGI app (``crisiscomms.api.listen.create_app``): the face that runs a
+drill passes it in, since ``testing`` may not import a face."""
 
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, triager=triager),
-                                           host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
+
+@contextmanager
+def listening_app(make_app: ListenAppFactory, settings: Settings, triager: Triager,
+                  port: int) -> Iterator[str]:
+    """The listening app on 127.0.0.1:``port`` in a thread, until the block ends; its URL."""
+    server = uvicorn.Server(uvicorn.Config(make_app(settings, triager), host="127.0.0.1",
+                                           port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, name="drill-listen", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -299,5 +302,5 @@ def crowd_report(engine: Engine, incident_id: int, crowds: Sequence[Played]) -> 
     }
 
 
-__all__ = ["Played", "crowd_report", "drill_listening_env", "free_port", "listening_app",
-           "play_crowd"]
+__all__ = ["ListenAppFactory", "Played", "crowd_report", "drill_listening_env", "free_port",
+           "listening_app", "play_crowd"]

@@ -37,6 +37,7 @@ from crisiscomms.playbook.loader import load_playbook
 from crisiscomms.testing.audiences import ensure_drill_audience
 from crisiscomms.testing.crowd import CSAT
 from crisiscomms.testing.crowd_drill import (
+    ListenAppFactory,
     Played,
     crowd_report,
     drill_listening_env,
@@ -156,6 +157,7 @@ def run_drill(
     data_dir: Path | None = None,
     emulators: tuple[EmulatorPair, str, str] | None = None,
     reactions: int = 0,
+    listen_app: ListenAppFactory | None = None,
 ) -> dict[str, Any]:
     """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers.
 
@@ -163,7 +165,10 @@ def run_drill(
     (:mod:`crisiscomms.testing.crowd_drill`): before the resolution stage (or after the only
     stage) X replies and mentions, email replies, tickets and provider events, then the
     watcher's pass (spikes, alerts, automatic replies); after the resolution, CSAT ratings
-    (a tenth of them). The report gains ``reactions``."""
+    (a tenth of them). The report gains ``reactions``. ``listen_app`` makes the listening app
+    (the face running the drill passes ``crisiscomms.api.listen.create_app``'s wrapper)."""
+    if reactions > 0 and listen_app is None:
+        raise ValueError("a drill with reactions needs listen_app (the listening app factory)")
     started = time.perf_counter()
     playbook = load_playbook(playbook_name, base.playbooks_dir)  # unknown playbook: fail first
     playbook.check_channels(CHANNEL_CLASSES)
@@ -209,8 +214,9 @@ def run_drill(
             incident_id = None
             crowd: _CrowdRun | None = None
             if reactions > 0:
+                assert listen_app is not None
                 crowd = _CrowdRun(settings, engine, pair, reactions, listen_port,
-                                  vip=playbook.listening.vip)
+                                  vip=playbook.listening.vip, make_app=listen_app)
                 stack.enter_context(crowd.running())
             last = playbook.stages[-1]
             resolves = len(playbook.stages) > 1 and last.incident_status == "resolved"
@@ -294,11 +300,11 @@ class _CrowdRun:
     emulator posts its signed events to it), the crowd's reactions, the watcher's pass."""
 
     def __init__(self, settings: Settings, engine: Any, pair: EmulatorPair, count: int,
-                 port: int, *, vip: tuple[str, ...]) -> None:
+                 port: int, *, vip: tuple[str, ...], make_app: ListenAppFactory) -> None:
         from crisiscomms.reactions.triage.workspace import workspace_triager
 
         self.settings, self.engine, self.pair, self.port = settings, engine, pair, port
-        self.count, self.vip = count, vip
+        self.count, self.vip, self.make_app = count, vip, make_app
         self.ratings = count // 10
         self.triager = workspace_triager(settings)
         self.url = f"http://127.0.0.1:{port}"
@@ -308,7 +314,7 @@ class _CrowdRun:
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        with listening_app(self.settings, self.triager, self.port):
+        with listening_app(self.make_app, self.settings, self.triager, self.port):
             self.pair.sendgrid.set_event_webhook(self.url + "/v1/sendgrid/events")
             try:
                 yield

@@ -23,7 +23,6 @@ Decisions:
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,8 +35,8 @@ import tweepy
 from pydantic import SecretStr
 
 from crisiscomms.core.settings import Settings
+from crisiscomms.core.x_http import X_API_HOST, RebasedSession, install_x_redaction
 
-X_API_HOST = "https://api.twitter.com"
 TWEET_FIELDS = ("author_id", "conversation_id", "created_at", "in_reply_to_user_id", "lang",
                 "referenced_tweets")
 """What listening asks of every post: who, which thread, when, in which language, answering
@@ -52,52 +51,6 @@ DEFAULT_429_WAIT_S = 60.0
 """A 429 without ``x-rate-limit-reset`` waits this long."""
 
 log = logging.getLogger(__name__)
-
-_REDACT = (
-    (re.compile(r"Bearer\s+[^\s'\",}]+"), "Bearer [redacted]"),
-    (re.compile(r"(oauth_(?:consumer_key|token|signature)(?:=\"?|%3D))[^&\s'\",)]+"),
-     r"\1[redacted]"),
-)
-
-
-class _RedactAuthorization(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = message
-        for pattern, replacement in _REDACT:
-            redacted = pattern.sub(replacement, redacted)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-def _install_redaction() -> None:
-    for name in ("tweepy.client", "requests_oauthlib.oauth1_auth", "oauthlib.oauth1.rfc5849"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactAuthorization) for f in logger.filters):
-            logger.addFilter(_RedactAuthorization())
-
-
-class _RebasedSession(requests.Session):
-    """Sends tweepy's ``https://api.twitter.com`` requests to ``base_url``, with a timeout."""
-
-    def __init__(self, base_url: str, timeout_s: float) -> None:
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-
-    def request(self, method: str | bytes, url: str | bytes, *args: Any,
-                **kwargs: Any) -> requests.Response:
-        if isinstance(method, bytes):
-            method = method.decode()
-        if isinstance(url, bytes):
-            url = url.decode()
-        if url.startswith(X_API_HOST):
-            url = self.base_url + url[len(X_API_HOST):]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout_s
-        return super().request(method, url, *args, **kwargs)
-
 
 class XReadError(Exception):
     """X could not be read (unreachable, 5xx, refused credentials, an answer that is not X's).
@@ -205,7 +158,7 @@ class XReader:
             raise ValueError("base_url must be an http(s) URL")
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
-        _install_redaction()
+        install_x_redaction()
         self.base_url = base_url.rstrip("/")
         self.gate = gate or RateGate()
         self._client = tweepy.Client(
@@ -213,7 +166,7 @@ class XReader:
             consumer_secret=_reveal(consumer_secret), access_token=_reveal(access_token),
             access_token_secret=_reveal(access_token_secret),
             return_type=requests.Response, wait_on_rate_limit=False)
-        self._client.session = _RebasedSession(self.base_url, timeout_s)
+        self._client.session = RebasedSession(self.base_url, timeout_s)
         self._me: XUser | None = None
 
     @classmethod
