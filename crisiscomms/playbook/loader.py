@@ -238,6 +238,22 @@ def available_playbooks(playbooks_dir: Path) -> list[str]:
     return sorted(p.stem for p in playbooks_dir.glob("*.yaml"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping: plain YAML keeps the last
+    silently, so a second ``listening:`` (or ``qa:``) would throw the first away unseen."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_playbook(name: str, playbooks_dir: Path) -> Playbook:
     """Load ``<playbooks_dir>/<name>.yaml``; a clear PlaybookError names what is wrong."""
     path = playbooks_dir / f"{name}.yaml"
@@ -246,7 +262,7 @@ def load_playbook(name: str, playbooks_dir: Path) -> Playbook:
         raise PlaybookError(f"unknown playbook {name!r} (available: {known})", playbook=name,
                             reason=f"unknown playbook (available: {known})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise PlaybookError(f"playbook {name!r}: invalid YAML: {exc}", playbook=name,
                             reason=f"invalid YAML: {exc}") from None

@@ -59,6 +59,9 @@ def test_unknown_playbook_names_the_available_ones() -> None:
     ("name: bad\ntitle: t\nrequired_facts: [colour]\nstages:\n - {id: a, title: A, "
      "incident_status: investigating}\n", "colour"),
     ("name: [unclosed\n", "invalid YAML"),
+    # a key twice: plain YAML keeps the last silently (a second `listening:` lost the first)
+    ("name: bad\ntitle: t\nstages:\n - {id: a, title: A, incident_status: investigating}\n"
+     "listening: {vip: ['@a']}\nlistening: {vip: ['@b']}\n", "found the key 'listening' twice"),
 ])
 def test_invalid_playbooks_are_refused(tmp_path, text: str, match: str) -> None:
     (tmp_path / "bad.yaml").write_text(text)
