@@ -107,6 +107,9 @@ def test_shipped_templates_are_all_approved_provisionally_by_the_example_key() -
     for key in EXAMPLE_KEYS:
         listed = lock.registry.get(key)
         assert listed is not None and listed.may_sign == {"provisional"}
+        # no OS account: on a user's machine nobody acts as an example key by default (a
+        # shipped key naming root made every root user two identities at once)
+        assert listed.os_user is None
     assert not lock.invalid
 
 
