@@ -39,7 +39,7 @@ from crisiscomms.reactions.triage.cues import (
     other_lexicon,
 )
 from crisiscomms.reactions.triage.model import SentimentModel
-from crisiscomms.reactions.triage.text import fold, tokens
+from crisiscomms.reactions.triage.text import fold, shapes, tokens
 
 NEGATIVE_KINDS = frozenset({"complaint", "safety", "legal"})
 """Cue kinds that make a text negative (press does not: a journalist asking is neutral)."""
@@ -122,7 +122,8 @@ class Triager:
         kinds = [cue_reasons(r) for r in reasons]
         langs = [language.detect_words(t, w) for t, w in zip(texts, words, strict=True)]
         if model is not None:
-            proba = model.predict_words(words, kinds)
+            proba = model.predict_words(words, [k | shapes(t) for k, t in
+                                                zip(kinds, texts, strict=True)])
             labels = model.labels(proba)
             p_neg, p_pos = proba[:, 0].tolist(), proba[:, 2].tolist()
         out = []
