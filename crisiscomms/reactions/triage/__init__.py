@@ -14,8 +14,9 @@ batch (docs/triage.md has the model card and the figures):
    reason (``"safety: burn"``) and makes the reaction need a human; so does a VIP author;
 3. detect the language (``language.py``, fastText's offline model);
 4. English (or undetected) text: the sentiment model (``model.py``, numpy, a linear model over
-   n-grams, VADER-lexicon and cue features, trained by ``training.py``) gives P(negative,
-   neutral, positive); score = P(positive) - P(negative). Other languages: no model we trust
+   n-grams, VADER-lexicon, cue and text-shape features, trained by ``training.py``) gives
+   P(negative, neutral, positive), moved to the prior of reactions (``model.REACTION_PRIOR``);
+   score = P(positive) - P(negative). Other languages: no model we trust
    (issue 11), so a small hand-written lexicon (``lexicon_other.yaml``) and the cues;
 5. the domain rule: a complaint, safety or legal cue makes the text negative unless the model
    is confident it is positive ("thanks again!").
@@ -39,7 +40,7 @@ from crisiscomms.reactions.triage.cues import (
     other_lexicon,
 )
 from crisiscomms.reactions.triage.model import SentimentModel
-from crisiscomms.reactions.triage.text import fold, tokens
+from crisiscomms.reactions.triage.text import fold, shapes, tokens
 
 NEGATIVE_KINDS = frozenset({"complaint", "safety", "legal"})
 """Cue kinds that make a text negative (press does not: a journalist asking is neutral)."""
@@ -122,7 +123,8 @@ class Triager:
         kinds = [cue_reasons(r) for r in reasons]
         langs = [language.detect_words(t, w) for t, w in zip(texts, words, strict=True)]
         if model is not None:
-            proba = model.predict_words(words, kinds)
+            proba = model.predict_words(words, [k | shapes(t) for k, t in
+                                                zip(kinds, texts, strict=True)])
             labels = model.labels(proba)
             p_neg, p_pos = proba[:, 0].tolist(), proba[:, 2].tolist()
         out = []

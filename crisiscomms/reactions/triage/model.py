@@ -29,7 +29,18 @@ SHIPPED = "sentiment_model.npz"
 NEGATORS = frozenset({"not", "no", "never", "t", "nobody", "nothing", "cannot", "cant", "dont",
                       "wont", "isnt", "nor", "none", "without", "neither", "nowhere"})
 """Words (after tokenizing: "don't" → "don", "t") that flip the lexicon words following them."""
-CUE_FEATURES = ("complaint", "safety", "legal", "press")
+CUE_FEATURES = ("complaint", "safety", "legal", "press", "caps", "exclaims", "questions")
+"""Kinds of cue matched, and shapes of the raw text (``text.shapes``), each a feature."""
+REACTION_PRIOR = (0.55, 0.30, 0.15)
+"""Class prior (negative, neutral, positive) of the texts triage scores in production: reactions
+addressed to the company during an incident (replies, mentions, tickets, CSAT comments). The
+training data (general tweets and review snippets) is about a third of each class; people who
+write to a company while it is having an incident mostly report a problem or complain, some ask
+a question, few say thanks. A domain-knowledge setting, not fitted on any labelled set: the
+model's probabilities are moved from the training prior (``meta["train_prior"]``) to this one
+(the standard label-shift correction: add log(prior / train prior) to the logits), and the
+decision threshold is tuned on the non-airline tune split weighted to this prior
+(docs/triage.md)."""
 _ZEROS = itertools.repeat(0)
 
 
@@ -64,6 +75,17 @@ class SentimentModel:
     _tables: _WordTables | None = field(default=None, init=False, repr=False)
 
     @property
+    def prior_shift(self) -> np.ndarray:
+        """Added to the logits: log(REACTION_PRIOR / the training prior); zeros for a model
+        without ``meta["train_prior"]`` (or with ``meta["reaction_prior"]`` null)."""
+        train_prior = self.meta.get("train_prior")
+        target = self.meta.get("reaction_prior", REACTION_PRIOR)
+        if not train_prior or not target:
+            return np.zeros(3, dtype=np.float64)
+        return np.log(np.asarray(target, dtype=np.float64)
+                      / np.asarray(train_prior, dtype=np.float64))
+
+    @property
     def negative_threshold(self) -> float:
         """P(negative) at or above which a text is negative (tuned on non-airline data)."""
         return float(self.meta.get("negative_threshold", 0.5))
@@ -82,7 +104,7 @@ class SentimentModel:
             ids.extend(set(map(get, feats, _ZEROS)))
         logits = np.add.reduceat(self.weights[np.asarray(ids, dtype=np.int64)],
                                  np.asarray(offsets, dtype=np.int64), axis=0) + self.bias
-        return _softmax(logits)
+        return _softmax(logits + self.prior_shift)
 
     def predict_words(self, words: Sequence[Sequence[str]],
                       cue_kinds: Sequence[Iterable[str]]) -> np.ndarray:
@@ -135,7 +157,7 @@ class SentimentModel:
         logits = np.empty((n, 3), dtype=np.float64)
         for c in range(3):
             logits[:, c] = np.bincount(who, weights=self.weights[row, c], minlength=n)
-        return _softmax(logits + self.bias)
+        return _softmax(logits + self.bias + self.prior_shift)
 
     @property
     def tables(self) -> _WordTables:

@@ -20,6 +20,22 @@ _NUMBER = re.compile(r"\b\d+\b")
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff66-\uff9f]")
 """Kana, CJK ideographs, Hangul, half-width katakana: scripts written without spaces."""
 _KANA = re.compile("[\u3040-\u30ff\uff66-\uff9f]")
+_CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
+SHAPES = ("caps", "exclaims", "questions")
+"""Shapes of the raw text the model sees as features (``~cue:caps``...): two or more words
+in capitals of three letters or more ("WHY IS NOBODY ANSWERING"), "!!", "??" or "?!"."""
+
+
+def shapes(text: str) -> set[str]:
+    """The :data:`SHAPES` of one raw (unfolded) text: shouting and repeated punctuation."""
+    out: set[str] = set()
+    if "!!" in text:
+        out.add("exclaims")
+    if "??" in text or "?!" in text or "!?" in text:
+        out.add("questions")
+    if len(_CAPS_WORD.findall(text)) >= 2:
+        out.add("caps")
+    return out
 
 
 def fold(text: str) -> str:

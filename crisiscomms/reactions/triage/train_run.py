@@ -2,7 +2,8 @@
 
 The candidate replaces the current model (the workspace's ``triage_model_path`` if it exists,
 else the shipped one) only when its macro-F1 on the held-out non-airline test split (plus the
-held-out corrections) is higher. The airline tweets are reported, never used to decide.
+held-out corrections), weighted to the prior of reactions (``model.REACTION_PRIOR``), is
+higher. The airline tweets are reported, never used to decide.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from crisiscomms.reactions.triage.corpora import (
     vader_lexicon,
 )
 from crisiscomms.reactions.triage.corrections import corrected_examples
+from crisiscomms.reactions.triage.model import REACTION_PRIOR
 from crisiscomms.reactions.triage.training import (
     CORRECTION_WEIGHT,
     SEED,
@@ -68,8 +70,9 @@ def run_training(settings: Settings, *, engine: Engine | None, check: bool,
     current_path = settings.triage_model_path if (
         settings.triage_model_path and settings.triage_model_path.is_file()) else None
     current = sentiment_model.load(current_path)
-    cand_fig = evaluate(Triager(model=candidate), compare)
-    cur_fig = evaluate(Triager(model=current), compare) if current else None
+    # compared where they will work: the held-out texts weighted to the prior of reactions
+    cand_fig = evaluate(Triager(model=candidate), compare, REACTION_PRIOR)
+    cur_fig = evaluate(Triager(model=current), compare, REACTION_PRIOR) if current else None
     gain = cand_fig.macro_f1 - (cur_fig.macro_f1 if cur_fig else 0.0)
     better = cur_fig is None or gain >= IMPROVEMENT
     target = model_target(settings, output)
@@ -81,7 +84,8 @@ def run_training(settings: Settings, *, engine: Engine | None, check: bool,
     summary = [
         f"cross-validation (macro-F1): {report.cv}; C={report.c}; "
         f"P(negative) threshold {report.negative_threshold} (tuned on non-airline data)",
-        f"held-out test split ({cand_fig.n} texts): candidate macro-F1 {cand_fig.macro_f1}, "
+        f"held-out test split ({cand_fig.n} texts, weighted to the reaction prior "
+        f"{list(REACTION_PRIOR)}): candidate macro-F1 {cand_fig.macro_f1}, "
         + (f"current ({where}) {cur_fig.macro_f1}: {gain:+.4f}" if cur_fig else "no current"),
     ]
     for name, fig in report.figures.items():

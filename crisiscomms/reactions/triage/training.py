@@ -7,7 +7,8 @@ Steps: load the public data (``corpora.py``; airline texts held out everywhere) 
 people's corrections; split by text hash (train 80 % / tune 10 % / test 10 %); choose the
 regularization by 3-fold cross-validation on train; fit multinomial logistic regression
 (lbfgs, fixed seed) on binary features; keep the 60,000 strongest features; tune the
-decision threshold on the tune split (non-airline only); report figures on the test split,
+decision threshold on the tune split (non-airline only, weighted to ``REACTION_PRIOR``, the
+prior the model's probabilities are moved to at scoring time); report figures on the test split,
 on held-out corrections and on the airline tweets; compare with the current model on the
 non-airline test split (+ held-out corrections), which decides whether it is replaced.
 """
@@ -24,8 +25,13 @@ import numpy as np
 
 from crisiscomms.reactions.triage import Triager
 from crisiscomms.reactions.triage.corpora import Example, fold_of, split_of
-from crisiscomms.reactions.triage.model import CLASSES, SentimentModel, features
-from crisiscomms.reactions.triage.text import fold, tokens
+from crisiscomms.reactions.triage.model import (
+    CLASSES,
+    REACTION_PRIOR,
+    SentimentModel,
+    features,
+)
+from crisiscomms.reactions.triage.text import fold, shapes, tokens
 
 SEED = 20261201
 C_GRID = (0.3, 1.0)
@@ -52,22 +58,31 @@ class Figures:
         return asdict(self)
 
 
-def figures(truth: Sequence[str], predicted: Sequence[str]) -> Figures:
-    """Accuracy, macro-F1 over the three classes, recall and precision of negative."""
+def figures(truth: Sequence[str], predicted: Sequence[str],
+            prior: Sequence[float] | None = None) -> Figures:
+    """Accuracy, macro-F1 over the three classes, recall and precision of negative.
+    ``prior`` (negative, neutral, positive): weight each text so that the classes have these
+    shares (what the figures would be on a set with that prior; the label-shift view)."""
     n = len(truth)
     if n == 0:
         return Figures(0, 0.0, 0.0, 0.0, 0.0)
+    weight = dict.fromkeys(CLASSES, 1.0)
+    if prior is not None:
+        share = Counter(truth)
+        weight = {c: p * n / share[c] if share[c] else 0.0
+                  for c, p in zip(CLASSES, prior, strict=True)}
+    ws = [weight[t] for t in truth]
     f1s, neg_r, neg_p = [], 0.0, 0.0
     for c in CLASSES:
-        tp = sum(t == c and p == c for t, p in zip(truth, predicted, strict=True))
-        actual = sum(t == c for t in truth)
-        said = sum(p == c for p in predicted)
+        tp = sum(w for t, p, w in zip(truth, predicted, ws, strict=True) if t == c and p == c)
+        actual = sum(w for t, w in zip(truth, ws, strict=True) if t == c)
+        said = sum(w for p, w in zip(predicted, ws, strict=True) if p == c)
         recall = tp / actual if actual else 0.0
         precision = tp / said if said else 0.0
         f1s.append(2 * recall * precision / (recall + precision) if tp else 0.0)
         if c == "negative":
             neg_r, neg_p = recall, precision
-    accuracy = sum(t == p for t, p in zip(truth, predicted, strict=True)) / n
+    accuracy = sum(w for t, p, w in zip(truth, predicted, ws, strict=True) if t == p) / sum(ws)
     return Figures(n, round(accuracy, 4), round(sum(f1s) / 3, 4), round(neg_r, 4),
                    round(neg_p, 4))
 
@@ -80,9 +95,10 @@ def predict_with(triager: Triager, texts: Sequence[str], batch: int = 2000) -> l
     return out
 
 
-def evaluate(triager: Triager, examples: Sequence[Example]) -> Figures:
+def evaluate(triager: Triager, examples: Sequence[Example],
+             prior: Sequence[float] | None = None) -> Figures:
     return figures([e.label for e in examples],
-                   predict_with(triager, [e.text for e in examples]))
+                   predict_with(triager, [e.text for e in examples]), prior)
 
 
 @dataclass
@@ -93,6 +109,7 @@ class TrainReport:
     cv: dict[str, float] = field(default_factory=dict)
     c: float = 1.0
     negative_threshold: float = 0.5
+    train_prior: list[float] = field(default_factory=list)
     figures: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,7 +124,7 @@ def _featurize(examples: Sequence[Example], lexicon: dict[str, float],
         folded = fold(e.text)
         words = tokens(folded)
         kinds = {r.split(":", 1)[0] for r in matcher.match(folded, words)}
-        out.append(features(words, sorted(kinds), lexicon))
+        out.append(features(words, sorted(kinds | shapes(e.text)), lexicon))
     return out
 
 
@@ -177,10 +194,19 @@ def train(examples: Sequence[Example], lexicon: dict[str, float], *,
     report.c = best[1]
     index, w, b = _fit(feats, labels, weights, report.c, KEEP_FEATURES)
     model = SentimentModel(index, w, b, lexicon, dict(meta or {}))
+    # the label-shift correction to the prior of reactions (model.REACTION_PRIOR): the training
+    # prior is the weighted class shares of the training split
+    total = sum(weights)
+    model.meta["train_prior"] = [
+        round(sum(x for label, x in zip(labels, weights, strict=True) if label == c) / total, 6)
+        for c in CLASSES]
+    model.meta["reaction_prior"] = list(REACTION_PRIOR)
+    report.train_prior = model.meta["train_prior"]
+    # the threshold: macro-F1 of the whole pipeline on the tune split weighted to that prior
     tune_best = (-1.0, 0.5)
     for t in THRESHOLDS:
         model.meta["negative_threshold"] = t
-        f1 = evaluate(Triager(model=model), split["tune"]).macro_f1
+        f1 = evaluate(Triager(model=model), split["tune"], REACTION_PRIOR).macro_f1
         if f1 > tune_best[0]:
             tune_best = (f1, t)
     report.negative_threshold = model.meta["negative_threshold"] = tune_best[1]
@@ -201,4 +227,6 @@ def figure_sets(triager: Triager, test: Sequence[Example],
         sets[f"test_{source}"] = [e for e in test if e.source == source]
     if airline:
         sets["airline"] = airline
-    return {name: evaluate(triager, items).as_dict() for name, items in sets.items()}
+    out = {name: evaluate(triager, items).as_dict() for name, items in sets.items()}
+    out["test_at_reaction_prior"] = evaluate(triager, test, REACTION_PRIOR).as_dict()
+    return out
