@@ -131,7 +131,9 @@ class Triager:
         for i, text_reasons in enumerate(reasons):
             lang = langs[i]
             label, score, positive = "neutral", 0.0, 0.0
-            if model is not None and lang in (None, "en"):
+            if not words[i]:
+                pass  # no word, no evidence: neutral (the model's prior alone leans negative)
+            elif model is not None and lang in (None, "en"):
                 label, positive = labels[i], p_pos[i]
                 score = positive - p_neg[i]
             elif lang not in (None, "en"):
