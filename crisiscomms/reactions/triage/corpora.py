@@ -90,11 +90,10 @@ def vader_sdist(cache: Path) -> Path:
     target = cache / VADER_SDIST
     if not target.is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        pip = [sys.executable, "-m", "pip"]
-        if subprocess.run([*pip, "--version"], capture_output=True).returncode != 0:
-            pip = ["python3", "-m", "pip"]
-        subprocess.run([*pip, "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                        f"vaderSentiment=={VADER_VERSION}", "-d", str(cache)], check=True)
+        # pip is in the ``train`` group: the environment's own, whatever ``python3`` on PATH is
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--no-binary", ":all:", f"vaderSentiment=={VADER_VERSION}",
+                        "-d", str(cache)], check=True)
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     if digest != VADER_SDIST_SHA256:
         raise ValueError(f"{target}: sha256 {digest}, expected {VADER_SDIST_SHA256}")
