@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -49,6 +47,7 @@ from crisiscomms.reactions.sources import csat
 from crisiscomms.reactions.sources.x_client import XReader
 from crisiscomms.reactions.sources.x_mentions import poll_once
 from crisiscomms.reactions.triage import Triager
+from crisiscomms.testing.asgi import serve_app
 from crisiscomms.testing.crowd import (
     CSAT,
     EMAIL_REPLY,
@@ -95,21 +94,8 @@ drill passes it in, since ``testing`` may not import a face."""
 def listening_app(make_app: ListenAppFactory, settings: Settings, triager: Triager,
                   port: int) -> Iterator[str]:
     """The listening app on 127.0.0.1:``port`` in a thread, until the block ends; its URL."""
-    server = uvicorn.Server(uvicorn.Config(make_app(settings, triager), host="127.0.0.1",
-                                           port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, name="drill-listen", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if not server.started:
-        server.should_exit = True
-        raise RuntimeError(f"the listening app did not start on port {port}")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_app(make_app(settings, triager), port, name="drill-listen") as url:
+        yield url
 
 
 @dataclass

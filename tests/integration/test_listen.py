@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -36,6 +34,7 @@ from crisiscomms.playbook.loader import load_playbook
 from crisiscomms.reactions import signatures as sig
 from crisiscomms.reactions.models import Reaction
 from crisiscomms.reactions.sources import csat
+from crisiscomms.testing.asgi import serve_app
 from crisiscomms.testing.audiences import drill_recipients
 from crisiscomms.testing.drill import workspace_environment
 from crisiscomms.testing.emulators import EmulatorPair, start_emulators
@@ -109,18 +108,9 @@ def listening(tmp_path: Path, emus: EmulatorPair,
         insert_recipients(session, drill_recipients(RECIPIENTS, locales=("en", "de")))
     from crisiscomms.api.listen import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield Listening(base, settings, engine, emus)
-    emus.sendgrid.set_event_webhook(None)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(settings), port, name="listen"):
+        yield Listening(base, settings, engine, emus)
+        emus.sendgrid.set_event_webhook(None)
     engine.dispose()
 
 

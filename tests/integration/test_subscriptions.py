@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from repo_paths import PROJECT_ROOT
 from sqlmodel import Session, select
@@ -27,6 +24,7 @@ from crisiscomms.delivery.ledger import stream_audience
 from crisiscomms.identity.identities import Identity, system_identity
 from crisiscomms.statuspage import model
 from crisiscomms.statuspage.page import StatusPage
+from crisiscomms.testing.asgi import serve_app
 from crisiscomms.testing.drill import workspace_environment
 from crisiscomms.testing.emulators import EmulatorPair, start_emulators
 
@@ -64,17 +62,8 @@ def server(tmp_path: Path, emus: EmulatorPair,
                page_url=settings.status_page_url).change(
         lambda state: model.ensure_components(state, ["API", "Dashboard"],
                                               "2026-11-23T09:00:00.000+00:00"))
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    yield base, settings
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(settings), port, name="subscriptions"):
+        yield base, settings
 
 
 def subscribers(settings: Settings) -> list[Recipient]:
