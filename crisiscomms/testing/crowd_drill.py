@@ -160,9 +160,7 @@ def play_crowd(engine: Engine, settings: Settings, pair: EmulatorPair, *, incide
     with Session(engine) as session:
         published = published_from_db(session, incident_id, our_address=settings.email_from)
     secret = settings.csat_secret.get_secret_value() if settings.csat_secret else ""
-    sources = {X_REPLY: 0.25, X_MENTION: 0.12, EMAIL_REPLY: 0.20, TICKET: 0.13, CSAT: 0.10,
-               EVENT: 0.20}
-    chosen = {s: w for s, w in sources.items()
+    chosen = {s: w for s, w in CrowdMix().sources.items()
               if (only is None or s in only) and s not in skip}
     crowd = Crowd(published, seed=seed, vip=vip, mix=CrowdMix(sources=chosen),
                   started_at=time.time() - 600,
@@ -224,29 +222,30 @@ def crowd_report(engine: Engine, incident_id: int, crowds: Sequence[Played]) -> 
             select(col(DeliveryEvent.event_key))
             .where(col(DeliveryEvent.incident_id) == incident_id)).scalars().all()
     by_source: dict[str, dict[str, int]] = {}
-    for source, _sid, message_id, _loc, sentiment, flagged in rows:
-        name = "x" if str(source) in (X_REPLY, X_MENTION) else str(source)
-        row = by_source.setdefault(name, {"sent": 0, "stored": 0, "linked": 0,
-                                          "needs_human": 0, "negative": 0})
-        row["stored"] += 1
-        row["linked"] += message_id is not None
-        row["needs_human"] += bool(flagged)
-        row["negative"] += str(sentiment) == "negative"
-    for item in items:
-        if item.source == EVENT:
-            continue
-        name = "x" if item.source in (X_REPLY, X_MENTION) else item.source
-        by_source.setdefault(name, {"sent": 0, "stored": 0, "linked": 0, "needs_human": 0,
-                                    "negative": 0})["sent"] += 1
-    # triage against the crowd's labels, and linking against what each item answered
+
+    def counts(source: str) -> dict[str, int]:
+        name = "x" if source in (X_REPLY, X_MENTION) else source  # one row for X's two kinds
+        return by_source.setdefault(name, dict.fromkeys(
+            ("sent", "stored", "linked", "needs_human", "negative"), 0))
+
+    # what was stored, and (by source id) what triage and linking said of it
     stored: dict[tuple[str, str], tuple[int | None, str | None, str, bool]] = {}
     prefixes: dict[tuple[str, str], tuple[int | None, str | None, str, bool]] = {}
     for source, sid, message_id, locale, sentiment, flagged in rows:
         name = "x" if str(source) in (X_REPLY, X_MENTION) else str(source)
+        row = counts(str(source))
+        row["stored"] += 1
+        row["linked"] += message_id is not None
+        row["needs_human"] += bool(flagged)
+        row["negative"] += str(sentiment) == "negative"
         value = (message_id, locale, str(sentiment), bool(flagged))
         stored[(name, str(sid))] = value
         if name == TICKET:
             prefixes[(name, str(sid).rsplit(":", 1)[0] + ":")] = value
+    for item in items:
+        if item.source != EVENT:
+            counts(item.source)["sent"] += 1
+    # triage against the crowd's labels, and linking against what each item answered
     agree = linked_right = linked_expected = 0
     tp = fp = fn = htp = hfp = hfn = compared = 0
     for item, played in pairs:
