@@ -45,6 +45,9 @@ recipients_app = typer.Typer(help="Recipients: import and validate.", no_args_is
 app.add_typer(recipients_app, name="recipients")
 reactions_app = typer.Typer(help="Reactions: score, correct, train, watch.", no_args_is_help=True)
 app.add_typer(reactions_app, name="reactions")
+users_app = typer.Typer(help="Who may sign in to the dashboard, with which roles.",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")

@@ -80,6 +80,10 @@ def approve_cmd(
         help="The name shown beside the approval (display only: the approver is your OS "
              "account or signing key)")] = None,
     publish: Annotated[bool, typer.Option(help="Publish at once after approval")] = True,
+    bundle_hash: Annotated[str | None, typer.Option(
+        "--bundle", metavar="HASH",
+        help="The bundle hash you reviewed (12+ characters, as trigger printed it): refused "
+             "when the stage's bundle is no longer that one")] = None,
 ) -> None:
     """Approve the exact rendered bundle of a stage, then publish it."""
     from crisiscomms.incident.service import approve
@@ -89,7 +93,7 @@ def approve_cmd(
     engine = common.open_engine(settings)
     bundle = common.run_or_exit(lambda: approve(
         engine, incident_ref=incident, stage=stage, approver=me,
-        playbooks_dir=settings.playbooks_dir, settings=settings))
+        playbooks_dir=settings.playbooks_dir, settings=settings, seen_hash=bundle_hash))
     if bundle.approval is None:
         out.print(f"first approval of {incident} · {stage} recorded by {me}; the playbook "
                   "needs a second person (another identity): crisiscomms approve "

@@ -30,7 +30,7 @@ from crisiscomms.core.workspace import find_workspace, not_in_workspace_message
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "secret", "xxx", "todo"})
 ENV_PREFIX = "CRISISCOMMS_"
 WORKSPACE_PATHS = ("data_dir", "playbooks_dir", "templates_dir", "status_page_dir",
-                   "triage_model_path")
+                   "triage_model_path", "dashboard_users_path")
 """Settings whose relative values are relative to the workspace root."""
 
 
@@ -196,6 +196,13 @@ class Settings(BaseSettings):
     shipped in the package (relative to the workspace); ``reactions train`` writes here too
     (default: data_dir/triage/sentiment_model.npz)."""
 
+    # dashboard: sign-in and roles
+    dashboard_users_path: Path | None = None
+    """The dashboard's users file (``crisiscomms users add``: ids, roles, Argon2 password
+    hashes; mode 600), relative to the workspace (default: data_dir/dashboard_users.toml)."""
+    dashboard_session_minutes: int = Field(default=720, ge=5, le=7 * 24 * 60)
+    """How long a dashboard sign-in lasts before the password is asked again."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -253,6 +260,10 @@ class Settings(BaseSettings):
     @property
     def resolved_status_page_dir(self) -> Path:
         return self.status_page_dir or self.data_dir / "status_page"
+
+    @property
+    def resolved_dashboard_users_path(self) -> Path:
+        return self.dashboard_users_path or self.data_dir / "dashboard_users.toml"
 
     @property
     def resolved_keys_dir(self) -> Path:

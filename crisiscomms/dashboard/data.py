@@ -1,4 +1,4 @@
-"""Shared access for dashboard pages: one cached engine per database URL."""
+"""Shared access for dashboard pages: the settings, one cached engine per database URL."""
 
 from __future__ import annotations
 
@@ -9,9 +9,19 @@ from crisiscomms.core.database import init_db, make_engine
 from crisiscomms.core.settings import Settings
 
 
-@st.cache_resource
-def engine() -> Engine:
-    settings = Settings()
-    eng = make_engine(settings.resolved_database_url)
+def settings() -> Settings:
+    """This workspace's settings (read each run: cheap, and a changed ``.env`` shows)."""
+    return Settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str) -> Engine:
+    eng = make_engine(url)
     init_db(eng)
     return eng
+
+
+def engine() -> Engine:
+    """The configured database's engine, shared by every session of this process (keyed on
+    the URL, so a test or a changed setting gets its own)."""
+    return _engine(settings().resolved_database_url)

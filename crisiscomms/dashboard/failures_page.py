@@ -32,9 +32,12 @@ import streamlit as st
 
 from crisiscomms.core.settings import Settings
 from crisiscomms.dashboard.data import engine
+from crisiscomms.dashboard.session import require
 from crisiscomms.delivery.ledger import FailureRow
+from crisiscomms.identity.roles import Permission
 from crisiscomms.incident.views import delivery_failures, retry_failed
 
+user = require(Permission.view_failures)
 st.title("Failures")
 st.caption("Deliveries that failed or could not be confirmed, with the provider's reason. "
            "Failed ones can be re-sent at once (same idempotency keys: nobody gets it twice); "

@@ -6,8 +6,11 @@ import streamlit as st
 
 from crisiscomms.channels.registry import channel_names
 from crisiscomms.dashboard.data import engine
+from crisiscomms.dashboard.session import require
+from crisiscomms.identity.roles import Permission
 from crisiscomms.incident.views import incident_overview
 
+user = require(Permission.view_incidents)
 st.title("Incidents")
 
 

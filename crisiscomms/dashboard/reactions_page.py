@@ -19,6 +19,8 @@ import streamlit as st
 from sqlmodel import Session
 
 from crisiscomms.dashboard.data import engine
+from crisiscomms.dashboard.session import require
+from crisiscomms.identity.roles import Permission
 from crisiscomms.reactions.views import (
     automatic_replies,
     flagged,
@@ -29,6 +31,7 @@ from crisiscomms.reactions.views import (
     summary,
 )
 
+user = require(Permission.view_reactions)
 st.title("Reactions")
 
 REFRESH_S = 10

@@ -17,6 +17,8 @@ from crisiscomms.channels.support_desk import SupportDeskChannel
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.settings import Settings
 from crisiscomms.dashboard.data import engine
+from crisiscomms.dashboard.session import require
+from crisiscomms.identity.roles import Permission
 from crisiscomms.incident.views import (
     HoldingStatement,
     holding_statements,
@@ -56,6 +58,7 @@ def show(statement: HoldingStatement, tz: ZoneInfo, now: datetime) -> None:
     st.code(statement.text, language=None, wrap_lines=True)
 
 
+user = require(Permission.view_support)
 st.title("Holding statements")
 st.caption("Say this, word for word: one answer on every channel and from every agent. "
            "Only approved, published statements appear here.")

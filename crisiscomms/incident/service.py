@@ -371,7 +371,7 @@ def load_bundle(session: Session, incident: Incident, stage: str) -> StageBundle
 
 def approve(engine: Engine, *, incident_ref: str, stage: str, approver: Identity,
             kind: str = "human", playbooks_dir: Path | None = None,
-            settings: Settings | None = None) -> StageBundle:
+            settings: Settings | None = None, seen_hash: str | None = None) -> StageBundle:
     """Approve the exact rendered bundle of a stage (idempotent) as ``approver``, an identity
     the face authenticated (its id is recorded and compared; its typed name only shown).
 
@@ -379,13 +379,20 @@ def approve(engine: Engine, *, incident_ref: str, stage: str, approver: Identity
     approval. Under a playbook's two-person rule (``approvals: {required: 2}``) the identity
     that triggered the bundle cannot approve it, the first approver is recorded as
     ``first_of_two`` (the bundle stays unapproved) and a different second identity completes
-    the approval, which names both."""
+    the approval, which names both.
+
+    ``seen_hash`` is the bundle hash the approver was shown (the dashboard's preview, the CLI's
+    ``--bundle``; a unique prefix of at least 12 characters will do): when the stage's bundle
+    is no longer that one (new facts, re-rendered templates), nothing is approved and the error
+    says to look again."""
     if not isinstance(approver, Identity):
         raise ApprovalError("an approval needs an authenticated identity, not a typed name",
                             stage=stage, field="approver")
     with session_scope(engine) as session:
         incident = get_incident(session, incident_ref)
         bundle = load_bundle(session, incident, stage)
+        if seen_hash is not None:
+            check_seen_hash(bundle, seen_hash)
         if bundle.approval is not None:
             return bundle
         if settings is None and (playbooks_dir is None or not incident.drill):
@@ -407,6 +414,25 @@ def approve(engine: Engine, *, incident_ref: str, stage: str, approver: Identity
         approval = _add_approval(session, bundle.incident_id, stage, bundle.facts_version,
                                  bundle.bundle_hash, approver=approver, kind=kind)
         return replace(bundle, approval=approval)
+
+
+MIN_SEEN_HASH = 12
+"""Characters of a bundle hash an approver must name (what the CLI and the dashboard show)."""
+
+
+def check_seen_hash(bundle: StageBundle, seen_hash: str) -> None:
+    """Refuse an approval of a bundle other than the one the approver saw."""
+    seen = seen_hash.strip().lower()
+    where = f"incident {bundle.incident_ref}, stage {bundle.stage}"
+    if len(seen) < MIN_SEEN_HASH:
+        raise ApprovalError(f"{where}: name at least {MIN_SEEN_HASH} characters of the bundle "
+                            "hash you reviewed", playbook=bundle.playbook, stage=bundle.stage,
+                            field="bundle_hash", values=(seen_hash,))
+    if not bundle.bundle_hash.startswith(seen):
+        reason = (f"the bundle changed since it was shown (you saw {seen[:12]}, it is now "
+                  f"{bundle.bundle_hash[:12]}); nothing was approved: review it again")
+        raise ApprovalError(f"{where}: {reason}", playbook=bundle.playbook, stage=bundle.stage,
+                            field="bundle_hash", values=(seen_hash,), reason=reason)
 
 
 def _approve_two_person(session: Session, bundle: StageBundle, approver: Identity,

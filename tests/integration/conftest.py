@@ -74,3 +74,26 @@ def _workspace(tmp_path: Path, emulators: EmulatorPair, monkeypatch: pytest.Monk
         insert_recipients(session, drill_recipients(1000))
     yield settings, engine
     engine.dispose()
+
+
+@pytest.fixture
+def dashboard_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """A fresh SQLite database and data folder for dashboard pages (AppTest runs them in this
+    process: the settings come from the environment, the workspace is the repository's, drill
+    mode); Streamlit's caches are cleared before and after."""
+    import streamlit as st
+
+    from crisiscomms.core.database import init_db, make_engine
+
+    url = f"sqlite:///{tmp_path / 'crisiscomms.db'}"
+    monkeypatch.setenv("CRISISCOMMS_DATABASE_URL", url)
+    monkeypatch.setenv("CRISISCOMMS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CRISISCOMMS_MODE", "drill")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    engine = make_engine(url)
+    init_db(engine)
+    yield engine
+    engine.dispose()
+    st.cache_resource.clear()
+    st.cache_data.clear()
