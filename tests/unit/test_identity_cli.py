@@ -280,3 +280,40 @@ def test_an_unreadable_lock_is_a_lint_problem_not_a_crash(ws: Workspace) -> None
     assert "approvals.lock: cannot read it" in said(lint)
     trigger = ws.trigger(mode="drill")
     assert trigger.exit_code == 2 and "approvals.lock: cannot read it" in said(trigger)
+
+
+def test_an_approval_names_the_bundle_it_saw_and_a_changed_bundle_is_refused(
+        ws: Workspace) -> None:
+    """``approve --bundle HASH`` (the dashboard passes the hash it showed): a bundle re-rendered
+    from new facts since it was reviewed is not approved by that review."""
+    import re
+
+    approve_all(ws.templates, ws.home)
+    for person in ("tom", "bob", "ann"):
+        make_key(ws.home, ws.templates, person)
+    first = ws.trigger(as_="tom")
+    seen = re.search(r"bundle ([0-9a-f]{12})", first.output)
+    assert first.exit_code == 0 and seen, first.output
+    # the facts change after the reviewer looked: a new bundle
+    facts = yaml.safe_load(ws.facts.read_text(encoding="utf-8"))
+    facts["recall"]["website"] = "https://www.example.com/recalls/t1-corrected"
+    ws.facts.write_text(yaml.safe_dump(facts, allow_unicode=True), encoding="utf-8")
+    second = ws.trigger(as_="tom")
+    now = re.search(r"bundle ([0-9a-f]{12})", second.output)
+    assert second.exit_code == 0 and now and now.group(1) != seen.group(1), second.output
+
+    def approve(as_: str, bundle: str) -> Result:
+        return ws.run("approve", "FIX-RECALL-1", "--stage", "announce", "--no-publish",
+                      "--bundle", bundle, as_=as_)
+
+    before = ws.rows("approval")
+    stale = approve("bob", seen.group(1))
+    assert stale.exit_code == 2, stale.output
+    assert (f"the bundle changed since it was shown (you saw {seen.group(1)}, it is now "
+            f"{now.group(1)}); nothing was approved: review it again") in said(stale)
+    short = approve("bob", now.group(1)[:6])
+    assert short.exit_code == 2 and "at least 12 characters" in said(short)
+    assert ws.rows("approval") == before
+    assert approve("bob", now.group(1)).exit_code == 0
+    done = approve("ann", now.group(1))
+    assert done.exit_code == 0 and "by bob + ann" in said(done), done.output
