@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -150,7 +151,7 @@ def demo(
     import threading
 
     from crisiscomms.statuspage.server import serve_status_page
-    from crisiscomms.testing.drill import run_drill
+    from crisiscomms.testing.drill import run_drill, workspace_environment
     from crisiscomms.testing.emulators import start_emulators
 
     settings = common.load_settings()
@@ -176,13 +177,29 @@ def demo(
         server.shutdown()
         pair.stop()
         return
+    from crisiscomms.cli.users import dashboard_command
+    from crisiscomms.identity.users import UserStore
+    from crisiscomms.testing.demo_users import ensure_demo_users
+
+    users = settings.resolved_dashboard_users_path
+    passwords = ensure_demo_users(users)
+    if passwords:
+        table = Table("user id", "password", "roles", title=f"demo sign-ins ({users})")
+        store = UserStore.load(users)
+        for user_id, password in passwords.items():
+            record = store.records[user_id]
+            table.add_row(user_id, password, ", ".join(sorted(r.value for r in record.roles)))
+        out.print(table)
+    else:
+        out.print(f"sign in with the users of {users} (crisiscomms users list; a forgotten "
+                  "password: crisiscomms users set ID --password)", highlight=False)
     out.print(f"dashboard: http://127.0.0.1:{dashboard_port}/  (Ctrl-C to stop)")
-    app_path = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    command = [sys.executable, "-m", "streamlit", "run", str(app_path),
-               "--server.headless", "true", "--server.port", str(dashboard_port),
-               "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    command = dashboard_command("127.0.0.1", dashboard_port)
+    # the dashboard publishes what the PR lead approves: to these same emulators, as a drill
+    wired = {**os.environ, **workspace_environment(settings.data_dir, pair, sg_key, x_token,
+                                                   database_url=settings.database_url)}
     try:
-        subprocess.run(command, check=False)
+        subprocess.run(command, check=False, env=wired)
     except KeyboardInterrupt:
         pass
     finally:
