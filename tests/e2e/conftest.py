@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -43,6 +44,40 @@ def browser() -> Iterator[object]:
         instance = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
         yield instance
         instance.close()
+
+
+E2E_PASSWORD = "e2e password of every role"
+E2E_USERS = {"pr-lead": ("pr_lead",), "approver-1": ("approver",), "approver-2": ("approver",),
+             "support": ("support",), "executive": ("executive",), "admin": ("admin",)}
+"""One person per role (two approvers for the two-person rule), all with ``E2E_PASSWORD``."""
+
+
+def e2e_users(root: Path) -> dict[str, str]:
+    """The users file of an e2e dashboard (``E2E_USERS``) under ``root``; its environment."""
+    from crisiscomms.identity.users import UserStore
+
+    path = root / "dashboard_users.toml"
+    if not path.exists():
+        store = UserStore.load(path)
+        for user_id, roles in E2E_USERS.items():
+            store.add(user_id, display_name=user_id.replace("-", " ").title(), roles=roles,
+                      password=E2E_PASSWORD)
+    return {"CRISISCOMMS_DASHBOARD_USERS_PATH": str(path)}
+
+
+def sign_in(browser: Any, url: str, user_id: str, *, path: str = "",
+            viewport: Mapping[str, int] | None = None) -> Any:
+    """A new browser page signed in to the dashboard at ``url`` as ``user_id`` through the
+    sign-in form, then at ``path`` (a page's url_path; in-app navigation keeps the session)."""
+    page = browser.new_page(viewport=dict(viewport or {"width": 1400, "height": 900}))
+    page.goto(url)
+    page.get_by_label("User id").fill(user_id)
+    page.get_by_label("Password", exact=True).fill(E2E_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as").wait_for(timeout=60_000)
+    if path:
+        page.get_by_role("link", name=path).first.click()
+    return page
 
 
 def run_dashboard(env: Mapping[str, str]) -> Iterator[str]:

@@ -13,7 +13,12 @@ from crisiscomms.core.settings import Settings
 from crisiscomms.statuspage.server import serve_status_page
 from crisiscomms.testing.drill import environment, workspace_environment
 from crisiscomms.testing.emulators import start_emulators
-from tests.e2e.conftest import publish_outage_acknowledgement, run_dashboard
+from tests.e2e.conftest import (
+    e2e_users,
+    publish_outage_acknowledgement,
+    run_dashboard,
+    sign_in,
+)
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -46,13 +51,13 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 
 @pytest.fixture(scope="module")
 def dashboard_url(published: dict[str, str]) -> Iterator[str]:
-    yield from run_dashboard({**os.environ, **{k: v for k, v in published.items()
-                                                if k.startswith("CRISISCOMMS")}})
+    env = {k: v for k, v in published.items() if k.startswith("CRISISCOMMS")}
+    yield from run_dashboard({**os.environ, **env,
+                              **e2e_users(Path(env["CRISISCOMMS_DATA_DIR"]))})
 
 
 def test_dashboard_lists_the_incident_with_channel_counts(browser, dashboard_url: str) -> None:
-    page = browser.new_page(viewport={"width": 1400, "height": 800})
-    page.goto(dashboard_url)
+    page = sign_in(browser, dashboard_url, "pr-lead")
     table = page.locator("table").first
     table.wait_for(timeout=60_000)
     text = table.inner_text()

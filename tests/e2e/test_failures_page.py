@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from crisiscomms.core.settings import Settings
 from crisiscomms.incident.views import delivery_failures
 from crisiscomms.testing.drill import environment, workspace_environment
 from crisiscomms.testing.emulators import EmulatorPair, start_emulators
-from tests.e2e.conftest import publish_outage_acknowledgement, run_dashboard
+from tests.e2e.conftest import e2e_users, publish_outage_acknowledgement, run_dashboard, sign_in
 
 pytestmark = pytest.mark.e2e
 REF = "E2E-FAILURES-1"
@@ -44,14 +45,14 @@ def x_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def dashboard_url(x_down: dict[str, Any]) -> Iterator[str]:
-    yield from run_dashboard({**os.environ, **x_down["env"]})
+    root = Path(x_down["env"]["CRISISCOMMS_DATA_DIR"])
+    yield from run_dashboard({**os.environ, **x_down["env"], **e2e_users(root)})
 
 
 def test_retry_failed_x_posts_once_and_clears_the_row(browser: Any, dashboard_url: str,
                                                       x_down: dict[str, Any]) -> None:
     pair: EmulatorPair = x_down["pair"]
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(f"{dashboard_url}/failures_page")
+    page = sign_in(browser, dashboard_url, "pr-lead", path="Failures")
     page.get_by_role("heading", name=f"{REF} · x").wait_for(timeout=60_000)
     table = page.locator("table").first
     assert "failed" in table.inner_text()
