@@ -131,18 +131,28 @@ from streamlit.testing.v1 import AppTest
 app = pathlib.Path(crisiscomms.__file__).parent / "dashboard" / "app.py"
 run = AppTest.from_file(str(app), default_timeout=120).run()
 assert not run.exception, [e.value for e in run.exception]
+assert [t.label for t in run.text_input] == ["User id", "Password"], run.text_input
+run.text_input[0].input("priya")
+run.text_input[1].input("an installed password")
+run.button[0].click().run()
+assert not run.exception, [e.value for e in run.exception]
 print([t.value for t in run.title])
 """
 
 
 def test_installed_dashboard_runs_in_a_workspace(installed: Path, tmp_path: Path) -> None:
-    """What ``crisiscomms demo`` starts (``streamlit run <package>/dashboard/app.py``): its
-    pages import ``crisiscomms.dashboard`` from the installed package and read the
-    workspace's database."""
+    """What ``crisiscomms dashboard`` starts (``streamlit run <package>/dashboard/app.py``):
+    a user added with ``crisiscomms users add`` signs in; the pages import
+    ``crisiscomms.dashboard`` from the installed package and read the workspace's database."""
     env = user_environment(installed, tmp_path)
     ok(run([str(installed / "bin" / "crisiscomms"), "new", "ws"], tmp_path, env))
     ws = tmp_path / "ws"
     ok(run([str(installed / "bin" / "crisiscomms"), "init"], ws, env))
+    added = subprocess.run([str(installed / "bin" / "crisiscomms"), "users", "add", "priya",
+                            "--role", "pr_lead", "--password-stdin"], cwd=ws, env=env,
+                           input="an installed password\n", capture_output=True, text=True,
+                           timeout=120)
+    assert added.returncode == 0, added.stderr
     shown = ok(run([str(installed / "bin" / "python"), "-c", DASHBOARD_CHECK], ws, env))
     assert "Incidents" in shown.stdout
     assert (ws / "data" / "crisiscomms.db").is_file()
