@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 
 from crisiscomms.core.settings import Settings
@@ -80,31 +79,35 @@ def sign_in(browser: Any, url: str, user_id: str, *, path: str = "",
     return page
 
 
-def run_dashboard(env: Mapping[str, str]) -> Iterator[str]:
-    """Start the Streamlit dashboard on a free loopback port with ``env``; yield its URL once
+def run_dashboard(env: Mapping[str, str], *, port: int | None = None,
+                  cwd: Path | None = None) -> Iterator[str]:
+    """Start the Streamlit dashboard on a loopback port (default: a free one) with ``env``
+    from ``cwd`` (where Streamlit looks for ``.streamlit/secrets.toml``); yield its URL once
     its health check answers; stop it afterwards (the body of each page's fixture)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run",
-         str(PROJECT_ROOT / "crisiscomms" / "dashboard" / "app.py"),
-         "--server.headless", "true", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    port = port or free_port()
+    from crisiscomms.cli.users import dashboard_command
+
+    # its log goes to a file: a pipe nobody reads would block it once full
+    with tempfile.TemporaryFile(prefix="dashboard-", suffix=".log") as log:
+        proc = subprocess.Popen(dashboard_command("127.0.0.1", port), env=dict(env),
+                                stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            proc.kill()
+            log.seek(0)
+            raise RuntimeError(f"dashboard did not start: {log.read()[-3000:].decode()}")
         try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError(f"dashboard did not start: {proc.stderr.read() if proc.stderr else ''}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def publish_outage_acknowledgement(
