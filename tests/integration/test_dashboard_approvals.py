@@ -306,3 +306,9 @@ def test_publish_button_needs_the_publish_permission(
     assert _deliveries(engine, "update") > 0
     assert "Nothing awaits approval or publication." in texts(lead.run())
     st.cache_resource.clear()
+
+
+def test_signed_out_sees_nothing(pending: tuple[Settings, Engine]) -> None:
+    app = open_page(PAGE).run()
+    assert [w.value for w in app.warning] == ["Sign in to see this page."]
+    assert not app.table and not app.code and not app.button and not app.get("iframe")
