@@ -46,8 +46,7 @@ from crisiscomms.incident.preview import (
 )
 from crisiscomms.incident.service import approve
 
-RESULT_KEY = "approvals_last_result"
-"""``st.session_state`` key of the last action's outcome, shown at the top of the next run."""
+RESULT_KEY = "approvals_last_result"  # session_state: the last action's outcome, shown once
 EMAIL_FRAME_HEIGHT = 640
 
 
@@ -196,7 +195,8 @@ def show_preview(preview: BundlePreview) -> None:
     st.caption(f"Personal fields are filled for a sample recipient "
                f"({preview.sample.name or 'no name on file'}, {preview.sample.email}), "
                "as publishing fills each recipient's.")
-    columns = st.columns(len(preview.channels))
+    personal = {m.channel for m in preview.messages.values() if m.personal}
+    columns = st.columns([2 if c in personal else 1 for c in preview.channels])
     for column, channel in zip(columns, preview.channels, strict=True):
         with column:
             st.markdown(f"**{channel.replace('_', ' ')}**")
@@ -239,9 +239,11 @@ except CrisisCommsError as exc:
     st.error(str(exc))
     st.stop()
 
+if chosen.waiting_for_second:
+    st.info(f"Waiting for a second person: {chosen.first_approver} approved first.")
+show_preview(preview)
+st.divider()
 if chosen.awaiting_approval:
-    if chosen.waiting_for_second:
-        st.info(f"Waiting for a second person: {chosen.first_approver} approved first.")
     if may_approve:
         st.button(f"Approve {chosen.incident_ref} · {chosen.stage} "
                   f"(bundle {preview.bundle_hash[:12]})", type="primary",
@@ -259,4 +261,3 @@ elif may_publish:
 else:
     st.caption(f"Approved by {chosen.approver}; publishing needs the publish permission.")
 
-show_preview(preview)

@@ -173,6 +173,7 @@ def test_approvals_page_for_every_role(pending: tuple[Settings, Engine], role: R
         assert not app.table and not app.button and not app.code
         return
     shown = texts(app)
+    assert "session_state" not in shown  # no module-level string rendered by Streamlit's magic
     assert REF in str(app.table[0].value) and "update" in str(app.table[0].value)
     assert "Hi Alex," in "\n".join(str(c.value) for c in app.code)
     approve_buttons = [b for b in app.button if b.label.startswith("Approve")]
