@@ -84,3 +84,8 @@ def test_links_through_the_navigation_follow_the_roles(
     assert f"Review {REF} · update (approval)" in labels
     assert not [label for label in labels if "failed or unconfirmed" in label]
     assert not [t for t in approver.text if "failed or unconfirmed" in str(t.value)]
+
+    admin = open_app(Role.admin).run()  # reads everything: both links
+    labels = [p.proto.label for p in admin.get("page_link")]
+    assert f"Review {REF} · update (approval)" in labels
+    assert f"{REF}: 5 recipient(s) failed or unconfirmed" in labels
