@@ -91,8 +91,9 @@ def _publish(incident_id: int, incident_ref: str, stage: str, *,
         "rollout": bundle_rollout(engine(), incident_ref, stage)})
 
 
-def show_last_result() -> None:
-    last = st.session_state.pop(RESULT_KEY, None)
+def show_result(last: tuple[str, str, Any] | None) -> None:
+    """The outcome of the last click: shown once, beside the buttons (or alone, when nothing
+    is left to act on)."""
     if not last:
         return
     kind, where, payload = last
@@ -213,11 +214,12 @@ st.title("Approvals")
 st.caption("Each bundle is shown as recipients will see it. Approving names the bundle hash "
            "shown here: if the stage is triggered again meanwhile, the approval is refused and "
            "nothing is sent.")
-show_last_result()
+last_result = st.session_state.pop(RESULT_KEY, None)
 
 stages = latest_stages(engine(), playbooks_dir=settings().playbooks_dir)
 actionable = [s for s in stages if s.awaiting_approval or s.unpublished]
 if not actionable:
+    show_result(last_result)
     st.success("Nothing awaits approval or publication.")
     st.stop()
 queue_table(actionable)
@@ -260,4 +262,4 @@ elif may_publish:
               args=(chosen.incident_id, chosen.incident_ref, chosen.stage))
 else:
     st.caption(f"Approved by {chosen.approver}; publishing needs the publish permission.")
-
+show_result(last_result)
