@@ -32,7 +32,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -242,6 +242,16 @@ def _threaded(channels: Mapping[str, Channel], name: str) -> bool:
     return channel is not None and channel.threaded
 
 
+def personal_fields(playbook: Playbook, locale: str) -> tuple[tuple[str, str, str, str], ...]:
+    """(field, fallback, text tag, html tag) of each personal field the playbook declares, with
+    the fallback of ``locale``: what :func:`personalize` fills."""
+    return tuple(
+        (name, spec.fallback_for(locale, playbook.default_locale),
+         substitution_tag(name, html=False), substitution_tag(name, html=True))
+        for name, spec in playbook.recipient_fields.items()
+    )
+
+
 def _context(session: Session, message_id: int, playbooks_dir: Path, *,
              channels: Mapping[str, Channel]) -> _MessageContext:
     message = session.get(Message, message_id)
@@ -253,11 +263,7 @@ def _context(session: Session, message_id: int, playbooks_dir: Path, *,
         col(FactSheetVersion.incident_id) == incident.id,
         col(FactSheetVersion.version) == message.facts_version)).scalars().one()
     playbook = _playbook(incident.playbook, playbooks_dir)
-    fields = tuple(
-        (name, spec.fallback_for(message.locale, playbook.default_locale),
-         substitution_tag(name, html=False), substitution_tag(name, html=True))
-        for name, spec in playbook.recipient_fields.items()
-    )
+    fields = personal_fields(playbook, message.locale)
     parts = json.loads(message.parts_json)
     return _MessageContext(
         time_tags=time_tags(parts),
@@ -281,28 +287,45 @@ _RECIPIENT_COLUMNS = (col(Recipient.id), col(Recipient.email), col(Recipient.nam
 UNSUBSCRIBE_TEXT_TAG = substitution_tag("unsubscribe_url", html=False)
 
 
+RecipientRow = Sequence[Any]
+"""A recipient as :func:`personalize` reads it: (id, email, name, plan, consent, time zone,
+product, order ref, unsubscribe token), the columns of ``_RECIPIENT_COLUMNS``."""
+
+
 def _recipients(conn: Connection, ids: Sequence[int],
                 fields: tuple[tuple[str, str, str, str], ...], *, tags: tuple[str, ...] = (),
                 locale: str = "en", unsubscribe: Unsubscribe | None = None,
                 rating: RatingLink | None = None,
                 ) -> tuple[list[OutboundRecipient], int]:
-    """The batch's recipients with their substitutions, in batch order; and how many were
-    skipped (deleted, or consent withdrawn since planning).
+    """The batch's recipients with their substitutions (:func:`personalize`), in batch order;
+    and how many were skipped (deleted, or consent withdrawn since planning)."""
+    if not ids:
+        return [], 0
+    lo, hi = min(ids), max(ids)
+    stmt = select(*_RECIPIENT_COLUMNS).where(col(Recipient.id).between(lo, hi))
+    if hi - lo + 1 > 4 * len(ids):  # a sparse batch: ask for the ids themselves
+        stmt = select(*_RECIPIENT_COLUMNS).where(col(Recipient.id).in_(list(ids)))
+    out = personalize(conn.execute(stmt.order_by(col(Recipient.id))), fields, wanted=set(ids),
+                      tags=tags, locale=locale, unsubscribe=unsubscribe, rating=rating)
+    return out, len(ids) - len(out)
+
+
+def personalize(rows: Iterable[RecipientRow], fields: tuple[tuple[str, str, str, str], ...],
+                *, wanted: Container[int], tags: tuple[str, ...] = (), locale: str = "en",
+                unsubscribe: Unsubscribe | None = None, rating: RatingLink | None = None,
+                ) -> list[OutboundRecipient]:
+    """Each wanted, consenting recipient of ``rows`` with the substitutions the provider fills
+    in their message: the declared personal ``fields`` (or their fallback), the per-recipient
+    times of ``tags`` in their zone. The one place personal values are made: publishing calls
+    it for every batch, the dashboard's preview for its sample recipient, so what an approver
+    sees is what a recipient gets.
 
     With ``unsubscribe`` (a personal email channel), every recipient's substitutions carry
     their own unsubscribe link under ``%unsubscribe_url%`` (the channel's List-Unsubscribe
     header), and the declared field ``unsubscribe_url`` is that link. With ``rating``, the
     declared field ``csat_url`` is the recipient's own signed rating link."""
-    if not ids:
-        return [], 0
-    wanted = set(ids)
-    lo, hi = min(ids), max(ids)
-    stmt = select(*_RECIPIENT_COLUMNS).where(col(Recipient.id).between(lo, hi))
-    if hi - lo + 1 > 4 * len(ids):  # a sparse batch: ask for the ids themselves
-        stmt = select(*_RECIPIENT_COLUMNS).where(col(Recipient.id).in_(list(ids)))
     out: list[OutboundRecipient] = []
     append = out.append  # the hot loop: a million iterations per fan-out
-    rows = conn.execute(stmt.order_by(col(Recipient.id)))
     for rid, email, name, plan, consent, zone, product, order_ref, *token in rows:
         if rid not in wanted or not consent:
             continue
@@ -329,7 +352,7 @@ def _recipients(conn: Connection, ids: Sequence[int],
             subs[text_tag] = value
             subs[html_tag] = _escaped(value)
         append(OutboundRecipient(rid, email, subs))
-    return out, len(ids) - len(out)
+    return out
 
 
 @lru_cache(maxsize=65536)
@@ -408,18 +431,24 @@ class _Outcome:
     """The reasons of the recipients split out of the row (failed on rows of their own)."""
 
 
-def _rating(channel: Channel, ctx: _MessageContext, message_id: int) -> RatingLink | None:
+def rating_for(channel: Channel, fields: tuple[tuple[str, str, str, str], ...],
+               incident_id: int, message_id: int) -> RatingLink | None:
     """The channel's rating links for this message, when its playbook declares ``csat_url``
     and the channel makes them (``SendGridEmailChannel.rating_link``)."""
     make = getattr(channel, "rating_link", None) if channel.personal else None
-    if make is None or not any(f[0] == "csat_url" for f in ctx.fields):
+    if make is None or not any(f[0] == "csat_url" for f in fields):
         return None
-    incident_id = ctx.incident_id
 
     def link(recipient_id: int) -> str | None:
         value = make(incident_id, recipient_id, message_id)
         return value if isinstance(value, str) else None
     return link
+
+
+def unsubscribe_for(channel: Channel) -> Unsubscribe | None:
+    """A personal channel's ``unsubscribe_link`` (None for a public channel)."""
+    found = getattr(channel, "unsubscribe_link", None) if channel.personal else None
+    return found if callable(found) else None
 
 
 def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
@@ -437,8 +466,8 @@ def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
         with engine.connect() as conn:
             recipients, skipped = _recipients(
                 conn, ids, ctx.fields, tags=ctx.time_tags, locale=ctx.message.locale,
-                unsubscribe=getattr(channel, "unsubscribe_link", None) if channel.personal
-                else None, rating=_rating(channel, ctx, row.message_id))
+                unsubscribe=unsubscribe_for(channel),
+                rating=rating_for(channel, ctx.fields, ctx.incident_id, row.message_id))
     excluded: list[str] = []
     if recipients:
         try:

@@ -445,10 +445,7 @@ def _approve_two_person(session: Session, bundle: StageBundle, approver: Identit
                   "bundle and cannot approve it; the playbook needs two other people, and "
                   "names are only for display")
         raise ApprovalError(f"{where}: {reason}", **at, values=(approver.id,), reason=reason)
-    first = session.exec(select(Approval).where(
-        Approval.incident_id == bundle.incident_id, Approval.stage == bundle.stage,
-        Approval.facts_version == bundle.facts_version, Approval.bundle_hash == bundle.bundle_hash,
-        Approval.kind == FIRST_OF_TWO)).first()
+    first = first_approval(session, bundle)
     if first is None:
         _add_approval(session, bundle.incident_id, bundle.stage, bundle.facts_version,
                       bundle.bundle_hash, approver=approver, kind=FIRST_OF_TWO)
@@ -465,16 +462,30 @@ def _approve_two_person(session: Session, bundle: StageBundle, approver: Identit
     return replace(bundle, approval=approval)
 
 
-def _bundle_author(session: Session, bundle: StageBundle) -> str | None:
-    """The identity id that triggered this exact bundle (the audit trail's
-    ``stage.triggered``)."""
+def first_approval(session: Session, bundle: StageBundle) -> Approval | None:
+    """The first of two approvals recorded for exactly this bundle, or None."""
+    return session.exec(select(Approval).where(
+        Approval.incident_id == bundle.incident_id, Approval.stage == bundle.stage,
+        Approval.facts_version == bundle.facts_version, Approval.bundle_hash == bundle.bundle_hash,
+        Approval.kind == FIRST_OF_TWO)).first()
+
+
+def bundle_trigger(session: Session, bundle: StageBundle) -> AuditEvent | None:
+    """The audit trail's ``stage.triggered`` of this exact bundle (the newest when it was
+    triggered more than once): who triggered it, and when."""
     rows = session.exec(select(AuditEvent).where(
         AuditEvent.incident_id == bundle.incident_id, AuditEvent.action == "stage.triggered"
     ).order_by(col(AuditEvent.id).desc())).all()
     for row in rows:
         if json.loads(row.detail_json).get("bundle_hash") == bundle.bundle_hash:
-            return row.actor
+            return row
     return None
+
+
+def _bundle_author(session: Session, bundle: StageBundle) -> str | None:
+    """The identity id that triggered this exact bundle (the two-person rule's author)."""
+    event = bundle_trigger(session, bundle)
+    return event.actor if event is not None else None
 
 
 def bundle_approval(session: Session, incident_id: int, stage: str,

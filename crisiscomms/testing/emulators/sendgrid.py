@@ -13,15 +13,14 @@ applied when records are read (`received`, `export_jsonl`, ``/_emulator/received
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
+from crisiscomms.render.substitutions import apply_substitutions
 from crisiscomms.testing.emulators.faults import Faults, RateWindow
 from crisiscomms.testing.emulators.sendgrid_events import (
     EventPlan,
@@ -52,28 +51,6 @@ TOO_LARGE_MESSAGE = (
     "The JSON payload you have included in your request is too large. The total size of "
     "your request, including attachments, must not exceed 20MB."
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Substitutions
-
-
-@lru_cache(maxsize=512)
-def _substitution_pattern(keys: tuple[str, ...]) -> re.Pattern[str]:
-    # Longest first, so a key that is a prefix of another does not shadow it.
-    ordered = sorted(keys, key=lambda k: (-len(k), k))
-    return re.compile("|".join(re.escape(k) for k in ordered))
-
-
-def apply_substitutions(text: str | None, substitutions: dict[str, str] | None) -> str | None:
-    """Replace every substitution key by its value in one pass (values are not re-scanned)."""
-    if text is None or not substitutions:
-        return text
-    keys = tuple(k for k in substitutions if k)
-    if not keys:
-        return text
-    pattern = _substitution_pattern(keys)
-    return pattern.sub(lambda match: substitutions[match.group(0)], text)
 
 
 # --------------------------------------------------------------------------------------------
