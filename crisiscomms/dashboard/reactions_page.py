@@ -34,8 +34,7 @@ from crisiscomms.reactions.views import (
 user = require(Permission.view_reactions)
 st.title("Reactions")
 
-REFRESH_S = 10
-"""Seconds between two refreshes of the view (and how long its reads are shared)."""
+REFRESH_S = 10  # seconds between two refreshes of the view (and how long its reads are shared)
 BUCKET_MINUTES = {"1 minute": 1, "5 minutes": 5, "15 minutes": 15, "1 hour": 60}
 SENTIMENT_COLOURS = alt.Scale(domain=["negative", "neutral", "positive", "unscored"],
                               range=["#c5221f", "#9aa0a6", "#188038", "#dadce0"])
