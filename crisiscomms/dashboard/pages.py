@@ -35,6 +35,8 @@ PAGES: tuple[PageSpec, ...] = (
              Permission.view_incidents, RUN),
     PageSpec("trigger_page.py", "Trigger", ":material/campaign:", "trigger",
              Permission.trigger, RUN),
+    PageSpec("maintenance_page.py", "Maintenance", ":material/construction:", "maintenance",
+             Permission.schedule_maintenance, RUN),
     PageSpec("failures_page.py", "Failures", ":material/error:", "failures",
              Permission.view_failures, RUN),
     PageSpec("reactions_page.py", "Reactions", ":material/forum:", "reactions",
