@@ -54,8 +54,8 @@ def parse_window_time(value: str, option: str) -> datetime:
 
 def _field_of(message: str) -> str | None:
     """The form field a refusal of ``model.schedule_maintenance`` is about."""
-    for prefix, field in (("a maintenance needs a name", "name"), ("name ", "name"),
-                          ("name at least one component", "components"),
+    for prefix, field in (("a maintenance needs a name", "name"),
+                          ("name at least one component", "components"), ("name ", "name"),
                           ("components ", "components"), ("body ", "body"),
                           ("start and end need", "start"), ("a maintenance must end", "end"),
                           ("a maintenance that has already ended", "end")):
