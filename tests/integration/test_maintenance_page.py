@@ -105,6 +105,13 @@ def test_a_refused_window_shows_the_cli_message_beside_its_field_and_writes_noth
     message = cli_message.replace("--start", "start")
     assert str(app.error[0].value) == plain(f"Refused, nothing was changed: {message}")
     assert [str(e.value) for e in app.error[1:]] == [plain(message)]
+    flat = list(app.main)  # every element, depth first
+    keys = [str(getattr(e, "key", "") or "") for e in flat]
+    at_field = keys.index(f"mnt_{field}")
+    at_error = next(i for i, e in enumerate(flat) if e.type == "error" and i > 0
+                    and str(e.value) == plain(message))
+    between = [k for k in keys[at_field + 1:at_error] if k.startswith("mnt_")]
+    assert at_field < at_error and all(k.endswith("_zone") for k in between)  # beside it
     assert not maintenances(build_status_page(Settings()))
     assert not [a for a in audits(dashboard_db) if a[1].startswith("maintenance.")]
 
