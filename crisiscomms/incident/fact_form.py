@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -247,8 +248,9 @@ def build_form(playbook: Playbook, stage: Stage | str, *,
                               for s in sections})
 
 
+@cache
 def time_zones() -> tuple[str, ...]:
-    """Every IANA zone this machine knows, UTC first (the picker's choices)."""
+    """Every IANA zone this machine knows, UTC first (the picker's choices; read once)."""
     return ("UTC", *sorted(z for z in available_timezones() if z != "UTC"))
 
 

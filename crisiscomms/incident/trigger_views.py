@@ -23,7 +23,7 @@ from crisiscomms.incident.service import (
     latest_facts,
 )
 from crisiscomms.playbook.loader import Playbook, Stage
-from crisiscomms.statuspage.model import LifecycleError, check_transition
+from crisiscomms.statuspage.model import OPEN_STATUSES, LifecycleError, check_transition
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,15 @@ def next_stages(playbook: Playbook, incident: Incident | None) -> list[Stage]:
 
 
 def open_incidents(engine: Engine, playbook: Playbook, *, limit: int = 200) -> list[OpenIncident]:
-    """The incidents of ``playbook`` that can still take one of its stages (newest first)."""
+    """The incidents of ``playbook`` that are open, or closed but able to take a stage that
+    moves them on (a postmortem, a reopen), newest first. A resolved incident whose only
+    allowed stage is the resolution again is not listed: it is over."""
     with session_scope(engine) as session:
         rows = session.exec(select(Incident).where(Incident.playbook == playbook.name)
                             .order_by(col(Incident.created_at).desc()).limit(limit)).all()
         return [OpenIncident(i.ref, i.playbook, i.title, str(i.status), i.drill)
-                for i in rows if next_stages(playbook, i)]
+                for i in rows if str(i.status) in OPEN_STATUSES
+                or any(str(s.incident_status) != str(i.status) for s in next_stages(playbook, i))]
 
 
 def incident_stages(engine: Engine, playbook: Playbook, ref: str) -> list[Stage]:

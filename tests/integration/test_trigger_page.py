@@ -111,6 +111,8 @@ def test_pr_lead_triggers_an_outage_then_its_update(live_db: Engine) -> None:
     app = open_outage("pat")
     assert widget(app, "started_at").label == "Started at *"
     assert [s.value for s in app.selectbox if s.label == "Stage"] == ["acknowledge"]
+    drill = app.checkbox(key="trigger_drill")
+    assert drill.value and drill.disabled  # CRISISCOMMS_MODE=drill: every incident is one
     fill(app, outage_facts("DASH-OUT-1"))
     click_trigger(app)
     assert not app.exception, [e.value for e in app.exception]
@@ -242,3 +244,25 @@ def test_signed_out_sees_nothing(dashboard_db: Engine) -> None:
     app = open_page(PAGE).run()
     assert [w.value for w in app.warning] == ["Sign in to see this page."]
     assert not app.text_input
+
+
+def test_the_resolution_is_a_stage_and_a_resolved_incident_leaves_the_list(
+        live_db: Engine) -> None:
+    app = open_outage()
+    fill(app, outage_facts("DASH-RES-1"))
+    click_trigger(app)
+    assert not app.error, [e.value for e in app.error]
+    app = open_outage()
+    [label] = [o for o in app.selectbox(key="trigger_incident|outage").options
+               if o.startswith("DASH-RES-1")]
+    choose(app, "Incident", label)
+    choose(app, "Stage", "resolve")
+    assert widget(app, "resolved_at").label == "Resolved at *"
+    widget(app, "resolved_at").set_value("2026-11-23 12:25")
+    widget(app, "resolved_at|zone").set_value("Europe/Berlin")
+    click_trigger(app)
+    assert not app.error, [e.value for e in app.error]
+    assert plain("Awaiting approval: DASH-RES-1 · resolve") in texts(app)
+    app = open_outage()
+    assert not [o for o in app.selectbox(key="trigger_incident|outage").options
+                if o.startswith("DASH-RES-1")]
