@@ -208,8 +208,12 @@ if not playbooks:
     st.warning(f"No playbooks in {plain(str(config.playbooks_dir))}.")
     st.stop()
 playbook_name = st.selectbox("Playbook", playbooks, key="trigger_playbook")
-playbook = cached_playbook(playbook_name, str(config.playbooks_dir),
-                           _stamp(config.playbooks_dir / f"{playbook_name}.yaml"))
+try:
+    playbook = cached_playbook(playbook_name, str(config.playbooks_dir),
+                               _stamp(config.playbooks_dir / f"{playbook_name}.yaml"))
+except CrisisCommsError as exc:  # a playbook being edited: say what `crisiscomms lint` says
+    st.error(plain(str(exc)))
+    st.stop()
 candidates = open_incidents(engine(), playbook)
 labels = {c.label(): c for c in candidates}
 choice = st.selectbox("Incident", [NEW, *labels], key=f"trigger_incident|{playbook.name}",

@@ -266,3 +266,19 @@ def test_the_resolution_is_a_stage_and_a_resolved_incident_leaves_the_list(
     app = open_outage()
     assert not [o for o in app.selectbox(key="trigger_incident|outage").options
                 if o.startswith("DASH-RES-1")]
+
+
+def test_a_broken_playbook_is_named_not_a_crash(dashboard_db: Engine, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    playbooks = tmp_path / "playbooks"
+    shutil.copytree(Settings().playbooks_dir, playbooks)
+    (playbooks / "broken.yaml").write_text("name: broken\ntitle: Broken\nstages: []\n",
+                                           encoding="utf-8")
+    monkeypatch.setenv("CRISISCOMMS_PLAYBOOKS_DIR", str(playbooks))
+    app = open_page(PAGE, Role.pr_lead).run()
+    choose(app, "Playbook", "broken")
+    assert not app.exception, [e.value for e in app.exception]
+    assert "broken" in str(app.error[0].value) and "stage" in str(app.error[0].value)
+    assert not [b for b in app.button if b.label == "Trigger"]
