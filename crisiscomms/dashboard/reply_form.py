@@ -19,12 +19,12 @@ from crisiscomms.channels.registry import build_channels, configured_rates
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.dashboard.data import engine, settings
 from crisiscomms.dashboard.plain_text import plain
+from crisiscomms.dashboard.playbooks import playbook
 from crisiscomms.dashboard.session import audit, require
 from crisiscomms.identity.roles import Permission
 from crisiscomms.reactions.person_replies import (
     answerable_flagged,
     incident_playbook,
-    reply_rules,
     send_reply,
 )
 from crisiscomms.reactions.replies import send_policy
@@ -72,7 +72,8 @@ def reply_form(incident_ref: str) -> None:
         getattr(st, kind)(plain(text))
     with Session(engine()) as session:
         candidates = answerable_flagged(session, incident_ref)
-    rules = reply_rules(settings(), incident_playbook(engine(), incident_ref))
+    rules = [rule.id for rule in playbook(incident_playbook(engine(), incident_ref))
+             .listening.replies]
     if not rules:
         st.caption("This incident's playbook has no pre-approved replies.")
         return

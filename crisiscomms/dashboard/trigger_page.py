@@ -28,6 +28,7 @@ from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.dashboard.data import engine, settings
 from crisiscomms.dashboard.plain_text import plain
+from crisiscomms.dashboard.playbooks import playbook as cached_playbook
 from crisiscomms.dashboard.publishing import publish_stage
 from crisiscomms.dashboard.session import audit, require
 from crisiscomms.identity.roles import Permission
@@ -49,7 +50,7 @@ from crisiscomms.incident.trigger_views import (
     next_stages,
     open_incidents,
 )
-from crisiscomms.playbook.loader import Playbook, available_playbooks, load_playbook
+from crisiscomms.playbook.loader import available_playbooks
 
 NEW = "(new incident)"
 RESULT_KEY = "trigger_result"
@@ -188,20 +189,6 @@ def draw_field(f: FormField, form_key: str, zones: tuple[str, ...], default_zone
     field_errors(errors, f.path)
 
 
-@st.cache_resource(show_spinner=False, max_entries=64)
-def cached_playbook(name: str, directory: str, stamp: float) -> Playbook:
-    """A playbook parsed once per version of its file (parsing one takes ~35 ms, on every
-    run of this page otherwise); an edited playbook has a new ``stamp`` and is read again."""
-    return load_playbook(name, Path(directory))
-
-
-def _stamp(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:  # gone: load_playbook names the playbooks there are
-        return 0.0
-
-
 # -- choose the playbook, the incident, the stage ----------------------------------------------
 playbooks = available_playbooks(config.playbooks_dir)
 if not playbooks:
@@ -209,8 +196,7 @@ if not playbooks:
     st.stop()
 playbook_name = st.selectbox("Playbook", playbooks, key="trigger_playbook")
 try:
-    playbook = cached_playbook(playbook_name, str(config.playbooks_dir),
-                               _stamp(config.playbooks_dir / f"{playbook_name}.yaml"))
+    playbook = cached_playbook(playbook_name)
 except CrisisCommsError as exc:  # a playbook being edited: say what `crisiscomms lint` says
     st.error(plain(str(exc)))
     st.stop()

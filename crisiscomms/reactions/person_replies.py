@@ -93,12 +93,6 @@ def answerable_flagged(session: Session, incident_ref: str, *,
                        tuple(json.loads(r.reasons_json or "[]"))) for r in rows]
 
 
-def reply_rules(settings: Settings, playbook_name: str) -> list[str]:
-    """The ids of the playbook's pre-approved replies (``listening.replies``)."""
-    playbook = load_playbook(playbook_name, settings.playbooks_dir)
-    return [rule.id for rule in playbook.listening.replies]
-
-
 def send_reply(engine: Engine, settings: Settings, channels: Mapping[str, Channel], *,
                incident_ref: str, reaction_id: int, rule_id: str, actor: str,
                policy: SendPolicy | None = None) -> SentReply:
