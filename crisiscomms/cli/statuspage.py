@@ -34,19 +34,9 @@ def _status_page(settings: Settings) -> Any:
 
 
 def _aware(value: str, option: str) -> Any:
-    from datetime import datetime
+    from crisiscomms.statuspage.maintenances import parse_window_time
 
-    from crisiscomms.core.errors import FactsError
-
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise FactsError(f"{option} {value!r} is not an ISO 8601 time",
-                         field=option.removeprefix("--"), values=(value,)) from None
-    if parsed.tzinfo is None:
-        raise FactsError(f"{option} needs an offset, e.g. 2026-11-25T02:00:00+00:00",
-                         field=option.removeprefix("--"), values=(value,))
-    return parsed
+    return parse_window_time(value, option)
 
 
 @maintenance_app.command("schedule")

@@ -33,8 +33,12 @@ ADMIN = "Admin"
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("incidents_page.py", "Incidents", ":material/emergency:", "incidents",
              Permission.view_incidents, RUN),
+    PageSpec("trigger_page.py", "Trigger", ":material/campaign:", "trigger",
+             Permission.trigger, RUN),
     PageSpec("approvals_page.py", "Approvals", ":material/approval:", "approvals",
              Permission.preview, RUN),
+    PageSpec("maintenance_page.py", "Maintenance", ":material/construction:", "maintenance",
+             Permission.schedule_maintenance, RUN),
     PageSpec("failures_page.py", "Failures", ":material/error:", "failures",
              Permission.view_failures, RUN),
     PageSpec("reactions_page.py", "Reactions", ":material/forum:", "reactions",

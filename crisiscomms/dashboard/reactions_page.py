@@ -3,6 +3,8 @@
 Volume and sentiment over time, the split by channel and locale, the reactions that need a
 person (with triage's reasons), the spikes and whether their alert went out, and the automatic
 replies sent (what each said, its ledger state). Spike alerts link here with ``?incident=REF``.
+Someone with ``Permission.reply`` (the PR lead) also gets the one action here: answer a flagged
+reaction with one of the playbook's pre-approved replies (``reply_form.py``).
 
 Everything is read through ``crisiscomms.reactions.views`` (GROUP BYs in the database, paged
 lists), never SQL of the page's own, so issue 12's roles have one place to check access.
@@ -19,6 +21,7 @@ import streamlit as st
 from sqlmodel import Session
 
 from crisiscomms.dashboard.data import engine
+from crisiscomms.dashboard.reply_form import reply_form
 from crisiscomms.dashboard.session import require
 from crisiscomms.identity.roles import Permission
 from crisiscomms.reactions.views import (
@@ -149,3 +152,5 @@ if chosen is not None:
     bucket = st.segmented_control("Buckets", list(BUCKET_MINUTES), default="5 minutes") \
         or "5 minutes"
     reactions_view(chosen, BUCKET_MINUTES[bucket])
+    if user.may(Permission.reply):  # the one action here: a pre-approved reply (reply_form.py)
+        reply_form(chosen)

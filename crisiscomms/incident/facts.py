@@ -7,6 +7,7 @@ import json
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
@@ -243,6 +244,18 @@ class FactSheet(_Facts):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a time zone offset, e.g. 2026-11-23T09:40:00+00:00")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # checked here, not first at render time: an unknown zone would otherwise stop the
+        # render with ZoneInfo's own error, after the facts were accepted
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as "
+                             "Europe/Berlin or UTC") from None
         return value
 
     @field_validator("contact_url", "status_page_url")

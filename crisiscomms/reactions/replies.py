@@ -469,8 +469,10 @@ def _undeliverable(session: Session, address: str) -> bool:
 
 
 def _plan(session: Session, incident: Incident, reaction: Reaction, rule_id: str, locale: str,
-          channel: Channel, facts_version: int, rendered: RenderedReply) -> Delivery | None:
-    """Message, ledger row and ReactionReply in one transaction; None when the author's reply
+          channel: Channel, facts_version: int, rendered: RenderedReply, *,
+          actor: str = WATCHER) -> Delivery | None:
+    """Message, ledger row and ReactionReply in one transaction, audited as ``actor`` (the
+    watcher, or the person who sent it from the dashboard); None when the author's reply
     exists already (the unique key said so)."""
     assert incident.id is not None and reaction.id is not None
     try:
@@ -496,7 +498,7 @@ def _plan(session: Session, incident: Incident, reaction: Reaction, rule_id: str
         session.add(ReactionReply(incident_id=incident.id, source=reaction.source,
                                   author=reaction.author, reaction_id=reaction.id,
                                   delivery_id=delivery.id))
-        session.add(AuditEvent(actor=WATCHER, action="reply.planned", incident_id=incident.id,
+        session.add(AuditEvent(actor=actor, action="reply.planned", incident_id=incident.id,
                                detail_json=json.dumps({
                                    "rule": rule_id, "reaction_id": reaction.id,
                                    "delivery_key": delivery.key, "locale": locale,
