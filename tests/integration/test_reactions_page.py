@@ -9,12 +9,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from dashboard_apptest import open_page
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 import crisiscomms
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.database import init_db, make_engine
+from crisiscomms.identity.roles import Role
 from crisiscomms.incident.models import Incident
 from crisiscomms.playbook.listening import SpikePolicy
 from crisiscomms.reactions.models import Reaction, ReactionSource, Sentiment
@@ -63,10 +65,8 @@ def fill(engine: Engine) -> None:
 
 
 def test_the_page_shows_counts_flagged_reasons_and_spikes_as_text(page_db: Engine) -> None:
-    from streamlit.testing.v1 import AppTest
-
     fill(page_db)
-    app = AppTest.from_file(str(PAGE), default_timeout=60)
+    app = open_page(PAGE.name, Role.pr_lead)
     app.query_params["incident"] = "INC-LOUD"
     app.run()
     assert not app.exception, [e.value for e in app.exception]
@@ -86,10 +86,8 @@ def test_the_page_shows_counts_flagged_reasons_and_spikes_as_text(page_db: Engin
 
 
 def test_the_page_without_reactions_says_so(page_db: Engine) -> None:
-    from streamlit.testing.v1 import AppTest
-
     fill(page_db)
-    app = AppTest.from_file(str(PAGE), default_timeout=60)
+    app = open_page(PAGE.name, Role.pr_lead)
     app.run()  # no ?incident=: the newest incident first
     assert not app.exception, [e.value for e in app.exception]
     app.selectbox[0].select("INC-QUIET").run()
