@@ -25,6 +25,7 @@ from typing import Any
 import streamlit as st
 
 from crisiscomms.channels import CHANNEL_CLASSES
+from crisiscomms.core.clock import utcnow
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.dashboard.data import engine, settings
 from crisiscomms.dashboard.plain_text import plain
@@ -39,6 +40,7 @@ from crisiscomms.incident.fact_form import (
     combine_datetime,
     errors_by_field,
     facts_from_form,
+    rehearsal_facts,
     split_datetime,
     time_zones,
 )
@@ -97,6 +99,8 @@ def do_trigger(form: FactForm, form_key: str, incident_ref: str | None) -> None:
         st.session_state[ERRORS_KEY] = (form_key, str(exc), errors_by_field(
             exc, (*form.paths, "playbook", "stage")))
         return
+    for key in [k for k in st.session_state if str(k).startswith("trigger_rehearsal|")]:
+        del st.session_state[key]  # the next rehearsal is a new incident with a new reference
     result: dict[str, Any] = {"ref": bundle.incident_ref, "stage": bundle.stage,
                               "bundle_hash": bundle.bundle_hash, "approved": bundle.approved,
                               "messages": len(bundle.message_ids)}
@@ -217,6 +221,14 @@ stage_id = st.selectbox("Stage", stage_ids,
                         + (" (sent at once, no approval)" if playbook.stage(s).auto_send else ""),
                         key=f"trigger_stage|{playbook.name}|{choice}")
 base = incident_facts(engine(), chosen.ref) if chosen is not None else None
+if chosen is None and playbook.drill_facts and st.toggle(
+        "Start from the playbook's rehearsal facts", key=f"trigger_rehearse|{playbook.name}",
+        help="A drill: the form is filled with the playbook's own realistic facts "
+             "(drill_facts) under a new reference; change what you like before triggering."):
+    if f"trigger_rehearsal|{playbook.name}" not in st.session_state:  # one ref per session
+        st.session_state[f"trigger_rehearsal|{playbook.name}"] = rehearsal_facts(
+            playbook, now=utcnow())
+    base = st.session_state[f"trigger_rehearsal|{playbook.name}"]
 form = build_form(playbook, stage_id, base=base)
 form_key = f"{playbook.name}|{chosen.ref if chosen else 'new'}|{stage_id}|" \
            f"{base.content_hash()[:12] if base else ''}"

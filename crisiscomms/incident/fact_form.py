@@ -37,6 +37,7 @@ from crisiscomms.incident.facts import (
     BreachFacts,
     FactSheet,
     RecallFacts,
+    build_fact_sheet,
 )
 from crisiscomms.playbook.loader import Playbook, Stage
 
@@ -339,3 +340,13 @@ def errors_by_field(exc: CrisisCommsError, paths: Iterable[str]) -> dict[str, li
             out.setdefault(place(name, problem.locale), []).append(problem.reason
                                                                   if name else str(problem))
     return out
+
+
+def rehearsal_facts(playbook: Playbook, *, now: datetime) -> FactSheet | None:
+    """The playbook's rehearsal facts (``drill_facts``) as a form's starting point for a new
+    incident, under a reference of their own (``DRILL-<PLAYBOOK>-<UTC time>``, so a rehearsal
+    never posts onto an earlier one); None when the playbook has none."""
+    if not playbook.drill_facts:
+        return None
+    ref = f"DRILL-{playbook.name.upper().replace('_', '-')}-{now:%Y%m%d-%H%M%S}"
+    return build_fact_sheet({**playbook.drill_facts, "incident_ref": ref})

@@ -282,3 +282,22 @@ def test_a_broken_playbook_is_named_not_a_crash(dashboard_db: Engine, tmp_path: 
     assert not app.exception, [e.value for e in app.exception]
     assert "broken" in str(app.error[0].value) and "stage" in str(app.error[0].value)
     assert not [b for b in app.button if b.label == "Trigger"]
+
+
+def test_a_rehearsal_starts_from_the_playbooks_facts_under_a_new_reference(
+        live_db: Engine) -> None:
+    """The PR lead rehearsing: one toggle fills the whole form (translations too) with the
+    playbook's drill facts under a fresh DRILL-OUTAGE-<time> reference; triggering sends the
+    acknowledgement and forgets that reference, so the next rehearsal is a new incident."""
+    app = open_outage("pat")
+    app.toggle(key="trigger_rehearse|outage").set_value(True).run()
+    assert not app.exception, [e.value for e in app.exception]
+    ref = widget(app, "incident_ref").value
+    assert ref.startswith("DRILL-OUTAGE-") and ref != "DRILL-OUTAGE-001"
+    assert widget(app, "translations.ja.title").value  # every locale's prose is there
+    click_trigger(app)
+    assert not app.error, [e.value for e in app.error]
+    assert plain("Auto-sent: ") in texts(app)
+    with Session(live_db) as session:
+        assert session.exec(select(Incident).where(Incident.ref == ref)).one().drill
+    assert "trigger_rehearsal|outage" not in app.session_state  # the next one: a new ref
