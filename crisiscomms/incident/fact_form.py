@@ -19,6 +19,7 @@ CLI's facts file would, so the form refuses exactly what the CLI refuses, with t
 
 from __future__ import annotations
 
+import secrets
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -344,9 +345,11 @@ def errors_by_field(exc: CrisisCommsError, paths: Iterable[str]) -> dict[str, li
 
 def rehearsal_facts(playbook: Playbook, *, now: datetime) -> FactSheet | None:
     """The playbook's rehearsal facts (``drill_facts``) as a form's starting point for a new
-    incident, under a reference of their own (``DRILL-<PLAYBOOK>-<UTC time>``, so a rehearsal
-    never posts onto an earlier one); None when the playbook has none."""
+    incident, under a reference of their own (``DRILL-<PLAYBOOK>-<UTC time>-<4 hex>``, so a
+    rehearsal never posts onto an earlier one, even one started the same second); None when the
+    playbook has none."""
     if not playbook.drill_facts:
         return None
-    ref = f"DRILL-{playbook.name.upper().replace('_', '-')}-{now:%Y%m%d-%H%M%S}"
+    ref = (f"DRILL-{playbook.name.upper().replace('_', '-')}-{now:%Y%m%d-%H%M%S}-"
+           f"{secrets.token_hex(2).upper()}")
     return build_fact_sheet({**playbook.drill_facts, "incident_ref": ref})

@@ -300,4 +300,4 @@ def test_a_rehearsal_starts_from_the_playbooks_facts_under_a_new_reference(
     assert plain("Auto-sent: ") in texts(app)
     with Session(live_db) as session:
         assert session.exec(select(Incident).where(Incident.ref == ref)).one().drill
-    assert "trigger_rehearsal|outage" not in app.session_state  # the next one: a new ref
+    assert widget(app, "incident_ref").value != ref  # the next rehearsal: a new incident
