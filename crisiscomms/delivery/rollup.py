@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,11 +24,9 @@ RollupKey = tuple[int, str, str, datetime]
 
 
 def minute_of(at: datetime) -> datetime:
-    """``at`` truncated to the minute, naive UTC (as SQLite hands stored times back)."""
-    from datetime import UTC
-
-    if at.tzinfo is not None:
-        at = at.astimezone(UTC).replace(tzinfo=None)
+    """``at`` truncated to the minute, in UTC (stored times are UTC; SQLite hands them back
+    naive)."""
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     return at.replace(second=0, microsecond=0)
 
 

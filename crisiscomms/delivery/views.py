@@ -87,7 +87,7 @@ def reach_over_time(session: Session, incident_id: int, *, bucket_minutes: int =
     if not 1 <= bucket_minutes <= 1440:
         raise ValueError("bucket_minutes must be between 1 and 1440")
     width = timedelta(minutes=bucket_minutes)
-    epoch = datetime(1970, 1, 1)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
 
     def bucket(at: datetime) -> datetime:
         at = minute_of(at)
@@ -116,6 +116,6 @@ def reach_over_time(session: Session, incident_id: int, *, bucket_minutes: int =
     points: list[ReachPoint] = []
     for (at, channel, measure), n in sorted(added.items()):
         running[(channel, measure)] += n
-        points.append(ReachPoint((at + width).replace(tzinfo=UTC), channel, measure,
+        points.append(ReachPoint(at + width, channel, measure,
                                  running[(channel, measure)]))
     return points

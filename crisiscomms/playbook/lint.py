@@ -242,10 +242,10 @@ def _structure(playbook: Playbook, templates_dir: Path,
         kinds = {loc: [r.kind for r in playbook.remedies.get(loc, ())]
                  for loc in playbook.locales}
         reference = kinds[playbook.default_locale]
-        for loc, have in kinds.items():
-            if have != reference:
+        for loc, kinds_here in kinds.items():
+            if kinds_here != reference:
                 problems.append(Problem(
-                    playbook.name, f"remedies {have} differ from the default locale's "
+                    playbook.name, f"remedies {kinds_here} differ from the default locale's "
                     f"{reference}", locale=loc, field="remedies"))
     return problems
 
