@@ -63,8 +63,9 @@ def reach_section(url: str, row: IncidentGlance, bucket: int, tick: int) -> None
         chart = alt.Chart(frame).mark_line(point=True, interpolate="step-after").encode(
             x=alt.X("at:T", title=None), y=alt.Y("recipients:Q", title="recipients (cumulative)"),
             color=alt.Color("measure:N", sort=list(MEASURES)),
-            tooltip=["channel", "measure", "recipients", alt.Tooltip("at:T", format="%H:%M")],
-        ).properties(height=180).facet(row=alt.Row("channel:N", title=None))
+            tooltip=["channel:N", "measure:N", "recipients:Q", alt.Tooltip("at:T", format="%H:%M")],
+            row=alt.Row("channel:N", title=None),
+        ).properties(height=160)
         st.altair_chart(chart, use_container_width=True)
 
 
@@ -96,10 +97,10 @@ def reactions_section(url: str, row: IncidentGlance, bucket: int, tick: int) -> 
             color=alt.Color("sentiment:N", scale=alt.Scale(
                 domain=["negative", "neutral", "positive", "unscored"],
                 range=["#d62728", "#9e9e9e", "#2ca02c", "#dddddd"])),
-            tooltip=["sentiment", "reactions", alt.Tooltip("start:T", format="%H:%M")])
+            tooltip=["sentiment:N", "reactions:Q", alt.Tooltip("start:T", format="%H:%M")])
         line = alt.Chart(flags).mark_line(color="black", point=True).encode(
             x="start:T", y=alt.Y("need a person:Q"),
-            tooltip=["need a person", alt.Tooltip("start:T", format="%H:%M")])
+            tooltip=["need a person:Q", alt.Tooltip("start:T", format="%H:%M")])
         st.altair_chart(alt.layer(bars, line).properties(height=220),
                         use_container_width=True)
     if satisfaction.ratings:
