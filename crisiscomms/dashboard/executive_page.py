@@ -6,8 +6,8 @@ update due (overdue in red). For one incident: reach per channel as it rolls out
 delivered, opened, bounced, failed) in total and over time; reactions' volume, sentiment and
 needs-a-human over time; spikes; CSAT. The figures refresh themselves every
 ``dashboard_overview_refresh_s`` seconds (``st.fragment(run_every=...)``) from aggregates
-cached for that interval (``overview_cache.py``), read through the domain's views; customer
-text never appears here, only counts.
+cached for that interval (``overview_cache.py``), read through the domain's views; the Altair
+charts come from ``overview_charts.py``. Customer text never appears here, only counts.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import altair as alt
 import streamlit as st
 
 from crisiscomms.core.clock import utcnow
 from crisiscomms.dashboard import overview_cache as cached
 from crisiscomms.dashboard.data import settings
+from crisiscomms.dashboard.overview_charts import reach_chart, reactions_chart, vega_lite_spec
 from crisiscomms.dashboard.reader import duration, reader_zone, when
 from crisiscomms.dashboard.session import require
 from crisiscomms.delivery.views import MEASURES
@@ -58,15 +58,7 @@ def reach_section(url: str, row: IncidentGlance, bucket: int, tick: int) -> None
                   for r in totals], hide_index=True)
     points = cached.reach_timeline(url, row.id, bucket, tick)
     if points:
-        frame = {"values": [{"at": p.at.isoformat(), "channel": p.channel,
-                             "measure": p.measure, "recipients": p.count} for p in points]}
-        chart = alt.Chart(frame).mark_line(point=True, interpolate="step-after").encode(
-            x=alt.X("at:T", title=None), y=alt.Y("recipients:Q", title="recipients (cumulative)"),
-            color=alt.Color("measure:N", sort=list(MEASURES)),
-            tooltip=["channel:N", "measure:N", "recipients:Q", alt.Tooltip("at:T", format="%H:%M")],
-            row=alt.Row("channel:N", title=None),
-        ).properties(height=160)
-        st.altair_chart(chart, use_container_width=True)
+        st.vega_lite_chart(vega_lite_spec(reach_chart(points)), width="stretch")
 
 
 def reactions_section(url: str, row: IncidentGlance, bucket: int, tick: int) -> None:
@@ -86,23 +78,7 @@ def reactions_section(url: str, row: IncidentGlance, bucket: int, tick: int) -> 
               help=(f"{satisfaction.ratings} ratings, mean {satisfaction.mean:.2f}"
                     if satisfaction.mean is not None else "No ratings yet"))
     if trend:
-        long = {"values": [
-            {"start": b.start.isoformat(), "sentiment": s, "reactions": getattr(b, s)}
-            for b in trend for s in ("negative", "neutral", "positive", "unscored")
-            if getattr(b, s)]}
-        flags = {"values": [{"start": b.start.isoformat(), "need a person": b.needs_human}
-                            for b in trend]}
-        bars = alt.Chart(long).mark_bar().encode(
-            x=alt.X("start:T", title=None), y=alt.Y("reactions:Q", stack=True),
-            color=alt.Color("sentiment:N", scale=alt.Scale(
-                domain=["negative", "neutral", "positive", "unscored"],
-                range=["#d62728", "#9e9e9e", "#2ca02c", "#dddddd"])),
-            tooltip=["sentiment:N", "reactions:Q", alt.Tooltip("start:T", format="%H:%M")])
-        line = alt.Chart(flags).mark_line(color="black", point=True).encode(
-            x="start:T", y=alt.Y("need a person:Q"),
-            tooltip=["need a person:Q", alt.Tooltip("start:T", format="%H:%M")])
-        st.altair_chart(alt.layer(bars, line).properties(height=220),
-                        use_container_width=True)
+        st.vega_lite_chart(vega_lite_spec(reactions_chart(trend)), width="stretch")
     if satisfaction.ratings:
         st.caption("CSAT ratings: " + " · ".join(
             f"{r}★ {n}" for r, n in sorted(satisfaction.by_rating.items())))
@@ -119,7 +95,8 @@ def reactions_section(url: str, row: IncidentGlance, bucket: int, tick: int) -> 
 
 user = require(Permission.view_executive)
 st.title("Overview")
-refresh = settings().dashboard_overview_refresh_s
+current = settings()
+refresh = current.dashboard_overview_refresh_s
 include_drills = st.toggle("Include drills", value=False, key="include_drills")
 bucket_label = st.segmented_control("Time buckets", list(BUCKETS), default="5 min",
                                     key="bucket") or "5 min"
@@ -127,7 +104,8 @@ bucket_label = st.segmented_control("Time buckets", list(BUCKETS), default="5 mi
 
 @st.fragment(run_every=refresh)
 def overview(include_drills: bool, bucket: int) -> None:
-    url, tick, tz, now = settings().resolved_database_url, cached.tick(), reader_zone(), utcnow()
+    url, tick = current.resolved_database_url, cached.tick(refresh)
+    tz, now = reader_zone(), utcnow()
     rows = cached.glance(url, include_drills, tick)
     st.caption(f"Refreshes every {refresh} s · times in {tz.key}")
     if not rows:

@@ -15,7 +15,7 @@ import time
 import streamlit as st
 from sqlmodel import Session
 
-from crisiscomms.dashboard.data import engine, settings
+from crisiscomms.dashboard.data import engine
 from crisiscomms.delivery.views import Reach, ReachPoint, reach, reach_over_time
 from crisiscomms.incident.metrics import IncidentGlance, incidents_at_a_glance
 from crisiscomms.reactions.trends import Csat, TrendBucket, csat, reaction_trend
@@ -24,9 +24,9 @@ from crisiscomms.reactions.views import SpikeRow, spikes
 _ENTRIES = 256
 
 
-def tick() -> int:
-    """The number of the current refresh interval: part of every cache key here."""
-    return int(time.time() // settings().dashboard_overview_refresh_s)
+def tick(refresh_s: int) -> int:
+    """The number of the current ``refresh_s`` interval: part of every cache key here."""
+    return int(time.time() // refresh_s)
 
 
 @st.cache_data(show_spinner=False, max_entries=_ENTRIES)

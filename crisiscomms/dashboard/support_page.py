@@ -26,8 +26,7 @@ import streamlit as st
 from crisiscomms.channels.support_desk import SupportDeskChannel
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.errors import CrisisCommsError
-from crisiscomms.core.settings import Settings
-from crisiscomms.dashboard.data import engine
+from crisiscomms.dashboard.data import engine_for, settings
 from crisiscomms.dashboard.reader import browser_locale, plain, reader_zone, when
 from crisiscomms.dashboard.session import require
 from crisiscomms.identity.roles import Permission
@@ -103,8 +102,9 @@ st.caption("Say this, word for word: one answer on every channel and from every 
            "Only approved, published statements appear here.")
 
 tz, now = reader_zone(), utcnow()
-playbooks_dir = Settings().playbooks_dir
-everything = incident_overview(engine())
+current = settings()
+db, playbooks_dir = engine_for(current), current.playbooks_dir
+everything = incident_overview(db)
 rows = [r for r in everything if r.status not in ("resolved", "postmortem")] or everything[:5]
 if not rows:
     st.info("No incidents.")
@@ -116,7 +116,7 @@ locale = st.selectbox("Language", available,
 for row in rows:
     # the incident row's title and status may already be an unapproved update's: show the
     # published statement's own
-    statements = holding_statements(engine(), row.id, SupportDeskChannel.name,
+    statements = holding_statements(db, row.id, SupportDeskChannel.name,
                                     playbooks_dir=playbooks_dir)
     statement = statements.get(locale)
     label = row.ref if statement is None else (
