@@ -52,7 +52,7 @@ def test_the_loader_refuses_a_stray_locale_and_an_unknown_kind(tmp_path: Path) -
         raw["remedies"]["en"][0]["kind"] = "free_lunch"
 
     folder = _copy_with(tmp_path, "outage", bad_kind)
-    with pytest.raises(PlaybookError, match="remedies.en.0.kind"):
+    with pytest.raises(PlaybookError, match=r"remedies\.en\.0\.kind"):
         load_playbook("outage", folder)
 
 
@@ -60,7 +60,7 @@ def test_lint_names_a_locale_whose_remedies_differ(tmp_path: Path) -> None:
     folder = _copy_with(tmp_path, "outage",
                         lambda raw: raw["remedies"]["ja"].reverse())
     shutil.copytree(PROJECT_ROOT / "templates", tmp_path / "templates")
-    playbooks, templates, names = resolve_paths(tmp_path, folder, tmp_path / "templates")
+    playbooks, templates, _names = resolve_paths(tmp_path, folder, tmp_path / "templates")
     _, problems = lint(playbooks, templates, CHANNEL_CLASSES, ["outage"])
     remedies = [p for p in problems if p.field == "remedies"]
     assert [(p.locale, p.playbook) for p in remedies] == [("ja", "outage")]
