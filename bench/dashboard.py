@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -298,13 +299,23 @@ def main() -> None:
     parser.add_argument("--reactions", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=20, help="steady runs per role and page")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the filled database (its folder is printed to stderr)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    import logging
-
-    logging.getLogger("streamlit").setLevel(logging.ERROR)  # AppTest's bare-mode chatter
+    os.environ.setdefault("STREAMLIT_LOGGER_LEVEL", "error")  # AppTest's bare-mode chatter
     work = workdir()
+    try:
+        run(args, work)
+    finally:
+        if args.keep:
+            log(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)  # about 400 MB at a million deliveries
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
     playbooks, templates = content_dirs(work)
     os.environ.update({
         "CRISISCOMMS_MODE": "drill", "CRISISCOMMS_DATA_DIR": str(work / "data"),

@@ -32,3 +32,8 @@ def engine_for(current: Settings) -> Engine:
     milliseconds (the workspace search, ``.env``, validation), so a page that needs both reads
     them once."""
     return _engine(current.resolved_database_url)
+
+
+def engine_at(url: str) -> Engine:
+    """The engine of a database URL a page already has (a cached read keyed on it)."""
+    return _engine(url)
