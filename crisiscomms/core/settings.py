@@ -205,7 +205,7 @@ class Settings(BaseSettings):
 
     # dashboard: support, the executive overview and fast aggregates
     dashboard_overview_refresh_s: int = Field(default=30, ge=5, le=3600)
-    """How often the executive overview refreshes itself (``st.fragment(run_every=...)``), in
+    """How often the executive overview refreshes itself (``st.fragment``'s ``run_every``), in
     seconds; also how long its aggregates stay cached, so every viewer's refresh inside that
     time reads the cache, not the database."""
 
