@@ -61,6 +61,7 @@ bench: install postgres
 	$(RUN) python bench/faults.py --json
 	$(UV) run --frozen --group train python bench/triage.py --json
 	$(UV) run --frozen --group train python bench/reactions.py --json
+	$(RUN) python bench/dashboard.py --json
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache data

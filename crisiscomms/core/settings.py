@@ -203,6 +203,12 @@ class Settings(BaseSettings):
     dashboard_session_minutes: int = Field(default=720, ge=5, le=7 * 24 * 60)
     """How long a dashboard sign-in lasts before the password is asked again."""
 
+    # dashboard: support, the executive overview and fast aggregates
+    dashboard_overview_refresh_s: int = Field(default=30, ge=5, le=3600)
+    """How often the executive overview refreshes itself (``st.fragment``'s ``run_every``), in
+    seconds; also how long its aggregates stay cached, so every viewer's refresh inside that
+    time reads the cache, not the database."""
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -25,3 +25,15 @@ def engine() -> Engine:
     """The configured database's engine, shared by every session of this process (keyed on
     the URL, so a test or a changed setting gets its own)."""
     return _engine(settings().resolved_database_url)
+
+
+def engine_for(current: Settings) -> Engine:
+    """The engine of settings a page already read: building ``Settings`` costs tens of
+    milliseconds (the workspace search, ``.env``, validation), so a page that needs both reads
+    them once."""
+    return _engine(current.resolved_database_url)
+
+
+def engine_at(url: str) -> Engine:
+    """The engine of a database URL a page already has (a cached read keyed on it)."""
+    return _engine(url)

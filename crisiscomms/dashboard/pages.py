@@ -45,6 +45,8 @@ PAGES: tuple[PageSpec, ...] = (
              Permission.view_reactions, RUN),
     PageSpec("support_page.py", "Holding statements", ":material/support_agent:", "support",
              Permission.view_support, READ),
+    PageSpec("executive_page.py", "Overview", ":material/monitoring:", "overview",
+             Permission.view_executive, READ),
     PageSpec("audit_page.py", "Audit trail", ":material/policy:", "audit",
              Permission.view_audit, ADMIN),
 )

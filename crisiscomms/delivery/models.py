@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from crisiscomms.core.clock import utcnow
@@ -68,3 +68,28 @@ class DeliveryEvent(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=500)
     occurred_at: datetime
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class DeliveryEventRollup(SQLModel, table=True):
+    """Provider events counted per (incident, channel, event, minute): reach over time without
+    reading the per-recipient ``DeliveryEvent`` table (millions of rows in a large incident).
+
+    Maintained where events are stored (``reactions/sources/sendgrid_events.record_events``
+    adds the events it newly inserted, in the same transaction: a replayed event is not
+    inserted, so it is not counted twice); the migration that created it backfilled it from
+    the events already stored. Events not linked to an incident are not rolled up (no page
+    shows them). ``count`` counts events, not distinct recipients (two opens by one person
+    are two)."""
+
+    __table_args__ = (
+        UniqueConstraint("incident_id", "channel", "event", "minute",
+                         name="uq_delivery_event_rollup"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id")
+    channel: str = Field(max_length=32)
+    event: str = Field(max_length=32)
+    minute: datetime
+    """The events' ``occurred_at`` truncated to the minute (UTC)."""
+    count: int = 0

@@ -237,6 +237,16 @@ def _structure(playbook: Playbook, templates_dir: Path,
             if n != expected:
                 problems.append(Problem(playbook.name, f"has {n} Q&A entries, other locales "
                                         f"have {expected}", locale=loc, field="qa"))
+    if playbook.remedies:
+        # every locale's agents may grant the same remedies: the same kinds, in the same order
+        kinds = {loc: [r.kind for r in playbook.remedies.get(loc, ())]
+                 for loc in playbook.locales}
+        reference = kinds[playbook.default_locale]
+        for loc, kinds_here in kinds.items():
+            if kinds_here != reference:
+                problems.append(Problem(
+                    playbook.name, f"remedies {kinds_here} differ from the default locale's "
+                    f"{reference}", locale=loc, field="remedies"))
     return problems
 
 

@@ -44,6 +44,23 @@ class QA(BaseModel):
     a: str = Field(min_length=1)
 
 
+class Remedy(BaseModel):
+    """A remedy a support agent may grant on their own, without asking anyone: what it is, up
+    to what limit, and when it applies. The seeds insist agents be empowered to settle an
+    ordinary complaint on the spot (waive a fee, credit a charge); this is the playbook's word
+    on how far that goes, so every agent grants the same thing and nobody waits for a manager."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["credit", "fee_waiver", "refund", "replacement", "other"]
+    what: str = Field(min_length=1)
+    """The remedy, in the customer's words (``A service credit on the next invoice``)."""
+    limit: str = Field(min_length=1)
+    """Up to what an agent grants alone (``up to 10 % of the month's fee``); beyond it, the
+    usual approval path."""
+    when: str = Field(min_length=1)
+    """When it applies (``the customer's account was affected for more than an hour``)."""
+
+
 class Notice(BaseModel):
     """Rules of a regulated notice (recall, data breach) checked before anything renders."""
 
@@ -114,6 +131,10 @@ class Playbook(BaseModel):
         description="Per locale, the time zone of public messages (status page, X, support); "
                     "personal email uses each recipient's own.")
     qa: dict[str, tuple[QA, ...]] = Field(default_factory=dict)
+    remedies: dict[str, tuple[Remedy, ...]] = Field(
+        default_factory=dict,
+        description="Per locale, the remedies support agents may grant without asking "
+                    "(the support page shows them beside the Q&A).")
     must_carry: dict[str, tuple[str, ...]] = Field(
         default_factory=dict,
         description="Per channel, the facts every rendered message must carry verbatim.")
@@ -139,11 +160,13 @@ class Playbook(BaseModel):
             if not is_fact_path(name):
                 raise Invalid(f"fact {name!r} is not a FactSheet field", field="facts",
                               values=(name,))
-        stray = [loc for loc in (*self.qa, *self.time_zones) if loc not in self.locales]
+        stray = [loc for loc in (*self.qa, *self.time_zones, *self.remedies)
+                 if loc not in self.locales]
         if stray:
-            raise Invalid(f"qa/time_zones name locales the playbook lacks: {stray}",
-                          field="qa" if stray[0] in self.qa else "time_zones",
-                          values=tuple(stray))
+            field = ("qa" if stray[0] in self.qa else
+                     "time_zones" if stray[0] in self.time_zones else "remedies")
+            raise Invalid(f"qa/time_zones/remedies name locales the playbook lacks: {stray}",
+                          field=field, values=tuple(stray))
         if self.notice is not None:
             for kind, words in (("headline", self.notice.headline),
                                 ("urgent", self.notice.urgent)):

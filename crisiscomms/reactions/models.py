@@ -40,6 +40,9 @@ class Reaction(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("source", "source_id", name="uq_reaction_source_id"),
         Index("ix_reaction_incident_received", "incident_id", "received_at"),
+        # covers the executive page's trend (bucket × sentiment × needs-a-human per incident)
+        Index("ix_reaction_incident_trend", "incident_id", "received_at", "sentiment",
+              "needs_human"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

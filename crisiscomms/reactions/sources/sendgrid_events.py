@@ -9,6 +9,8 @@ incident and recipient.
 
 Then, in a few statements for the whole batch:
 
+- the events newly stored are added to the per-minute rollup (``delivery/rollup.py``) that
+  the executive page reads instead of this table;
 - ``processed``/``delivered`` settle a batch row a crash left ``sending`` or ``unconfirmed``
   (``delivery/ledger.py`` ``confirm_by_key``, once per distinct key: a batch of 1,000
   recipients is one key);
@@ -37,6 +39,7 @@ from crisiscomms.audience.models import Recipient
 from crisiscomms.core.clock import utcnow
 from crisiscomms.delivery.ledger import CONFIRMABLE, confirm_by_key
 from crisiscomms.delivery.models import Delivery, DeliveryEvent
+from crisiscomms.delivery.rollup import add_to_rollup, rollup_counts
 from crisiscomms.reactions.service import storable
 from crisiscomms.reactions.sources.payload import PayloadError, parse_json, text_field
 
@@ -161,13 +164,20 @@ def record_events(session: Session, events: Sequence[SendGridEvent]) -> EventsRe
 
 
 def _insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert the events not stored yet (one cached executemany); how many were new."""
+    """Insert the events not stored yet (one cached executemany) and add them to the
+    per-minute rollup (``delivery/rollup.py``); how many were new."""
     dialect = session.get_bind().dialect.name
     table = DeliveryEvent.__table__  # type: ignore[attr-defined]
     base = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
     stmt = base.on_conflict_do_nothing(index_elements=["event_key"]).returning(
-        col(DeliveryEvent.id))
-    return len(session.connection().execute(stmt, rows).all())
+        col(DeliveryEvent.incident_id), col(DeliveryEvent.channel), col(DeliveryEvent.event),
+        col(DeliveryEvent.occurred_at))
+    connection = session.connection()
+    inserted = connection.execute(stmt, rows).all()
+    # the rollup counts exactly the rows inserted: a replayed event adds nothing
+    add_to_rollup(connection, rollup_counts(
+        (iid, str(channel), str(event), occurred) for iid, channel, event, occurred in inserted))
+    return len(inserted)
 
 
 def _suppress(session: Session, events: Sequence[SendGridEvent]) -> int:
