@@ -103,7 +103,8 @@ def dashboard_command(address: str, port: int) -> list[str]:
     app_path = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     return [sys.executable, "-m", "streamlit", "run", str(app_path),
             "--server.headless", "true", "--server.port", str(port),
-            "--server.address", address, "--browser.gatherUsageStats", "false"]
+            "--server.address", address, "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "viewer"]
 
 
 @app.command()

@@ -54,6 +54,10 @@ def reach_section(url: str, row: IncidentGlance, bucket: int, tick: int) -> None
     if not totals:
         st.info("Nothing planned for this incident yet.")
         return
+    email = next((r for r in totals if r.channel == "email"), None)
+    if email is not None:  # the people reached one by one: the headline figures
+        for column, measure in zip(st.columns(len(MEASURES)), MEASURES, strict=True):
+            column.metric(f"Email {measure}", f"{getattr(email, measure):,}")
     st.dataframe([{"channel": r.channel, **{m: getattr(r, m) for m in MEASURES}}
                   for r in totals], hide_index=True)
     points = cached.reach_timeline(url, row.id, bucket, tick)

@@ -66,9 +66,11 @@ def e2e_users(root: Path) -> dict[str, str]:
 
 def sign_in(browser: Any, url: str, user_id: str, *, path: str = "",
             viewport: Mapping[str, int] | None = None) -> Any:
-    """A new browser page signed in to the dashboard at ``url`` as ``user_id`` through the
-    sign-in form, then at ``path`` (a page's url_path; in-app navigation keeps the session)."""
-    page = browser.new_page(viewport=dict(viewport or {"width": 1400, "height": 900}))
+    """A new page of ``browser`` (or of a context) signed in to the dashboard at ``url`` as
+    ``user_id`` through the sign-in form, then at ``path`` (a page's title in the menu; in-app
+    navigation keeps the session)."""
+    page = browser.new_page()  # a Browser or a BrowserContext (with its own permissions)
+    page.set_viewport_size(dict(viewport or {"width": 1400, "height": 900}))
     page.goto(url)
     page.get_by_label("User id").fill(user_id)
     page.get_by_label("Password", exact=True).fill(E2E_PASSWORD)
@@ -107,7 +109,11 @@ def run_dashboard(env: Mapping[str, str], *, port: int | None = None,
             yield url
         finally:
             proc.terminate()
-            proc.wait(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # a page still publishing: stop it hard
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 def publish_outage_acknowledgement(
