@@ -17,12 +17,14 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
+from crisiscomms.channels.registry import in_lane
 from crisiscomms.core.clock import utcnow
 from crisiscomms.dashboard import overview_cache as cached
 from crisiscomms.dashboard.data import settings
 from crisiscomms.dashboard.overview_charts import reach_chart, reactions_chart, vega_lite_spec
 from crisiscomms.dashboard.reader import duration, reader_zone, when
 from crisiscomms.dashboard.session import require
+from crisiscomms.delivery.contract import Lane
 from crisiscomms.delivery.views import MEASURES
 from crisiscomms.identity.roles import Permission
 from crisiscomms.incident.metrics import IncidentGlance
@@ -54,10 +56,12 @@ def reach_section(url: str, row: IncidentGlance, bucket: int, tick: int) -> None
     if not totals:
         st.info("Nothing planned for this incident yet.")
         return
-    email = next((r for r in totals if r.channel == "email"), None)
-    if email is not None:  # the people reached one by one: the headline figures
+    personal = set(in_lane(Lane.fan_out))  # the people reached one by one (email)
+    people = [r for r in totals if r.channel in personal]
+    if people:  # the headline figures
         for column, measure in zip(st.columns(len(MEASURES)), MEASURES, strict=True):
-            column.metric(f"Email {measure}", f"{getattr(email, measure):,}")
+            column.metric(f"People {measure}", f"{sum(getattr(r, measure) for r in people):,}",
+                          help=f"{measure} over {', '.join(sorted(personal))}")
     st.dataframe([{"channel": r.channel, **{m: getattr(r, m) for m in MEASURES}}
                   for r in totals], hide_index=True)
     points = cached.reach_timeline(url, row.id, bucket, tick)

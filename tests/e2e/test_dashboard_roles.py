@@ -192,9 +192,9 @@ def test_the_executive_watches_reach_and_reactions_move(browser: Any,
     ref = drill["state"]["ref"]
     page = sign_in(browser, drill["url"], "executive")
     page.get_by_text("Include drills").first.click()  # a rehearsal: drills are hidden by default
-    page.get_by_text("Email delivered", exact=True).wait_for(timeout=TIMEOUT)
+    page.get_by_text("People delivered", exact=True).wait_for(timeout=TIMEOUT)
     assert ref in page.locator("body").inner_text()
-    reactions, delivered = metric(page, "Reactions"), metric(page, "Email delivered")
+    reactions, delivered = metric(page, "Reactions"), metric(page, "People delivered")
     with Session(drill["engine"]) as session:
         incident = session.exec(select(Incident).where(Incident.ref == ref)).one()
     assert incident.id is not None
@@ -205,7 +205,7 @@ def test_the_executive_watches_reach_and_reactions_move(browser: Any,
         "Reactions", exact=True)).get_by_test_id("stMetricValue")).not_to_have_text(
         reactions, timeout=TIMEOUT)
     expect(page.get_by_test_id("stMetric").filter(has=page.get_by_text(
-        "Email delivered", exact=True)).get_by_test_id("stMetricValue")).not_to_have_text(
+        "People delivered", exact=True)).get_by_test_id("stMetricValue")).not_to_have_text(
         delivered, timeout=TIMEOUT)
     assert int(metric(page, "Reactions").replace(",", "")) > int(reactions.replace(",", ""))
     shoot(page, "executive.png")
