@@ -20,7 +20,9 @@ in the same run: the rollup the executive page reads and the GROUP BY over the r
 replaces, the reaction trend, CSAT, the ledger's reach.
 
 Printed with ``--json``: ONE line, ``{"deliveries", "reactions", "pages": {"<role>/<page>":
-{"p50_ms", "p95_ms"}}, "bare_sql_ms": {...}}``; the fill time and the cold runs go to stderr.
+{"p50_ms", "p95_ms"}}, "bare_sql_ms", "bare_sql_parts_ms": {...}}``: ``bare_sql_ms`` is the sum
+of the median bare times of the aggregates the pages run, ``bare_sql_parts_ms`` each of them
+and the raw-event GROUP BY the rollup replaces; the fill time and the cold runs go to stderr.
 
     uv run python bench/dashboard.py [--deliveries 1000000] [--reactions 100000] [--runs 20]
         [--json]
@@ -225,6 +227,10 @@ def timed(fn: Callable[[], Any], runs: int) -> float:
     return round(statistics.median(samples), 1)
 
 
+RAW_GROUP_BY = "reach_raw_events_group_by"
+"""The reach a page would compute without the rollup: the rollup's baseline."""
+
+
 def bare_sql(engine: Any, incident_id: int, runs: int) -> dict[str, float]:
     """The aggregates behind the pages, straight through the driver (median ms)."""
     bucket = "CAST(strftime('%s', received_at) AS INTEGER) / 300"
@@ -233,7 +239,7 @@ def bare_sql(engine: Any, incident_id: int, runs: int) -> dict[str, float]:
                          "WHERE incident_id = ? GROUP BY channel, event"),
         "reach_over_time_rollup": ("SELECT minute, channel, event, count FROM "
                                    "deliveryeventrollup WHERE incident_id = ?"),
-        "reach_raw_events_group_by": ("SELECT channel, event, count(*) FROM deliveryevent "
+        RAW_GROUP_BY: ("SELECT channel, event, count(*) FROM deliveryevent "
                                       "WHERE incident_id = ? GROUP BY channel, event"),
         "ledger_by_channel_state": ("SELECT channel, state, sum(recipient_count) FROM delivery "
                                     "WHERE incident_id = ? GROUP BY channel, state"),
@@ -350,12 +356,16 @@ def run(args: argparse.Namespace, work: Path) -> None:
     pages, cold = run_pages(args.runs)
     for name, ms in cold.items():
         log(f"cold {name}: {ms} ms (steady p50 {pages[name]['p50_ms']} ms)")
+    # the figure to set the pages against: what the overview's own aggregates cost bare (the
+    # raw-event GROUP BY is the rollup's comparison, not something a page runs)
+    page_sql = round(sum(ms for name, ms in bare.items() if name != RAW_GROUP_BY), 1)
     report = {"deliveries": args.deliveries, "reactions": args.reactions, "pages": pages,
-              "bare_sql_ms": bare}
+              "bare_sql_ms": page_sql, "bare_sql_parts_ms": bare}
     if args.json:
         print(json.dumps(report), flush=True)
     else:
-        emit({**report, "pages": json.dumps(pages), "bare_sql_ms": json.dumps(bare)}, False)
+        emit({**report, "pages": json.dumps(pages), "bare_sql_parts_ms": json.dumps(bare)},
+             False)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 from sqlalchemy.engine import Engine
 
 from crisiscomms.core.database import init_db, make_engine
-from crisiscomms.core.settings import Settings
+from crisiscomms.core.settings import ENV_PREFIX, Settings
+
+SETTINGS_TTL_S = 10
+"""How long a read of the settings is shared: building ``Settings`` costs 25-60 ms (the
+workspace search, ``.env``, validation), which every page run paid; a changed ``.env`` shows
+within this many seconds."""
+
+
+@st.cache_resource(show_spinner=False, ttl=SETTINGS_TTL_S, max_entries=8)
+def _settings(environment: tuple[tuple[str, str], ...], cwd: str) -> Settings:
+    return Settings()
 
 
 def settings() -> Settings:
-    """This workspace's settings (read each run: cheap, and a changed ``.env`` shows)."""
-    return Settings()
+    """This workspace's settings, shared for ``SETTINGS_TTL_S`` by every run with the same
+    ``CRISISCOMMS_*`` environment and working folder (so a test's or a changed variable gets
+    its own). Treat it as read-only."""
+    environment = tuple(sorted((k, v) for k, v in os.environ.items()
+                               if k.startswith(ENV_PREFIX)))
+    return _settings(environment, os.getcwd())
 
 
 @st.cache_resource(show_spinner=False)
