@@ -398,10 +398,13 @@ class StageRenderer:
             "locale": locale,
             "time_zone": playbook.time_zones.get(locale, facts.time_zone),
             "qa": [qa.model_dump() for qa in playbook.qa.get(locale, ())],
+            # what support may grant without asking (``what``, ``limit``, ``when``, ``kind``):
+            # the holding statement can list them, so the text an agent copies is complete
+            "remedies": [r.model_dump(mode="json") for r in playbook.remedies.get(locale, ())],
             "personal_times": personal,
         }
         if personal:  # data is text, never a substitution key (see escaping)
-            for key in ("facts", "stage", "playbook", "qa"):
+            for key in ("facts", "stage", "playbook", "qa", "remedies"):
                 ctx[key] = escape_data(ctx[key])
             ctx["recipient"] = {
                 f: substitution_tag(f, html=False) for f in playbook.recipient_fields

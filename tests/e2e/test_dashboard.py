@@ -74,6 +74,9 @@ def test_dashboard_lists_the_incident_with_channel_counts(browser, dashboard_url
     assert "next update due" in body
     assert "We've found what's causing the problem" not in body  # the unapproved update
     assert "stage update" not in body
+    # the statement itself lists what an agent may grant without asking (the playbook's remedies)
+    assert "What you may grant (no need to ask)" in body
+    assert "A service credit on the next invoice" in body
     page.screenshot(path=str(ARTIFACTS / "holding_statements.png"), full_page=True)
     page.close()
 

@@ -1,6 +1,7 @@
 """Remedies agents may grant without asking: every shipped playbook has them in every locale,
 the same kinds everywhere; the loader refuses a stray locale or kind; lint names a locale whose
-remedies differ; the support guide falls back like messages do."""
+remedies differ; the support guide falls back like messages do; every support holding
+statement lists them."""
 
 from __future__ import annotations
 
@@ -75,3 +76,29 @@ def test_the_support_guide_falls_back_like_messages() -> None:
     unknown = support_guide("data_incident", PLAYBOOKS, "pt-BR")
     assert unknown.locale == "en"
     assert unknown.qa == load_playbook("data_incident", PLAYBOOKS).qa["en"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_support_statement_lists_the_remedies_agents_may_grant(name: str) -> None:
+    """What support copies is complete and agrees with the support page: every stage's
+    statement, in every locale, lists each remedy (what, up to what limit, when) and no longer
+    forbids the credits and refunds the playbook lets agents grant."""
+    from crisiscomms.incident.facts import build_fact_sheet
+    from crisiscomms.render.environment import StageRenderer
+
+    book = load_playbook(name, PLAYBOOKS)
+    renderer = StageRenderer(PROJECT_ROOT / "templates", CHANNEL_CLASSES)
+    facts = build_fact_sheet(book.drill_facts)
+    seen = set()
+    for stage in book.stages:
+        for message, _ in renderer.render_stage(book, stage, facts):
+            if message.channel != "support":
+                continue
+            seen.add((stage.id, message.locale))
+            text = message.parts["text"]
+            for remedy in book.remedies[message.locale]:
+                assert remedy.what in text, (stage.id, message.locale, remedy.kind)
+                assert remedy.limit in text and remedy.when in text, (stage.id, message.locale)
+            assert "Promise a credit or a refund" not in text
+            assert "Promise credits or refunds" not in text
+    assert {loc for _, loc in seen} == set(book.locales)
