@@ -73,6 +73,20 @@ def settled(page: Any) -> None:
     expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=TIMEOUT)
 
 
+def switch_on(page: Any, label: str) -> None:
+    """Turn on the Streamlit toggle ``label`` once the page has settled (a click on an element
+    a rerun is replacing is lost: check, and click again if so)."""
+    settled(page)
+    toggle = page.locator("label").filter(has_text=label).locator(
+        "input[type=checkbox]").first
+    for _ in range(3):
+        if toggle.is_checked():
+            break
+        page.get_by_text(label, exact=True).first.click()
+        settled(page)
+    expect(toggle).to_be_checked(timeout=TIMEOUT)
+
+
 def choose(page: Any, label: str, option: str) -> None:
     """Pick ``option`` (its text starts so) in the Streamlit select box labelled ``label``, and
     wait for the page drawn with it."""
@@ -95,7 +109,7 @@ def test_pr_lead_triggers_a_rehearsal_outage_then_previews_its_update(
         browser: Any, drill: dict[str, Any]) -> None:
     page = sign_in(browser, drill["url"], "pr-lead", path="Trigger")
     choose(page, "Playbook", "outage")
-    page.get_by_text("Start from the playbook's rehearsal facts").first.click()
+    switch_on(page, "Start from the playbook's rehearsal facts")
     # the form is drawn again, filled: wait for it before pressing its button
     expect(page.get_by_role("textbox", name="Incident ref *")).to_have_value(
         re.compile(r"^DRILL-OUTAGE-"), timeout=TIMEOUT)
@@ -191,7 +205,8 @@ def test_the_executive_watches_reach_and_reactions_move(browser: Any,
 
     ref = drill["state"]["ref"]
     page = sign_in(browser, drill["url"], "executive")
-    page.get_by_text("Include drills").first.click()  # a rehearsal: drills are hidden by default
+    page.get_by_text("Refreshes every").first.wait_for(timeout=TIMEOUT)
+    switch_on(page, "Include drills")  # a rehearsal: drills are hidden by default
     page.get_by_text("People delivered", exact=True).wait_for(timeout=TIMEOUT)
     assert ref in page.locator("body").inner_text()
     reactions, delivered = metric(page, "Reactions"), metric(page, "People delivered")
