@@ -97,32 +97,29 @@ def _window(state: dict[str, Any], maintenance_id: str) -> dict[str, str]:
 def start_now(page: StatusPage, maintenance_id: str) -> None:
     """Start a scheduled maintenance now (its start moves to now); refused unless it is
     scheduled."""
-    now = page.clock()
-
-    def change(state: dict[str, Any]) -> None:
-        window = _window(state, maintenance_id)
-        status = model.maintenance_status(window, now)
-        if status != "scheduled":
-            raise FactsError(f"maintenance {window['name']!r} is {status}; only a scheduled "
-                             "one can be started", field="maintenance", values=(maintenance_id,))
-        window["scheduled_for"] = model.iso(now)
-
-    page.change(change)
+    _move_to_now(page, maintenance_id, "scheduled_for", when="scheduled",
+                 refusal="only a scheduled one can be started")
 
 
 def complete_now(page: StatusPage, maintenance_id: str) -> None:
     """Complete an in-progress maintenance now (its end moves to now); refused unless it is in
     progress."""
+    _move_to_now(page, maintenance_id, "scheduled_until", when="in_progress",
+                 refusal="only one in progress can be completed")
+
+
+def _move_to_now(page: StatusPage, maintenance_id: str, edge: str, *, when: str,
+                 refusal: str) -> None:
+    """Move one edge of a window (its start or its end) to now, if the window is ``when``."""
     now = page.clock()
 
     def change(state: dict[str, Any]) -> None:
         window = _window(state, maintenance_id)
         status = model.maintenance_status(window, now)
-        if status != "in_progress":
-            raise FactsError(f"maintenance {window['name']!r} is {status}; only one in "
-                             "progress can be completed", field="maintenance",
-                             values=(maintenance_id,))
-        window["scheduled_until"] = model.iso(now)
+        if status != when:
+            raise FactsError(f"maintenance {window['name']!r} is {status}; {refusal}",
+                             field="maintenance", values=(maintenance_id,))
+        window[edge] = model.iso(now)
 
     page.change(change)
 
