@@ -105,3 +105,18 @@ def test_users_cli_add_set_list_remove(tmp_path: Path, monkeypatch: pytest.Monke
     assert refused.exit_code == 2 and "unknown role 'cto'" in refused.output
     assert runner.invoke(app, ["users", "remove", "sam"]).exit_code == 0
     assert UserStore.load(users).records == {}
+
+
+def test_the_demo_gets_one_user_per_role_once(tmp_path: Path) -> None:
+    from crisiscomms.testing.demo_users import ensure_demo_users
+
+    path = tmp_path / "users.toml"
+    passwords = ensure_demo_users(path)
+    store = UserStore.load(path)
+    assert {r for rec in store.records.values() for r in rec.roles} == set(Role)
+    assert sum(Role.approver in rec.roles for rec in store.records.values()) == 2
+    for user_id, password in passwords.items():
+        assert store.authenticate(user_id, password) is not None
+    before = path.read_bytes()
+    assert ensure_demo_users(path) == {}  # a workspace's own file is never touched
+    assert path.read_bytes() == before
