@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from crisiscomms.core.clock import as_utc
 from crisiscomms.core.database import session_scope
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.delivery.ledger import ChannelCounts
@@ -164,7 +165,7 @@ def next_update_due(engine: Engine, incident_ids: Iterable[int]) -> dict[int, da
                 FactSheetVersion.version == message.facts_version)).one()
             due = json.loads(facts.facts_json).get("next_update_at")
             if due:
-                out[int(incident_id)] = _utc(datetime.fromisoformat(due))
+                out[int(incident_id)] = as_utc(datetime.fromisoformat(due))
         return out
 
 
@@ -194,9 +195,9 @@ def _latest(session: Session, incident: Incident, bundle: StageBundle,
         required=book.approvals.required if book is not None else None,
         triggered_by=event.actor if event is not None else None,
         triggered_by_name=detail.get("display_name"),
-        triggered_at=_utc(event.at) if event is not None else None,
+        triggered_at=as_utc(event.at) if event is not None else None,
         first_approver=first.approver if first is not None else None,
-        first_approved_at=_utc(first.created_at) if first is not None else None,
+        first_approved_at=as_utc(first.created_at) if first is not None else None,
         approver=bundle.approval.approver if bundle.approval is not None else None,
         rollout=_rollout(session, bundle.message_ids) if bundle.approval is not None else {},
     )
@@ -223,7 +224,3 @@ def _playbook(name: str, playbooks_dir: Path) -> Playbook | None:
     except CrisisCommsError:
         return None
 
-
-def _utc(value: datetime) -> datetime:
-    """Stored times are UTC; SQLite hands them back naive."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

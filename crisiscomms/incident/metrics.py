@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, tuple_
 from sqlmodel import Session, col
 
+from crisiscomms.core.clock import as_utc
 from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.incident.models import FactSheetVersion, Incident, IncidentStatus, Message
 
@@ -56,18 +57,12 @@ class IncidentGlance:
         return self.next_update_at is not None and self.next_update_at < now
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _fact_time(facts: dict[str, object], name: str) -> datetime | None:
     raw = facts.get(name)
     if not isinstance(raw, str) or not raw:
         return None
     try:
-        return _utc(datetime.fromisoformat(raw))
+        return as_utc(datetime.fromisoformat(raw))
     except ValueError:
         return None
 
@@ -110,8 +105,8 @@ def incidents_at_a_glance(session: Session, *, include_drills: bool = False,
             id=iid, ref=incident.ref, title=incident.title, playbook=incident.playbook,
             severity=incident.severity, status=str(incident.status), drill=incident.drill,
             started_at=_fact_time(sheet, "started_at"),
-            first_published_at=_utc(published[iid][0]) if iid in published else None,
-            resolved_at=_utc(incident.resolved_at) if closed else None,
+            first_published_at=as_utc(published[iid][0]) if iid in published else None,
+            resolved_at=as_utc(incident.resolved_at) if closed else None,
             next_update_at=(None if closed or iid not in published
                             else _fact_time(sheet, "next_update_at"))))
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from crisiscomms.core.clock import as_utc
 from crisiscomms.core.database import session_scope
 from crisiscomms.delivery.ledger import ChannelCounts, FailureRow, counts_by_incident, failures
 from crisiscomms.delivery.models import Delivery, DeliveryState
@@ -135,7 +136,7 @@ def holding_statements(engine: Engine, incident_id: int, channel: str, *,
             if before:
                 prior = before[0]
                 previous = PreviousStatement(
-                    prior.stage, prior.facts_version, _utc(published[prior.id]),
+                    prior.stage, prior.facts_version, as_utc(published[prior.id]),
                     _changed_facts(json.loads(versions[prior.facts_version].facts_json),
                                    facts, locale))
             due = facts.get("next_update_at")
@@ -146,9 +147,9 @@ def holding_statements(engine: Engine, incident_id: int, channel: str, *,
                 locale=locale, stage=current.stage, stage_title=stage_title,
                 stage_status=stage_status, facts_version=current.facts_version,
                 text=json.loads(current.parts_json).get("text", ""),
-                published_at=_utc(published[current.id]),
+                published_at=as_utc(published[current.id]),
                 next_update_at=(None if not due or stage_status == IncidentStatus.resolved
-                                else _utc(datetime.fromisoformat(due))),
+                                else as_utc(datetime.fromisoformat(due))),
                 time_zone=str(facts.get("time_zone") or "UTC"), previous=previous)
         return out
 
@@ -181,11 +182,6 @@ def _outline_of(playbook: str, playbooks_dir: Path, mtime_ns: int, size: int
     stages = {s.id: (s.title, str(s.incident_status)) for s in book.stages}
     return stages, (book.default_locale, *(loc for loc in book.locales
                                            if loc != book.default_locale))
-
-
-def _utc(value: datetime) -> datetime:
-    """Stored times are UTC; SQLite hands them back naive."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _flat_facts(facts: Mapping[str, Any], locale: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from crisiscomms.core.clock import utcnow
+from crisiscomms.core.clock import as_utc, utcnow
 from crisiscomms.identity.models import AuditEvent
 from crisiscomms.incident.models import Incident
 from crisiscomms.playbook.listening import SpikePolicy
@@ -145,10 +145,6 @@ def window_bucket(dialect: str, width_s: int) -> ColumnElement[Any]:
     return seconds // width_s  # SQLite: integer division (times are after 1970)
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def bucket_start(bucket: int, width_s: int) -> datetime:
     return datetime.fromtimestamp(bucket * width_s, UTC)
 
@@ -235,7 +231,7 @@ def detect_spikes(session: Session, incident_id: int, policy: SpikePolicy, *,
     """Judge the last ``judge_windows`` windows up to ``now`` (the current one and the one
     before, so a window that only became a spike after the last run is not missed) and store
     the new spikes; answers the Spike rows created by this call (none when they exist)."""
-    now = _as_utc(now or utcnow())
+    now = as_utc(now or utcnow())
     width = policy.window_minutes * 60
     current = int(now.timestamp()) // width
     judged_from = current - judge_windows + 1
@@ -336,7 +332,7 @@ def alert_of(spike: Spike, incident: Incident, policy: SpikePolicy,
     examples = tuple(Example.from_dict(e) for e in json.loads(spike.examples_json or "[]"))
     return SpikeAlert(
         spike_id=spike.id or 0, incident_ref=incident.ref, incident_title=incident.title,
-        channel=spike.channel, locale=spike.locale, window_start=_as_utc(spike.window_start),
+        channel=spike.channel, locale=spike.locale, window_start=as_utc(spike.window_start),
         window_minutes=policy.window_minutes, volume=spike.volume,
         negative_share=spike.negative_share, baseline_volume=spike.baseline_volume,
         baseline_negative_share=spike.baseline_negative_share, examples=examples,

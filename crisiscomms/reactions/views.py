@@ -13,12 +13,13 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from crisiscomms.core.clock import as_utc
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.incident.models import Incident, IncidentStatus, Message
 from crisiscomms.reactions.models import Reaction, Spike
@@ -27,12 +28,6 @@ from crisiscomms.reactions.spikes import UNKNOWN, bucket_start, window_bucket
 DIMENSIONS = ("source", "channel", "locale", "sentiment", "needs_human")
 """What :func:`reaction_counts` can count by."""
 MAX_PAGE = 500
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def incident_id_of(session: Session, ref: str) -> int:
@@ -245,7 +240,7 @@ def _row(r: Reaction, ref: str | None) -> ReactionRow:
         locale=r.locale, language=r.language,
         sentiment=str(r.sentiment) if r.sentiment is not None else None, score=r.score,
         needs_human=bool(r.needs_human), reasons=tuple(json.loads(r.reasons_json or "[]")),
-        received_at=_utc(r.received_at) or r.received_at, incident_ref=ref)
+        received_at=as_utc(r.received_at) or r.received_at, incident_ref=ref)
 
 
 @dataclass(frozen=True)
@@ -280,9 +275,9 @@ def spikes(session: Session, incident_ref: str) -> list[SpikeRow]:
     iid = incident_id_of(session, incident_ref)
     rows = session.execute(select(Spike).where(col(Spike.incident_id) == iid)
                            .order_by(col(Spike.window_start).desc(), col(Spike.id)))
-    return [SpikeRow(s.id or 0, s.channel, s.locale, _utc(s.window_start) or s.window_start,
+    return [SpikeRow(s.id or 0, s.channel, s.locale, as_utc(s.window_start) or s.window_start,
                      s.volume, s.negative_share, s.baseline_volume, s.baseline_negative_share,
-                     _utc(s.alerted_at), tuple(json.loads(s.examples_json or "[]")))
+                     as_utc(s.alerted_at), tuple(json.loads(s.examples_json or "[]")))
             for s in rows.scalars()]
 
 
@@ -326,5 +321,5 @@ def automatic_replies(session: Session, incident_ref: str, *, limit: int = 100
         out.append(ReplyRow(reply.author, str(reply.source), rule, delivery.channel,
                             delivery.locale, str(delivery.state), delivery.error,
                             str(parts.get("text", "")),
-                            _utc(reply.created_at) or reply.created_at))
+                            as_utc(reply.created_at) or reply.created_at))
     return out
