@@ -1,12 +1,12 @@
 """The reader's side of a page: their time zone and language as the browser tells Streamlit,
-times shown in their zone with how far they are from now, and text made safe for markdown.
+times shown in their zone with how far they are from now (text made safe for markdown is
+``plain_text.plain``).
 
 Shared by the support page and the executive overview so both show a time the same way.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -14,8 +14,6 @@ from zoneinfo import ZoneInfo
 import streamlit as st
 
 from crisiscomms.incident.views import relative_time
-
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
 def reader_zone() -> ZoneInfo:
@@ -57,7 +55,3 @@ def duration(span: timedelta | None) -> str:
     parts = [f"{n} {u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "min")) if n]
     return sign + " ".join(parts[:2])
 
-
-def plain(text: str) -> str:
-    """``text`` with every markdown special escaped: shown as written, never as markup."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)

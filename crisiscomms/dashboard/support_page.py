@@ -27,7 +27,8 @@ from crisiscomms.channels.support_desk import SupportDeskChannel
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.dashboard.data import engine_for, settings
-from crisiscomms.dashboard.reader import browser_locale, plain, reader_zone, when
+from crisiscomms.dashboard.plain_text import plain
+from crisiscomms.dashboard.reader import browser_locale, reader_zone, when
 from crisiscomms.dashboard.session import require
 from crisiscomms.identity.roles import Permission
 from crisiscomms.incident.views import HoldingStatement, holding_statements, incident_overview
