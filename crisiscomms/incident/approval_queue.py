@@ -36,7 +36,7 @@ from crisiscomms.incident.service import (
     first_approval,
     load_bundle,
 )
-from crisiscomms.playbook.loader import Playbook, load_playbook
+from crisiscomms.playbook.loader import Playbook, playbook_on_disk
 
 TRIGGERED = "stage.triggered"
 
@@ -220,7 +220,7 @@ def _rollout(session: Session, message_ids: Iterable[int]) -> ChannelCounts:
 
 def _playbook(name: str, playbooks_dir: Path) -> Playbook | None:
     try:
-        return load_playbook(name, playbooks_dir)
+        return playbook_on_disk(name, playbooks_dir)
     except CrisisCommsError:
         return None
 

@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -157,26 +156,15 @@ def holding_statements(engine: Engine, incident_id: int, channel: str, *,
 def _playbook_outline(playbook: str, playbooks_dir: Path | None
                       ) -> tuple[dict[str, tuple[str, str]], tuple[str, ...]]:
     """Stage id → (title, incident status), and the locales with the default first, of a
-    playbook; empty when it cannot be read. Kept while the file is unchanged (size and
-    modification time): parsing and validating a playbook costs tens of milliseconds, and the
-    support page asks once per incident on every run."""
+    playbook; empty when it cannot be read. The playbook is parsed once per version of its
+    file (``playbook_on_disk``): the support page asks once per incident on every run."""
     if playbooks_dir is None:
         return {}, ()
-    try:
-        stat = (playbooks_dir / f"{playbook}.yaml").stat()
-    except OSError:
-        return {}, ()
-    return _outline_of(playbook, playbooks_dir, stat.st_mtime_ns, stat.st_size)
-
-
-@lru_cache(maxsize=64)
-def _outline_of(playbook: str, playbooks_dir: Path, mtime_ns: int, size: int
-                ) -> tuple[dict[str, tuple[str, str]], tuple[str, ...]]:
     from crisiscomms.core.errors import CrisisCommsError
-    from crisiscomms.playbook.loader import load_playbook
+    from crisiscomms.playbook.loader import playbook_on_disk
 
     try:
-        book = load_playbook(playbook, playbooks_dir)
+        book = playbook_on_disk(playbook, playbooks_dir)
     except CrisisCommsError:
         return {}, ()
     stages = {s.id: (s.title, str(s.incident_status)) for s in book.stages}

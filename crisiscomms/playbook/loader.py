@@ -8,6 +8,7 @@ channels: :func:`load_playbook` checks the playbook's own structure, and
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -275,6 +276,23 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     f"found the key {key!r} twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def playbook_on_disk(name: str, playbooks_dir: Path) -> Playbook:
+    """:func:`load_playbook`, parsed once per version of the file (its modification time and
+    size): for read views that ask on every dashboard run (parsing and validating costs tens of
+    milliseconds), an edited playbook is read again at the next call. Treat it as read-only;
+    a broken or unknown playbook raises as ``load_playbook`` does, every time."""
+    try:
+        stat = (playbooks_dir / f"{name}.yaml").stat()
+    except OSError:
+        return load_playbook(name, playbooks_dir)  # the unknown-playbook error
+    return _parsed_version(name, playbooks_dir, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _parsed_version(name: str, playbooks_dir: Path, mtime_ns: int, size: int) -> Playbook:
+    return load_playbook(name, playbooks_dir)
 
 
 def load_playbook(name: str, playbooks_dir: Path) -> Playbook:

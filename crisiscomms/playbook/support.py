@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crisiscomms.core.locales import resolve_locale
-from crisiscomms.playbook.loader import QA, Remedy, load_playbook
+from crisiscomms.playbook.loader import QA, Remedy, playbook_on_disk
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class SupportGuide:
 def support_guide(playbook_name: str, playbooks_dir: Path, locale: str) -> SupportGuide:
     """The Q&A and remedies of ``playbook_name`` in ``locale`` (or its fallback); raises
     PlaybookError when the playbook cannot be read."""
-    book = load_playbook(playbook_name, playbooks_dir)
+    book = playbook_on_disk(playbook_name, playbooks_dir)
     shown = resolve_locale(locale, book.locales, book.default_locale)
     qa = book.qa.get(shown) or book.qa.get(book.default_locale) or ()
     remedies = book.remedies.get(shown) or book.remedies.get(book.default_locale) or ()
@@ -41,5 +41,5 @@ def support_guide(playbook_name: str, playbooks_dir: Path, locale: str) -> Suppo
 
 def playbook_locales(playbook_name: str, playbooks_dir: Path) -> tuple[str, ...]:
     """The playbook's locales, its default first."""
-    book = load_playbook(playbook_name, playbooks_dir)
+    book = playbook_on_disk(playbook_name, playbooks_dir)
     return (book.default_locale, *(loc for loc in book.locales if loc != book.default_locale))
