@@ -145,3 +145,15 @@ class NotInWorkspaceError(WorkspaceError):
 class IdentityError(CrisisCommsError):
     """Who is acting cannot be established: a signing key is missing, unreadable, not listed
     in the workspace or not allowed to sign what was asked."""
+
+
+class IntakeError(CrisisCommsError):
+    """An event refused at the door (``api/intake.py``): ``status`` is the HTTP answer (401
+    unsigned/bad signature/expired/replayed, 400 not JSON, 422 a field, 413, 429), ``field``
+    the request field at fault; nothing was stored or started."""
+
+    def __init__(self, message: str, /, *, status: int, retry_after_s: float | None = None,
+                 **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.status = status
+        self.retry_after_s = retry_after_s

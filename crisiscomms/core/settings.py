@@ -30,7 +30,7 @@ from crisiscomms.core.workspace import find_workspace, not_in_workspace_message
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "secret", "xxx", "todo"})
 ENV_PREFIX = "CRISISCOMMS_"
 WORKSPACE_PATHS = ("data_dir", "playbooks_dir", "templates_dir", "status_page_dir",
-                   "triage_model_path", "dashboard_users_path")
+                   "triage_model_path", "dashboard_users_path", "intake_sources_path")
 """Settings whose relative values are relative to the workspace root."""
 
 
@@ -209,6 +209,30 @@ class Settings(BaseSettings):
     seconds; also how long its aggregates stay cached, so every viewer's refresh inside that
     time reads the cache, not the database."""
 
+    # events in: the intake API (``crisiscomms api``) and the flows it starts
+    intake_sources_path: Path | None = None
+    """The intake sources file (``crisiscomms sources add``: each sending system, its kind and
+    keys; mode 600), relative to the workspace (default: data_dir/intake_sources.toml)."""
+    intake_max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    """Largest event body accepted; larger: 413, refused from Content-Length before it is
+    read, or cut at the cap while it streams."""
+    intake_replay_window_s: int = Field(default=300, ge=1)
+    """A Standard Webhooks timestamp older or further ahead than this is refused (401), and a
+    request id seen within it is a replay (401)."""
+    intake_rate_per_s: float = Field(default=50.0, gt=0)
+    """Requests per second a source may send, unless its entry in the sources file says
+    otherwise; beyond: 429 with Retry-After."""
+    intake_dispatch: Literal["prefect", "inline"] = "prefect"
+    """How an accepted event runs its playbook: ``prefect``: a run of the ``intake_deployment``
+    on a Prefect server, served by a worker (``crisiscomms worker``); ``inline``: the same flow
+    in a thread of the API process (the embedded default and drills without a server)."""
+    intake_deployment: str = "handle-event/crisiscomms-intake"
+    """The deployment an accepted event starts (``flows/deploy.py`` makes it)."""
+    approval_reminder_s: float = Field(default=900.0, ge=1)
+    """A flow waiting for an approval reminds the PR lead (``alert_email_to``, Slack, Teams)
+    after this many seconds, then again each time as long again passes; it keeps waiting and
+    never sends without the approval."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -270,6 +294,10 @@ class Settings(BaseSettings):
     @property
     def resolved_dashboard_users_path(self) -> Path:
         return self.dashboard_users_path or self.data_dir / "dashboard_users.toml"
+
+    @property
+    def resolved_intake_sources_path(self) -> Path:
+        return self.intake_sources_path or self.data_dir / "intake_sources.toml"
 
     @property
     def resolved_keys_dir(self) -> Path:

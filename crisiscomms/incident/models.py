@@ -77,3 +77,20 @@ class Approval(SQLModel, table=True):
     approver: str
     kind: str = Field(max_length=16)  # human | auto_send | drill
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class FlowWait(SQLModel, table=True):
+    """A flow run paused until a stage's bundle is approved (``flows/handle_event.py``):
+    ``crisiscomms approve`` and the dashboard resume ``flow_run_id`` with the bundle hash once
+    the approval is complete; ``ended_at`` is set when it resumed (or gave up)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    stage: str = Field(max_length=64)
+    bundle_hash: str = Field(max_length=64)
+    flow_run_id: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    reminded_at: datetime | None = None
+    reminders: int = 0
+    ended_at: datetime | None = None
+    ended_how: str | None = Field(default=None, max_length=32)  # resumed | published | ...

@@ -186,8 +186,12 @@ def trigger(
     stage: str | None = None,
     actor: Identity,
     drill: bool = False,
+    auto_send: bool = True,
 ) -> StageBundle:
     """Build the fact sheet, render the stage, store the bundle; auto-approve ``auto_send``.
+
+    ``auto_send=False``: the stage waits for a human even when the playbook marks it
+    ``auto_send`` (what an event proposes, such as a resolved alert, is never sent alone).
 
     A new incident is a drill when ``drill`` or ``settings.mode == "drill"``; a production one
     is refused, before anything is stored, when a template of the stage lacks a final
@@ -244,7 +248,7 @@ def trigger(
                     for m, h in rendered]
         digest = bundle_hash(m.content_hash for m in messages)
         approval = _find_approval(session, incident.id, stage_obj.id, version.version, digest)
-        if approval is None and stage_obj.auto_send:
+        if approval is None and stage_obj.auto_send and auto_send:
             approval = _add_approval(session, incident.id, stage_obj.id, version.version, digest,
                                      approver=f"auto_send policy of playbook {playbook.name}",
                                      kind="auto_send")
