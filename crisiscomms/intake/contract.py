@@ -141,3 +141,40 @@ class Dispatcher(Protocol):
     def start(self, event_id: int, *, incident_ref: str, stage: str) -> str:
         """Start handle-event for ``IntakeEvent`` ``event_id``; returns the flow run id."""
         ...
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A signal and what the playbook rules made of it (None: no rule matches)."""
+
+    signal: Signal
+    request: StageRequest | None
+
+
+@dataclass(frozen=True)
+class IntakeRequest:
+    """One verified HTTP request, ready to store: its source, its delivery id (replay memory;
+    None for schemes without one) and its routed signals."""
+
+    source: str
+    delivery_id: str | None
+    routed: Sequence[Routed]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One stored signal: its ``IntakeEvent`` id and what it did."""
+
+    event_id: int
+    outcome: Outcome
+    incident_ref: str | None
+    stage: str | None
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    """What storing one request did: ``replayed`` (its delivery id was seen: nothing stored,
+    the API answers 401), else one :class:`Accepted` per signal."""
+
+    replayed: bool
+    events: tuple[Accepted, ...] = ()
