@@ -48,6 +48,18 @@ class TokenBucket:
             self._sleep(wait_s)
         return wait_s
 
+    def try_acquire(self) -> float:
+        """Take one token if there is one (0.0); else take nothing and return the seconds until
+        there will be one (a receiver's ``Retry-After``: it refuses instead of waiting)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return 0.0
+            return (1.0 - self._tokens) / self.rate
+
 
 class GlobalRateLimit:
     """One slot of a Prefect global concurrency limit with slot decay, shared by every worker

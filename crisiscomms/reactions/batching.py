@@ -15,7 +15,6 @@ retries each, and a replay is stored once anyway.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
+from crisiscomms.core.group_commit import GroupCommit
 from crisiscomms.reactions.service import ReactionIn, StoreResult, storable, store_reactions
 from crisiscomms.reactions.triage import Triager
 
@@ -43,84 +43,49 @@ class Share:
                 "linked": self.linked}
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Pending:
     items: Sequence[ReactionIn]
     replace: bool
-    future: Future[Share]
 
 
 class ReactionWriter:
-    """One writer thread storing what concurrent requests hand it, in batches."""
+    """One writer thread storing what concurrent requests hand it, in batches
+    (:class:`~crisiscomms.core.group_commit.GroupCommit`)."""
 
     def __init__(self, sessions: Callable[[], AbstractContextManager[Session]],
                  triager: Triager, *, max_batch: int = 500) -> None:
-        self._sessions, self._triager, self._max_batch = sessions, triager, max_batch
-        self._queue: list[_Pending] = []
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread: threading.Thread | None = None
-        self.batches = 0
+        self._sessions, self._triager = sessions, triager
+        self._writer: GroupCommit[_Pending, Share] = GroupCommit(
+            self._store_batch, name="reaction-writer", max_batch=max_batch,
+            weight=lambda pending: len(pending.items))
+
+    @property
+    def batches(self) -> int:
+        return self._writer.batches
 
     def submit(self, items: Sequence[ReactionIn], *, replace: bool = False) -> Future[Share]:
         """Queue ``items`` for the next batch; the future gives this request's share."""
-        future: Future[Share] = Future()
-        with self._cond:
-            if self._stopped:
-                raise RuntimeError("the reaction writer is stopped")
-            if self._thread is None:  # started on first use: no thread at import or build
-                self._thread = threading.Thread(target=self._run, name="reaction-writer",
-                                                daemon=True)
-                self._thread.start()
-            self._queue.append(_Pending(items, replace, future))
-            self._cond.notify()
-        return future
+        return self._writer.submit(_Pending(items, replace))
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._writer.stop()
 
-    def _take(self) -> list[_Pending] | None:
-        with self._cond:
-            while not self._queue and not self._stopped:
-                self._cond.wait()
-            if not self._queue:
-                return None
-            taken: list[_Pending] = []
-            count = 0
-            while self._queue and (not taken or count + len(self._queue[0].items)
-                                   <= self._max_batch):
-                pending = self._queue.pop(0)
-                taken.append(pending)
-                count += len(pending.items)
-            return taken
-
-    def _run(self) -> None:
-        while True:
-            taken = self._take()
-            if taken is None:
-                return
-            for replace in (False, True):
-                group = [p for p in taken if p.replace is replace]
-                if group:
-                    self._store(group, replace)
-
-    def _store(self, group: list[_Pending], replace: bool) -> None:
-        items = [item for pending in group for item in pending.items]
-        try:
+    def _store_batch(self, batch: list[_Pending]) -> list[Share]:
+        """Plain and replacing reactions in two store calls, then each request's share."""
+        shares: dict[int, Share] = {}
+        for replace in (False, True):
+            group = [(i, p) for i, p in enumerate(batch) if p.replace is replace]
+            if not group:
+                continue
+            items = [item for _, pending in group for item in pending.items]
             with self._sessions() as session:
                 result = store_reactions(session, items, triager=self._triager,
                                          replace=replace)
-        except Exception as exc:  # every waiting request gets the failure, then retries
-            for pending in group:
-                pending.future.set_exception(exc)
-            return
-        self.batches += 1
-        for pending, share in zip(group, _shares(group, result), strict=True):
-            pending.future.set_result(share)
+            for (i, _), share in zip(group, _shares([p for _, p in group], result),
+                                     strict=True):
+                shares[i] = share
+        return [shares[i] for i in range(len(batch))]
 
 
 def _shares(group: list[_Pending], result: StoreResult) -> list[Share]:
