@@ -339,7 +339,7 @@ class SourceStore:
             rate_per_s: float | None = None) -> str:
         """A new source; returns its key (generated unless given), to be shown once."""
         check_name(name)
-        kind = _kind(kind)
+        kind = parse_kind(kind)
         records = dict(self._state().records)
         if name in records:
             raise IntakeError(f"name: a source named {name} exists; rotate its key with "
@@ -414,7 +414,8 @@ class SourceStore:
         self._loaded = None
 
 
-def _kind(kind: SourceKind | str) -> SourceKind:
+def parse_kind(kind: SourceKind | str) -> SourceKind:
+    """``kind`` as a SourceKind; IntakeError 422 (field ``kind``) naming the kinds."""
     try:
         return SourceKind(kind)
     except ValueError:
