@@ -140,7 +140,7 @@ class _Loaded:
 
 
 def _toml_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def check_name(name: str) -> str:
@@ -392,7 +392,7 @@ class SourceStore:
             if problem is not None:
                 raise IntakeError(f"secret: {problem}", status=422, field="secret",
                                   reason=problem)
-        return _Key(secret, datetime.now(UTC).replace(microsecond=0))
+        return _Key(secret, datetime.now(UTC))
 
     def _save(self, records: Mapping[str, _Record]) -> None:
         """Replace the file atomically, mode 600, without expired keys."""
