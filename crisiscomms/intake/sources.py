@@ -185,6 +185,7 @@ class SourceStore:
     def __init__(self, path: Path, *, mode: Literal["production", "drill"] = "production",
                  default_rate_per_s: float = 50.0) -> None:
         self.path = path
+        self._file = os.fspath(path)
         self.mode = mode
         self.default_rate_per_s = default_rate_per_s
         self._loaded: _Loaded | None = None
@@ -247,7 +248,7 @@ class SourceStore:
 
     def _state(self) -> _Loaded:
         try:
-            st = self.path.stat()
+            st = os.stat(self._file)
             identity: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
             st, identity = None, None

@@ -27,10 +27,14 @@ GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def _text(value: str) -> str:
+    if value.isascii() and value.isprintable():  # the common case, without the regexes
+        return value
     return clean_text(value)
 
 
 def _line(value: str) -> str:
+    if value.isascii() and value.isprintable():
+        return value
     return clean_text(value, single_line=True)
 
 
