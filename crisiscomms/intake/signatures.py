@@ -20,7 +20,7 @@ token or a signature, and nothing here logs. Comparisons are constant-time.
   (several during PagerDuty's own rotation). It signs no timestamp and no id: the replay memory
   keeps the signed ``event.id`` of the body (PagerDuty's ``X-Webhook-Id`` header names the
   same delivery but is not signed).
-- **Grafana** (11.x/12.x contact point "HMAC signature"): hex HMAC-SHA256 of
+- **Grafana** (12.0 and later, contact point "HMAC signature"): hex HMAC-SHA256 of
   ``"{timestamp}:{raw body}"`` in ``X-Grafana-Alerting-Signature``, the Unix timestamp in the
   header the contact point names (we ask for ``X-Grafana-Alerting-Timestamp``; Grafana has no
   default). A signature without a timestamp is refused: it could be replayed for ever.
