@@ -135,6 +135,7 @@ class _Loaded:
     records: Mapping[str, _Record]
     sources: Mapping[str, Source]
     problems: Mapping[str, str]
+    by_kind: Mapping[SourceKind, tuple[Source, ...]]
     valid_until: float
     """When a rotated key expires next (the cached sources must be recomputed then)."""
 
@@ -221,7 +222,7 @@ class SourceStore:
 
     def of_kind(self, kind: SourceKind) -> tuple[Source, ...]:
         """Every source of ``kind`` (``/v1/events`` tries each events source's keys)."""
-        return tuple(s for s in self._state().sources.values() if s.kind is kind)
+        return self._state().by_kind.get(kind, ())
 
     def entries(self) -> list[SourceEntry]:
         """The sources, by name, without a secret."""
@@ -331,8 +332,11 @@ class SourceStore:
                 secrets.append(key.secret)
             sources[record.name] = Source(record.name, record.kind, tuple(secrets),
                                           record.rate_per_s or self.default_rate_per_s)
+        by_kind: dict[SourceKind, tuple[Source, ...]] = {}
+        for source in sources.values():
+            by_kind[source.kind] = (*by_kind.get(source.kind, ()), source)
         return _Loaded(identity, MappingProxyType(dict(records)), MappingProxyType(sources),
-                       MappingProxyType(problems), next_expiry)
+                       MappingProxyType(problems), MappingProxyType(by_kind), next_expiry)
 
     # --- writing ---------------------------------------------------------------------
 

@@ -207,8 +207,12 @@ def test_a_body_that_is_not_json_is_a_400(kind: SourceKind, body: bytes) -> None
     (SourceKind.recall, "recall_feed",
      lambda b: b["recalls"][0]["product"].update(units_affected=0),
      "recalls[0].product.units_affected"),
+    (SourceKind.events, "event_outage", lambda b: b.update(incident_ref="INC-7"), "stage"),
     (SourceKind.recall, "recall_feed", lambda b: b["recalls"][0].update(url="javascript:x"),
      "recalls[0].url"),
+    (SourceKind.recall, "recall_feed",
+     lambda b: b["recalls"][0]["product"].update(hazard="burns \x1b[2J"),
+     "recalls[0].product"),
     (SourceKind.pagerduty, "pagerduty_triggered",
      lambda b: b["event"]["data"].update(created_at="soon"), "event.data.created_at"),
 ])

@@ -118,6 +118,9 @@ class EventsAdapter:
             raise IntakeError("group_key: a resolved event needs the group_key (or the "
                               "incident_ref) of what it resolves", status=422,
                               field="group_key")
+        if event.incident_ref is not None and event.stage is None:
+            raise IntakeError("stage: an event for an open incident (incident_ref) names the "
+                              "stage to run", status=422, field="stage")
         facts: BaseModel = event.facts
         return [Signal(
             source=source.name, kind=self.kind, dedup_key=event.dedup_key,

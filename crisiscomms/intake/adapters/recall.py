@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from crisiscomms.core.text import check_url
-from crisiscomms.incident.facts import RecallFacts
+from crisiscomms.incident.facts import RecallFacts, clean_facts
 from crisiscomms.intake.adapters.base import (
     Line,
     Payload,
@@ -88,6 +88,16 @@ class RecallIn(Payload):
     regions: list[Line] = Field(default_factory=list, max_length=64,
                                 description="Where it applies (ISO 3166 codes).")
     product: RecallProduct = Field(default_factory=RecallProduct)  # type: ignore[valid-type]
+
+    @field_validator("product", mode="before")
+    @classmethod
+    def _text_rule(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        cleaned, problems = clean_facts(value)
+        if problems:
+            raise ValueError(str(problems[0]))
+        return cleaned
 
     @field_validator("url")
     @classmethod
