@@ -252,3 +252,21 @@ def test_grafana_refusals(headers: dict[str, str], field: str, words: str) -> No
                     GF_SECRET, headers[GRAFANA_SIGNATURE])
     assert error.field == field
     assert words in str(error)
+
+
+@settings(max_examples=40, deadline=None)
+@given(body=st.binary(min_size=1, max_size=2048),
+       secret=st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+                      min_size=16, max_size=80),
+       data=st.data())
+def test_pagerduty_and_grafana_any_body_verifies_and_no_one_byte_change_does(
+        body: bytes, secret: str, data: st.DataObject) -> None:
+    changed = bytearray(body)
+    changed[data.draw(st.integers(0, len(body) - 1))] ^= data.draw(st.integers(1, 255))
+    pd = {PAGERDUTY_SIGNATURE: sign_pagerduty(secret, body)}
+    verify_pagerduty(pd, body, [secret])
+    refused(lambda: verify_pagerduty(pd, bytes(changed), [secret]), secret)
+    gf = grafana(body, secret=secret)
+    assert verify_grafana(gf, body, [secret], now=NOW, window_s=WINDOW)
+    refused(lambda: verify_grafana(gf, bytes(changed), [secret], now=NOW, window_s=WINDOW),
+            secret)
