@@ -12,6 +12,7 @@
 - :mod:`.reactions`: ``reactions score|train|correct|...`` (triage and what our people teach it)
 - :mod:`.listen`: ``listen`` (the listening receivers: provider events, replies, tickets, CSAT)
 - :mod:`.users`: ``users add|set|remove|list`` (the dashboard's people and roles), ``dashboard``
+- :mod:`.sources`: ``sources add|rotate|list|remove`` (the systems that may send events, keys)
 - :mod:`.intake`: ``api`` (the intake API: events in), ``dispatch`` (start accepted events' flows)
 
 Errors the engine raises on purpose are printed as one clear line on stderr with exit code 2
@@ -27,7 +28,8 @@ from crisiscomms.cli.common import app
 
 # Each module adds its commands to ``app``; this order is the order of ``crisiscomms --help``.
 COMMAND_GROUPS = ("workspace", "incidents", "drills", "delivery", "recipients", "templates",
-                  "keys", "statuspage", "database", "reactions", "listen", "users", "intake")
+                  "keys", "statuspage", "database", "reactions", "listen", "users", "sources",
+                  "intake")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"crisiscomms.cli.{_group}")
 

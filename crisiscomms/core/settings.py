@@ -213,6 +213,10 @@ class Settings(BaseSettings):
     intake_sources_path: Path | None = None
     """The intake sources file (``crisiscomms sources add``: each sending system, its kind and
     keys; mode 600), relative to the workspace (default: data_dir/intake_sources.toml)."""
+    intake_url: str = "http://127.0.0.1:8050"
+    """The public base URL of the intake API (``crisiscomms api``), as the senders reach it
+    (behind its reverse proxy, e.g. ``https://events.example.com``): ``crisiscomms sources
+    add`` prints ``<intake_url>/v1/events/<kind>/<name>`` for the sender to post to."""
     intake_max_body_bytes: int = Field(default=1_000_000, ge=1024)
     """Largest event body accepted; larger: 413, refused from Content-Length before it is
     read, or cut at the cap while it streams."""
