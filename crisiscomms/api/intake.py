@@ -49,7 +49,7 @@ from crisiscomms.core.errors import IntakeError
 from crisiscomms.core.group_commit import GroupCommit
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.rate_limits import TokenBucket
-from crisiscomms.intake.adapters.registry import ADAPTERS
+from crisiscomms.intake.adapters.registry import ADAPTERS, authenticate
 from crisiscomms.intake.contract import (
     AcceptResult,
     Adapter,
@@ -59,7 +59,7 @@ from crisiscomms.intake.contract import (
     Source,
     SourceKind,
 )
-from crisiscomms.intake.rules import WorkspacePlaybooks, route
+from crisiscomms.intake.rules import route, workspace_playbooks
 from crisiscomms.intake.service import accept
 from crisiscomms.intake.sources import SourceStore
 
@@ -162,8 +162,8 @@ class IntakeApp:
     def __init__(self, settings: Settings, engine: Engine,
                  on_stored: Callable[[], None]) -> None:
         self.settings, self.engine, self.on_stored = settings, engine, on_stored
-        self.sources = SourceStore(settings)
-        self.playbooks = WorkspacePlaybooks(settings)
+        self.sources = SourceStore.from_settings(settings)
+        self.sources.check()  # a drill key in production, a bad file: refuse to start
         self.limits = _Limits()
         self.writer: GroupCommit[IntakeRequest, AcceptResult] = GroupCommit(
             self._store, name="intake-writer", max_batch=2000,
@@ -173,13 +173,6 @@ class IntakeApp:
         return accept(self.engine, batch, now=datetime.now(UTC),
                       window_s=self.settings.intake_replay_window_s)
 
-    def source_named(self, adapter: Adapter, name: str) -> Source:
-        found = self.sources.find(name)
-        if found is None or found.kind is not adapter.kind:
-            raise IntakeError(f"no {adapter.kind.value} source {name!r} is configured "
-                              "(crisiscomms sources add)", status=401, field="source")
-        return found
-
     def throttle(self, source: Source) -> None:
         wait_s = self.limits.retry_after(source)
         if wait_s > 0:
@@ -187,32 +180,18 @@ class IntakeApp:
                               f"{source.rate_per_s:g} requests/s", status=429,
                               retry_after_s=wait_s, field="source")
 
-    def verify(self, adapter: Adapter, source: Source | None, headers: Mapping[str, str],
+    def verify(self, adapter: Adapter, name: str | None, headers: Mapping[str, str],
                body: bytes) -> tuple[Source, str | None]:
-        """The source and the request's delivery id; for a route without a source name the
-        source is the one whose key verifies (a handful of HMACs)."""
-        now, window = time.time(), self.settings.intake_replay_window_s
-        if source is not None:
-            return source, adapter.verify(source, headers, body, now=now, window_s=window)
-        candidates = self.sources.of_kind(adapter.kind)
-        refusal: IntakeError | None = None
-        for candidate in candidates:
-            try:
-                return candidate, adapter.verify(candidate, headers, body, now=now,
-                                                 window_s=window)
-            except IntakeError as exc:
-                if exc.field not in ("webhook-signature", None):
-                    raise  # missing/expired headers: the same for every key
-                refusal = exc
-        raise refusal or IntakeError(f"no {adapter.kind.value} source is configured "
-                                     "(crisiscomms sources add)", status=401,
-                                     field="webhook-signature")
+        """The source and the request's delivery id (``adapters.registry.authenticate``: the
+        URL's source, or for ``/v1/events`` the events source whose key verifies)."""
+        return authenticate(self.sources, adapter.kind, name, headers, body, now=time.time(),
+                            window_s=self.settings.intake_replay_window_s)
 
     def route(self, adapter: Adapter, source: Source, delivery_id: str | None,
               body: bytes) -> IntakeRequest:
         received = datetime.now(UTC)
         signals = adapter.parse(source, body, received_at=received)
-        playbooks = self.playbooks.current()
+        playbooks = workspace_playbooks(self.settings.playbooks_dir)
         return IntakeRequest(source.name, delivery_id,
                              [Routed(s, route(s, playbooks, now=received)) for s in signals])
 
@@ -222,19 +201,18 @@ class IntakeApp:
         where = f"{adapter.kind.value}/{source_name or '?'}"
         try:
             _declared_length(request, limit)
-            source = self.source_named(adapter, source_name) if source_name else None
-            if source is not None:
-                self.throttle(source)
+            if source_name is not None:  # before a byte is read: a flood costs nothing
+                self.throttle(self.sources.find(source_name, adapter.kind))
             body = await _read_capped(request, limit)
             headers = request.headers
             if len(body) <= INLINE_BYTES:
-                source, delivery_id = self.verify(adapter, source, headers, body)
+                source, delivery_id = self.verify(adapter, source_name, headers, body)
                 if source_name is None:
                     self.throttle(source)
                 intake = self.route(adapter, source, delivery_id, body)
             else:
                 source, delivery_id = await run_in_threadpool(
-                    self.verify, adapter, source, headers, body)
+                    self.verify, adapter, source_name, headers, body)
                 if source_name is None:
                     self.throttle(source)
                 intake = await run_in_threadpool(self.route, adapter, source, delivery_id,
@@ -350,5 +328,3 @@ def _publish_payload_defs(app: FastAPI) -> None:
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-
-__all__: Sequence[str] = ("create_app", "IntakeAnswer", "Problem", "SourceKind")

@@ -120,6 +120,8 @@ class Adapter(Protocol):
     """The route, e.g. ``/v1/events`` or ``/v1/events/alertmanager/{source}``."""
     payload_model: ClassVar[type[BaseModel]]
     """The body's pydantic model: the OpenAPI schema and its example."""
+    auth_headers: ClassVar[tuple[tuple[str, str], ...]]
+    """The headers that carry its credentials, each with what it holds (the OpenAPI)."""
 
     def verify(self, source: Source, headers: Mapping[str, str], body: bytes, *,
                now: float, window_s: int) -> str | None:

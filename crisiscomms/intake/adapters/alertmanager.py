@@ -102,6 +102,8 @@ class AlertmanagerAdapter:
     """``POST /v1/events/alertmanager/{source}``: Alertmanager's webhook, bearer token."""
 
     kind: ClassVar[SourceKind] = SourceKind.alertmanager
+    auth_headers: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("Authorization", "Bearer <the source's token> (http_config.authorization)"),)
     path: ClassVar[str] = "/v1/events/alertmanager/{source}"
     payload_model: ClassVar[type[BaseModel]] = AlertmanagerPayload
 

@@ -94,6 +94,11 @@ class EventsAdapter:
     """``POST /v1/events``: our shape, any events source whose key verifies."""
 
     kind: ClassVar[SourceKind] = SourceKind.events
+    auth_headers: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("webhook-id", "Standard Webhooks: this delivery's id (a replay is refused)"),
+        ("webhook-timestamp", "Standard Webhooks: Unix seconds (5-minute window)"),
+        ("webhook-signature", "Standard Webhooks: v1,<base64 HMAC-SHA256 of "
+                              "id.timestamp.body>; space-separated during a rotation"))
     path: ClassVar[str] = "/v1/events"
     payload_model: ClassVar[type[BaseModel]] = EventIn
 

@@ -74,6 +74,9 @@ class GrafanaAdapter:
     """``POST /v1/events/grafana/{source}``: Grafana's webhook contact point."""
 
     kind: ClassVar[SourceKind] = SourceKind.grafana
+    auth_headers: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("Authorization", "Bearer <the source's token> (the contact point's Authorization "
+                          "header); or X-Grafana-Alerting-Signature with its timestamp"),)
     path: ClassVar[str] = "/v1/events/grafana/{source}"
     payload_model: ClassVar[type[BaseModel]] = GrafanaPayload
 

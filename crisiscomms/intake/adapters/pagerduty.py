@@ -96,6 +96,9 @@ class PagerDutyAdapter:
     """``POST /v1/events/pagerduty/{source}``: a PagerDuty v3 webhook subscription."""
 
     kind: ClassVar[SourceKind] = SourceKind.pagerduty
+    auth_headers: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("X-PagerDuty-Signature", "v1=<hex HMAC-SHA256 of the body> (comma-separated "
+                                  "during a rotation)"),)
     path: ClassVar[str] = "/v1/events/pagerduty/{source}"
     payload_model: ClassVar[type[BaseModel]] = PagerDutyPayload
 

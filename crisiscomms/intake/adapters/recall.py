@@ -36,6 +36,7 @@ from crisiscomms.intake.adapters.base import (
     parse_json,
     partial_model,
 )
+from crisiscomms.intake.adapters.events import EventsAdapter
 from crisiscomms.intake.contract import Signal, Source, SourceKind
 from crisiscomms.intake.signatures import verify_standard
 
@@ -124,6 +125,7 @@ class RecallAdapter:
     """``POST /v1/events/recall/{source}``: a recall feed, Standard Webhooks signed."""
 
     kind: ClassVar[SourceKind] = SourceKind.recall
+    auth_headers: ClassVar[tuple[tuple[str, str], ...]] = EventsAdapter.auth_headers
     path: ClassVar[str] = "/v1/events/recall/{source}"
     payload_model: ClassVar[type[BaseModel]] = RecallFeed
 
