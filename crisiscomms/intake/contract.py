@@ -110,6 +110,11 @@ class StageRequest:
     ``service.accept`` (a new one for a new group, the open incident's otherwise)."""
     proposal: bool = False
     """True: render and store the stage for approval, never auto-send it (a resolved alert)."""
+    group_key: str | None = None
+    """The incident this signal belongs to, when the rule groups by labels (``group_by``);
+    None: the signal's own ``group_key``."""
+    rule: str | None = None
+    """The name of the playbook rule that matched (shown to the PR lead, kept on the event)."""
 
 
 class Adapter(Protocol):
