@@ -1,0 +1,400 @@
+"""Store what verified requests brought, in one transaction per batch: replay memory, dedup,
+alert-storm grouping and the outbox (``IntakeEvent`` rows a dispatcher starts).
+
+The API hands :func:`accept` what concurrent requests brought, from one writer thread, so the
+work is set-based: a few statements per batch (remember the delivery ids, look up the dedup keys
+and the open groups, insert groups, events and alert states), never a few queries per signal.
+The decisions in between are made in memory, in the order the signals came.
+
+Two API processes may accept the same group's first alerts at once: the partial unique index
+``ux_intakegroup_open`` lets one open the group; the other's insert conflicts and its alerts
+join that group. On PostgreSQL the open groups a batch touches are locked (``FOR UPDATE``, in
+id order) for the transaction, so a resolution never misses an alert another process is adding.
+On SQLite the first statement (the replay memory's prune) takes the one write lock, so batches
+of two processes run one after the other instead of failing on a stale snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import col
+
+from crisiscomms.core.database import session_scope
+from crisiscomms.incident.models import Incident
+from crisiscomms.intake.contract import (
+    Accepted,
+    AcceptResult,
+    IntakeRequest,
+    Outcome,
+    Signal,
+    StageRequest,
+)
+from crisiscomms.intake.models import IntakeEvent, IntakeGroup, IntakeGroupAlert, SeenDelivery
+
+CHUNK = 500
+"""Rows per multi-row statement (SQLite allows 32,766 bound values per statement)."""
+
+STORED = (Outcome.start, Outcome.grouped, Outcome.propose)
+"""Outcomes that count for dedup: the signal was taken (``ignored`` ones may match a rule
+added later; ``duplicate`` ones repeat one of these)."""
+
+T = TypeVar("T")
+
+_events = IntakeEvent.__table__  # type: ignore[attr-defined]
+_groups = IntakeGroup.__table__  # type: ignore[attr-defined]
+_alerts = IntakeGroupAlert.__table__  # type: ignore[attr-defined]
+_seen = SeenDelivery.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class _Group:
+    """An open group as this batch sees it."""
+
+    id: int | None
+    playbook: str
+    group_key: str
+    incident_ref: str
+    components: list[str]
+    firing: set[str] | None = None
+    """Its alerts still firing (None: not read yet; only a resolution needs them)."""
+    changed_alerts: dict[str, bool] = field(default_factory=dict)
+    closed: bool = False
+    components_changed: bool = False
+    mine: bool = False
+    """Opened by this batch (its first firing signal starts the incident)."""
+    started: bool = False
+
+
+def accept(engine: Engine, requests: Sequence[IntakeRequest], *, now: datetime,
+           window_s: int) -> list[AcceptResult]:
+    """Store a batch of verified requests in one transaction; one result per request, in
+    order. A request whose delivery id was seen within ``window_s`` is ``replayed`` and
+    stores nothing (the others are unaffected); every other signal gets an ``IntakeEvent``
+    with its outcome (``start``/``propose`` rows are the outbox)."""
+    now = now.astimezone(UTC)
+    with session_scope(engine) as session:
+        conn = session.connection()
+        _prune(conn, now, window_s)  # first: on SQLite it takes the write lock
+        replayed = _remember(conn, requests, now, window_s)
+        return _Batch(conn, now).run(requests, replayed)
+
+
+def _prune(conn: Connection, now: datetime, window_s: int) -> None:
+    """Forget delivery ids older than twice the window (their timestamps are refused anyway)."""
+    conn.execute(delete(_seen).where(_seen.c.seen_at < now - timedelta(seconds=2 * window_s)))
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _remember(conn: Connection, requests: Sequence[IntakeRequest], now: datetime,
+              window_s: int) -> set[int]:
+    """Record each request's delivery id; the indexes of the requests seen within the window
+    (in the database, or earlier in this batch) are replays."""
+    first: dict[tuple[str, str], int] = {}
+    replayed: set[int] = set()
+    for i, request in enumerate(requests):
+        if request.delivery_id is None:
+            continue
+        key = (request.source, request.delivery_id)
+        if key in first:
+            replayed.add(i)
+        else:
+            first[key] = i
+    if not first:
+        return replayed
+    cutoff = now - timedelta(seconds=window_s)
+    ins = _insert(conn, _seen)
+    # a row older than the window is taken over (its request may come again, re-signed);
+    # RETURNING names the rows inserted or taken over: the rest were seen within the window
+    stmt = ins.on_conflict_do_update(
+        index_elements=[_seen.c.source, _seen.c.delivery_id],
+        set_={"seen_at": ins.excluded.seen_at},
+        where=_seen.c.seen_at < cutoff,
+    ).returning(_seen.c.source, _seen.c.delivery_id)
+    stored: set[tuple[str, str]] = set()
+    for chunk in _chunks(list(first)):
+        rows = conn.execute(stmt, [{"source": s, "delivery_id": d, "seen_at": now}
+                                   for s, d in chunk])
+        stored.update((r.source, r.delivery_id) for r in rows)
+    replayed.update(i for key, i in first.items() if key not in stored)
+    return replayed
+
+
+def _new_ref(playbook: str, now: datetime) -> str:
+    """A readable, unique-enough reference: ``OUTAGE-20261201-0712-3f9a2c``."""
+    return f"{playbook.upper().replace('_', '-')}-{now:%Y%m%d-%H%M}-{secrets.token_hex(3)}"
+
+
+class _Batch:
+    """The decisions of one batch, made in memory in arrival order, written set-based."""
+
+    def __init__(self, conn: Connection, now: datetime) -> None:
+        self.conn, self.now = conn, now
+        self.groups: dict[tuple[str, str], _Group] = {}
+        self.all_groups: list[_Group] = []
+        self.taken: dict[tuple[str, str, str], str | None] = {}
+        """(playbook, status, dedup key) → incident ref of signals already taken."""
+        self.known_refs: set[str] = set()
+
+    def run(self, requests: Sequence[IntakeRequest], replayed: set[int]) -> list[AcceptResult]:
+        live = [(i, r) for i, r in enumerate(requests) if i not in replayed]
+        routed = [(i, r, rt.signal, rt.request) for i, r in live for rt in r.routed]
+        self._load(routed)
+        rows: list[dict[str, Any]] = []
+        decided: list[tuple[int, Outcome, str | None, str | None]] = []
+        for i, request, signal, stage in routed:
+            outcome, ref, stage_id, proposal = self._decide(signal, stage)
+            decided.append((i, outcome, ref, stage_id))
+            rows.append(self._row(request, signal, stage, outcome, ref, stage_id, proposal))
+        self._write_groups()
+        ids = self._write_events(rows)
+        events: dict[int, list[Accepted]] = {}
+        for event_id, (i, outcome, ref, stage_id) in zip(ids, decided, strict=True):
+            events.setdefault(i, []).append(Accepted(event_id, outcome, ref, stage_id))
+        return [AcceptResult(replayed=True) if i in replayed else
+                AcceptResult(replayed=False, events=tuple(events.get(i, ())))
+                for i in range(len(requests))]
+
+    # -- reading: three queries per batch -----------------------------------------------------
+
+    def _load(self, routed: list[tuple[int, IntakeRequest, Signal, StageRequest | None]]) -> None:
+        dedup = sorted({s.dedup_key for _, _, s, rq in routed if rq is not None})
+        for chunk in _chunks(dedup):
+            rows = self.conn.execute(
+                select(_events.c.playbook, _events.c.status, _events.c.dedup_key,
+                       _events.c.incident_ref)
+                .where(_events.c.dedup_key.in_(chunk),
+                       _events.c.outcome.in_([o.value for o in STORED])))
+            for r in rows:
+                self.taken[(r.playbook, r.status, r.dedup_key)] = r.incident_ref
+        keys = sorted({rq.group_key or s.group_key for _, _, s, rq in routed if rq is not None})
+        found: list[Any] = []
+        for chunk in _chunks(keys):
+            found += self.conn.execute(
+                select(_groups).where(_groups.c.group_key.in_(chunk),
+                                      _groups.c.resolved_at.is_(None))
+                .order_by(_groups.c.id).with_for_update()).all()
+        for r in found:
+            self._add(_Group(r.id, r.playbook, r.group_key, r.incident_ref,
+                             json.loads(r.components_json)))
+        named = sorted({s.incident_ref for _, _, s, rq in routed
+                        if rq is not None and s.incident_ref})
+        for chunk in _chunks(named):
+            self.known_refs.update(self.conn.scalars(
+                select(col(Incident.ref)).where(col(Incident.ref).in_(chunk))))
+            self.known_refs.update(self.conn.scalars(
+                select(_groups.c.incident_ref).where(_groups.c.incident_ref.in_(chunk))))
+        wanted: dict[tuple[str, str], str | None] = {}
+        for _, _, signal, stage in routed:
+            if stage is None or signal.status != "firing":
+                continue
+            key = (stage.playbook, stage.group_key or signal.group_key)
+            if (key in self.groups or key in wanted
+                    or (stage.playbook, signal.status, signal.dedup_key) in self.taken
+                    or signal.incident_ref in self.known_refs):
+                continue
+            wanted[key] = signal.incident_ref
+        self._open_all(wanted)
+
+    def _add(self, group: _Group) -> None:
+        self.groups[(group.playbook, group.group_key)] = group
+        self.all_groups.append(group)
+
+    def _firing(self, group: _Group) -> set[str]:
+        if group.firing is None:
+            group.firing = set() if group.id is None else set(self.conn.scalars(
+                select(_alerts.c.dedup_key).where(_alerts.c.group_id == group.id,
+                                                  _alerts.c.firing.is_(True))))
+            for key, firing in group.changed_alerts.items():
+                (group.firing.add if firing else group.firing.discard)(key)
+        return group.firing
+
+    def _alert(self, group: _Group, key: str, firing: bool) -> None:
+        group.changed_alerts[key] = firing
+        if group.firing is not None:
+            (group.firing.add if firing else group.firing.discard)(key)
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def _decide(self, signal: Signal, stage: StageRequest | None
+                ) -> tuple[Outcome, str | None, str | None, bool]:
+        """Outcome, incident ref, stage and whether it is a proposal."""
+        if stage is None:
+            return Outcome.ignored, None, None, False
+        taken_key = (stage.playbook, signal.status, signal.dedup_key)
+        if taken_key in self.taken:
+            return Outcome.duplicate, self.taken[taken_key], stage.stage, stage.proposal
+        outcome, ref = self._outcome(signal, stage)
+        if outcome in STORED:
+            self.taken[taken_key] = ref
+        return outcome, ref, stage.stage, outcome is Outcome.propose
+
+    def _outcome(self, signal: Signal, stage: StageRequest) -> tuple[Outcome, str | None]:
+        key = (stage.playbook, stage.group_key or signal.group_key)
+        group = self.groups.get(key)
+        if group is not None and group.closed:
+            group = None
+        firing = signal.status == "firing"
+        named = signal.incident_ref if signal.incident_ref in self.known_refs else None
+        if signal.stage is not None and (named or group is not None):
+            # our event names a stage of an incident that exists: run it (an update)
+            ref = named or (group.incident_ref if group else None)
+            if group is not None:
+                group.started = True  # a group this batch opened starts with this stage
+                self._alert(group, signal.dedup_key, firing)
+                self._components(group, stage)
+                if not firing and not self._firing(group):
+                    self._close(group)
+            return (Outcome.start if firing or not stage.proposal else Outcome.propose), ref
+        if named is not None and group is None:
+            return (Outcome.start if firing else Outcome.propose), named
+        if firing:
+            if group is None:
+                group = self._open(key, signal.incident_ref)
+            self._alert(group, signal.dedup_key, True)
+            if group.mine and not group.started:
+                group.started = True
+                return Outcome.start, group.incident_ref
+            self._components(group, stage)
+            return Outcome.grouped, group.incident_ref
+        if group is None:
+            return Outcome.ignored, None
+        self._alert(group, signal.dedup_key, False)
+        if self._firing(group):
+            return Outcome.grouped, group.incident_ref
+        self._close(group)
+        return Outcome.propose, group.incident_ref
+
+    def _close(self, group: _Group) -> None:
+        """Resolve the group now (its key may open a new group later in this batch; on
+        PostgreSQL this batch holds the group's lock, so nobody else closed it meanwhile)."""
+        group.closed = True
+        if group.id is not None:
+            self.conn.execute(update(_groups).where(_groups.c.id == group.id)
+                              .values(resolved_at=self.now))
+
+    def _components(self, group: _Group, stage: StageRequest) -> None:
+        for name in stage.facts.get("components", ()):
+            if name not in group.components:
+                group.components.append(name)
+                group.components_changed = True
+
+    def _open_all(self, wanted: dict[tuple[str, str], str | None]) -> None:
+        """Open the groups this batch's first alerts need, in one statement (playbook, group
+        key → the reference our event names, or None: a fresh one). A group another process
+        opened meanwhile conflicts on ``ux_intakegroup_open``: this batch joins that one."""
+        if not wanted:
+            return
+        refs = self._fresh_refs({key: named for key, named in wanted.items()})
+        ins = _insert(self.conn, _groups)
+        stmt = ins.on_conflict_do_nothing(
+            index_elements=[_groups.c.playbook, _groups.c.group_key],
+            index_where=_groups.c.resolved_at.is_(None),
+        ).returning(_groups.c.id, _groups.c.playbook, _groups.c.group_key)
+        rows = [{"playbook": pb, "group_key": gk, "incident_ref": refs[(pb, gk)],
+                 "opened_at": self.now, "resolved_at": None, "components_json": "[]"}
+                for pb, gk in wanted]
+        opened: set[tuple[str, str]] = set()
+        for chunk in _chunks(rows):
+            for r in self.conn.execute(stmt, list(chunk)):
+                key = (r.playbook, r.group_key)
+                opened.add(key)
+                self._add(_Group(r.id, r.playbook, r.group_key, refs[key], [], firing=set(),
+                                 mine=True))
+        others = sorted({gk for pb, gk in wanted if (pb, gk) not in opened})
+        for keys in _chunks(others):
+            for r in self.conn.execute(
+                    select(_groups).where(_groups.c.group_key.in_(keys),
+                                          _groups.c.resolved_at.is_(None))
+                    .order_by(_groups.c.id).with_for_update()):
+                if (r.playbook, r.group_key) in wanted and (r.playbook, r.group_key) not in opened:
+                    self._add(_Group(r.id, r.playbook, r.group_key, r.incident_ref,
+                                     json.loads(r.components_json)))
+        self.known_refs.update(g.incident_ref for g in self.all_groups)
+
+    def _open(self, key: tuple[str, str], named: str | None) -> _Group:
+        """A group reopened by a firing alert after this batch resolved it."""
+        self._open_all({key: named})
+        return self.groups[key]
+
+    def _fresh_refs(self, wanted: dict[tuple[str, str], str | None]) -> dict[tuple[str, str], str]:
+        """The named reference, else a new readable one no group holds yet."""
+        refs = {key: named for key, named in wanted.items() if named is not None}
+        pending = [key for key, named in wanted.items() if named is None]
+        while pending:
+            fresh = {key: _new_ref(key[0], self.now) for key in pending}
+            clash: set[str] = set()
+            for chunk in _chunks(sorted(set(fresh.values()))):
+                clash.update(self.conn.scalars(select(_groups.c.incident_ref)
+                                               .where(_groups.c.incident_ref.in_(chunk))))
+            used = set(refs.values()) | self.known_refs | clash
+            pending = []
+            for key, ref in fresh.items():
+                if ref in used:
+                    pending.append(key)
+                else:
+                    refs[key] = ref
+                    used.add(ref)
+        return refs
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _row(self, request: IntakeRequest, signal: Signal, stage: StageRequest | None,
+             outcome: Outcome, ref: str | None, stage_id: str | None,
+             proposal: bool) -> dict[str, Any]:
+        facts: dict[str, Any] = {}
+        if stage is not None and outcome in (Outcome.start, Outcome.propose):
+            facts = dict(stage.facts)
+            if ref is not None:
+                facts["incident_ref"] = ref
+        return {
+            "source": request.source[:64], "kind": signal.kind.value,
+            "delivery_id": request.delivery_id, "dedup_key": signal.dedup_key[:256],
+            "group_key": ((stage.group_key if stage else None) or signal.group_key)[:256],
+            "status": signal.status, "summary": signal.summary, "outcome": outcome.value,
+            "playbook": stage.playbook if stage else None, "stage": stage_id,
+            "incident_ref": ref, "facts_json": json.dumps(facts, default=str, sort_keys=True),
+            "proposal": proposal, "received_at": self.now, "flow_run_id": None,
+            "dispatched_at": None, "finished_at": None, "error": None,
+        }
+
+    def _write_groups(self) -> None:
+        for g in self.all_groups:
+            if g.components_changed and g.id is not None:
+                self.conn.execute(update(_groups).where(_groups.c.id == g.id)
+                                  .values(components_json=json.dumps(g.components)))
+        alerts = [{"group_id": g.id, "dedup_key": k[:256], "firing": v, "updated_at": self.now}
+                  for g in self.all_groups if g.id is not None
+                  for k, v in g.changed_alerts.items()]
+        if alerts:
+            ins = _insert(self.conn, _alerts)
+            stmt = ins.on_conflict_do_update(
+                index_elements=[_alerts.c.group_id, _alerts.c.dedup_key],
+                set_={"firing": ins.excluded.firing, "updated_at": ins.excluded.updated_at})
+            for chunk in _chunks(alerts):
+                self.conn.execute(stmt, list(chunk))
+
+    def _write_events(self, rows: list[dict[str, Any]]) -> list[int]:
+        ids: list[int] = []
+        stmt = insert(_events).returning(_events.c.id, sort_by_parameter_order=True)
+        for chunk in _chunks(rows):
+            ids += list(self.conn.scalars(stmt, list(chunk)))
+        return ids
+
