@@ -249,9 +249,10 @@ class _Batch:
     def _outcome(self, signal: Signal, stage: StageRequest) -> tuple[Outcome, str | None]:
         key = (stage.playbook, stage.group_key or signal.group_key)
         group = self.groups.get(key)
-        if group is not None and group.closed:
-            group = None
         firing = signal.status == "firing"
+        if group is not None and (group.closed or (group.mine and not group.started
+                                                   and not firing)):
+            group = None  # resolved, or opened for a later alert of this batch
         named = signal.incident_ref if signal.incident_ref in self.known_refs else None
         if signal.stage is not None and (named or group is not None):
             # our event names a stage of an incident that exists: run it (an update)
