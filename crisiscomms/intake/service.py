@@ -55,6 +55,21 @@ _alerts = IntakeGroupAlert.__table__  # type: ignore[attr-defined]
 _seen = SeenDelivery.__table__  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class _Decision:
+    """What one signal does."""
+
+    outcome: Outcome
+    incident_ref: str | None
+    stage: str | None
+    fresh: bool = False
+    """A new incident: its flow gets every fact the rule made. Otherwise (an update, a
+    proposed resolution) only what is new: the times, the sender's own facts and, for a
+    resolution, every component the group gathered; the rule's words would overwrite what
+    the PR lead may have edited since."""
+    components: tuple[str, ...] = ()
+
+
 @dataclass
 class _Group:
     """An open group as this batch sees it."""
@@ -142,6 +157,21 @@ def _remember(conn: Connection, requests: Sequence[IntakeRequest], now: datetime
     return replayed
 
 
+NEWS = ("resolved_at", "next_update_at")
+"""What a signal says anew about an incident that exists (besides its sender's own facts)."""
+
+
+def _news(signal: Signal, stage: StageRequest, components: Sequence[str]) -> dict[str, Any]:
+    """The facts of an update or a resolution of an incident that exists: the times, the
+    facts the sender brought, and for a resolution every component its alerts named. The
+    fact sheet keeps the rest (``trigger`` merges over the latest version)."""
+    facts = {key: stage.facts[key] for key in NEWS if key in stage.facts}
+    facts.update(signal.facts)
+    if components:
+        facts["components"] = list(components)
+    return facts
+
+
 def _plain(value: Any) -> Any:
     """A value as JSON carries it to PostgreSQL (times as ISO 8601 with their offset)."""
     return value.isoformat() if isinstance(value, datetime) else value
@@ -196,16 +226,17 @@ class _Batch:
         routed = [(i, r, rt.signal, rt.request) for i, r in live for rt in r.routed]
         self._load(routed)
         rows: list[dict[str, Any]] = []
-        decided: list[tuple[int, Outcome, str | None, str | None]] = []
+        decided: list[tuple[int, _Decision]] = []
         for i, request, signal, stage in routed:
-            outcome, ref, stage_id, proposal = self._decide(signal, stage)
-            decided.append((i, outcome, ref, stage_id))
-            rows.append(self._row(request, signal, stage, outcome, ref, stage_id, proposal))
+            decision = self._decide(signal, stage)
+            decided.append((i, decision))
+            rows.append(self._row(request, signal, stage, decision))
         self._write_groups()
         ids = self._write_events(rows)
         events: dict[int, list[Accepted]] = {}
-        for event_id, (i, outcome, ref, stage_id) in zip(ids, decided, strict=True):
-            events.setdefault(i, []).append(Accepted(event_id, outcome, ref, stage_id))
+        for event_id, (i, d) in zip(ids, decided, strict=True):
+            events.setdefault(i, []).append(Accepted(event_id, d.outcome, d.incident_ref,
+                                                     d.stage))
         return [AcceptResult(replayed=True) if i in replayed else
                 AcceptResult(replayed=False, events=tuple(events.get(i, ())))
                 for i in range(len(requests))]
@@ -272,20 +303,18 @@ class _Batch:
 
     # -- deciding ---------------------------------------------------------------------------
 
-    def _decide(self, signal: Signal, stage: StageRequest | None
-                ) -> tuple[Outcome, str | None, str | None, bool]:
-        """Outcome, incident ref, stage and whether it is a proposal."""
+    def _decide(self, signal: Signal, stage: StageRequest | None) -> _Decision:
         if stage is None:
-            return Outcome.ignored, None, None, False
+            return _Decision(Outcome.ignored, None, None)
         taken_key = (stage.playbook, signal.status, signal.dedup_key)
         if taken_key in self.taken:
-            return Outcome.duplicate, self.taken[taken_key], stage.stage, stage.proposal
-        outcome, ref = self._outcome(signal, stage)
-        if outcome in STORED:
-            self.taken[taken_key] = ref
-        return outcome, ref, stage.stage, outcome is Outcome.propose
+            return _Decision(Outcome.duplicate, self.taken[taken_key], stage.stage)
+        decision = self._outcome(signal, stage)
+        if decision.outcome in STORED:
+            self.taken[taken_key] = decision.incident_ref
+        return decision
 
-    def _outcome(self, signal: Signal, stage: StageRequest) -> tuple[Outcome, str | None]:
+    def _outcome(self, signal: Signal, stage: StageRequest) -> _Decision:
         key = (stage.playbook, stage.group_key or signal.group_key)
         group = self.groups.get(key)
         firing = signal.status == "firing"
@@ -293,8 +322,10 @@ class _Batch:
                                                    and not firing)):
             group = None  # resolved, or opened for a later alert of this batch
         named = signal.incident_ref if signal.incident_ref in self.known_refs else None
+        run = Outcome.start if firing else Outcome.propose
         if signal.stage is not None and (named or group is not None):
             # our event names a stage of an incident that exists: run it (an update)
+            fresh = group is not None and group.mine and not group.started and named is None
             ref = named or (group.incident_ref if group else None)
             if group is not None:
                 group.started = True  # a group this batch opened starts with this stage
@@ -302,9 +333,9 @@ class _Batch:
                 self._components(group, stage)
                 if not firing and not self._firing(group):
                     self._close(group)
-            return (Outcome.start if firing or not stage.proposal else Outcome.propose), ref
+            return _Decision(run, ref, stage.stage, fresh=fresh)
         if named is not None and group is None:
-            return (Outcome.start if firing else Outcome.propose), named
+            return _Decision(run, named, stage.stage)
         if firing:
             if group is None:
                 group = self._open(key, signal.incident_ref)
@@ -312,15 +343,16 @@ class _Batch:
             self._components(group, stage)
             if group.mine and not group.started:
                 group.started = True
-                return Outcome.start, group.incident_ref
-            return Outcome.grouped, group.incident_ref
+                return _Decision(Outcome.start, group.incident_ref, stage.stage, fresh=True)
+            return _Decision(Outcome.grouped, group.incident_ref, stage.stage)
         if group is None:
-            return Outcome.ignored, None
+            return _Decision(Outcome.ignored, None, stage.stage)
         self._alert(group, signal.dedup_key, False)
         if self._firing(group):
-            return Outcome.grouped, group.incident_ref
+            return _Decision(Outcome.grouped, group.incident_ref, stage.stage)
         self._close(group)
-        return Outcome.propose, group.incident_ref
+        return _Decision(Outcome.propose, group.incident_ref, stage.stage,
+                         components=tuple(group.components))
 
     def _close(self, group: _Group) -> None:
         """Resolve the group now (its key may open a new group later in this batch; on
@@ -394,22 +426,22 @@ class _Batch:
     # -- writing ------------------------------------------------------------------------------
 
     def _row(self, request: IntakeRequest, signal: Signal, stage: StageRequest | None,
-             outcome: Outcome, ref: str | None, stage_id: str | None,
-             proposal: bool) -> dict[str, Any]:
+             d: _Decision) -> dict[str, Any]:
         facts: dict[str, Any] = {}
-        if stage is not None and outcome in (Outcome.start, Outcome.propose):
-            facts = dict(stage.facts)
-            if ref is not None:
-                facts["incident_ref"] = ref
+        if stage is not None and d.outcome in (Outcome.start, Outcome.propose):
+            facts = dict(stage.facts) if d.fresh else _news(signal, stage, d.components)
+            if d.incident_ref is not None:
+                facts["incident_ref"] = d.incident_ref
         return {
             "source": request.source[:64], "kind": signal.kind.value,
             "delivery_id": request.delivery_id, "dedup_key": signal.dedup_key[:256],
             "group_key": ((stage.group_key if stage else None) or signal.group_key)[:256],
-            "status": signal.status, "summary": signal.summary, "outcome": outcome.value,
-            "playbook": stage.playbook if stage else None, "stage": stage_id,
-            "incident_ref": ref, "facts_json": json.dumps(facts, default=str, sort_keys=True),
-            "proposal": proposal, "received_at": self.now, "flow_run_id": None,
-            "dispatched_at": None, "finished_at": None, "error": None,
+            "status": signal.status, "summary": signal.summary, "outcome": d.outcome.value,
+            "playbook": stage.playbook if stage else None, "stage": d.stage,
+            "incident_ref": d.incident_ref,
+            "facts_json": json.dumps(facts, default=str, sort_keys=True),
+            "proposal": d.outcome is Outcome.propose, "received_at": self.now,
+            "flow_run_id": None, "dispatched_at": None, "finished_at": None, "error": None,
         }
 
     def _write_groups(self) -> None:

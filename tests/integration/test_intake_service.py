@@ -136,7 +136,10 @@ def test_a_storm_of_500_alerts_over_50_batches_starts_one_incident_and_its_last_
     proposal = next(e for e in rows(backend_engine, IntakeEvent) if e.outcome == Outcome.propose)
     assert (proposal.stage, proposal.proposal, proposal.incident_ref) == (
         "resolve", True, groups[0].incident_ref)
-    assert json.loads(proposal.facts_json)["resolved_at"] == NOW.isoformat()
+    # a resolution says what is new (the PR lead may have edited the words since the start)
+    assert json.loads(proposal.facts_json) == {
+        "incident_ref": groups[0].incident_ref, "resolved_at": NOW.isoformat(),
+        "components": ["API", "Dashboard"]}
     assert rows(backend_engine, IntakeGroup)[0].resolved_at is not None
 
     again = accept(backend_engine, [request(alert(123, status="resolved"), delivery_id="r2"),
@@ -166,6 +169,8 @@ def test_no_rule_and_our_events(backend_engine: Engine) -> None:
                      now=NOW, window_s=WINDOW)
     assert outcomes(results) == ["ignored", "start"]
     assert results[1].events[0].incident_ref == "OUTAGE-2026-1201-A"
+    first = json.loads(rows(backend_engine, IntakeEvent)[1].facts_json)
+    assert first["title"] == "Disruption to some of our services"  # a new incident: every fact
     update = Signal(source="ops-tool", kind=SourceKind.events, dedup_key="evt-2",
                     group_key="evt-2", status="firing", labels={}, started_at=NOW,
                     playbook="outage", stage="update", incident_ref="OUTAGE-2026-1201-A",
@@ -174,6 +179,10 @@ def test_no_rule_and_our_events(backend_engine: Engine) -> None:
                      window_s=WINDOW)
     assert [(e.outcome, e.incident_ref, e.stage) for e in results[0].events] == [
         (Outcome.start, "OUTAGE-2026-1201-A", "update")]
+    stored = rows(backend_engine, IntakeEvent)[-1]
+    assert json.loads(stored.facts_json) == {  # the update's news, not the rule's words again
+        "incident_ref": "OUTAGE-2026-1201-A", "cause": "A configuration change to our load "
+        "balancers.", "next_update_at": (NOW + timedelta(minutes=30)).isoformat()}
     ignored = rows(backend_engine, IntakeEvent)[0]
     assert (ignored.outcome, ignored.playbook, ignored.facts_json) == ("ignored", None, "{}")
 
