@@ -63,14 +63,14 @@ class IntakeGroup(SQLModel, table=True):
 
 class IntakeGroupAlert(SQLModel, table=True):
     """One alert of a group and whether it still fires: the group resolves (its resolution
-    stage is proposed) once none of its alerts fires. ``dedup_key`` identifies the alert
+    stage is proposed) once none of its alerts fires. ``alert_key`` is ``Signal.alert``
     (Alertmanager: fingerprint + startsAt, the same in its firing and resolved notices)."""
 
-    __table_args__ = (UniqueConstraint("group_id", "dedup_key"),)
+    __table_args__ = (UniqueConstraint("group_id", "alert_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     group_id: int = Field(foreign_key="intakegroup.id")
-    dedup_key: str = Field(max_length=256)
+    alert_key: str = Field(max_length=256)
     firing: bool = True
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -142,6 +142,7 @@ def _remember(conn: Connection, requests: Sequence[IntakeRequest], now: datetime
     if not first:
         return replayed
     cutoff = now - timedelta(seconds=window_s)
+
     def finish(ins: Any) -> Any:
         # a row older than the window is taken over (its request may come again, re-signed);
         # RETURNING names the rows inserted or taken over: the rest were seen within the window
@@ -180,10 +181,10 @@ def _plain(value: Any) -> Any:
 def _bulk(conn: Connection, table: Any, rows: list[dict[str, Any]],
           finish: Callable[[Any], Any]) -> list[Any]:
     """Insert ``rows`` into ``table`` through ``finish`` (which adds ON CONFLICT and RETURNING
-    to the dialect's insert): on PostgreSQL in one ``INSERT ... SELECT unnest(array), ...``
-    with one parameter per column (a multi-row VALUES has one per value, which the driver
-    parses on every call: most of a batch's time at a thousand rows); on SQLite as an
-    executemany. Returns what RETURNING gave, if anything."""
+    to the dialect's insert): on PostgreSQL in one ``INSERT ... SELECT`` with one parameter
+    per column (a multi-row VALUES has one per value, which the driver parses on every call:
+    most of a batch's time at a thousand rows); on SQLite as an executemany. Returns what
+    RETURNING gave, if anything."""
     if not rows:
         return []
     if conn.dialect.name == "postgresql":
@@ -290,7 +291,7 @@ class _Batch:
     def _firing(self, group: _Group) -> set[str]:
         if group.firing is None:
             group.firing = set() if group.id is None else set(self.conn.scalars(
-                select(_alerts.c.dedup_key).where(_alerts.c.group_id == group.id,
+                select(_alerts.c.alert_key).where(_alerts.c.group_id == group.id,
                                                   _alerts.c.firing.is_(True))))
             for key, firing in group.changed_alerts.items():
                 (group.firing.add if firing else group.firing.discard)(key)
@@ -329,7 +330,7 @@ class _Batch:
             ref = named or (group.incident_ref if group else None)
             if group is not None:
                 group.started = True  # a group this batch opened starts with this stage
-                self._alert(group, signal.dedup_key, firing)
+                self._alert(group, signal.alert, firing)
                 self._components(group, stage)
                 if not firing and not self._firing(group):
                     self._close(group)
@@ -339,7 +340,7 @@ class _Batch:
         if firing:
             if group is None:
                 group = self._open(key, signal.incident_ref)
-            self._alert(group, signal.dedup_key, True)
+            self._alert(group, signal.alert, True)
             self._components(group, stage)
             if group.mine and not group.started:
                 group.started = True
@@ -347,7 +348,7 @@ class _Batch:
             return _Decision(Outcome.grouped, group.incident_ref, stage.stage)
         if group is None:
             return _Decision(Outcome.ignored, None, stage.stage)
-        self._alert(group, signal.dedup_key, False)
+        self._alert(group, signal.alert, False)
         if self._firing(group):
             return _Decision(Outcome.grouped, group.incident_ref, stage.stage)
         self._close(group)
@@ -450,11 +451,11 @@ class _Batch:
         if changed:
             self.conn.execute(update(_groups).where(_groups.c.id == bindparam("gid"))
                               .values(components_json=bindparam("components")), changed)
-        alerts = [{"group_id": g.id, "dedup_key": k[:256], "firing": v, "updated_at": self.now}
+        alerts = [{"group_id": g.id, "alert_key": k[:256], "firing": v, "updated_at": self.now}
                   for g in self.all_groups if g.id is not None
                   for k, v in g.changed_alerts.items()]
         _bulk(self.conn, _alerts, alerts, lambda ins: ins.on_conflict_do_update(
-            index_elements=[_alerts.c.group_id, _alerts.c.dedup_key],
+            index_elements=[_alerts.c.group_id, _alerts.c.alert_key],
             set_={"firing": ins.excluded.firing, "updated_at": ins.excluded.updated_at}))
 
     def _write_events(self, rows: list[dict[str, Any]]) -> list[int]:

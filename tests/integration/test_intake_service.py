@@ -160,6 +160,23 @@ def test_a_group_resolving_and_firing_again_within_one_batch(backend_engine: Eng
     assert [g.resolved_at is None for g in rows(backend_engine, IntakeGroup)] == [False, True]
 
 
+def test_a_pagerduty_incident_resolves_with_a_notice_of_another_dedup_key(
+        backend_engine: Engine) -> None:
+    def incident(event_type: str) -> Signal:
+        return Signal(source="pd", kind=SourceKind.pagerduty, dedup_key=f"Q1ABC:{event_type}",
+                      group_key="Q1ABC",
+                      status="resolved" if event_type == "incident.resolved" else "firing",
+                      labels={"service": "API Gateway", "urgency": "high", "priority": "P1"},
+                      started_at=NOW, ended_at=NOW + timedelta(minutes=40))
+
+    results = accept(backend_engine, [request(incident("incident.triggered"), source="pd")],
+                     now=NOW, window_s=WINDOW)
+    later = accept(backend_engine, [request(incident("incident.resolved"), source="pd")],
+                   now=NOW + timedelta(minutes=40), window_s=WINDOW)
+    assert outcomes(results) + outcomes(later) == ["start", "propose"]
+    assert results[0].events[0].incident_ref == later[0].events[0].incident_ref
+
+
 def test_no_rule_and_our_events(backend_engine: Engine) -> None:
     internal = alert(1, labels={"alertname": "DiskFull", "severity": "warning"})
     named = Signal(source="ops-tool", kind=SourceKind.events, dedup_key="evt-1",

@@ -28,12 +28,12 @@ def upgrade() -> None:
     op.create_table('intakegroupalert',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('group_id', sa.Integer(), nullable=False),
-    sa.Column('dedup_key', sa.String(length=256), nullable=False),
+    sa.Column('alert_key', sa.String(length=256), nullable=False),
     sa.Column('firing', sa.Boolean(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['group_id'], ['intakegroup.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('group_id', 'dedup_key')
+    sa.UniqueConstraint('group_id', 'alert_key')
     )
     with op.batch_alter_table('intakegroup', schema=None) as batch_op:
         batch_op.create_index('ux_intakegroup_open', ['playbook', 'group_key'], unique=True,
