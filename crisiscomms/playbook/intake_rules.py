@@ -29,6 +29,7 @@ are made by ``Playbook`` in :mod:`crisiscomms.playbook.loader`, which owns this 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -55,7 +56,7 @@ class ComponentMap(BaseModel):
     map: dict[str, str] = Field(default_factory=dict)
     fallback: str | None = None
 
-    def component(self, labels: Any) -> str | None:
+    def component(self, labels: Mapping[str, str]) -> str | None:
         value = labels.get(self.label)
         if value is not None and value in self.map:
             return self.map[value]
@@ -72,7 +73,7 @@ class SeverityMap(BaseModel):
     map: dict[str, Severity] = Field(default_factory=dict)
     default: Severity = "major"
 
-    def severity(self, labels: Any) -> str:
+    def severity(self, labels: Mapping[str, str]) -> str:
         value = labels.get(self.label) if self.label else None
         if value is not None and value in self.map:
             return self.map[value]
@@ -144,7 +145,7 @@ class IntakeRule(BaseModel):
     def patterns(self) -> dict[str, re.Pattern[str]]:
         return _compiled(tuple(sorted(self.match.items())))
 
-    def takes(self, kind: str, source: str, labels: Any) -> bool:
+    def takes(self, kind: str, source: str, labels: Mapping[str, str]) -> bool:
         """Whether a signal of ``kind`` from ``source`` with ``labels`` is this rule's."""
         if kind not in self.sources and source not in self.sources:
             return False
