@@ -200,12 +200,21 @@ def lint_cmd(
     from crisiscomms.channels import CHANNEL_CLASSES
     from crisiscomms.playbook.lint import lint, resolve_paths
 
-    if path is None:  # this workspace's
+    known: list[str] = []
+    if path is None:  # this workspace's, with its status page's components
+        from crisiscomms.channels.status_page import build_status_page
+        from crisiscomms.statuspage.maintenances import known_components
+
         settings = common.load_settings()
         playbooks_dir, templates_dir, names = settings.playbooks_dir, settings.templates_dir, None
+        try:
+            known = known_components(build_status_page(settings))
+        except (OSError, ValueError):  # an unreadable page: the page's own commands say why
+            known = []
     else:  # any folder or file: no workspace needed
         playbooks_dir, templates_dir, names = resolve_paths(path, path, path)
-    checked, problems = lint(playbooks_dir, templates_dir, CHANNEL_CLASSES, names)
+    checked, problems = lint(playbooks_dir, templates_dir, CHANNEL_CLASSES, names,
+                             known_components=known)
     if as_json:
         sys.stdout.write(json.dumps({"checked": checked,
                                      "problems": [p.as_dict() for p in problems]},

@@ -96,6 +96,21 @@ class Signal:
     incident_ref: str | None = None
     facts: Mapping[str, Any] = field(default_factory=dict)
     """Facts the sender knows (ours and recalls); the rules add the playbook's own."""
+    alert_key: str | None = None
+    """One alert across its firing and resolved notices (a group resolves once each of its
+    alerts has); None: :attr:`alert`'s default for the kind."""
+
+    @property
+    def alert(self) -> str:
+        """The alert this signal is a notice of: ``alert_key``, else the dedup key where a
+        sender's firing and resolved notices share it (Alertmanager, Grafana: fingerprint +
+        startsAt), else the group key (a PagerDuty incident, a recall, an event of ours: one
+        alert per group, its notices keyed apart by event type)."""
+        if self.alert_key is not None:
+            return self.alert_key
+        if self.kind in (SourceKind.alertmanager, SourceKind.grafana):
+            return self.dedup_key
+        return self.group_key
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,11 @@ class StageRequest:
     ``service.accept`` (a new one for a new group, the open incident's otherwise)."""
     proposal: bool = False
     """True: render and store the stage for approval, never auto-send it (a resolved alert)."""
+    group_key: str | None = None
+    """The incident this signal belongs to, when the rule groups by labels (``group_by``);
+    None: the signal's own ``group_key``."""
+    rule: str | None = None
+    """The name of the playbook rule that matched (shown to the PR lead, kept on the event)."""
 
 
 class Adapter(Protocol):

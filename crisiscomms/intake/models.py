@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from crisiscomms.core.clock import utcnow
@@ -42,7 +42,14 @@ class IntakeGroup(SQLModel, table=True):
     """An alert group's one incident: every firing signal of ``group_key`` for ``playbook``
     joins ``incident_ref`` until the group resolves (``resolved_at``)."""
 
-    __table_args__ = (UniqueConstraint("playbook", "group_key", "incident_ref"),)
+    __table_args__ = (
+        UniqueConstraint("playbook", "group_key", "incident_ref"),
+        # one open group per (playbook, group key): two API processes seeing a group's first
+        # alerts at the same moment open one incident (the second insert conflicts)
+        Index("ux_intakegroup_open", "playbook", "group_key", unique=True,
+              sqlite_where=text("resolved_at IS NULL"),
+              postgresql_where=text("resolved_at IS NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     playbook: str = Field(max_length=64)
@@ -52,6 +59,20 @@ class IntakeGroup(SQLModel, table=True):
     resolved_at: datetime | None = None
     components_json: str = Field(default="[]", sa_column=Column(Text, nullable=False,
                                                                    default="[]"))
+
+
+class IntakeGroupAlert(SQLModel, table=True):
+    """One alert of a group and whether it still fires: the group resolves (its resolution
+    stage is proposed) once none of its alerts fires. ``alert_key`` is ``Signal.alert``
+    (Alertmanager: fingerprint + startsAt, the same in its firing and resolved notices)."""
+
+    __table_args__ = (UniqueConstraint("group_id", "alert_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    group_id: int = Field(foreign_key="intakegroup.id")
+    alert_key: str = Field(max_length=256)
+    firing: bool = True
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class SeenDelivery(SQLModel, table=True):

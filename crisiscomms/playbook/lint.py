@@ -19,6 +19,11 @@ short variant when over (never truncation), the canonical facts each channel mus
 (``must_carry``), the notice's headline and urgent words. Personal email is checked again after
 substituting the longest recipient values and every time zone's times.
 
+The ``intake:`` rules (events that start the playbook on their own) are checked the same way:
+for each rule, the facts it makes of a plausible firing signal (and then of its resolution)
+pass the stage's required facts and render in every channel and locale, and the components
+it maps to exist on the workspace's status page when the page knows any.
+
 Each problem names playbook, message (stage), channel, locale and field.
 """
 
@@ -26,15 +31,19 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from crisiscomms.core.errors import ApprovalError, CrisisCommsError, FactsError, PlaybookError
 from crisiscomms.delivery.contract import Channel
 from crisiscomms.incident.facts import FactSheet, build_fact_sheet
-from crisiscomms.playbook.loader import Playbook, available_playbooks, load_playbook
+from crisiscomms.intake.contract import Signal, SourceKind
+from crisiscomms.intake.rules import stage_request
+from crisiscomms.playbook.intake_rules import IntakeRule
+from crisiscomms.playbook.loader import Playbook, Stage, available_playbooks, load_playbook
 from crisiscomms.playbook.notices import fact_problems
 from crisiscomms.render.approvals import ApprovalLock, TemplateStatus
 from crisiscomms.render.environment import (
@@ -376,7 +385,8 @@ def _personal_problems(playbook: Playbook, channel_cls: type[Channel], stage: st
 
 
 def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
-                  channels: Mapping[str, type[Channel]]) -> list[Problem]:
+                  channels: Mapping[str, type[Channel]],
+                  known_components: Collection[str] | None = None) -> list[Problem]:
     try:
         playbook = load_playbook(playbook_name, playbooks_dir)
     except PlaybookError as exc:
@@ -409,22 +419,116 @@ def lint_playbook(playbook_name: str, playbooks_dir: Path, templates_dir: Path,
             problems += _facts_problems(playbook, exc, label)
             continue
         for stage in playbook.stages:
-            for fault in fact_problems(playbook, stage, sheet):
-                problems.append(_problem(fault, playbook.name, stage=stage.id, facts=label))
-            for channel in playbook.channels_of(stage, channels):
-                cls = channels[channel]
-                for locale in playbook.locales:
-                    try:
-                        message, _ = renderer.render_message(playbook, stage, sheet, channel,
-                                                             locale)
-                    except CrisisCommsError as exc:
-                        problems += [_problem(p, playbook.name, stage=stage.id, channel=channel,
-                                              locale=locale, facts=label) for p in exc.each()]
-                        continue
-                    if cls.personal:
-                        problems += _personal_problems(playbook, cls, stage.id, channel, locale,
-                                                       message.parts, label)
+            problems += _stage_problems(playbook, stage, sheet, renderer, channels, label)
+    problems += intake_problems(playbook, renderer, channels, known_components)
     return _unique(problems)
+
+
+def _stage_problems(playbook: Playbook, stage: Stage, sheet: FactSheet, renderer: StageRenderer,
+                    channels: Mapping[str, type[Channel]], label: str) -> list[Problem]:
+    """The stage's required facts, then every channel and locale rendered as a trigger would."""
+    problems = [_problem(fault, playbook.name, stage=stage.id, facts=label)
+                for fault in fact_problems(playbook, stage, sheet)]
+    for channel in playbook.channels_of(stage, channels):
+        cls = channels[channel]
+        for locale in playbook.locales:
+            try:
+                message, _ = renderer.render_message(playbook, stage, sheet, channel, locale)
+            except CrisisCommsError as exc:
+                problems += [_problem(p, playbook.name, stage=stage.id, channel=channel,
+                                      locale=locale, facts=label) for p in exc.each()]
+                continue
+            if cls.personal:
+                problems += _personal_problems(playbook, cls, stage.id, channel, locale,
+                                               message.parts, label)
+    return problems
+
+
+def intake_problems(playbook: Playbook, renderer: StageRenderer,
+                    channels: Mapping[str, type[Channel]],
+                    known_components: Collection[str] | None = None) -> list[Problem]:
+    """The ``intake:`` rules (their stages, regexes and severities are checked when the
+    playbook loads): the components they map to exist on the status page (when it knows any),
+    and the facts each rule makes of a plausible signal, plus what ``trigger`` adds, pass the
+    stage's required facts and render, for its start stage and the resolution it proposes."""
+    problems: list[Problem] = []
+    for i, rule in enumerate(playbook.intake.rules if playbook.intake else ()):
+        where = f"intake.rules.{i}"
+        if known_components and rule.components is not None:
+            named = [*rule.components.map.values(), *filter(None, [rule.components.fallback])]
+            unknown = sorted({c for c in named if c not in known_components})
+            if unknown:
+                problems.append(Problem(
+                    playbook.name, f"rule {rule.name}: components {unknown} are not on the "
+                    f"status page ({', '.join(sorted(known_components))})",
+                    field=f"{where}.components"))
+        for signals in plausible_signals(playbook, rule):
+            base: FactSheet | None = None
+            for signal in signals:
+                request = stage_request(signal, playbook, rule, now=signal.started_at)
+                if request is None:
+                    continue
+                label = f"intake rule {rule.name}, {signal.kind.value} {signal.status}"
+                facts = dict(request.facts)
+                if base is None:  # what trigger adds to a new incident
+                    for key in ("incident_ref", "organization", "status_page_url"):
+                        facts.setdefault(key, playbook.drill_facts.get(key, SAMPLE[key]))
+                try:
+                    sheet = build_fact_sheet(facts, base=base)
+                except FactsError as exc:
+                    problems += [Problem(playbook.name, f"rule {rule.name}: {f.reason}",
+                                         message=request.stage, field=f"{where}.facts."
+                                         f"{f.field or 'facts'}", facts=label)
+                                 for f in exc.each()]
+                    break
+                base = sheet
+                problems += [replace(p, field=p.field or where) for p in _stage_problems(
+                    playbook, playbook.stage(request.stage), sheet, renderer, channels, label)]
+    return problems
+
+
+SAMPLE = {"incident_ref": "OUTAGE-20261201-0712-3f9a2c", "organization": "Example Corp",
+          "status_page_url": "https://status.example.com"}
+"""What ``trigger`` adds when the drill facts do not say (the settings' defaults)."""
+
+SENDER_SECTIONS = {SourceKind.events: ("recall", "breach"), SourceKind.recall: ("recall",)}
+"""The facts a sender of this kind brings itself (our events, recall feeds); alerts bring
+none: every published word of theirs is the rule's."""
+
+
+def plausible_signals(playbook: Playbook, rule: IntakeRule) -> list[list[Signal]]:
+    """Per kind of sender the rule takes: a firing signal and its resolution, with a mapped
+    component and a mapped severity (whether the rule's ``match`` takes them is beside the
+    point: lint checks what the rule makes of a signal it takes), and the sections of the
+    drill facts such a sender brings (a recall feed its ``recall`` section)."""
+    kinds = {SourceKind(s) for s in rule.sources if s in SourceKind.__members__}
+    if len(kinds) < len(rule.sources):  # a source named, not a kind: an alert sender
+        kinds.add(SourceKind.alertmanager)
+    labels: dict[str, str] = {}
+    if rule.components is not None and rule.components.map:
+        labels[rule.components.label] = next(iter(rule.components.map))
+    if rule.severity.label and rule.severity.map:
+        labels[rule.severity.label] = next(iter(rule.severity.map))
+    started = datetime(2026, 11, 23, 9, 40, tzinfo=UTC)
+    out: dict[tuple[str, ...], list[Signal]] = {}
+    for kind in sorted(kinds):
+        sections = SENDER_SECTIONS.get(kind, ())
+        if sections in out:
+            continue
+        drill = playbook.drill_facts
+        facts: dict[str, Any] = {k: drill[k] for k in sections if k in drill}
+        translations = {loc: {p: v for p, v in entries.items() if p.split(".")[0] in sections}
+                        for loc, entries in drill.get("translations", {}).items()}
+        if any(translations.values()):
+            facts["translations"] = translations
+        firing = Signal(source=f"lint-{kind.value}", kind=kind, dedup_key="lint",
+                        group_key="lint", status="firing", labels=labels, started_at=started,
+                        playbook=playbook.name if kind is SourceKind.events else None,
+                        facts=facts)
+        out[sections] = [firing, replace(firing, status="resolved",
+                                                   ended_at=started + timedelta(hours=1))]
+    return list(out.values())
+
 
 
 def _reply_problems(playbook: Playbook, templates_dir: Path,
@@ -534,10 +638,14 @@ def resolve_paths(path: Path | None, playbooks_dir: Path, templates_dir: Path
 
 
 def lint(playbooks_dir: Path, templates_dir: Path, channels: Mapping[str, type[Channel]],
-         names: list[str] | None = None) -> tuple[list[str], list[Problem]]:
-    """Lint every playbook (or ``names``); returns the playbooks checked and the problems."""
+         names: list[str] | None = None, *, known_components: Collection[str] | None = None
+         ) -> tuple[list[str], list[Problem]]:
+    """Lint every playbook (or ``names``); returns the playbooks checked and the problems.
+    ``known_components``: the status page's components, which intake rules may map to (None
+    or empty: a page that knows none yet, not checked)."""
     checked = names if names is not None else available_playbooks(playbooks_dir)
     problems: list[Problem] = []
     for name in checked:
-        problems += lint_playbook(name, playbooks_dir, templates_dir, channels)
+        problems += lint_playbook(name, playbooks_dir, templates_dir, channels,
+                                  known_components)
     return checked, problems

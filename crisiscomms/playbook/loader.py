@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from crisiscomms.core.errors import PlaybookError
 from crisiscomms.core.locales import fallback_chain
 from crisiscomms.delivery.contract import ChannelClasses, Lane
-from crisiscomms.incident.facts import BreachFacts, FactSheet, RecallFacts
+from crisiscomms.incident.facts import LOCALIZABLE_FACTS, BreachFacts, FactSheet, RecallFacts
 from crisiscomms.incident.models import IncidentStatus
+from crisiscomms.playbook.intake_rules import IntakeRule, IntakeSection
 from crisiscomms.playbook.listening import Listening
 
 RECIPIENT_FIELDS = ("first_name", "name", "email", "plan", "product", "order_ref",
@@ -144,6 +145,9 @@ class Playbook(BaseModel):
     stages: tuple[Stage, ...]
     drill_facts: dict[str, Any] = Field(default_factory=dict)
     listening: Listening = Field(default_factory=Listening)
+    intake: IntakeSection | None = None
+    """Which signals run this playbook on their own (``playbook/intake_rules.py``); None:
+    only a person starts it."""
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
@@ -179,7 +183,45 @@ class Playbook(BaseModel):
         if bad:
             raise Invalid(f"unknown recipient fields {bad}; known: {list(RECIPIENT_FIELDS)}",
                           field="recipient_fields", values=tuple(bad))
+        for i, rule in enumerate(self.intake.rules if self.intake else ()):
+            self._check_rule(i, rule, ids)
         return self
+
+    def _check_rule(self, i: int, rule: IntakeRule, stage_ids: list[str]) -> None:
+        """The parts of an intake rule that need the rest of the playbook: its stages, its
+        facts' names, its translations' locales."""
+        where = f"intake.rules.{i}"
+        for key in ("stage", "resolve_stage"):
+            named = getattr(rule, key)
+            if named is not None and named not in stage_ids:
+                raise Invalid(f"rule {rule.name!r}: {key} {named!r} is not a stage of the "
+                              f"playbook ({', '.join(stage_ids)})", field=f"{where}.{key}",
+                              values=(named,))
+        for name in rule.facts:
+            if name != "translations" and not is_fact_path(name):
+                raise Invalid(f"rule {rule.name!r}: fact {name!r} is not a FactSheet field",
+                              field=f"{where}.facts.{name}", values=(name,))
+        for locale, entries in rule.facts.get("translations", {}).items():
+            if locale not in self.locales:
+                raise Invalid(f"rule {rule.name!r}: translations name locale {locale!r} the "
+                              "playbook lacks", field=f"{where}.facts.translations.{locale}",
+                              values=(locale,))
+            odd = [p for p in entries if p not in LOCALIZABLE_FACTS and not p.startswith("extra.")]
+            if odd:
+                raise Invalid(f"rule {rule.name!r}: {odd} are not translatable facts",
+                              field=f"{where}.facts.translations.{locale}", values=tuple(odd))
+
+    def intake_stage(self, rule: IntakeRule) -> str:
+        """The stage a firing signal of ``rule`` starts."""
+        return rule.stage or self.stages[0].id
+
+    def intake_resolve_stage(self, rule: IntakeRule) -> str | None:
+        """The stage a resolved group of ``rule`` proposes: the rule's, else the playbook's
+        only ``resolved`` stage, else None (the resolution only closes the group)."""
+        if rule.resolve_stage is not None:
+            return rule.resolve_stage
+        resolved = [s.id for s in self.stages if s.incident_status == IncidentStatus.resolved]
+        return resolved[0] if len(resolved) == 1 else None
 
     def stage(self, stage_id: str) -> Stage:
         for stage in self.stages:
