@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +57,6 @@ from crisiscomms.intake.contract import (
     Outcome,
     Routed,
     Source,
-    SourceKind,
 )
 from crisiscomms.intake.rules import route, workspace_playbooks
 from crisiscomms.intake.service import accept
