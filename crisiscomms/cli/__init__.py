@@ -12,6 +12,7 @@
 - :mod:`.reactions`: ``reactions score|train|correct|...`` (triage and what our people teach it)
 - :mod:`.listen`: ``listen`` (the listening receivers: provider events, replies, tickets, CSAT)
 - :mod:`.users`: ``users add|set|remove|list`` (the dashboard's people and roles), ``dashboard``
+- :mod:`.worker`: ``worker`` (the warm Prefect worker: our flows run in its process)
 
 Errors the engine raises on purpose are printed as one clear line on stderr with exit code 2
 (:func:`.common._run`); nothing half-done is left behind because the engine checks before it
@@ -26,7 +27,7 @@ from crisiscomms.cli.common import app
 
 # Each module adds its commands to ``app``; this order is the order of ``crisiscomms --help``.
 COMMAND_GROUPS = ("workspace", "incidents", "drills", "delivery", "recipients", "templates",
-                  "keys", "statuspage", "database", "reactions", "listen", "users")
+                  "keys", "statuspage", "database", "reactions", "listen", "users", "worker")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"crisiscomms.cli.{_group}")
 
