@@ -38,6 +38,9 @@ def worker(
                     "plus one per publish-stage waiting for its email chunks")] = 10,
     name: Annotated[str | None, typer.Option(
         help="The worker's name in Prefect (default: <host>-warm-<pid>)")] = None,
+    work_queue: Annotated[list[str] | None, typer.Option(
+        "--work-queue", help="Serve only these work queues of the pool (repeatable; "
+                             "default: all)")] = None,
     grace_s: Annotated[float, typer.Option(
         "--grace-s", min=0, help="On SIGTERM/SIGINT, how long to let the runs in progress "
                                   "finish before stopping anyway")] = 60.0,
@@ -68,7 +71,8 @@ def worker(
         err.print("warning: not in a crisiscomms workspace: deployments of this workspace's "
                   "flows run in subprocesses", highlight=False, markup=False)
     serving = WarmProcessWorker(
-        work_pool_name=pool, limit=limit, workspace=settings.workspace,
+        work_pool_name=pool, work_queues=work_queue or None, limit=limit,
+        workspace=settings.workspace,
         name=name or f"{socket.gethostname()}-warm-{os.getpid()}")
     left = anyio.run(serve, serving, grace_s)
     if left:

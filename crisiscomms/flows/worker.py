@@ -275,7 +275,8 @@ class WarmProcessWorker(ProcessWorker):
 
     def in_flight(self) -> dict[str, str]:
         """The runs in progress: flow run id → "name (in-process|subprocess)"."""
-        runs = {str(i): f"{r.flow_run.name} (in-process)" for i, r in self._warm.items()}
+        runs = {str(i): "(being submitted)" for i in self._submitting_flow_run_ids}
+        runs.update({str(i): f"{r.flow_run.name} (in-process)" for i, r in self._warm.items()})
         runs.update({str(i): f"{name} (subprocess)" for i, name in self._stock.items()})
         return runs
 
