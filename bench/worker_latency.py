@@ -12,7 +12,7 @@ real ``prefect server start`` (temporary PREFECT_HOME, loopback, SQLite), same r
   tasks of the ``publish-stage`` run itself (no second flow run to schedule and pick up).
 
 Both workers poll every ``--query-seconds`` (0.5 s: ``crisiscomms worker``'s default) with
-``--limit 4``. Runs go one after another.
+``--limit 4`` and log at ``--logging-level`` (WARNING, its default). Runs go one after another.
 
     uv run python bench/worker_latency.py [--runs 5] [--recipients 100] [--json]
 """
@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs of each kind per worker")
     parser.add_argument("--recipients", type=int, default=100)
     parser.add_argument("--query-seconds", type=float, default=0.5)
+    parser.add_argument("--logging-level", default="WARNING",
+                        help="PREFECT_LOGGING_LEVEL of both workers and their runs (WARNING: "
+                             "crisiscomms worker's default)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -81,7 +84,7 @@ def main() -> None:
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
     prefect = {**prefect_env(work), "PREFECT_API_URL": api, "PREFECT_SERVER_UI_ENABLED": "false",
-               "PREFECT_LOGGING_LEVEL": "INFO",
+               "PREFECT_LOGGING_LEVEL": args.logging_level,
                "PREFECT_WORKER_QUERY_SECONDS": str(args.query_seconds)}
     os.environ.update(prefect)
 
@@ -195,7 +198,7 @@ def _measure(args: argparse.Namespace, env: dict[str, str], work: Path,
 
     return {
         "runs": args.runs, "recipients": args.recipients,
-        "query_seconds": args.query_seconds,
+        "query_seconds": args.query_seconds, "logging_level": args.logging_level,
         "stock_start_p50_s": p("stock", "start", 50), "stock_start_p95_s": p("stock", "start", 95),
         "warm_start_p50_s": p("warm", "start", 50), "warm_start_p95_s": p("warm", "start", 95),
         "stock_publish_p50_s": p("stock", "publish", 50),

@@ -289,9 +289,11 @@ class WarmProcessWorker(ProcessWorker):
 
     async def run(self, flow_run: FlowRun, configuration: ProcessJobConfiguration,
                   task_status: anyio.abc.TaskStatus[int] | None = None) -> ProcessWorkerResult:
-        flow, reason = await self._in_process_flow(flow_run, configuration)
+        flow, reason, ours = await self._in_process_flow(flow_run, configuration)
         if flow is None:
-            self.get_flow_run_logger(flow_run).info(
+            # a flow of ours that cannot run here is worth a warning (it starts 10+ s later)
+            self.get_flow_run_logger(flow_run).log(
+                logging.WARNING if ours else logging.INFO,
                 "Running in a subprocess, the stock way: %s", reason)
             self._stock[flow_run.id] = flow_run.name
             try:
@@ -378,26 +380,28 @@ class WarmProcessWorker(ProcessWorker):
     # -- routing -----------------------------------------------------------------------------
 
     async def _in_process_flow(self, flow_run: FlowRun, configuration: ProcessJobConfiguration
-                               ) -> tuple[Flow[..., Any] | None, str]:
-        """The flow object to run in this process, or None and why not."""
+                               ) -> tuple[Flow[..., Any] | None, str, bool]:
+        """The flow object to run in this process, or None and why not; and whether the
+        deployment names one of our flows."""
         if flow_run.deployment_id is None:
-            return None, "not a deployment run"
+            return None, "not a deployment run", False
         # the deployment and flow the job configuration was just built from (one read each
         # less on the way to the first line); read again should Prefect stop keeping them
         related = getattr(configuration, "_related_objects", None) or {}
         try:
             deployment = related.get("deployment") or await self.client.read_deployment(
                 flow_run.deployment_id)
+            ours = warm_routing.flow_ref(deployment.entrypoint) is not None
             flow, reason = self._flow_of(deployment, configuration)
             if flow is None:
-                return None, reason
+                return None, reason, ours
             api_flow = related.get("flow") or await self.client.read_flow(flow_run.flow_id)
         except Exception as exc:  # never lose a run over the check: run it the stock way
-            return None, f"could not check its deployment ({type(exc).__name__}: {exc})"
+            return None, f"could not check its deployment ({type(exc).__name__}: {exc})", True
         if api_flow.name != flow.name:
             return None, (f"its deployment's flow is {api_flow.name!r}, the package's is "
-                          f"{flow.name!r}")
-        return flow, ""
+                          f"{flow.name!r}"), True
+        return flow, "", True
 
     def _flow_of(self, deployment: DeploymentResponse, configuration: ProcessJobConfiguration
                  ) -> tuple[Flow[..., Any] | None, str]:
