@@ -237,7 +237,7 @@ def test_two_runs_at_once_with_limit_two_both_complete(warm: dict[str, Any]) -> 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: warm["api"]}):
-        ids = [_start(PROBE, hold_s=4) for _ in range(2)]
+        ids = [_start(PROBE, hold_s=10) for _ in range(2)]
         runs = [_final(run_id, warm) for run_id in ids]
     assert all(r.state.is_completed() and _in_process(r) for r in runs), [r.state for r in runs]
     first, second = sorted(runs, key=lambda r: r.start_time)
