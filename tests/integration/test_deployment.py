@@ -9,19 +9,15 @@ run). Every wait has a deadline; every process this starts is ended in ``finally
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from live_processes import Processes, api_healthy, wait_until
 from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -40,55 +36,6 @@ EMAIL_BATCH = 100  # recipients per ledger row / SendGrid request: 20 rows
 ROWS_PER_CHUNK = 4  # ledger rows per chunk flow run: 5 chunks of 400 recipients
 POOL = "crisiscomms-test"
 WORKERS = ("worker-a", "worker-b")
-
-
-class Processes:
-    """Subprocesses in their own process groups, ended group by group."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.started: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}.log").open("wb")
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT,
-                                start_new_session=True)
-        log.close()
-        self.started[name] = proc
-        return proc
-
-    def log(self, name: str) -> str:
-        path = self.logs / f"{name}.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self.started.values())):  # workers before the server
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.started.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout_s: float,
-               procs: Processes | None = None, interval_s: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if procs is not None:
-            for name, proc in procs.started.items():
-                if proc.poll() is not None:
-                    raise AssertionError(f"{name} exited {proc.returncode} while waiting for "
-                                         f"{what}:\n{procs.log(name)}")
-        time.sleep(interval_s)
-    logs = "\n".join(f"--- {n}\n{procs.log(n)}" for n in procs.started) if procs else ""
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
 
 
 @pytest.fixture
@@ -129,14 +76,7 @@ def stack(pg_cluster: Any, emulators: EmulatorPair, tmp_path: Path,
         procs.start("server", [sys.executable, "-m", "prefect", "server", "start",
                                "--host", "127.0.0.1", "--port", str(port)],
                     {**env, "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db})
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{api}/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until("the Prefect server on PostgreSQL", healthy, 180, procs)
+        wait_until("the Prefect server on PostgreSQL", api_healthy(api), 180, procs)
         yield {"api": api, "env": env, "procs": procs, "db_url": ours}
     finally:
         procs.stop_all()
