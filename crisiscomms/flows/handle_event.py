@@ -112,15 +112,24 @@ def remind(engine: Engine, settings: Settings, wait_id: int) -> list[str]:
     return reached
 
 
+class WaitCancelled(Exception):
+    """The waiting run was cancelled (Prefect's UI or API): it stops waiting, sends nothing."""
+
+
 def _back_to_running(flow_run_id: str) -> None:
     """After a pause timed out: the run is still ``Paused`` with an expired deadline (or
     ``Failed`` by the server's pause-expiration service); its process is alive and about to
-    pause again, which the server allows only from ``Running``."""
+    pause again, which the server allows only from ``Running``. A run someone cancelled
+    meanwhile stays cancelled (:class:`WaitCancelled`)."""
     from prefect import get_client
     from prefect.states import Running
 
+    run_id = uuid.UUID(flow_run_id)
     with get_client(sync_client=True) as client:
-        client.set_flow_run_state(uuid.UUID(flow_run_id), Running(), force=True)
+        state = client.read_flow_run(run_id).state
+        if state is not None and (state.is_cancelling() or state.is_cancelled()):
+            raise WaitCancelled(f"flow run {flow_run_id} was cancelled while it waited")
+        client.set_flow_run_state(run_id, Running(), force=True)
 
 
 def wait_for_approval(engine: Engine, settings: Settings, bundle: StageBundle
@@ -153,7 +162,12 @@ def wait_for_approval(engine: Engine, settings: Settings, bundle: StageBundle
                                  poll_interval=min(PAUSE_POLL_S, timeout),
                                  key=f"approval-{current.bundle_hash[:12]}-{uuid.uuid4().hex}")
         except FlowPauseTimeout:
-            _back_to_running(run_id)
+            try:
+                _back_to_running(run_id)
+            except WaitCancelled:
+                end_waits(engine, incident_id=current.incident_id, stage=current.stage,
+                          how="cancelled", flow_run_id=run_id)
+                raise
             if not current_bundle(engine, bundle.incident_ref, bundle.stage).approved:
                 # approved meanwhile (a face published it itself): no reminder, publish below
                 reminders += 1

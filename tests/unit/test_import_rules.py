@@ -32,7 +32,7 @@ TOP = "crisiscomms"
 
 CORE = frozenset({"core"})
 DOMAIN = frozenset({"incident", "playbook", "render", "delivery", "audience", "identity",
-                    "statuspage", "reactions"})
+                    "statuspage", "reactions", "intake"})
 CHANNELS = frozenset({"channels"})
 MIGRATIONS = frozenset({"migrations"})
 TESTING = frozenset({"testing"})
@@ -316,7 +316,7 @@ def test_the_checker_names_the_module_and_the_rule() -> None:
     problems = package_violations(imports)
     assert problems == ["crisiscomms.render.environment (line 17, inside a function) imports "
                         "crisiscomms.testing.drill: render may import only audience, core, "
-                        "delivery, identity, incident, playbook, reactions, render, "
+                        "delivery, identity, incident, intake, playbook, reactions, render, "
                         "statuspage"]
     assert [p.split(":")[0] for p in framework_violations(imports)] == [
         "crisiscomms.render.environment (line 4) imports prefect",
