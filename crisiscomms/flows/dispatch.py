@@ -16,6 +16,7 @@ the loop that drains the outbox.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import threading
@@ -101,7 +102,10 @@ class InlineDispatcher:
                                              tags=run_tags(incident_ref, stage))
             run_id = str(run.id)
             self._started[event_id] = run_id
-            self.futures[run_id] = self._pool.submit(self._run, run, event_id)
+            # the caller's context (Prefect's settings, e.g. a temporary_settings API URL)
+            # goes with the flow into the pool's thread
+            context = contextvars.copy_context()
+            self.futures[run_id] = self._pool.submit(context.run, self._run, run, event_id)
             return run_id
 
     @staticmethod
@@ -165,8 +169,9 @@ class OutboxLoop:
 
     def start(self) -> OutboxLoop:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="intake-outbox",
-                                            daemon=True)
+            context = contextvars.copy_context()  # Prefect's settings of the starter
+            self._thread = threading.Thread(target=context.run, args=(self._loop,),
+                                            name="intake-outbox", daemon=True)
             self._thread.start()
         return self
 

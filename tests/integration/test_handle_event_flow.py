@@ -9,7 +9,8 @@ deployments made by ``flows/deploy.py`` from a test workspace, a stock ``prefect
   hash, no approval in our database) publishes nothing and the run pauses again; one
   ``crisiscomms approve`` leaves it paused, the second resumes it and it publishes once.
 - A proposed stage with a short ``CRISISCOMMS_APPROVAL_REMINDER_S`` reminds the PR lead by
-  email and Slack while its run stays paused and nothing is published.
+  email and Slack while its run stays paused and nothing is published; once that run is
+  cancelled, approving it publishes in-process and says the run could not be resumed.
 
 Every wait has a deadline; every process this starts is ended in ``finally``.
 """
@@ -180,6 +181,7 @@ def test_events_publish_through_prefect_and_approvals_wait_in_the_flow(
     from crisiscomms.flows.deploy import deploy
     from crisiscomms.flows.dispatch import PrefectDispatcher
     from crisiscomms.flows.handle_event import ApprovalInput
+    from crisiscomms.incident.flow_waits import open_waits
     from crisiscomms.incident.service import get_incident, load_bundle
     from crisiscomms.intake.outbox import mark_dispatched, pending_dispatch
     from crisiscomms.playbook.loader import load_playbook
@@ -252,16 +254,16 @@ def test_events_publish_through_prefect_and_approvals_wait_in_the_flow(
 
         runner = CliRunner()
         home: Path = intake_stack["home"]
-        one = runner.invoke(app, ["approve", "EVT-A", "--stage", "update"],
-                            env=cli_approver(home, "dana", "Dana (PR lead)"))
+        people = {"dana": cli_approver(home, "dana", "Dana (PR lead)"),
+                  "lee": cli_approver(home, "lee", "Lee (legal)")}
+        one = runner.invoke(app, ["approve", "EVT-A", "--stage", "update"], env=people["dana"])
         assert one.exit_code == 0, one.output
         assert "first approval" in one.output and "resumed" not in one.output
         assert _is(run_u, "paused")() and _sent(engine, "EVT-A", "update") == {}
 
-        two = runner.invoke(app, ["approve", "EVT-A", "--stage", "update"],
-                            env=cli_approver(home, "lee", "Lee (legal)"))
+        two = runner.invoke(app, ["approve", "EVT-A", "--stage", "update"], env=people["lee"])
         assert two.exit_code == 0, two.output
-        assert f"flow run {run_u} resumed; it publishes" in two.output, two.output
+        assert f"flow run {run_u} resumed; it publishes" in " ".join(two.output.split())
         wait_until("the update's run to publish", _is(run_u, "final"), 120, procs, 1)
         assert _state(run_u).is_completed(), procs.log("worker")
         sent_u = _sent(engine, "EVT-A", "update")
@@ -291,8 +293,26 @@ def test_events_publish_through_prefect_and_approvals_wait_in_the_flow(
         assert state.is_paused() or state.is_running(), state  # between two pauses at most
         assert not state.is_final()
         assert _sent(engine, "EVT-B", "acknowledge") == {}
-        with get_client(sync_client=True) as client:  # leave nothing waiting behind
-            from prefect.states import Cancelled
 
-            client.set_flow_run_state(run_b.id, Cancelled(), force=True)
+        # 5. the waiting run is gone (cancelled: the worker ends its process): approving
+        # publishes in-process, says so, and ends the wait
+        from prefect.states import Cancelling
+
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run_b.id, Cancelling(), force=True)
+        wait_until("the cancelled run to end", _is(str(run_b.id), "final"), 120, procs, 1)
+        for who in ("dana", "lee"):
+            done = runner.invoke(app, ["approve", "EVT-B", "--stage", "acknowledge"],
+                                 env=people[who])
+            assert done.exit_code == 0, done.output
+        said = " ".join(done.output.split())  # the console wraps long lines
+        assert f"flow run {run_b.id} could not be resumed (" in said, said
+        assert "; publishing here instead" in said
+        sent_b = _sent(engine, "EVT-B", "acknowledge")
+        assert sent_b.get("status_page", 0) >= 1 and sent_b.get("email", 0) >= 1, sent_b
+        with session_scope(engine) as session:
+            incident = get_incident(session, "EVT-B")
+            assert incident.id is not None
+            assert open_waits(session, incident.id, "acknowledge") == []
+        assert emulators.sendgrid.stats()["duplicates"] == 0
         engine.dispose()
