@@ -71,25 +71,25 @@ def resume_waiting(engine: Engine, bundle: StageBundle, *, approved_by: str,
                                                             bundle.stage)]
     if not waits:
         return ResumeOutcome()
-    if require_api and not prefect_api_configured():
-        return ResumeOutcome(failed=tuple((run, "no Prefect server configured (PREFECT_API_URL)")
-                                          for run, _ in waits))
-    from prefect.flow_runs import resume_flow_run
-
-    from crisiscomms.flows.handle_event import ApprovalInput
-
-    run_input = ApprovalInput(bundle_hash=bundle.bundle_hash,
-                              approved_by=approved_by).model_dump()
     resumed: list[str] = []
     failed: list[tuple[str, str]] = []
-    for run, _ in waits:
-        try:
-            resume_flow_run(uuid.UUID(run), run_input=run_input,  # type: ignore[call-arg]
-                            _sync=True)
-            resumed.append(run)
-        except Exception as exc:  # unreachable, gone, not paused, timed out
-            failed.append((run, _reason(exc)))
-    if not resumed:
+    if require_api and not prefect_api_configured():
+        failed = [(run, "no Prefect server configured (PREFECT_API_URL)") for run, _ in waits]
+    else:
+        from prefect.flow_runs import resume_flow_run
+
+        from crisiscomms.flows.handle_event import ApprovalInput
+
+        run_input = ApprovalInput(bundle_hash=bundle.bundle_hash,
+                                  approved_by=approved_by).model_dump()
+        for run, _ in waits:
+            try:
+                resume_flow_run(uuid.UUID(run), run_input=run_input,  # type: ignore[call-arg]
+                                _sync=True)
+                resumed.append(run)
+            except Exception as exc:  # unreachable, gone, not paused, timed out
+                failed.append((run, _reason(exc)))
+    if not resumed:  # the caller publishes; a run that wakes later finds it approved
         end_waits(engine, incident_id=bundle.incident_id, stage=bundle.stage,
                   how="published_in_process")
     return ResumeOutcome(tuple(resumed), tuple(failed))

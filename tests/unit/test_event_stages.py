@@ -222,3 +222,24 @@ def test_reminder_payloads_escape_for_each_place() -> None:
     subject, text, body = reminder_email_parts(reminder)
     assert subject == "[R-1] Approval needed" and hostile in text
     assert "<b>&" not in body and "&lt;b&gt;&amp;" in body
+
+
+def test_resuming_nothing_without_a_complete_approval_or_a_server(
+        engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crisiscomms.flows.approval_resume import resume_waiting
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    bundle = run_event_stage(engine, settings, CHANNEL_CLASSES,
+                             _event(engine, settings, proposal=True))
+    open_wait(engine, incident_id=bundle.incident_id, stage=bundle.stage,
+              bundle_hash=bundle.bundle_hash, flow_run_id="6f1c3c52-0000-4000-8000-000000000001")
+    assert resume_waiting(engine, bundle, approved_by="dana").resumed == ()  # not approved
+    approved = approve(engine, incident_ref=REF, stage="acknowledge",
+                       approver=system_identity("dana", "Dana"), settings=settings)
+    outcome = resume_waiting(engine, approved, approved_by="dana", require_api=True)
+    assert outcome.publish_here and outcome.resumed == ()
+    assert outcome.lines() == ["flow run 6f1c3c52-0000-4000-8000-000000000001 could not be "
+                               "resumed (no Prefect server configured (PREFECT_API_URL)); "
+                               "publishing here instead"]
+    with Session(engine) as session:  # the caller publishes: the wait is over
+        assert open_waits(session, bundle.incident_id, "acknowledge") == []
