@@ -1,5 +1,6 @@
-"""Spike alerts to the PR lead: email through SendGrid, Slack and Microsoft Teams incoming
-webhooks.
+"""Alerts to the PR lead: email through SendGrid, Slack and Microsoft Teams incoming webhooks.
+Two kinds: reaction spikes (``send``) and approval reminders of a flow run that has waited
+too long (``remind``, ``incident/approval_reminders.py``).
 
 The domain (``reactions/spikes.py``) decides what an alert says (:class:`SpikeAlert`: the
 numbers, the top examples, the dashboard link); this module only formats it for each place and
@@ -32,6 +33,7 @@ import httpx
 from pydantic import SecretStr
 
 from crisiscomms.core.settings import Settings
+from crisiscomms.incident.approval_reminders import ApprovalReminder, ReminderTarget
 from crisiscomms.reactions.spikes import AlertTarget, Example, SpikeAlert
 
 EXAMPLE_CHARS = 280
@@ -91,6 +93,18 @@ def slack_payload(alert: SpikeAlert) -> dict[str, Any]:
     return {"text": alert.headline, "blocks": blocks}
 
 
+def slack_reminder_payload(reminder: ApprovalReminder) -> dict[str, Any]:
+    """A reminder as Block Kit: the subject, the text as plain text, the link."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _short(reminder.subject, 150)}},
+        {"type": "section", "text": {"type": "plain_text", "text": reminder.text}},
+    ]
+    if reminder.link:
+        blocks.append({"type": "section", "text": {
+            "type": "mrkdwn", "text": f"<{slack_escape(reminder.link)}|Open the approvals page>"}})
+    return {"text": reminder.subject, "blocks": blocks}
+
+
 class SlackAlerts:
     name: ClassVar[str] = "slack"
 
@@ -104,6 +118,11 @@ class SlackAlerts:
     def send(self, alert: SpikeAlert) -> None:
         with httpx.Client(timeout=self.timeout_s) as client:
             _post(client, self.name, self._url.get_secret_value(), json=slack_payload(alert))
+
+    def remind(self, reminder: ApprovalReminder) -> None:
+        with httpx.Client(timeout=self.timeout_s) as client:
+            _post(client, self.name, self._url.get_secret_value(),
+                  json=slack_reminder_payload(reminder))
 
 
 # -- Microsoft Teams ----------------------------------------------------------------------------
@@ -137,6 +156,21 @@ def teams_payload(alert: SpikeAlert) -> dict[str, Any]:
         {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
 
 
+def teams_reminder_payload(reminder: ApprovalReminder) -> dict[str, Any]:
+    """A reminder as an Adaptive Card: the subject, the text (escaped), the link."""
+    body = [{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True,
+             "text": teams_escape(reminder.subject)}]
+    body += [{"type": "TextBlock", "wrap": True, "text": teams_escape(line)}
+             for line in reminder.text.splitlines() if line.strip()]
+    card: dict[str, Any] = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                            "type": "AdaptiveCard", "version": "1.4", "body": body}
+    if reminder.link:
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the approvals page",
+                            "url": reminder.link}]
+    return {"type": "message", "attachments": [
+        {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
+
+
 class TeamsAlerts:
     name: ClassVar[str] = "teams"
 
@@ -150,6 +184,11 @@ class TeamsAlerts:
     def send(self, alert: SpikeAlert) -> None:
         with httpx.Client(timeout=self.timeout_s) as client:
             _post(client, self.name, self._url.get_secret_value(), json=teams_payload(alert))
+
+    def remind(self, reminder: ApprovalReminder) -> None:
+        with httpx.Client(timeout=self.timeout_s) as client:
+            _post(client, self.name, self._url.get_secret_value(),
+                  json=teams_reminder_payload(reminder))
 
 
 # -- email through SendGrid ----------------------------------------------------------------------
@@ -173,6 +212,15 @@ def email_parts(alert: SpikeAlert) -> tuple[str, str, str]:
     return subject, "\n".join(lines).strip(), body
 
 
+def reminder_email_parts(reminder: ApprovalReminder) -> tuple[str, str, str]:
+    """(subject, text, html) of a reminder email; the HTML escapes every line."""
+    paragraphs = "".join(f"<p>{html.escape(line)}</p>" for line in reminder.text.splitlines()
+                         if line.strip())
+    link = (f'<p><a href="{html.escape(reminder.link, quote=True)}">Open the approvals '
+            'page</a></p>' if reminder.link else "")
+    return _short(reminder.subject, 150), reminder.text, paragraphs + link
+
+
 class EmailAlerts:
     name: ClassVar[str] = "email"
 
@@ -191,14 +239,19 @@ class EmailAlerts:
         return f"EmailAlerts(to={self.to!r}, base_url={self.base_url!r})"
 
     def send(self, alert: SpikeAlert) -> None:
-        subject, text, body_html = email_parts(alert)
+        self._mail(*email_parts(alert), key=f"spike-alert-{alert.spike_id}")
+
+    def remind(self, reminder: ApprovalReminder) -> None:
+        self._mail(*reminder_email_parts(reminder), key=reminder.key)
+
+    def _mail(self, subject: str, text: str, body_html: str, *, key: str) -> None:
         body = {
             "personalizations": [{"to": [{"email": self.to}]}],
             "from": {"email": self.from_email, "name": self.from_name},
             "subject": subject,
             "content": [{"type": "text/plain", "value": text},
                         {"type": "text/html", "value": body_html}],
-            "custom_args": {"crisiscomms_key": f"spike-alert-{alert.spike_id}"},
+            "custom_args": {"crisiscomms_key": key},
         }
         headers = {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
         with httpx.Client(timeout=self.timeout_s) as client:
@@ -206,10 +259,8 @@ class EmailAlerts:
                   headers=headers)
 
 
-def alert_targets(settings: Settings) -> list[AlertTarget]:
-    """Every alert target the settings configure (none: spikes are stored and shown, not
-    sent)."""
-    targets: list[AlertTarget] = []
+def _targets(settings: Settings) -> list[EmailAlerts | SlackAlerts | TeamsAlerts]:
+    targets: list[EmailAlerts | SlackAlerts | TeamsAlerts] = []
     timeout = settings.http_timeout_s
     if settings.alert_email_to and settings.sendgrid_api_key is not None:
         targets.append(EmailAlerts(settings.sendgrid_api_key, to=settings.alert_email_to,
@@ -221,6 +272,18 @@ def alert_targets(settings: Settings) -> list[AlertTarget]:
     if settings.alert_teams_webhook_url is not None:
         targets.append(TeamsAlerts(settings.alert_teams_webhook_url, timeout_s=timeout))
     return targets
+
+
+def alert_targets(settings: Settings) -> list[AlertTarget]:
+    """Every alert target the settings configure (none: spikes are stored and shown, not
+    sent)."""
+    return list(_targets(settings))
+
+
+def reminder_targets(settings: Settings) -> list[ReminderTarget]:
+    """Where approval reminders go: the same email address and webhooks as spike alerts
+    (none configured: a waiting flow run only logs its reminders)."""
+    return list(_targets(settings))
 
 
 def target_names(targets: Sequence[AlertTarget]) -> list[str]:

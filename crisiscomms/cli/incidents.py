@@ -85,7 +85,8 @@ def approve_cmd(
         help="The bundle hash you reviewed (12+ characters, as trigger printed it): refused "
              "when the stage's bundle is no longer that one")] = None,
 ) -> None:
-    """Approve the exact rendered bundle of a stage, then publish it."""
+    """Approve the exact rendered bundle of a stage, then publish it (or resume the flow run
+    waiting for it, which publishes)."""
     from crisiscomms.incident.service import approve
 
     settings = common.load_settings()
@@ -101,7 +102,16 @@ def approve_cmd(
         return
     out.print(f"approved {incident} · {stage} by {bundle.approval.approver} "
               f"(bundle {bundle.bundle_hash[:12]})")
-    if publish:
+    if not publish:
+        return
+    # a flow run waiting for this approval (an event's flow, flows/handle_event.py) publishes
+    # it once resumed; when none can be resumed, publish here as without one
+    from crisiscomms.flows.approval_resume import resume_waiting
+
+    resumed = resume_waiting(engine, bundle, approved_by=bundle.approval.approver)
+    for line in resumed.lines():
+        out.print(line, highlight=False, markup=False)
+    if resumed.publish_here:
         common.print_publish(common.run_or_exit(lambda: common.publish(incident, stage)))
 
 

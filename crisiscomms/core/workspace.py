@@ -28,7 +28,7 @@ FORMAT = 1
 """The ``[workspace] format`` this engine reads."""
 EXAMPLE_FILES = ("crisiscomms.toml", "playbooks", "templates", "flows", "prefect.yaml")
 """What ``new`` copies from the example workspace (and what a wheel ships of it)."""
-ENTRYPOINTS = ("run_playbook.py", "deploy.py")
+ENTRYPOINTS = ("run_playbook.py", "handle_event.py", "deploy.py")
 """The thin Prefect entrypoint files of ``flows/``."""
 _PACKAGE = Path(__file__).resolve().parent.parent
 _SCAFFOLD = Path(__file__).resolve().parent / "scaffold"

@@ -15,7 +15,10 @@ the button that approves exactly what was shown.
   second (another identity) completes it. Every refusal shows the engine's own message.
 - **Publishing** is ``dashboard.publishing.publish_stage`` (the status page first, then every
   other channel, through the engine, as ``crisiscomms approve`` publishes); the page then shows
-  the stage's rollout per channel from the ledger.
+  the stage's rollout per channel from the ledger. When a flow run waits for the approval (an
+  event's ``handle-event`` run, ``flows/handle_event.py``) and a Prefect server is configured,
+  completing the approval resumes that run instead, and the run publishes; a run that cannot
+  be resumed is said so and the page publishes as before.
 - **The preview** is ``incident.preview.bundle_preview``: the stored bundle, email personal
   fields filled for a made-up sample recipient by the publisher's own function. Email HTML is
   shown inside an ``<iframe sandbox="">`` (no scripts, no same-origin, no forms, no popups: the
@@ -35,6 +38,7 @@ from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.dashboard.data import engine, settings
 from crisiscomms.dashboard.publishing import publish_stage
 from crisiscomms.dashboard.session import audit, require
+from crisiscomms.flows.approval_resume import resume_waiting
 from crisiscomms.identity.roles import Permission
 from crisiscomms.incident.approval_queue import LatestStage, bundle_rollout, latest_stages
 from crisiscomms.incident.preview import (
@@ -65,17 +69,25 @@ def _approve(incident_id: int, incident_ref: str, stage: str, seen_hash: str) ->
             "waiting", where, f"Your approval of {where} (bundle {seen_hash[:12]}) is recorded: "
             "waiting for a second person (another identity) to approve it.")
         return
-    _publish(incident_id, incident_ref, stage, approved_by=bundle.approval.approver)
+    resumed = resume_waiting(engine(), bundle, approved_by=bundle.approval.approver,
+                             require_api=True)
+    if not resumed.publish_here:  # the waiting flow run publishes
+        st.session_state[RESULT_KEY] = (
+            "resumed", where, f"Approved by {bundle.approval.approver}: "
+            + "; ".join(resumed.lines()) + ".")
+        return
+    _publish(incident_id, incident_ref, stage, approved_by=bundle.approval.approver,
+             notes=resumed.lines())
 
 
 def _publish_button(incident_id: int, incident_ref: str, stage: str) -> None:
     """The "Publish" button of an approved, unpublished stage."""
     require(Permission.publish)
-    _publish(incident_id, incident_ref, stage, approved_by=None)
+    _publish(incident_id, incident_ref, stage, approved_by=None, notes=[])
 
 
 def _publish(incident_id: int, incident_ref: str, stage: str, *,
-             approved_by: str | None) -> None:
+             approved_by: str | None, notes: list[str]) -> None:
     me = require(Permission.preview)
     where = f"{incident_ref} · {stage}"
     try:
@@ -87,7 +99,7 @@ def _publish(incident_id: int, incident_ref: str, stage: str, *,
           sent=result["sent"], failed=result["failed"], unconfirmed=result["unconfirmed"],
           held=result["held"])
     st.session_state[RESULT_KEY] = ("published", where, {
-        "approved_by": approved_by, "result": result,
+        "approved_by": approved_by, "result": result, "notes": notes,
         "rollout": bundle_rollout(engine(), incident_ref, stage)})
 
 
@@ -100,7 +112,7 @@ def show_result(last: tuple[str, str, Any] | None) -> None:
     if kind == "refused":
         st.error(f"{where}: refused. {payload}")
         return
-    if kind == "waiting":
+    if kind in ("waiting", "resumed"):
         st.info(payload)
         return
     result: dict[str, Any] = payload["result"]
@@ -114,6 +126,8 @@ def show_result(last: tuple[str, str, Any] | None) -> None:
             st.text(line)  # provider reasons are data
     else:
         st.success(text)
+    for line in payload.get("notes", []):
+        st.caption(line)
     st.table([{"channel": channel, **counts} for channel, counts in payload["rollout"].items()])
 
 

@@ -12,11 +12,13 @@ Idempotent; creates or updates:
   ``crisiscomms-rate-email`` and ``crisiscomms-rate-x``; ``limit`` slots refilled at
   ``slot_decay_per_second`` = the rate; ``--<channel>-rate-per-s``, default the Settings field's
   default, 0 for no limit);
-- three deployments from this workspace (``flow.from_source(<workspace root>,
+- four deployments from this workspace (``flow.from_source(<workspace root>,
   "flows/run_playbook.py:...")``, the thin entrypoints every workspace has; on a container pool
   the image holds the workspace): ``publish-stage/crisiscomms`` (plans a stage and
   fans its email chunks out to) ``publish-batches/crisiscomms-batches`` (one chunk of ledger
-  rows per flow run, claimed exactly once), and ``resume-incident/crisiscomms``.
+  rows per flow run, claimed exactly once), ``resume-incident/crisiscomms``, and the flow of
+  accepted events, ``handle-event/crisiscomms-intake`` (``Settings.intake_deployment``,
+  ``flows/handle_event.py``: runs an event's stage, waits for approvals, publishes).
 
 ``prefect.yaml`` declares the same deployments for ``prefect deploy --all``; this script also
 makes the pool and the rate limits, and is what the integration test runs.
@@ -36,6 +38,7 @@ from crisiscomms.channels.registry import rate_settings
 from crisiscomms.core.settings import Settings
 
 ENTRYPOINT_FILE = "flows/run_playbook.py"
+EVENT_ENTRYPOINT_FILE = "flows/handle_event.py"
 STAGE_DEPLOYMENT = "publish-stage/crisiscomms"
 BATCHES_DEPLOYMENT = "publish-batches/crisiscomms-batches"
 RESUME_DEPLOYMENT = "resume-incident/crisiscomms"
@@ -98,9 +101,10 @@ def workspace_source() -> Path:
     root = Settings().workspace
     if root is None:
         raise NotInWorkspaceError(not_in_workspace_message())
-    if not (root / ENTRYPOINT_FILE).is_file():
-        raise WorkspaceError(f"{root} has no {ENTRYPOINT_FILE} (the Prefect entrypoint); copy "
-                             "flows/ from a new workspace (crisiscomms new DIR)")
+    for entrypoint in (ENTRYPOINT_FILE, EVENT_ENTRYPOINT_FILE):
+        if not (root / entrypoint).is_file():
+            raise WorkspaceError(f"{root} has no {entrypoint} (a Prefect entrypoint); copy "
+                                 "flows/ from a new workspace (crisiscomms new DIR)")
     return root
 
 
@@ -108,12 +112,17 @@ def deploy(pool: str, *, pool_type: str = "process", source: Path | None = None,
            image: str | None = None, rates: Mapping[str, float | None] | None = None,
            batches_concurrency: int | None = None,
            job_variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Make the pool, the rate limits and the three deployments; returns what was made.
+    """Make the pool, the rate limits and the four deployments; returns what was made.
 
     ``rates``: requests per second by channel (None: no limit); a rated channel left out gets
     its default (:func:`default_rates`)."""
     from prefect import Flow
 
+    event_deployment = Settings().intake_deployment
+    event_flow, _, event_name = event_deployment.partition("/")
+    if event_flow != "handle-event" or not event_name:
+        raise ValueError("intake_deployment must be handle-event/<name>, not "
+                         f"{event_deployment!r}")
     names = rate_limit_names()
     unknown = sorted(set(rates or {}) - set(names))
     if unknown:
@@ -142,9 +151,11 @@ def deploy(pool: str, *, pool_type: str = "process", source: Path | None = None,
             return str(loaded.to_deployment(**options, _sync=True)
                        .apply(work_pool_name=pool, _sync=True))
         # container pool: the image holds the workspace at its working directory
-        from crisiscomms.flows import run_playbook
+        import importlib
 
-        flow_obj: Any = getattr(run_playbook, entrypoint.rsplit(":", 1)[1])
+        file, function = entrypoint.rsplit(":", 1)
+        module = importlib.import_module(f"crisiscomms.flows.{Path(file).stem}")
+        flow_obj: Any = getattr(module, function)
         deployment: Any = flow_obj.to_deployment(**options, _sync=True)
         return str(deployment.apply(work_pool_name=pool, image=image, _sync=True))
 
@@ -156,6 +167,11 @@ def deploy(pool: str, *, pool_type: str = "process", source: Path | None = None,
         RESUME_DEPLOYMENT: one(f"{ENTRYPOINT_FILE}:resume_incident", "crisiscomms",
                                {"batches_deployment": BATCHES_DEPLOYMENT}),
     }
+    # the flow of accepted events; its name is the setting the API dispatches to. Its stage
+    # publishes with local tasks (an acknowledgement must not wait for chunk runs to be picked
+    # up); pass batches_deployment as a parameter for a large audience.
+    ids[event_deployment] = one(f"{EVENT_ENTRYPOINT_FILE}:handle_event",
+                                            event_name, {})
     return {"work_pool": pool, "work_pool_type": kind, "rate_limits": rate_limits,
             "deployments": ids}
 

@@ -187,11 +187,14 @@ def trigger(
     actor: Identity,
     drill: bool = False,
     auto_send: bool = True,
+    audit_detail: Mapping[str, Any] | None = None,
 ) -> StageBundle:
     """Build the fact sheet, render the stage, store the bundle; auto-approve ``auto_send``.
 
     ``auto_send=False``: the stage waits for a human even when the playbook marks it
     ``auto_send`` (what an event proposes, such as a resolved alert, is never sent alone).
+    ``audit_detail``: more facts for the ``stage.triggered`` audit row (the intake event that
+    triggered it, so handling that event again finds its bundle instead of rendering anew).
 
     A new incident is a drill when ``drill`` or ``settings.mode == "drill"``; a production one
     is refused, before anything is stored, when a template of the stage lacks a final
@@ -252,8 +255,8 @@ def trigger(
             approval = _add_approval(session, incident.id, stage_obj.id, version.version, digest,
                                      approver=f"auto_send policy of playbook {playbook.name}",
                                      kind="auto_send")
-        audit(session, actor, "stage.triggered", incident.id, stage=stage_obj.id,
-              facts_version=version.version, bundle_hash=digest)
+        audit(session, actor, "stage.triggered", incident.id, **dict(audit_detail or {}),
+              stage=stage_obj.id, facts_version=version.version, bundle_hash=digest)
         return StageBundle(incident.id, incident.ref, playbook.name, stage_obj.id, version.version,
                            version.facts_hash, tuple(m.id for m in messages if m.id), digest,
                            approval)

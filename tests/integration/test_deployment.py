@@ -224,19 +224,21 @@ def _planned_email_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ref: st
 def test_prefect_yaml_declares_what_deploy_py_makes() -> None:
     """prefect.yaml (for ``prefect deploy --all``) and flows/deploy.py must not drift: same
     deployment names, entrypoints that exist, parameters the flows accept, same rate limits."""
+    import importlib
     import inspect
 
     import yaml
 
+    from crisiscomms.core.settings import Settings
     from crisiscomms.flows import deploy as deploy_script
-    from crisiscomms.flows import run_playbook
 
     spec = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
     made: set[str] = set()
     for dep in spec["deployments"]:
         path, name = dep["entrypoint"].split(":")
         assert (PROJECT_ROOT / path).is_file()
-        flow_obj = getattr(run_playbook, name)
+        module = importlib.import_module(f"crisiscomms.flows.{Path(path).stem}")
+        flow_obj = getattr(module, name)
         made.add(f"{flow_obj.name}/{dep['name']}")
         accepted = set(inspect.signature(flow_obj.fn).parameters)
         assert set(dep.get("parameters", {})) <= accepted, dep["name"]
@@ -246,7 +248,8 @@ def test_prefect_yaml_declares_what_deploy_py_makes() -> None:
         if "rate_limits" in params:
             assert params["rate_limits"] == deploy_script.rate_limit_names()
     assert made == {deploy_script.STAGE_DEPLOYMENT, deploy_script.BATCHES_DEPLOYMENT,
-                    deploy_script.RESUME_DEPLOYMENT}
+                    deploy_script.RESUME_DEPLOYMENT,
+                    Settings.model_fields["intake_deployment"].default}
 
 
 def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_told(

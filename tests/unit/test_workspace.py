@@ -152,7 +152,8 @@ def test_new_copies_the_example_with_its_approvals(made: Path) -> None:
     approved = {p.name for p in (example / "templates" / ".approved").iterdir()}
     assert {p.name for p in (made / "templates" / ".approved").iterdir()} == approved
     assert (made / MARKER).read_text() == (example / MARKER).read_text()
-    assert sorted(p.name for p in (made / "flows").iterdir()) == ["deploy.py", "run_playbook.py"]
+    assert sorted(p.name for p in (made / "flows").iterdir()) == ["deploy.py", "handle_event.py",
+                                                                "run_playbook.py"]
     assert (made / "prefect.yaml").is_file()
     assert "crisiscomms templates approve" in (made / "README.md").read_text()
     ignored = (made / ".gitignore").read_text().split()
