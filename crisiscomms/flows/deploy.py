@@ -171,7 +171,7 @@ def deploy(pool: str, *, pool_type: str = "process", source: Path | None = None,
     # publishes with local tasks (an acknowledgement must not wait for chunk runs to be picked
     # up); pass batches_deployment as a parameter for a large audience.
     ids[event_deployment] = one(f"{EVENT_ENTRYPOINT_FILE}:handle_event",
-                                            event_name, {})
+                                event_name, {})
     return {"work_pool": pool, "work_pool_type": kind, "rate_limits": rate_limits,
             "deployments": ids}
 

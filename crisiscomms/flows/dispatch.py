@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from crisiscomms.core.settings import Settings
 from crisiscomms.intake.contract import Dispatcher
 from crisiscomms.intake.outbox import mark_dispatched, pending_dispatch
 
@@ -190,3 +191,13 @@ class OutboxLoop:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+
+
+def make_outbox_loop(settings: Settings, engine: Engine) -> OutboxLoop:
+    """The outbox loop ``crisiscomms api`` and ``crisiscomms dispatch`` run, with the dispatcher
+    ``settings.intake_dispatch`` names: runs of ``intake_deployment`` on the Prefect server
+    (``PREFECT_API_URL``), or the flow in this process (``inline``)."""
+    dispatcher: Dispatcher = (PrefectDispatcher(settings.intake_deployment)
+                              if settings.intake_dispatch == "prefect"
+                              else InlineDispatcher(settings.max_workers))
+    return OutboxLoop(engine, dispatcher)

@@ -309,6 +309,13 @@ def build_fact_sheet(data: dict[str, Any], *, base: FactSheet | None = None) -> 
     refusals (:func:`clean_facts`) and the model's own checks, in one pass."""
     merged: dict[str, Any] = base.model_dump() if base is not None else {}
     merged.update({k: v for k, v in data.items() if v is not None})
+    if base is not None and isinstance(data.get("translations"), dict):
+        # an update translates what it adds (the cause), not everything again: per locale,
+        # its entries join the base's
+        joined = {loc: dict(entries) for loc, entries in base.translations.items()}
+        for loc, entries in data["translations"].items():
+            joined.setdefault(loc, {}).update(entries if isinstance(entries, dict) else {})
+        merged["translations"] = joined
     cleaned, problems = clean_facts(merged)
     try:
         sheet = FactSheet.model_validate(cleaned)

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from approvers import cli_approver
-from test_deployment import Processes, wait_until
+from live_processes import Processes, wait_until
 from test_listening_watch import Recorder
 from typer.testing import CliRunner
 
