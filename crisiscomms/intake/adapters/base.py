@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 
 from crisiscomms.core.errors import IntakeError
 from crisiscomms.core.text import clean_text, printable
+from crisiscomms.incident.facts import clean_facts
 
 M = TypeVar("M", bound=BaseModel)
 MAX_PROBLEMS = 20
@@ -51,6 +52,18 @@ class Payload(BaseModel):
     stripped."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
+
+
+def facts_text_rule(value: Any) -> Any:
+    """A ``mode="before"`` validator's body for a facts-shaped field (our events' ``facts``, a
+    recall's ``product``): the text rule of fact sheets (:func:`clean_facts`), its first
+    refusal as the field's error."""
+    if not isinstance(value, dict):
+        return value
+    cleaned, problems = clean_facts(value)
+    if problems:
+        raise ValueError(str(problems[0]))
+    return cleaned
 
 
 def examples(*shown: dict[str, Any]) -> ConfigDict:

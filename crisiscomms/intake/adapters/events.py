@@ -15,13 +15,14 @@ from typing import Any, ClassVar, Literal
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from crisiscomms.core.errors import IntakeError
-from crisiscomms.incident.facts import FactSheet, clean_facts
+from crisiscomms.incident.facts import FactSheet
 from crisiscomms.intake.adapters.base import (
     Labels,
     Line,
     Payload,
     Text,
     examples,
+    facts_text_rule,
     parse_json,
     partial_model,
 )
@@ -82,12 +83,7 @@ class EventIn(Payload):
     @field_validator("facts", mode="before")
     @classmethod
     def _text_rule(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        cleaned, problems = clean_facts(value)
-        if problems:
-            raise ValueError(str(problems[0]))
-        return cleaned
+        return facts_text_rule(value)
 
 
 class EventsAdapter:

@@ -27,12 +27,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from crisiscomms.core.text import check_url
-from crisiscomms.incident.facts import RecallFacts, clean_facts
+from crisiscomms.incident.facts import RecallFacts
 from crisiscomms.intake.adapters.base import (
     Line,
     Payload,
     Text,
     examples,
+    facts_text_rule,
     parse_json,
     partial_model,
 )
@@ -93,12 +94,7 @@ class RecallIn(Payload):
     @field_validator("product", mode="before")
     @classmethod
     def _text_rule(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        cleaned, problems = clean_facts(value)
-        if problems:
-            raise ValueError(str(problems[0]))
-        return cleaned
+        return facts_text_rule(value)
 
     @field_validator("url")
     @classmethod
