@@ -20,41 +20,20 @@ Both workers poll every ``--query-seconds`` (0.5 s: ``crisiscomms worker``'s def
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import ROOT, emit, prefect_env, workdir
+from _common import emit, prefect_env, process, workdir
 from latency import percentile
 
 POOL = "crisiscomms-bench"
 PROBE = "worker-probe/crisiscomms-probe"
-
-
-@contextlib.contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A child in its own process group, SIGTERM then SIGKILL to the group on the way out."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float,
