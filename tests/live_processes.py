@@ -1,5 +1,6 @@
 """Subprocesses the integration tests start (a Prefect server, workers) and waits with
-deadlines: shared by ``tests/integration/test_deployment.py`` and ``test_warm_worker.py``.
+deadlines, and their environment: shared by the Prefect-server tests (test_deployment.py,
+test_warm_worker.py, test_handle_event_flow.py, test_intake_end_to_end.py).
 
 Every process is started in its own process group and ended group by group in
 :meth:`Processes.stop_all` (call it in ``finally``); :func:`wait_until` fails with each
@@ -63,6 +64,20 @@ class Processes:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+def child_environment(home: Path, api: str, crisis_env: dict[str, str], *,
+                      worker_query_s: str | None = None) -> dict[str, str]:
+    """The environment of a Prefect server, workers and our commands a test starts: this
+    process's own minus its ``PREFECT_*``/``CRISISCOMMS_*``, a Prefect home and API of the
+    test's, analytics and UI off, INFO logs, then ``crisis_env``."""
+    prefect = {"PREFECT_HOME": str(home), "PREFECT_API_URL": api,
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false",
+               "DO_NOT_TRACK": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
+    if worker_query_s is not None:
+        prefect["PREFECT_WORKER_QUERY_SECONDS"] = worker_query_s
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CRISISCOMMS_"))}
+    return {**base, **prefect, **crisis_env}
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout_s: float,

@@ -9,7 +9,6 @@ run). Every wait has a deadline; every process this starts is ended in ``finally
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_processes import Processes, api_healthy, wait_until
+from live_processes import Processes, api_healthy, child_environment, wait_until
 from repo_paths import PROJECT_ROOT
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -57,17 +56,7 @@ def stack(pg_cluster: Any, emulators: EmulatorPair, tmp_path: Path,
         "CRISISCOMMS_EMAIL_BATCH_SIZE": str(EMAIL_BATCH),
         "CRISISCOMMS_BATCHES_PER_TASK": str(ROWS_PER_CHUNK),
     }
-    prefect_env = {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-    }
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CRISISCOMMS_"))}
-    env = {**base, **prefect_env, **crisis_env}
+    env = child_environment(tmp_path / "prefect-home", api, crisis_env, worker_query_s="1")
     for key, value in crisis_env.items():
         monkeypatch.setenv(key, value)
 

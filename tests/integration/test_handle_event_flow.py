@@ -18,7 +18,6 @@ Every wait has a deadline; every process this starts is ended in ``finally``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 from approvers import cli_approver
-from live_processes import Processes, wait_until
+from live_processes import Processes, child_environment, wait_until
 from test_listening_watch import Recorder
 from typer.testing import CliRunner
 
@@ -70,17 +69,7 @@ def intake_stack(emulators: EmulatorPair, tmp_path: Path,
         "CRISISCOMMS_DASHBOARD_URL": "https://dashboard.example.com",
         "CRISISCOMMS_APPROVAL_REMINDER_S": "600",
     }
-    prefect_env = {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-    }
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CRISISCOMMS_"))}
-    env = {**base, **prefect_env, **crisis_env}
+    env = child_environment(tmp_path / "prefect-home", api, crisis_env, worker_query_s="1")
     for key, value in crisis_env.items():
         monkeypatch.setenv(key, value)
 

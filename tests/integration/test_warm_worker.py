@@ -15,7 +15,6 @@ machine). Every wait has a deadline; every process is ended in ``finally``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_processes import Processes, api_healthy, wait_until
+from live_processes import Processes, api_healthy, child_environment, wait_until
 
 from crisiscomms.testing.drill import workspace_environment
 from crisiscomms.testing.emulators import EmulatorPair
@@ -58,16 +57,7 @@ def warm(emulators: EmulatorPair, tmp_path_factory: pytest.TempPathFactory
         "CRISISCOMMS_MAX_ATTEMPTS": "2",
         "CRISISCOMMS_HTTP_TIMEOUT_S": "5",
     }
-    prefect_env = {
-        "PREFECT_HOME": str(tmp / "prefect-home"),
-        "PREFECT_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-    }
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CRISISCOMMS_"))}
-    env = {**base, **prefect_env, **crisis_env}
+    env = child_environment(tmp / "prefect-home", api, crisis_env)
     procs = Processes(tmp)
     with pytest.MonkeyPatch.context() as patch:
         for key, value in crisis_env.items():
