@@ -4,6 +4,7 @@ how long, escaped for each place they go."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import timedelta
@@ -225,10 +226,17 @@ def test_reminder_payloads_escape_for_each_place() -> None:
 
 
 def test_resuming_nothing_without_a_complete_approval_or_a_server(
-        engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from crisiscomms.flows.approval_resume import resume_waiting
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # the suite's session-wide Prefect test server may be in the settings context
+    stack = contextlib.ExitStack()
+    stack.enter_context(temporary_settings(restore_defaults={PREFECT_API_URL}))
+    request.addfinalizer(stack.close)
     bundle = run_event_stage(engine, settings, CHANNEL_CLASSES,
                              _event(engine, settings, proposal=True))
     open_wait(engine, incident_id=bundle.incident_id, stage=bundle.stage,
