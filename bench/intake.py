@@ -13,7 +13,7 @@ Part 2, event → acknowledgement: ``prefect server start``, the deployments of
 ``flows/deploy.py``, a warm ``crisiscomms worker`` and ``crisiscomms api`` dispatching to
 Prefect; ``--acks`` outage alerts from Alertmanager, one at a time, each a new incident: the
 time from the POST to the moment the ledger holds the acknowledgement sent on every channel
-(status page, X, email, support).
+(status page, X, email, support). The first alert warms the worker and is not timed.
 
     uv run python bench/intake.py [--events 20000] [--concurrency 64] [--acks 20] [--json]
 """
@@ -110,34 +110,38 @@ async def fire(url: str, requests: list[tuple[bytes, dict[str, str]]], concurren
         return time.perf_counter() - started, latencies, statuses
 
 
-def workspace(work: Path) -> tuple[dict[str, str], str]:
-    """The CRISISCOMMS_* environment of a drill workspace in ``work`` (this checkout's
-    playbooks and templates) and the key of its events source."""
+def workspace(work: Path, **rates: float) -> tuple[dict[str, str], dict[str, str]]:
+    """A new workspace in ``work`` (``crisiscomms new``: the example playbooks, templates and
+    their intake rules) in drill mode, with one source per kind in ``rates`` (its rate per
+    second); returns its ``CRISISCOMMS_*`` environment and each source's key."""
     from crisiscomms.core.settings import Settings
-    from crisiscomms.intake.contract import SourceKind
+    from crisiscomms.core.workspace import new_workspace
     from crisiscomms.intake.sources import SourceStore
 
-    env = {"CRISISCOMMS_WORKSPACE": str(ROOT), "CRISISCOMMS_DATA_DIR": str(work / "data"),
+    work.mkdir(parents=True, exist_ok=True)
+    ws = new_workspace(work / "ws")
+    env = {"CRISISCOMMS_WORKSPACE": str(ws), "CRISISCOMMS_DATA_DIR": str(work / "data"),
            "CRISISCOMMS_MODE": "drill",
            "CRISISCOMMS_INTAKE_SOURCES_PATH": str(work / "intake_sources.toml")}
     (work / "data").mkdir(parents=True, exist_ok=True)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        store = SourceStore(Settings())
-        secret = store.add("bench", SourceKind.events, rate_per_s=1_000_000.0)
-        store.add("alerts", SourceKind.alertmanager, rate_per_s=1_000_000.0)
+        store = SourceStore.from_settings(Settings())
+        keys = {kind: store.add(f"bench-{kind}", kind, rate_per_s=rate)
+                for kind, rate in rates.items()}
     finally:
         for key, value in old.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return env, secret
+    return env, keys
 
 
 def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    env_ws, secret = workspace(work / "throughput")
+    env_ws, keys = workspace(work / "throughput", events=1_000_000.0)
+    secret = keys["events"]
     base = {k: v for k, v in os.environ.items() if not k.startswith("CRISISCOMMS_")}
     run = uuid.uuid4().hex[:8]
     requests = [signed_event(secret, i, args.groups, run) for i in range(args.events)]
@@ -185,7 +189,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--groups", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--acks", type=int, default=20)
+    parser.add_argument("--acks", type=int, default=20,
+                        help="alert groups timed to acknowledgement (0: skip that part)")
+    parser.add_argument("--ack-recipients", type=int, default=100,
+                        help="email subscribers each acknowledgement goes to")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="crisiscomms-bench-intake-"))
@@ -203,12 +210,125 @@ def main() -> None:
             print(f"{key:>24}: {value}")
 
 
+POOL = "crisiscomms-bench-intake"
+ACK_CHANNELS = ("status_page", "x", "email", "support")
+
+
+def alert_group(template: dict[str, Any], run: str, index: int) -> bytes:
+    """The Alertmanager fixture as a new alert group: its own group key and fingerprints (a new
+    incident each time), the same rule match (HighErrorRate on the api service)."""
+    group = json.loads(json.dumps(template))
+    group["groupKey"] = f'{{}}/{{bench="{run}"}}:{{alertname="HighErrorRate",n="{index}"}}'
+    for number, alert in enumerate(group["alerts"]):
+        alert["fingerprint"] = f"{run}{index:06d}{number:02d}"
+        alert["startsAt"] = f"2026-12-01T07:{index // 60 % 60:02d}:{index % 60:02d}Z"
+    return json.dumps(group).encode()
+
+
 def event_to_ack(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Not measured by this script yet (null in the JSON): the end-to-end path runs in
-    tests/integration/test_intake_end_to_end.py, and bench/worker_latency.py measures the warm
-    worker's start and publish times."""
-    del args, work
-    return {"event_to_ack_p50_s": None, "event_to_ack_p95_s": None}
+    """Event → acknowledgement on a real Prefect server with the warm worker (see the module
+    docstring): seconds from the POST to the ledger holding the acknowledgement sent on every
+    channel with nothing left planned, for ``args.acks`` alert groups one after another."""
+    from _common import prefect_env
+
+    from crisiscomms.testing.drill import workspace_environment
+    from crisiscomms.testing.emulators import start_emulators
+
+    work = work / "event_to_ack"
+    env_ws, keys = workspace(work, alertmanager=1_000_000.0)
+    sg_key, x_token = "SG.bench-key", "bench-x-token"
+    pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    crisis = {**workspace_environment(work / "data", pair, sg_key, x_token), **env_ws,
+              # back-to-back incidents: our X quota guard would set the pace otherwise
+              "CRISISCOMMS_X_RATE_PER_S": "1000"}
+    env = {**{k: v for k, v in os.environ.items()
+              if not k.startswith(("PREFECT_", "CRISISCOMMS_"))},
+           **prefect_env(work), "PREFECT_API_URL": api, "PREFECT_SERVER_UI_ENABLED": "false",
+           **crisis}
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        with process([sys.executable, "-m", "prefect", "server", "start", "--host",
+                      "127.0.0.1", "--port", str(port)],
+                     {**env, "PREFECT_API_DATABASE_CONNECTION_URL":
+                      f"sqlite+aiosqlite:///{work / 'prefect.db'}"},
+                     work / "server.log") as server:
+            wait_healthy(f"{api}/health", server, work / "server.log", 180)
+            return _acks(args, work, env, keys["alertmanager"], pair)
+    finally:
+        pair.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
+          pair: Any) -> dict[str, Any]:
+    from sqlmodel import select
+
+    from crisiscomms.core.database import init_db, make_engine, session_scope
+    from crisiscomms.core.settings import Settings
+    from crisiscomms.delivery.ledger import channel_counts, pending_by_channel
+    from crisiscomms.flows.deploy import deploy
+    from crisiscomms.incident.models import Incident
+    from crisiscomms.testing.audiences import ensure_drill_audience
+
+    settings = Settings()
+    deploy(POOL, source=Path(env["CRISISCOMMS_WORKSPACE"]),
+           rates={"email": 1000.0, "x": 1000.0})
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    with session_scope(engine) as session:
+        ensure_drill_audience(session, args.ack_recipients)
+    template = json.loads((ROOT / "tests" / "fixtures" / "intake" /
+                           "alertmanager_firing.json").read_text(encoding="utf-8"))
+    run = uuid.uuid4().hex[:8]
+    timings: list[float] = []
+    with process([CLI, "worker", "--pool", POOL, "--limit", "4"], env,
+                 work / "worker.log") as worker, \
+            process([CLI, "api", "--port", str(api_port := free_port())], env,
+                    work / "api.log") as api:
+        url = f"http://127.0.0.1:{api_port}"
+        wait_healthy(f"{url}/healthz", api, work / "api.log", 120)
+        headers = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
+        for index in range(args.acks + 1):  # the first one warms up: not timed
+            started = time.perf_counter()
+            posted = httpx.post(f"{url}/v1/events/alertmanager/bench-alertmanager",
+                                content=alert_group(template, run, index), headers=headers,
+                                timeout=30)
+            if posted.status_code != 202:
+                raise SystemExit(f"alert {index}: {posted.status_code} {posted.text}")
+            ref = posted.json()["events"][0]["incident_ref"]
+            deadline = time.monotonic() + 300
+            while True:
+                with session_scope(engine) as session:
+                    incident = session.exec(select(Incident).where(Incident.ref == ref)).first()
+                    done = incident is not None and incident.id is not None and (
+                        not pending_by_channel(session, incident.id)) and all(
+                        channel_counts(session, incident.id).get(c, {}).get("sent", 0) >= 1
+                        for c in ACK_CHANNELS)
+                if done:
+                    break
+                for name, proc in (("worker", worker), ("api", api)):
+                    if proc.poll() is not None:
+                        raise SystemExit(f"{name} exited {proc.returncode}:\n"
+                                         f"{(work / f'{name}.log').read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{ref} not acknowledged in 300 s:\n"
+                                     f"{(work / 'worker.log').read_text()[-3000:]}")
+                time.sleep(0.02)
+            if index:
+                timings.append(time.perf_counter() - started)
+    sg = pair.sendgrid.stats()
+    expected = args.ack_recipients * (args.acks + 1)
+    if sg["recipients"] != expected or sg["duplicates"]:
+        raise SystemExit(f"email not exactly once: {sg} (expected {expected} recipients)")
+    engine.dispose()
+    return {"event_to_ack_p50_s": round(percentile(timings, 50), 3),
+            "event_to_ack_p95_s": round(percentile(timings, 95), 3),
+            "event_to_ack_all_s": [round(t, 3) for t in timings],
+            "ack_recipients": args.ack_recipients, "email_duplicates": sg["duplicates"]}
 
 
 if __name__ == "__main__":
