@@ -62,6 +62,8 @@ bench: install postgres
 	$(UV) run --frozen --group train python bench/triage.py --json
 	$(UV) run --frozen --group train python bench/reactions.py --json
 	$(RUN) python bench/dashboard.py --json
+	$(RUN) python bench/intake.py --json
+	$(RUN) python bench/worker_latency.py --json
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache data
