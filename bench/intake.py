@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import subprocess
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import ROOT, process
+from _common import ROOT, SG_KEY, X_TOKEN, prefect_env, process
 from latency import percentile
 
 CLI = str(Path(sys.executable).parent / "crisiscomms")
@@ -217,7 +218,7 @@ ACK_CHANNELS = ("status_page", "x", "email", "support")
 def alert_group(template: dict[str, Any], run: str, index: int) -> bytes:
     """The Alertmanager fixture as a new alert group: its own group key and fingerprints (a new
     incident each time), the same rule match (HighErrorRate on the api service)."""
-    group = json.loads(json.dumps(template))
+    group = copy.deepcopy(template)
     group["groupKey"] = f'{{}}/{{bench="{run}"}}:{{alertname="HighErrorRate",n="{index}"}}'
     for number, alert in enumerate(group["alerts"]):
         alert["fingerprint"] = f"{run}{index:06d}{number:02d}"
@@ -229,18 +230,15 @@ def event_to_ack(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Event → acknowledgement on a real Prefect server with the warm worker (see the module
     docstring): seconds from the POST to the ledger holding the acknowledgement sent on every
     channel with nothing left planned, for ``args.acks`` alert groups one after another."""
-    from _common import prefect_env
-
     from crisiscomms.testing.drill import workspace_environment
     from crisiscomms.testing.emulators import start_emulators
 
     work = work / "event_to_ack"
     env_ws, keys = workspace(work, alertmanager=1_000_000.0)
-    sg_key, x_token = "SG.bench-key", "bench-x-token"
-    pair = start_emulators(sendgrid_key=sg_key, x_token=x_token)
+    pair = start_emulators(sendgrid_key=SG_KEY, x_token=X_TOKEN)
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    crisis = {**workspace_environment(work / "data", pair, sg_key, x_token), **env_ws,
+    crisis = {**workspace_environment(work / "data", pair, SG_KEY, X_TOKEN), **env_ws,
               # back-to-back incidents: our X quota guard would set the pace otherwise
               "CRISISCOMMS_X_RATE_PER_S": "1000"}
     env = {**{k: v for k, v in os.environ.items()

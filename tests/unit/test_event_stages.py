@@ -4,9 +4,9 @@ how long, escaped for each place they go."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -225,18 +225,22 @@ def test_reminder_payloads_escape_for_each_place() -> None:
     assert "<b>&" not in body and "&lt;b&gt;&amp;" in body
 
 
-def test_resuming_nothing_without_a_complete_approval_or_a_server(
-        engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch,
-        request: pytest.FixtureRequest) -> None:
+@pytest.fixture
+def no_prefect_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No ``PREFECT_API_URL``, in the environment or in the settings context (where the suite's
+    session-wide Prefect test server may have put one)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        yield
+
+
+@pytest.mark.usefixtures("no_prefect_server")
+def test_resuming_nothing_without_a_complete_approval_or_a_server(
+        engine: Engine, settings: Settings) -> None:
     from crisiscomms.flows.approval_resume import resume_waiting
 
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    # the suite's session-wide Prefect test server may be in the settings context
-    stack = contextlib.ExitStack()
-    stack.enter_context(temporary_settings(restore_defaults={PREFECT_API_URL}))
-    request.addfinalizer(stack.close)
     bundle = run_event_stage(engine, settings, CHANNEL_CLASSES,
                              _event(engine, settings, proposal=True))
     open_wait(engine, incident_id=bundle.incident_id, stage=bundle.stage,
