@@ -34,10 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import ROOT, SG_KEY, X_TOKEN, prefect_env, process
+from _common import ROOT, SG_KEY, X_TOKEN, cpu_seconds, prefect_env, process
+from _loadgen import fire, serialise
 from latency import percentile
 
 CLI = str(Path(sys.executable).parent / "crisiscomms")
+HOST = "127.0.0.1"
 
 BASELINE_APP = """
 import sys
@@ -91,26 +93,6 @@ def signed_event(secret: str, index: int, groups: int, run: str) -> tuple[bytes,
                   "webhook-signature": sign_standard(secret, msg_id, int(stamp), body)}
 
 
-async def fire(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int
-               ) -> tuple[float, list[float], dict[int, int]]:
-    """Post every request, ``concurrency`` at a time; (seconds, latencies, status counts)."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    queue = list(reversed(requests))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        async def one_client() -> None:
-            while queue:
-                body, headers = queue.pop()
-                started = time.perf_counter()
-                response = await client.post(url, content=body, headers=headers)
-                latencies.append(time.perf_counter() - started)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-        started = time.perf_counter()
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies, statuses
-
-
 def workspace(work: Path, **rates: float) -> tuple[dict[str, str], dict[str, str]]:
     """A new workspace in ``work`` (``crisiscomms new``: the example playbooks, templates and
     their intake rules) in drill mode, with one source per kind in ``rates`` (its rate per
@@ -148,28 +130,35 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     requests = [signed_event(secret, i, args.groups, run) for i in range(args.events)]
     out: dict[str, Any] = {}
 
+    def wire(port: int, batch: list[tuple[bytes, dict[str, str]]]) -> list[bytes]:
+        return [serialise(HOST, port, "/v1/events", body, headers) for body, headers in batch]
+
     port = free_port()
     log = work / "baseline.log"
     with process([sys.executable, "-c", BASELINE_APP, str(port)], base, log) as proc:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, log, 60)
-        asyncio.run(fire(f"http://127.0.0.1:{port}/v1/events", requests[:500],
-                         args.concurrency))  # warm
-        took, _, _ = asyncio.run(fire(f"http://127.0.0.1:{port}/v1/events", requests,
-                                      args.concurrency))
+        wait_healthy(f"http://{HOST}:{port}/healthz", proc, log, 60)
+        asyncio.run(fire(HOST, port, wire(port, requests[:500]), args.concurrency))  # warm
+        cpu = cpu_seconds(proc.pid)
+        took, _, _ = asyncio.run(fire(HOST, port, wire(port, requests), args.concurrency))
         out["baseline_per_s"] = round(len(requests) / took, 1)
+        out["baseline_cpu_ms_per_request"] = round(
+            (cpu_seconds(proc.pid) - cpu) * 1000 / len(requests), 3)
 
     port = free_port()
     log = work / "api.log"
     cmd = [CLI, "api", "--port", str(port), "--no-dispatch"]
     with process(cmd, {**base, **env_ws}, log) as proc:
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{HOST}:{port}"
         wait_healthy(f"{url}/healthz", proc, log, 60)
         warm = [signed_event(secret, i, 5, run + "w") for i in range(300)]
-        asyncio.run(fire(f"{url}/v1/events", warm, args.concurrency))
-        took, latencies, statuses = asyncio.run(fire(f"{url}/v1/events", requests,
+        asyncio.run(fire(HOST, port, wire(port, warm), args.concurrency))
+        cpu = cpu_seconds(proc.pid)
+        took, latencies, statuses = asyncio.run(fire(HOST, port, wire(port, requests),
                                                      args.concurrency))
         accepted = statuses.get(202, 0)
         out.update({
+            "api_cpu_ms_per_event": round((cpu_seconds(proc.pid) - cpu) * 1000 / len(requests),
+                                          3),
             "accepted_per_s": round(accepted / took, 1),
             "p50_ms": round(percentile(latencies, 50) * 1000, 2),
             "p99_ms": round(percentile(latencies, 99) * 1000, 2),

@@ -10,17 +10,37 @@ company.
 
 A failure of the batch (the database is down) fails every request in it; each caller answers
 with an error and the sender retries.
+
+An async caller awaits :meth:`GroupCommit.store`: its waiter is a future of its own event loop,
+and the writer settles every such waiter of a batch with **one** ``call_soon_threadsafe`` per
+loop (waking a loop from a thread costs a syscall; one per request was a fifth of the writer's
+time under load).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+
+
+def _settle(waiters: list[tuple[asyncio.Future[Out], Out | None, BaseException | None]]
+            ) -> None:
+    """On the waiters' loop: give each its result or exception (unless its caller left)."""
+    for waiter, result, error in waiters:
+        if waiter.done():
+            continue
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)  # type: ignore[arg-type]
 
 
 class GroupCommit(Generic[In, Out]):
@@ -30,15 +50,25 @@ class GroupCommit(Generic[In, Out]):
                  max_batch: int = 500, weight: Callable[[In], int] = lambda _: 1) -> None:
         self._store, self._name = store, name
         self._max_batch, self._weight = max_batch, weight
-        self._queue: list[tuple[In, Future[Out]]] = []
+        self._queue: deque[tuple[In, Future[Out] | asyncio.Future[Out]]] = deque()
         self._cond = threading.Condition()
         self._stopped = False
         self._thread: threading.Thread | None = None
         self.batches = 0
 
     def submit(self, item: In) -> Future[Out]:
-        """Queue ``item`` for the next batch; the future gives its result."""
+        """Queue ``item`` for the next batch; the future gives its result (from any thread)."""
         future: Future[Out] = Future()
+        self._put(item, future)
+        return future
+
+    async def store(self, item: In) -> Out:
+        """Queue ``item`` for the next batch and await its result (from an event loop)."""
+        waiter: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        self._put(item, waiter)
+        return await waiter
+
+    def _put(self, item: In, waiter: Future[Out] | asyncio.Future[Out]) -> None:
         with self._cond:
             if self._stopped:
                 raise RuntimeError(f"the {self._name} writer is stopped")
@@ -46,9 +76,8 @@ class GroupCommit(Generic[In, Out]):
                 self._thread = threading.Thread(target=self._run, name=self._name,
                                                 daemon=True)
                 self._thread.start()
-            self._queue.append((item, future))
+            self._queue.append((item, waiter))
             self._cond.notify()
-        return future
 
     def stop(self) -> None:
         """Store what is queued, then end the writer thread."""
@@ -58,17 +87,17 @@ class GroupCommit(Generic[In, Out]):
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def _take(self) -> list[tuple[In, Future[Out]]] | None:
+    def _take(self) -> list[tuple[In, Future[Out] | asyncio.Future[Out]]] | None:
         with self._cond:
             while not self._queue and not self._stopped:
                 self._cond.wait()
             if not self._queue:
                 return None
-            taken: list[tuple[In, Future[Out]]] = []
+            taken: list[tuple[In, Future[Out] | asyncio.Future[Out]]] = []
             total = 0
             while self._queue and (not taken or total + self._weight(self._queue[0][0])
                                    <= self._max_batch):
-                entry = self._queue.pop(0)
+                entry = self._queue.popleft()
                 taken.append(entry)
                 total += self._weight(entry[0])
             return taken
@@ -81,9 +110,25 @@ class GroupCommit(Generic[In, Out]):
                     raise RuntimeError(f"{self._name}: {len(results)} results for "
                                        f"{len(taken)} items")
             except Exception as exc:  # every waiting request gets the failure, then retries
-                for _, future in taken:
-                    future.set_exception(exc)
+                self._answer(taken, [None] * len(taken), exc)
                 continue
             self.batches += 1
-            for (_, future), result in zip(taken, results, strict=True):
-                future.set_result(result)
+            self._answer(taken, list(results), None)
+
+    @staticmethod
+    def _answer(taken: list[tuple[In, Future[Out] | asyncio.Future[Out]]],
+                results: list[Out | None], error: BaseException | None) -> None:
+        """Settle the batch's waiters: thread futures here, loop futures with one wake-up per
+        loop."""
+        by_loop: dict[asyncio.AbstractEventLoop,
+                      list[tuple[asyncio.Future[Out], Out | None, BaseException | None]]] = {}
+        for (_, waiter), result in zip(taken, results, strict=True):
+            if isinstance(waiter, asyncio.Future):
+                by_loop.setdefault(waiter.get_loop(), []).append((waiter, result, error))
+            elif error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(result)  # type: ignore[arg-type]
+        for loop, waiters in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle, waiters)

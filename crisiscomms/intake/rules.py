@@ -12,6 +12,8 @@ fills what they leave out). Organization, status page URL and the like are left 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -109,3 +111,26 @@ def workspace_playbooks(playbooks_dir: Path) -> dict[str, Playbook]:
         if book.intake is not None:
             books[name] = book
     return books
+
+
+class WorkspaceRules:
+    """:func:`workspace_playbooks` for a request path: read again at most every ``max_age_s``
+    (listing and stat-ing the directory on every request cost the intake API a fifth of its
+    time). An edited, added or removed playbook takes effect within ``max_age_s``."""
+
+    def __init__(self, playbooks_dir: Path, *, max_age_s: float = 1.0) -> None:
+        self.playbooks_dir, self.max_age_s = playbooks_dir, max_age_s
+        self._books: dict[str, Playbook] | None = None
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def current(self) -> dict[str, Playbook]:
+        """The playbooks with intake rules, as of at most ``max_age_s`` ago (read-only)."""
+        books, read_at = self._books, self._read_at
+        if books is not None and time.monotonic() - read_at < self.max_age_s:
+            return books
+        with self._lock:  # one reader refreshes; the others take its answer
+            if self._books is None or time.monotonic() - self._read_at >= self.max_age_s:
+                self._books = workspace_playbooks(self.playbooks_dir)
+                self._read_at = time.monotonic()
+            return self._books
