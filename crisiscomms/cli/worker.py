@@ -18,11 +18,11 @@ from crisiscomms.cli.common import app, err, out
 if TYPE_CHECKING:
     from crisiscomms.flows.worker import WarmProcessWorker
 
-QUERY_SECONDS_DEFAULT = "0.5"
+QUERY_SECONDS_DEFAULT = "0.2"
 
 
 def _prefect_worker_defaults() -> None:
-    """Before Prefect is imported: poll every 0.5 s (Prefect's default is 10 s; its setting
+    """Before Prefect is imported: poll every 0.2 s (Prefect's default is 10 s; its setting
     is a float), no analytics, and Prefect's log lines from WARNING up, as for every in-process
     run of ours (``cli/common.py``): each INFO line of a run (one per task state) is a record
     shipped to the API from the same process, ~0.7 s per acknowledgement measured here.
