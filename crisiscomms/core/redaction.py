@@ -1,4 +1,5 @@
-"""Keep secrets out of provider SDK logs: a filter that blanks authorization values."""
+"""Keep secrets out of logs and stored reasons: a filter that blanks authorization values in
+provider SDK logs, and :func:`safe_reason` for an exception kept or shown."""
 
 from __future__ import annotations
 
@@ -9,6 +10,18 @@ from collections.abc import Iterable, Sequence
 Redaction = tuple[re.Pattern[str], str]
 
 BEARER = (re.compile(r"Bearer\s+[^\s'\",}]+"), "Bearer [redacted]")
+
+_SECRETISH = (re.compile(r"//[^/@\s]+@"), re.compile(r"Bearer\s+\S+"))
+
+
+def safe_reason(exc: BaseException) -> str:
+    """An exception as one line (type and message, at most 300 characters of it) with
+    credentials in URLs and bearer tokens blanked: for logs, and for reasons stored and shown
+    (``IntakeEvent.error``)."""
+    text = " ".join(str(exc).split())[:300]
+    text = _SECRETISH[0].sub("//***@", text)
+    text = _SECRETISH[1].sub("Bearer ***", text)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class RedactSecrets(logging.Filter):

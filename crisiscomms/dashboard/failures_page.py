@@ -1,6 +1,10 @@
 """Failures: failed and unconfirmed deliveries with the provider's reason, per incident and
 channel, and the one-click retry.
 
+- **Events that started nothing** come first: an alert or a recall notice that was accepted
+  and did not start its stage (``intake/views.py``: failed, never dispatched, or dispatched and
+  never run), with what to check. Nothing is re-sent from here: fix the cause, then trigger
+  the stage (``crisiscomms trigger`` or the Trigger page).
 - **Failed** rows (the provider refused or never answered after every attempt) are re-sent by
   "Retry failed": ``crisiscomms.incident.views.retry_failed`` puts them back to ``planned``
   under the same idempotency keys and this page publishes them at once.
@@ -21,12 +25,15 @@ from collections import defaultdict
 
 import streamlit as st
 
+from crisiscomms.core.clock import utcnow
+from crisiscomms.core.database import session_scope
 from crisiscomms.dashboard.data import engine
 from crisiscomms.dashboard.publishing import publish_channel
 from crisiscomms.dashboard.session import audit, require
 from crisiscomms.delivery.ledger import FailureRow
 from crisiscomms.identity.roles import Permission
 from crisiscomms.incident.views import delivery_failures, retry_failed
+from crisiscomms.intake.views import UnstartedEvent, unstarted_events
 
 user = require(Permission.view_failures)
 may_retry = user.may(Permission.retry)
@@ -71,7 +78,24 @@ def failure_table(rows: list[FailureRow]) -> None:
                "updated": r.updated_at.strftime("%Y-%m-%d %H:%M:%S UTC")} for r in rows])
 
 
+def intake_section(problems: list[UnstartedEvent]) -> None:
+    """Events that came in and started nothing: the acknowledgement people wait for."""
+    if not problems:
+        return
+    st.subheader(f"Events that started nothing ({len(problems)})")
+    st.error("These events were accepted but their stage was not started: nobody has been "
+             "told yet. Fix the cause below, then trigger the stage by hand (Trigger page or "
+             "`crisiscomms trigger`).")
+    st.table([{"event": p.event_id, "problem": p.problem, "source": f"{p.kind}/{p.source}",
+               "playbook · stage": f"{p.playbook or '-'} · {p.stage or '-'}",
+               "incident": p.incident_ref or "-", "reason": p.reason,
+               "received": p.received_at.strftime("%Y-%m-%d %H:%M:%S UTC")}
+              for p in problems])
+
+
 show_last_result()
+with session_scope(engine()) as session:
+    intake_section(unstarted_events(session, now=utcnow()))
 groups: dict[tuple[str, str], list[FailureRow]] = defaultdict(list)
 for failure in delivery_failures(engine()):
     groups[(failure.incident_ref, failure.channel)].append(failure)

@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from crisiscomms.core.redaction import safe_reason
 from crisiscomms.core.settings import Settings
 from crisiscomms.intake.contract import Dispatcher
 from crisiscomms.intake.outbox import mark_dispatched, pending_dispatch
 
 log = logging.getLogger(__name__)
-
-_SECRETISH = (re.compile(r"//[^/@\s]+@"), re.compile(r"Bearer\s+\S+"))
 
 
 def idempotency_key(event_id: int) -> str:
@@ -42,15 +40,6 @@ def idempotency_key(event_id: int) -> str:
 def run_tags(incident_ref: str, stage: str) -> list[str]:
     """Tags of an event's flow run (filter them in Prefect's UI and API)."""
     return ["crisiscomms", "intake", f"incident:{incident_ref}", f"stage:{stage}"]
-
-
-def safe_reason(exc: BaseException) -> str:
-    """An exception as one log line: its type and message, credentials in URLs and bearer
-    tokens blanked."""
-    text = " ".join(str(exc).split())[:300]
-    text = _SECRETISH[0].sub("//***@", text)
-    text = _SECRETISH[1].sub("Bearer ***", text)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class PrefectDispatcher:

@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.database import session_scope
 from crisiscomms.core.errors import IncidentError
+from crisiscomms.core.redaction import safe_reason
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import Channel
 from crisiscomms.identity.identities import system_identity
@@ -129,7 +130,7 @@ def run_event_stage(engine: Engine, settings: Settings, channels: Mapping[str, t
                          stage=row.stage, actor=system_identity(event_actor(row.source)),
                          auto_send=not row.proposal, audit_detail={AUDIT_KEY: event_id})
     except Exception as exc:
-        _finish(engine, event_id, str(exc) or type(exc).__name__)
+        _finish(engine, event_id, safe_reason(exc))
         raise
     _finish(engine, event_id, None)
     return bundle
