@@ -37,6 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from crisiscomms.api.body import BadContentLength, BodyTooLarge, check_declared_length, read_capped
 from crisiscomms.audience.models import Recipient
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import CrisisCommsError
@@ -54,36 +55,6 @@ from crisiscomms.statuspage.views import environment
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def check_declared_length(request: Request, limit: int) -> None:
-    """:class:`_TooLarge` when ``Content-Length`` says the body is over ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise _TooLarge
-        except ValueError:
-            raise PayloadError("Content-Length is not a number", field="content-length") \
-                from None
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The body, or :class:`_TooLarge` as soon as it is known to exceed ``limit``: from
-    ``Content-Length`` before a byte is read, else while streaming (chunked uploads)."""
-    check_declared_length(request, limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_app(settings: Settings | None = None, *, triager: Triager | None = None) -> FastAPI:
@@ -114,9 +85,12 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
                 precheck()
             body = await read_capped(request, limit)
             return await run_in_threadpool(handle, body)
-        except _TooLarge:
+        except BodyTooLarge:
             log.warning("%s: body over %d bytes refused", where, limit)
             return JSONResponse({"message": f"the body is over {limit} bytes"}, 413)
+        except BadContentLength as exc:
+            log.warning("%s: malformed: %s", where, exc)
+            return JSONResponse({"message": str(exc), "field": exc.field}, 400)
         except sig.SignatureError as exc:
             log.warning("%s: refused (%d): %s", where, exc.status, exc.reason)
             return JSONResponse({"message": exc.reason}, exc.status)
