@@ -435,7 +435,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def valid_form_token(fields: dict[str, list[str]], action: str, token: str) -> bool:
         given = (fields.get("form_token") or [""])[0]
-        return bool(given) and hmac.compare_digest(given, form_token(action, token))
+        return bool(given) and hmac.compare_digest(  # bytes: any text compares, no TypeError
+            given.encode("utf-8", "surrogatepass"), form_token(action, token).encode())
 
     return app
 
