@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import functools
 import hashlib
 import hmac
 import json
@@ -46,6 +47,7 @@ import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -64,6 +66,8 @@ from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.core.settings import Settings
+from crisiscomms.identity.keys import APPROVERS_DIR
+from crisiscomms.render.approvals import LOCK_NAME, ApprovalLock
 from crisiscomms.statuspage.catalog import Catalog
 from crisiscomms.statuspage.model import is_locale
 from crisiscomms.statuspage.page import StatusPage
@@ -123,8 +127,10 @@ class _KnownComponents:
             return None
         return found.st_mtime_ns, found.st_size
 
-    def fresh(self) -> bool:
-        return self._stat() == self._stamp
+    def cached(self) -> list[str] | None:
+        """The names when the file has not changed since it was read (one ``stat``, no
+        read: safe on the event loop); None when it must be read again (:meth:`names`)."""
+        return list(self._names) if self._stat() == self._stamp else None
 
     def names(self) -> list[str]:
         """Reads the file when it changed (call from a worker thread)."""
@@ -137,6 +143,37 @@ class _KnownComponents:
                     self._names = []
                 self._stamp = stamp
             return list(self._names)
+
+
+def _stamp(*paths: Path) -> tuple[tuple[int, int], ...]:
+    stamps = []
+    for path in paths:
+        try:
+            found = os.stat(path)
+            stamps.append((found.st_mtime_ns, found.st_size))
+        except OSError:
+            stamps.append((-1, -1))
+    return tuple(stamps)
+
+
+class _Approvals:
+    """The workspace's approvals lock, read again only when it or the approvers' keys change
+    (reading it verifies every signature: a confirmation email must not pay that each time,
+    holding the interpreter from the requests)."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = templates_dir
+        self.watched = (templates_dir / LOCK_NAME, templates_dir / APPROVERS_DIR)
+        self._stamp: tuple[tuple[int, int], ...] | None = None
+        self._lock: ApprovalLock | None = None
+        self._guard = threading.Lock()
+
+    def current(self) -> ApprovalLock:
+        with self._guard:
+            stamp = _stamp(*self.watched)
+            if self._lock is None or stamp != self._stamp:
+                self._lock, self._stamp = ApprovalLock(self.templates_dir), stamp
+            return self._lock
 
 
 def _form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
@@ -170,6 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     secret = settings.subscriptions_form_secret
     form_key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
     known = _KnownComponents(settings)
+    approvals = _Approvals(settings.templates_dir)
     by_client = KeyedLimiter(settings.subscribe_client_per_minute / 60.0,
                              settings.subscribe_client_burst)
     by_mailbox = KeyedLimiter(settings.subscribe_mailbox_per_hour / 3600.0,
@@ -196,8 +234,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return HTMLResponse(html, status_code=status,
                             headers={**page_headers(html), **(headers or {})})
 
+    @functools.lru_cache(maxsize=512)
+    def fixed_page(message_key: str, locale: str) -> tuple[str, dict[str, str]]:
+        """A page without values, rendered once (the same bytes for everyone)."""
+        catalog = Catalog(locale if is_locale(locale) else "en")
+        html = environment().get_template("intake.html.j2").render(
+            locale=catalog.locale, page_name=page_name, page_url=settings.status_page_url,
+            message=catalog(message_key), back=catalog("intake.back"))
+        return html, page_headers(html)
+
     def page(message_key: str, locale: str, status: int, *,
              headers: Mapping[str, str] | None = None, **values: Any) -> HTMLResponse:
+        if not values:
+            html, own = fixed_page(message_key, locale if is_locale(locale) else "en")
+            return HTMLResponse(html, status_code=status, headers={**own, **(headers or {})})
         catalog = Catalog(locale if is_locale(locale) else "en")
         return render("intake.html.j2", catalog.locale, status, headers=headers,
                       message=catalog(message_key, **values), back=catalog("intake.back"))
@@ -298,7 +348,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except (ValueError, UnicodeDecodeError, RecursionError):
             return answer(not is_json, "intake.invalid_email", "en", 400)
         locale = locale if is_locale(locale) else "en"
-        names = known.names() if known.fresh() else await run_in_threadpool(known.names)
+        names = known.cached()
+        if names is None:
+            names = await run_in_threadpool(known.names)
         try:
             address = subs.normalise_email(address)
             chosen = subs.normalise_components(components, names)
@@ -334,7 +386,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     organization=settings.organization,
                     page_name=page_name, confirm_url=f"{base}/v1/confirm/{token}",
                     unsubscribe_url=f"{base}/v1/unsubscribe/{unsubscribe_token}",
-                    components=components)
+                    components=components, approvals=approvals.current())
                 sent = subs.send_confirmation(channel, message, result.recipient_id, address,
                                               organization=settings.organization, token=token)
                 outcome = "" if sent.outcome == "sent" else f"{sent.outcome}: {sent.reason}"

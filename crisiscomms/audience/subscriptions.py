@@ -219,10 +219,13 @@ def confirmation_message(
     confirm_url: str,
     unsubscribe_url: str,
     components: Sequence[str],
+    approvals: ApprovalLock | None = None,
 ) -> RenderedMessage:
     """The confirmation email from its approved templates (the locale's, else English), for
-    the email channel named ``channel`` (``TEMPLATE_DIR/<channel>.<part>.<locale>.j2``)."""
-    env = make_environment(templates_dir, approvals=ApprovalLock(templates_dir))
+    the email channel named ``channel`` (``TEMPLATE_DIR/<channel>.<part>.<locale>.j2``).
+    ``approvals``: the lock already read (reading it verifies every signature of the
+    workspace, ~0.5 ms each); its entries are checked again as each template loads."""
+    env = make_environment(templates_dir, approvals=approvals or ApprovalLock(templates_dir))
     lang = locale.replace("_", "-").split("-")[0].lower()
     chosen = (lang if (templates_dir / TEMPLATE_DIR / f"{channel}.text.{lang}.j2").is_file()
               else "en")
