@@ -38,6 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from crisiscomms.api.body import BadContentLength, BodyTooLarge, check_declared_length, read_capped
+from crisiscomms.api.headers import SecurityHeadersMiddleware, page_headers
 from crisiscomms.audience.models import Recipient
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import CrisisCommsError
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
     max_age = float(settings.webhook_max_age_s)
     app = FastAPI(title="crisiscomms listening receivers", docs_url=None, redoc_url=None,
                   openapi_url=None)
+    app.add_middleware(SecurityHeadersMiddleware)
 
     async def guarded(request: Request, limit: int, handle: Callable[[bytes], T],
                       where: str, precheck: Callable[[], None] | None = None) -> T | Response:
@@ -196,9 +198,7 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
             labels={n: catalog(f"csat.{n}") for n in csat.RATINGS},
             comment_label=catalog("csat.comment"), submit=catalog("csat.submit"),
             back=catalog("intake.back"))
-        return HTMLResponse(html, status_code=status,
-                            headers={"Cache-Control": "no-store",
-                                     "Referrer-Policy": "no-referrer"})
+        return HTMLResponse(html, status_code=status, headers=page_headers(html))
 
     def rater(token: str) -> tuple[csat.CsatToken, str, str] | None:
         """The token's ids, the recipient's address and locale; None for a bad link."""
@@ -217,7 +217,7 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
         html = environment().get_template("intake.html.j2").render(
             locale="en", page_name=page_name, page_url=settings.status_page_url,
             message=catalog("intake.unknown_link"), back=catalog("intake.back"))
-        return HTMLResponse(html, status_code=404)
+        return HTMLResponse(html, status_code=404, headers=page_headers(html))
 
     @app.get("/v1/csat/{token}")
     async def csat_form(token: str, rating: str | None = None) -> Response:
