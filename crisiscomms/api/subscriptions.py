@@ -34,6 +34,7 @@ A form gets a small page in the reader's language, a JSON client gets JSON
 
 from __future__ import annotations
 
+import email.errors
 import email.parser
 import email.policy
 import functools
@@ -176,10 +177,12 @@ class _Approvals:
             return self._lock
 
 
-def _form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
+def form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
     """The fields of an urlencoded or ``multipart/form-data`` body (RFC 8058 allows both);
     ValueError when unreadable."""
-    if content_type.lower().startswith("multipart/form-data"):
+    if not content_type.lower().startswith("multipart/form-data"):
+        return parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    try:
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body)
         if not message.is_multipart():
@@ -192,7 +195,8 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
                 text = payload.decode("utf-8") if isinstance(payload, bytes) else ""
                 fields.setdefault(name, []).append(text.strip())
         return fields
-    return parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    except (email.errors.MessageError, LookupError, TypeError, AttributeError) as exc:
+        raise ValueError(f"unreadable multipart body: {type(exc).__name__}") from None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -323,7 +327,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return answer(not is_json, "intake.too_many", "en", 429,
                           headers=retry_after_header(wait_s))
         if foreign(request, own_origin, page_origin):
-            return answer(not is_json, "intake.cross_site", "en", 403)
+            return answer(not is_json, "intake.foreign_form", "en", 403)
         try:
             raw = await read_capped(request, MAX_BODY)
         except BodyError as exc:
@@ -478,7 +482,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         form."""
         try:
             body = await read_capped(request, MAX_LINK_BODY)
-            return _form_fields(request.headers.get("content-type", ""), body)
+            return form_fields(request.headers.get("content-type", ""), body)
         except BodyError as exc:
             key = "intake.too_large" if exc.status == 413 else "intake.cross_site"
             return page(key, "en", exc.status)

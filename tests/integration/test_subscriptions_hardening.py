@@ -203,6 +203,25 @@ def test_a_cross_site_post_confirms_nobody(serve: Serve, emus: EmulatorPair) -> 
     assert same.status_code == 200 and served.rows()["x@example.org"].consent is True
 
 
+def test_another_site_cannot_post_the_subscribe_form(serve: Serve, emus: EmulatorPair) -> None:
+    """The status page's own form (its origin) and API clients (no Origin) subscribe; a form
+    on another site (a visitor's browser used to mail-bomb someone) gets 403, sends nothing."""
+    served = serve()
+    page_origin = served.settings.status_page_url.rstrip("/")
+    for origin in ("https://evil.example", "null"):
+        refused = httpx.post(f"{served.base}/v1/subscribe", data={"email": "v@example.org"},
+                             headers={"Origin": origin}, timeout=5)
+        assert refused.status_code == 403 and "another website" in refused.text
+    served.settle()
+    assert served.rows() == {} and emus.sendgrid.received() == []
+    assert httpx.post(f"{served.base}/v1/subscribe", data={"email": "v@example.org"},
+                      headers={"Origin": page_origin}, timeout=5).status_code == 202
+    assert httpx.post(f"{served.base}/v1/subscribe", json={"email": "w@example.org"},
+                      timeout=5).status_code == 202
+    served.settle()
+    assert set(served.rows()) == {"v@example.org", "w@example.org"}
+
+
 # -- tokens --------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Iterable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.requests import Request
 
 from crisiscomms.api.body import BadContentLength, BodyTooLarge, check_declared_length, read_capped
@@ -20,7 +22,7 @@ from crisiscomms.api.headers import (
     page_headers,
     security_headers,
 )
-from crisiscomms.api.subscriptions import origin_of
+from crisiscomms.api.subscriptions import form_fields, origin_of
 from crisiscomms.api.throttle import KeyedLimiter, retry_after_header
 from crisiscomms.api.work_queue import WorkQueue
 
@@ -156,3 +158,26 @@ def test_a_page_allows_exactly_its_own_inline_style() -> None:
 ])
 def test_origin_of(url: str, origin: str) -> None:
     assert origin_of(url) == origin
+
+
+def test_the_one_click_body_is_read_urlencoded_and_multipart() -> None:
+    assert form_fields("application/x-www-form-urlencoded",
+                       b"List-Unsubscribe=One-Click") == {"List-Unsubscribe": ["One-Click"]}
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
+            b"One-Click\r\n--b--\r\n")
+    assert form_fields("multipart/form-data; boundary=b", body) == {
+        "List-Unsubscribe": ["One-Click"]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(content_type=st.sampled_from(["multipart/form-data; boundary=b", "multipart/form-data",
+                                     "multipart/form-data; boundary=\"", "text/plain", ""]),
+       body=st.binary(max_size=300) | st.builds(
+           lambda a, b: b"--b\r\n" + a + b"\r\n\r\n" + b + b"\r\n--b--",
+           st.binary(max_size=80), st.binary(max_size=80)))
+def test_any_body_is_fields_or_a_value_error(content_type: str, body: bytes) -> None:
+    try:
+        fields = form_fields(content_type, body)
+    except ValueError:
+        return
+    assert all(isinstance(k, str) and isinstance(v, list) for k, v in fields.items())
