@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -178,8 +179,6 @@ def main() -> None:
                "CRISISCOMMS_SUBSCRIBE_CLIENT_BURST": "100000000",
                "CRISISCOMMS_SUBSCRIBE_MAILBOX_BURST": "100000000",
                "CRISISCOMMS_SUBSCRIBE_QUEUE_MAX": str(10 * (args.requests + args.pairs))}
-        import os
-
         env = {**os.environ, **env}
         command = [str(Path(sys.executable).parent / "crisiscomms"), "subscriptions",
                    "--port", str(port)]
@@ -218,6 +217,7 @@ def main() -> None:
         "provider_latency_ms": args.latency_ms,
         "requests": args.requests, "concurrency": args.concurrency, "pairs": args.pairs,
         "confirmations_sent": sent,
+        "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
         "workspace": str(ROOT),
     }
     emit(report, args.json)
