@@ -59,7 +59,7 @@ from starlette.concurrency import run_in_threadpool
 
 from crisiscomms.api.body import BodyError, read_capped
 from crisiscomms.api.headers import SecurityHeadersMiddleware, page_headers
-from crisiscomms.api.throttle import KeyedLimiter, retry_after_header
+from crisiscomms.api.throttle import KeyedLimiter, client_key, retry_after_header
 from crisiscomms.api.work_queue import WorkQueue
 from crisiscomms.audience import subscriptions as subs
 from crisiscomms.audience.models import Recipient
@@ -320,8 +320,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         address's state (never tells who is subscribed)."""
         is_json = request.headers.get("content-type", "").lower().startswith(
             "application/json")
-        client = request.client.host if request.client else "-"
-        wait_s = by_client.retry_after(client)
+        wait_s = by_client.retry_after(client_key(request.client.host if request.client
+                                                  else None))
         if wait_s > 0:
             log.warning("subscribe: a client is over its rate")
             return answer(not is_json, "intake.too_many", "en", 429,

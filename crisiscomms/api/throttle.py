@@ -7,6 +7,7 @@ distinct keys costs bounded memory; a dropped key starts again with a full burst
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -46,3 +47,19 @@ class KeyedLimiter:
 def retry_after_header(wait_s: float) -> dict[str, str]:
     """``Retry-After`` in whole seconds (rounded up, at least 1)."""
     return {"Retry-After": str(max(1, math.ceil(wait_s)))}
+
+
+def client_key(host: str | None) -> str:
+    """The rate-limit key of a client address: an IPv4 address as it is, an IPv6 address by
+    its /64 (one subscriber line gets a whole /64 and may use any address of it)."""
+    if not host:
+        return "-"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)

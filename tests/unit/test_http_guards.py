@@ -23,7 +23,7 @@ from crisiscomms.api.headers import (
     security_headers,
 )
 from crisiscomms.api.subscriptions import form_fields, origin_of
-from crisiscomms.api.throttle import KeyedLimiter, retry_after_header
+from crisiscomms.api.throttle import KeyedLimiter, client_key, retry_after_header
 from crisiscomms.api.work_queue import WorkQueue
 
 
@@ -181,3 +181,15 @@ def test_any_body_is_fields_or_a_value_error(content_type: str, body: bytes) -> 
     except ValueError:
         return
     assert all(isinstance(k, str) and isinstance(v, list) for k, v in fields.items())
+
+
+@pytest.mark.parametrize(("host", "key"), [
+    ("203.0.113.7", "203.0.113.7"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+    ("::ffff:203.0.113.7", "203.0.113.7"),
+    ("testclient", "testclient"),
+    (None, "-"),
+])
+def test_an_ipv6_client_is_limited_by_its_64(host: str | None, key: str) -> None:
+    assert client_key(host) == key
