@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     ``subscribe_mailbox_per_hour``. Over it: 429 with ``Retry-After``, nothing sent."""
     subscribe_mailbox_per_hour: float = Field(default=2.0, gt=0)
     """Subscribe requests per hour and mailbox once its burst is spent."""
-    subscribe_senders: int = Field(default=4, ge=1, le=64)
-    """Threads sending confirmation emails off the request path."""
+    subscribe_senders: int = Field(default=16, ge=1, le=64)
+    """Threads sending confirmation emails off the request path (each mostly waits for the
+    provider: with 2 s per request, 16 send 8 emails a second)."""
     subscribe_queue_max: int = Field(default=10_000, ge=1)
     """Subscribe requests waiting for a sender; more: 503 with ``Retry-After``."""
     subscriptions_form_secret: SecretStr | None = None
