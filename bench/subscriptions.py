@@ -13,7 +13,10 @@ subscribers, ``--confirmed`` of them already confirmed. Measured, same run:
   unsubscribe page) sent every 20 ms during that load from a process of its own;
   ``unrelated_p99_idle_ms`` the same with no load (the baseline);
 - ``timing_gap_median_ms``: |median(new address) - median(confirmed address)| over
-  ``--pairs`` interleaved subscribe requests, one at a time, provider still slow.
+  ``--pairs`` interleaved subscribe requests, one at a time, provider still slow;
+- the server's peak RSS before and after two ``--huge-mb`` (150) MB subscribe POSTs, one with
+  ``Content-Length``, one chunked, with the status each got and how much of it the server
+  let the client send before answering.
 
 Rate limits are lifted for the run (one client sends everything). Confirmation emails drain
 at ``subscribe_senders / latency`` per second meanwhile (``confirmations_sent``).
@@ -158,12 +161,55 @@ def timing_pairs(base: str, known: list[tuple[str, str]], pairs: int) -> dict[st
             "new_median_ms": round(new, 3), "confirmed_median_ms": round(old, 3)}
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (``VmHWM``), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def huge_posts(base: str, megabytes: int) -> dict[str, Any]:
+    """A ``megabytes`` MB subscribe POST twice: declared (``Content-Length``) and chunked;
+    the status each got (the body is sent until the server answers or closes)."""
+    import socket
+
+    host, port = base.removeprefix("http://").split(":")
+    size = megabytes * 1024 * 1024
+    chunk = b"a" * 65536
+    out: dict[str, Any] = {}
+    for name, head in (("declared", f"Content-Length: {size}\r\n"),
+                       ("chunked", "Transfer-Encoding: chunked\r\n")):
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            sock.sendall(("POST /v1/subscribe HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Type: application/x-www-form-urlencoded\r\n"
+                          f"{head}\r\n").encode())
+            sent = 0
+            try:
+                while sent < size:
+                    part = chunk if name == "declared" else \
+                        f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+                    sock.sendall(part)
+                    sent += len(chunk)
+            except OSError:
+                pass  # the server answered and closed: the rest is never read
+            try:
+                status = sock.recv(64).split(b" ")[1].decode()
+            except (OSError, IndexError):
+                status = "closed"
+        out[f"huge_post_{name}_status"] = status
+        out[f"huge_post_{name}_sent_mb"] = round(sent / 1024 / 1024, 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument("--latency-ms", type=float, default=2000.0)
+    parser.add_argument("--huge-mb", type=int, default=150,
+                        help="size of the oversized POSTs sent at the end")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -182,7 +228,7 @@ def main() -> None:
         env = {**os.environ, **env}
         command = [str(Path(sys.executable).parent / "crisiscomms"), "subscriptions",
                    "--port", str(port)]
-        with process(command, env, work / "subscriptions.log"):
+        with process(command, env, work / "subscriptions.log") as server:
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -201,6 +247,9 @@ def main() -> None:
             slow, probes, statuses = asyncio.run(crowd(base, "slow", args.requests,
                                                        args.concurrency, token))
             timing = timing_pairs(base, known, args.pairs)
+            rss_before = peak_rss_mb(server.pid)
+            huge = huge_posts(base, args.huge_mb)
+            rss_after = peak_rss_mb(server.pid)
             sent = int(emulators.stats("sendgrid").get("requests", 0) or 0)
             emulators.faults("sendgrid", latency_ms=0)  # let the backlog drain at exit
     report: dict[str, Any] = {
@@ -217,6 +266,8 @@ def main() -> None:
         "provider_latency_ms": args.latency_ms,
         "requests": args.requests, "concurrency": args.concurrency, "pairs": args.pairs,
         "confirmations_sent": sent,
+        "server_peak_rss_mb_before_huge_posts": rss_before,
+        "server_peak_rss_mb_after_huge_posts": rss_after, **huge,
         "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
         "workspace": str(ROOT),
     }
