@@ -64,6 +64,7 @@ bench: install postgres
 	$(RUN) python bench/dashboard.py --json
 	$(RUN) python bench/intake.py --json
 	$(RUN) python bench/worker_latency.py --json
+	$(RUN) python bench/subscriptions.py --json
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache data

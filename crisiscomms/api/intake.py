@@ -45,6 +45,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
+from crisiscomms.api.body import BodyError, check_declared_length, read_capped
 from crisiscomms.core.database import init_db, make_engine
 from crisiscomms.core.errors import IntakeError
 from crisiscomms.core.group_commit import GroupCommit
@@ -132,29 +133,6 @@ class _Limits:
         return bucket.try_acquire()
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it is known to exceed ``limit`` while it streams."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise IntakeError(f"the body is over {limit} bytes", status=413, field="body")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _declared_length(request: Request, limit: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared is None:
-        return
-    if not declared.isdigit():
-        raise IntakeError("Content-Length is not a number", status=400,
-                          field="content-length")
-    if int(declared) > limit:
-        raise IntakeError(f"the body is over {limit} bytes", status=413, field="body")
-
-
 class IntakeApp:
     """The request path of one kind of sender: find the source, limit, verify, parse, route,
     store. Built once per app; every method is safe from the event loop and threads."""
@@ -201,10 +179,16 @@ class IntakeApp:
         limit = self.settings.intake_max_body_bytes
         where = f"{adapter.kind.value}/{source_name or '?'}"
         try:
-            _declared_length(request, limit)
+            try:
+                check_declared_length(request, limit)
+            except BodyError as exc:
+                raise IntakeError(str(exc), status=exc.status, field=exc.field) from None
             if source_name is not None:  # before a byte is read: a flood costs nothing
                 self.throttle(self.sources.find(source_name, adapter.kind))
-            body = await _read_capped(request, limit)
+            try:
+                body = await read_capped(request, limit)
+            except BodyError as exc:
+                raise IntakeError(str(exc), status=exc.status, field=exc.field) from None
             headers = request.headers
             if len(body) <= INLINE_BYTES:
                 source, delivery_id = self.verify(adapter, source_name, headers, body)

@@ -37,6 +37,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from crisiscomms.api.body import BadContentLength, BodyTooLarge, check_declared_length, read_capped
+from crisiscomms.api.headers import SecurityHeadersMiddleware, page_headers
 from crisiscomms.audience.models import Recipient
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import CrisisCommsError
@@ -56,36 +58,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _TooLarge(Exception):
-    pass
-
-
-def check_declared_length(request: Request, limit: int) -> None:
-    """:class:`_TooLarge` when ``Content-Length`` says the body is over ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise _TooLarge
-        except ValueError:
-            raise PayloadError("Content-Length is not a number", field="content-length") \
-                from None
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The body, or :class:`_TooLarge` as soon as it is known to exceed ``limit``: from
-    ``Content-Length`` before a byte is read, else while streaming (chunked uploads)."""
-    check_declared_length(request, limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def create_app(settings: Settings | None = None, *, triager: Triager | None = None) -> FastAPI:
     """The app; its database, secrets and limits come from ``settings``."""
     settings = settings or Settings()
@@ -101,6 +73,7 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
     max_age = float(settings.webhook_max_age_s)
     app = FastAPI(title="crisiscomms listening receivers", docs_url=None, redoc_url=None,
                   openapi_url=None)
+    app.add_middleware(SecurityHeadersMiddleware)
 
     async def guarded(request: Request, limit: int, handle: Callable[[bytes], T],
                       where: str, precheck: Callable[[], None] | None = None) -> T | Response:
@@ -114,9 +87,12 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
                 precheck()
             body = await read_capped(request, limit)
             return await run_in_threadpool(handle, body)
-        except _TooLarge:
+        except BodyTooLarge:
             log.warning("%s: body over %d bytes refused", where, limit)
             return JSONResponse({"message": f"the body is over {limit} bytes"}, 413)
+        except BadContentLength as exc:
+            log.warning("%s: malformed: %s", where, exc)
+            return JSONResponse({"message": str(exc), "field": exc.field}, 400)
         except sig.SignatureError as exc:
             log.warning("%s: refused (%d): %s", where, exc.status, exc.reason)
             return JSONResponse({"message": exc.reason}, exc.status)
@@ -222,9 +198,7 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
             labels={n: catalog(f"csat.{n}") for n in csat.RATINGS},
             comment_label=catalog("csat.comment"), submit=catalog("csat.submit"),
             back=catalog("intake.back"))
-        return HTMLResponse(html, status_code=status,
-                            headers={"Cache-Control": "no-store",
-                                     "Referrer-Policy": "no-referrer"})
+        return HTMLResponse(html, status_code=status, headers=page_headers(html))
 
     def rater(token: str) -> tuple[csat.CsatToken, str, str] | None:
         """The token's ids, the recipient's address and locale; None for a bad link."""
@@ -243,7 +217,7 @@ def create_app(settings: Settings | None = None, *, triager: Triager | None = No
         html = environment().get_template("intake.html.j2").render(
             locale="en", page_name=page_name, page_url=settings.status_page_url,
             message=catalog("intake.unknown_link"), back=catalog("intake.back"))
-        return HTMLResponse(html, status_code=404)
+        return HTMLResponse(html, status_code=404, headers=page_headers(html))
 
     @app.get("/v1/csat/{token}")
     async def csat_form(token: str, rating: str | None = None) -> Response:

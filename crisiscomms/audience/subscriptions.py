@@ -10,10 +10,19 @@ request is ignored (already subscribed) or resends the confirmation at most once
 ``RESEND_AFTER``; the answer to the requester is the same either way, so the form never tells
 who is subscribed. The confirmation email is an approved template
 (``templates/_statuspage/subscribe/email.<part>.<locale>.j2``) sent through the email channel.
+
+Links: the confirmation token travels only in the email; the row keeps its SHA-256
+(:func:`hash_token`), so a copy of the database confirms nobody. It is single use, expires
+``CONFIRM_TTL`` after it was sent, and every resend rotates it (the older link dies). A link is
+looked at (:func:`pending_for`, :func:`subscriber_for`: read only, for the page with the
+button) apart from being used (:func:`confirm`, :func:`unsubscribe`), because mail scanners
+open every link. :func:`mailbox_key` names the mailbox behind an address (``+tag`` and case
+folded) for rate limits.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +49,8 @@ from crisiscomms.render.loader import CheckingLoader
 from crisiscomms.statuspage.model import short_id
 
 RESEND_AFTER = timedelta(hours=1)
+CONFIRM_TTL = timedelta(hours=48)
+"""A confirmation link works this long after it was sent."""
 TEMPLATE_DIR = "_statuspage/subscribe"
 EMAIL_PARTS = ("subject", "text", "html")
 _EMAIL_RE = re.compile(
@@ -50,6 +61,28 @@ _EMAIL_RE = re.compile(
 
 class SubscriptionError(CrisisCommsError):
     """A subscribe request that cannot be accepted (bad address, unknown component)."""
+
+
+class LinkError(SubscriptionError):
+    """A confirmation or unsubscribe link that cannot be used: ``reason`` is ``unknown``
+    (never issued, used, or replaced by a newer one) or ``expired``."""
+
+
+def hash_token(token: str) -> str:
+    """What the database keeps of a link token: its SHA-256, hex (64 characters)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address reaches, for rate limits: case folded, ``+tag`` dropped
+    (``Name+news@Example.org`` → ``name@example.org``). Not how the address is stored."""
+    local, _, domain = address.strip().rpartition("@")
+    return f"{local.split('+', 1)[0].casefold()}@{domain.casefold()}"
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None \
+        else moment
 
 
 @dataclass(frozen=True)
@@ -101,54 +134,74 @@ def subscribe(
     existing = session.exec(
         select(Recipient).where(col(Recipient.email) == address)
     ).first()
+    token = new_token()  # the email's link; the row keeps its hash
     if existing is None:
         row = Recipient(email=address, locale=locale, consent=False, confirmed_at=None,
-                        components=",".join(chosen) or None, confirm_token=new_token(),
+                        components=",".join(chosen) or None, confirm_token=hash_token(token),
                         confirm_sent_at=now, lists=None)
         session.add(row)
         session.flush()
         assert row.id is not None
-        return SubscribeResult("pending", row.id, row.confirm_token)
+        return SubscribeResult("pending", row.id, token)
     assert existing.id is not None
     if existing.consent:  # subscribed already (or an imported customer): nothing to do
         return SubscribeResult("ignored", existing.id)
     if existing.confirm_token is not None:  # pending: resend, but not more than once an hour
-        sent = existing.confirm_sent_at
-        if sent is not None and sent.tzinfo is None:
-            sent = sent.replace(tzinfo=UTC)
+        sent = _aware(existing.confirm_sent_at)
         if sent is not None and now - sent < RESEND_AFTER:
             return SubscribeResult("ignored", existing.id)
+        existing.confirm_token = hash_token(token)  # rotated: the older link dies
         existing.confirm_sent_at = now
         existing.components = ",".join(chosen) or None
-        return SubscribeResult("resent", existing.id, existing.confirm_token)
+        return SubscribeResult("resent", existing.id, token)
     # unsubscribed before: a new double opt-in
-    existing.confirm_token = new_token()
+    existing.confirm_token = hash_token(token)
     existing.confirm_sent_at = now
     existing.components = ",".join(chosen) or None
     existing.locale = locale
-    return SubscribeResult("pending", existing.id, existing.confirm_token)
+    return SubscribeResult("pending", existing.id, token)
 
 
-def confirm(session: Session, token: str, now: datetime | None = None) -> Recipient | None:
-    """Confirm the subscription behind ``token``; None when the link is unknown or used."""
-    if not token:
-        return None
-    row = session.exec(select(Recipient).where(col(Recipient.confirm_token) == token)).first()
+def pending_for(session: Session, token: str, now: datetime | None = None) -> Recipient:
+    """The pending subscription a confirmation link belongs to, changing nothing (the page
+    with the button); LinkError when it is unknown, used, replaced or expired."""
+    if not token or len(token) > 128:
+        raise LinkError("this link is not valid", field="token", reason="unknown")
+    row = session.exec(
+        select(Recipient).where(col(Recipient.confirm_token) == hash_token(token))
+    ).first()
     if row is None:
-        return None
+        raise LinkError("this link is not valid", field="token", reason="unknown")
+    sent = _aware(row.confirm_sent_at)
+    if sent is None or (now or utcnow()) - sent > CONFIRM_TTL:
+        raise LinkError("this link has expired", field="token", reason="expired")
+    return row
+
+
+def confirm(session: Session, token: str, now: datetime | None = None) -> Recipient:
+    """Confirm the subscription behind ``token`` (once: the token is spent); LinkError when
+    the link is unknown, used, replaced or expired."""
+    now = now or utcnow()
+    row = pending_for(session, token, now)
     row.consent = True
-    row.confirmed_at = now or utcnow()
+    row.confirmed_at = now
     row.confirm_token = None
     return row
 
 
-def unsubscribe(session: Session, token: str) -> Recipient | None:
-    """Stop every status email to the recipient behind ``token`` (idempotent)."""
-    if not token:
+def subscriber_for(session: Session, token: str) -> Recipient | None:
+    """The recipient an unsubscribe link belongs to, changing nothing; None when unknown."""
+    if not token or len(token) > 64:
         return None
-    row = session.exec(
+    return session.exec(
         select(Recipient).where(col(Recipient.unsubscribe_token) == token)
     ).first()
+
+
+def unsubscribe(session: Session, token: str) -> Recipient | None:
+    """Stop every status email to the recipient behind ``token`` (idempotent: the link in
+    every email keeps working, RFC 8058); None when the link is unknown."""
+    row = subscriber_for(session, token)
     if row is None:
         return None
     row.consent = False
@@ -166,10 +219,13 @@ def confirmation_message(
     confirm_url: str,
     unsubscribe_url: str,
     components: Sequence[str],
+    approvals: ApprovalLock | None = None,
 ) -> RenderedMessage:
     """The confirmation email from its approved templates (the locale's, else English), for
-    the email channel named ``channel`` (``TEMPLATE_DIR/<channel>.<part>.<locale>.j2``)."""
-    env = make_environment(templates_dir, approvals=ApprovalLock(templates_dir))
+    the email channel named ``channel`` (``TEMPLATE_DIR/<channel>.<part>.<locale>.j2``).
+    ``approvals``: the lock already read (reading it verifies every signature of the
+    workspace, ~0.5 ms each); its entries are checked again as each template loads."""
+    env = make_environment(templates_dir, approvals=approvals or ApprovalLock(templates_dir))
     lang = locale.replace("_", "-").split("-")[0].lower()
     chosen = (lang if (templates_dir / TEMPLATE_DIR / f"{channel}.text.{lang}.j2").is_file()
               else "en")

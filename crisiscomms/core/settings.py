@@ -64,6 +64,25 @@ class Settings(BaseSettings):
     """Public base URL of the subscriptions app (``crisiscomms subscriptions``), e.g.
     ``https://status-api.example.com``: the status page's form posts to ``<url>/v1/subscribe``
     and emails link to ``<url>/v1/unsubscribe/<token>``. Unset: no form on the page."""
+    subscribe_client_burst: int = Field(default=10, ge=1)
+    """Subscribe requests one client (IP address) may make at once; then
+    ``subscribe_client_per_minute``. Over it: 429 with ``Retry-After``, nothing sent."""
+    subscribe_client_per_minute: float = Field(default=6.0, gt=0)
+    """Subscribe requests per minute and client once its burst is spent."""
+    subscribe_mailbox_burst: int = Field(default=2, ge=1)
+    """Subscribe requests for one mailbox (``+tag`` and case folded) at once; then
+    ``subscribe_mailbox_per_hour``. Over it: 429 with ``Retry-After``, nothing sent."""
+    subscribe_mailbox_per_hour: float = Field(default=2.0, gt=0)
+    """Subscribe requests per hour and mailbox once its burst is spent."""
+    subscribe_senders: int = Field(default=16, ge=1, le=64)
+    """Threads sending confirmation emails off the request path (each mostly waits for the
+    provider: with 2 s per request, 16 send 8 emails a second)."""
+    subscribe_queue_max: int = Field(default=10_000, ge=1)
+    """Subscribe requests waiting for a sender; more: 503 with ``Retry-After``."""
+    subscriptions_form_secret: SecretStr | None = None
+    """Key of the HMAC behind the form token of the confirm and unsubscribe pages (the
+    fallback when a browser sends no ``Origin``). Unset: a random key per process (set one
+    when more than one process serves the subscriptions app)."""
     organization: str = "Example Corp"
     """The organisation's name in messages and on the status page."""
     operator: str = "pr-lead"
@@ -266,6 +285,7 @@ class Settings(BaseSettings):
         "zendesk_webhook_secret",
         "freshdesk_webhook_secret",
         "csat_secret",
+        "subscriptions_form_secret",
     )
     @classmethod
     def _refuse_placeholder(cls, value: SecretStr | None) -> SecretStr | None:

@@ -18,6 +18,7 @@ from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from crisiscomms.api.headers import inline_style_hashes
 from crisiscomms.audience.models import Recipient
 from crisiscomms.audience.recipients import insert_recipients
 from crisiscomms.channels import CHANNEL_CLASSES
@@ -428,6 +429,10 @@ def test_csat_get_shows_post_votes_once_per_recipient(listening: Listening) -> N
     page = httpx.get(url + "?rating=4")
     assert page.status_code == 200 and 'value="4" checked' in page.text
     assert "<form method=\"post\">" in page.text
+    csp = page.headers["content-security-policy"]  # its own inline style by hash, no framing
+    assert "frame-ancestors 'none'" in csp and inline_style_hashes(page.text)[0] in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-store"
     assert ls.count(Reaction) == 0  # link scanners never vote
     voted = httpx.post(url, data={"rating": "4", "comment": "Fast <b>fix</b>"})
     assert voted.status_code == 200

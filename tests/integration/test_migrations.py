@@ -260,3 +260,33 @@ def test_the_alembic_command_line_works_from_a_checkout(tmp_path: Path) -> None:
     with make_engine(url).connect() as conn:
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() \
             == sorted(head_revisions())
+
+
+# -- data migrations -----------------------------------------------------------------------------
+
+
+def test_pending_confirm_tokens_are_hashed_in_place(fresh: Engine) -> None:
+    """A link mailed before the upgrade still confirms after it: the plain token stored then
+    is replaced by its SHA-256; a hash already there is left alone; downgrade clears them."""
+    import hashlib
+
+    migrate(fresh, "a31dc4d559b8")
+    plain, hashed = "p" * 32, "h" * 64
+    with fresh.begin() as conn:
+        for rid, email, token in ((1, "old@example.org", plain), (2, "new@example.org", hashed),
+                                  (3, "done@example.org", None)):
+            conn.execute(sa.text(
+                "INSERT INTO recipient (id, email, locale, time_zone, consent, created_at,"
+                " unsubscribe_token, confirm_token) VALUES (:id, :email, 'en', 'UTC', false,"
+                " '2026-01-01 00:00:00+00:00', :u, :c)"),
+                {"id": rid, "email": email, "u": f"u{rid}", "c": token})
+    migrate(fresh, "b7e4c2d91f03")
+
+    def tokens() -> dict[int, str | None]:
+        with fresh.connect() as conn:
+            return {int(r[0]): r[1] for r in conn.execute(
+                sa.text("SELECT id, confirm_token FROM recipient"))}
+
+    assert tokens() == {1: hashlib.sha256(plain.encode()).hexdigest(), 2: hashed, 3: None}
+    migrate(fresh, "a31dc4d559b8", downgrade=True)
+    assert tokens() == {1: None, 2: None, 3: None}

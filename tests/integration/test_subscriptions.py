@@ -55,6 +55,7 @@ def server(tmp_path: Path, emus: EmulatorPair,
                                 database_url=f"sqlite:///{tmp_path / 'subs.db'}"),
         "CRISISCOMMS_SUBSCRIPTIONS_URL": base,
         "CRISISCOMMS_HTTP_TIMEOUT_S": "2",
+        "CRISISCOMMS_SUBSCRIBE_MAILBOX_BURST": "5",  # limits: test_subscriptions_hardening
     }.items():
         monkeypatch.setenv(key, value)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
@@ -62,8 +63,33 @@ def server(tmp_path: Path, emus: EmulatorPair,
                page_url=settings.status_page_url).change(
         lambda state: model.ensure_components(state, ["API", "Dashboard"],
                                               "2026-11-23T09:00:00.000+00:00"))
-    with serve_app(create_app(settings), port, name="subscriptions"):
-        yield base, settings
+    app = create_app(settings)
+    APPS[base] = app
+    try:
+        with serve_app(app, port, name="subscriptions"):
+            yield base, settings
+    finally:
+        app.state.subscribe_queue.stop()
+        APPS.pop(base, None)
+
+
+APPS: dict[str, Any] = {}
+
+
+def settle(base: str) -> None:
+    """Wait until the app's confirmation emails of the requests answered so far are sent."""
+    assert APPS[base].state.subscribe_queue.join(timeout_s=30), "confirmations still queued"
+
+
+def press_button(url: str, base: str) -> httpx.Response:
+    """What a reader does with a link: open the page (nothing changes), press its button (a
+    same-origin form post carrying the page's form token)."""
+    shown = httpx.get(url, timeout=5)
+    assert shown.status_code == 200, shown.text
+    token = re.search(r'name="form_token" value="([0-9a-f]+)"', shown.text)
+    assert token is not None
+    return httpx.post(url, data={"form_token": token.group(1)}, headers={"Origin": base},
+                      timeout=5)
 
 
 def subscribers(settings: Settings) -> list[Recipient]:
@@ -83,6 +109,7 @@ def test_double_opt_in_through_the_form_and_email(server: tuple[str, Settings],
     reply = httpx.post(f"{base}/v1/subscribe", data=form, timeout=5)
     assert reply.status_code == 202 and 'lang="de"' in reply.text
     assert "Bestätigungslink" in reply.text
+    settle(base)
     (row,) = subscribers(settings)
     assert row.email == "reader@example.org" and row.consent is False
     assert row.components == "API" and row.confirmed_at is None
@@ -95,22 +122,26 @@ def test_double_opt_in_through_the_form_and_email(server: tuple[str, Settings],
 
     # a repeated request: same answer, no second email, no second row
     again = httpx.post(f"{base}/v1/subscribe", data=form, timeout=5)
+    settle(base)
     assert again.status_code == 202 and len(emus.sendgrid.received()) == 1
     assert len(subscribers(settings)) == 1
 
-    done = httpx.get(confirm.group(1), timeout=5)
+    done = press_button(confirm.group(1), base)
     assert done.status_code == 200 and "abonniert" in done.text
     (row,) = subscribers(settings)
     assert row.consent is True and row.confirmed_at is not None and row.confirm_token is None
     used = httpx.get(confirm.group(1), timeout=5)
     assert used.status_code == 404 and "Traceback" not in used.text
+    assert httpx.post(confirm.group(1), headers={"Origin": base},
+                      timeout=5).status_code == 404  # single use
 
     # subscribed: asking again changes nothing and sends nothing
     assert httpx.post(f"{base}/v1/subscribe", json={"email": "reader@example.org"},
                       timeout=5).status_code == 202
+    settle(base)
     assert len(emus.sendgrid.received()) == 1
 
-    gone = httpx.get(unsubscribe.group(1), timeout=5)
+    gone = press_button(unsubscribe.group(1), base)
     assert gone.status_code == 200
     (row,) = subscribers(settings)
     assert row.consent is False
@@ -135,6 +166,7 @@ def test_bad_requests_are_refused_without_error_pages(server: tuple[str, Setting
                          headers={"content-type": "application/json"}, timeout=5)
     assert garbage.status_code == 400
     assert httpx.get(f"{base}/v1/unsubscribe/nonsense", timeout=5).status_code == 404
+    settle(base)
     assert subscribers(settings) == [] and emus.sendgrid.received() == []
 
 
@@ -195,13 +227,15 @@ def test_subscribers_of_the_affected_component_get_each_update_once_until_they_u
         reply = httpx.post(f"{base}/v1/subscribe", timeout=5,
                            data={"email": address, "components": components, "locale": "en"})
         assert reply.status_code == 202, reply.text
+        settle(base)
         (mail,) = _mails_to(emus, address)
         confirm = re.search(r"(http://127\.0\.0\.1:\d+/v1/confirm/[\w-]+)", mail["text"])
         assert confirm is not None
-        assert httpx.get(confirm.group(1), timeout=5).status_code == 200
+        assert press_button(confirm.group(1), base).status_code == 200
     assert httpx.post(f"{base}/v1/subscribe", data={"email": "pending@example.org",
                                                     "components": ["API"]},
                       timeout=5).status_code == 202  # never confirms
+    settle(base)
     engine = make_engine(settings.resolved_database_url)
     with Session(engine) as s:
         s.add(Recipient(email="customer@example.org", name="Casey Customer", consent=True))

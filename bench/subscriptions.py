@@ -1,0 +1,291 @@
+"""The subscriptions app under a crowd with a slow email provider (issue 14).
+
+``crisiscomms subscriptions`` runs in its own process against the SendGrid emulator (in
+another) answering every Mail Send in ``--latency-ms`` (2,000 by default); SQLite holds the
+subscribers, ``--confirmed`` of them already confirmed. Measured, same run:
+
+- ``subscribe_per_s``: accepted (202) subscribe requests per second, ``--concurrency``
+  clients posting ``--requests`` new addresses, with the provider answering in 2 s; the
+  baseline ``subscribe_per_s_fast_provider`` is the same load with the provider answering at
+  once, and ``ratio_vs_fast_provider`` their ratio (1.0: the provider's latency costs the
+  request path nothing);
+- ``unrelated_p99_ms``: p99 latency of an unrelated request (a reader opening their
+  unsubscribe page) sent every 20 ms during that load from a process of its own;
+  ``unrelated_p99_idle_ms`` the same with no load (the baseline);
+- ``timing_gap_median_ms``: |median(new address) - median(confirmed address)| over
+  ``--pairs`` interleaved subscribe requests, one at a time, provider still slow;
+- the server's peak RSS before and after two ``--huge-mb`` (150) MB subscribe POSTs, one with
+  ``Content-Length``, one chunked, with the status each got and how much of it the server
+  let the client send before answering.
+
+Rate limits are lifted for the run (one client sends everything). Confirmation emails drain
+at ``subscribe_senders / latency`` per second meanwhile (``confirmations_sent``).
+
+    uv run python bench/subscriptions.py [--requests 600] [--concurrency 32] [--pairs 200]
+                                         [--latency-ms 2000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, EmulatorProcess, base_env, emit, process, workdir
+
+from crisiscomms.audience.models import Recipient
+from crisiscomms.core.database import init_db, make_engine
+from crisiscomms.testing.pgcluster import free_port
+
+
+def seed_confirmed(db_url: str, n: int) -> list[tuple[str, str]]:
+    """``n`` confirmed subscribers; their (address, unsubscribe token)."""
+    from sqlmodel import Session
+
+    engine = make_engine(db_url)
+    init_db(engine)
+    with Session(engine) as session:
+        rows = [Recipient(email=f"known{i}@example.org", consent=True) for i in range(n)]
+        session.add_all(rows)
+        session.commit()
+        found = [(r.email, str(r.unsubscribe_token)) for r in rows]
+    engine.dispose()
+    return found
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def idle_probe(base: str, token: str, n: int) -> list[float]:
+    out: list[float] = []
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            answer = await client.get(f"/v1/unsubscribe/{token}")
+            out.append((time.perf_counter() - t0) * 1000)
+            assert answer.status_code == 200, answer.status_code
+    return out
+
+
+PROBE = """
+import json, sys, time, httpx
+url, out = sys.argv[1], []
+with httpx.Client(timeout=60) as client:
+    print("ready", flush=True)
+    sys.stdin.readline()
+    while True:
+        t0 = time.perf_counter()
+        answer = client.get(url)
+        out.append((time.perf_counter() - t0) * 1000)
+        assert answer.status_code == 200, answer.status_code
+        time.sleep(0.02)
+        if sys.stdin in __import__("select").select([sys.stdin], [], [], 0)[0]:
+            break
+print(json.dumps(out), flush=True)
+"""
+
+
+class Probe:
+    """A reader opening their unsubscribe page every 20 ms, from a process of its own (so the
+    load generator's own work is not counted in its latency)."""
+
+    def __init__(self, url: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", PROBE, url], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def start(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> list[float]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stop\n")
+        self.proc.stdin.flush()
+        found: list[float] = json.loads(self.proc.stdout.readline())
+        self.proc.wait(timeout=30)
+        return found
+
+
+async def crowd(base: str, tag: str, requests: int, concurrency: int,
+                token: str) -> tuple[float, list[float], dict[int, int]]:
+    """Subscribe ``requests`` new addresses from ``concurrency`` clients while the probe
+    opens an unsubscribe page every 20 ms; (202s per second, probe latencies ms, statuses)."""
+    statuses: dict[int, int] = {}
+    counter = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    probe = Probe(f"{base}/v1/unsubscribe/{token}")
+
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        async def worker() -> None:
+            for i in counter:
+                try:
+                    answer = await client.post("/v1/subscribe",
+                                               data={"email": f"{tag}{i}@example.org"})
+                    status = answer.status_code
+                except httpx.TransportError:  # counted (as 0), never hidden
+                    status = 0
+                statuses[status] = statuses.get(status, 0) + 1
+
+        probe.start()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+        probes = probe.stop()
+    return statuses.get(202, 0) / elapsed, probes, statuses
+
+
+def timing_pairs(base: str, known: list[tuple[str, str]], pairs: int) -> dict[str, float]:
+    new_ms: list[float] = []
+    known_ms: list[float] = []
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for i in range(pairs):
+            for address, out in ((f"timing{i}@example.org", new_ms),
+                                 (known[i % len(known)][0], known_ms)):
+                t0 = time.perf_counter()
+                answer = client.post("/v1/subscribe", data={"email": address})
+                out.append((time.perf_counter() - t0) * 1000)
+                assert answer.status_code == 202, answer.status_code
+    new, old = statistics.median(new_ms), statistics.median(known_ms)
+    return {"timing_gap_median_ms": round(abs(new - old), 3),
+            "new_median_ms": round(new, 3), "confirmed_median_ms": round(old, 3)}
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (``VmHWM``), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def huge_posts(base: str, megabytes: int) -> dict[str, Any]:
+    """A ``megabytes`` MB subscribe POST twice: declared (``Content-Length``) and chunked;
+    the status each got (the body is sent until the server answers or closes)."""
+    import socket
+
+    host, port = base.removeprefix("http://").split(":")
+    size = megabytes * 1024 * 1024
+    chunk = b"a" * 65536
+    out: dict[str, Any] = {}
+    for name, head in (("declared", f"Content-Length: {size}\r\n"),
+                       ("chunked", "Transfer-Encoding: chunked\r\n")):
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            sock.sendall(("POST /v1/subscribe HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Type: application/x-www-form-urlencoded\r\n"
+                          f"{head}\r\n").encode())
+            sent = 0
+            try:
+                while sent < size:
+                    part = chunk if name == "declared" else \
+                        f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+                    sock.sendall(part)
+                    sent += len(chunk)
+            except OSError:
+                pass  # the server answered and closed: the rest is never read
+            try:
+                status = sock.recv(64).split(b" ")[1].decode()
+            except (OSError, IndexError):
+                status = "closed"
+        out[f"huge_post_{name}_status"] = status
+        out[f"huge_post_{name}_sent_mb"] = round(sent / 1024 / 1024, 1)
+    return out
+
+
+def control(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """An emulator control call, retried once: its keep-alive connection may have been
+    closed by the emulator while the crowd ran (httpx.ReadError on reuse)."""
+    try:
+        return call(*args, **kwargs)
+    except httpx.TransportError:
+        return call(*args, **kwargs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=600)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--latency-ms", type=float, default=2000.0)
+    parser.add_argument("--huge-mb", type=int, default=150,
+                        help="size of the oversized POSTs sent at the end")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    work = workdir()
+    db_url = f"sqlite:///{work / 'subscriptions.db'}"
+    known = seed_confirmed(db_url, max(1, args.pairs))
+    token = known[0][1]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with EmulatorProcess() as emulators:
+        env = {**base_env(work, db_url, emulators),
+               "CRISISCOMMS_SUBSCRIPTIONS_URL": base, "CRISISCOMMS_HTTP_TIMEOUT_S": "30",
+               "CRISISCOMMS_SUBSCRIBE_CLIENT_BURST": "100000000",
+               "CRISISCOMMS_SUBSCRIBE_MAILBOX_BURST": "100000000",
+               "CRISISCOMMS_SUBSCRIBE_QUEUE_MAX": str(10 * (args.requests + args.pairs))}
+        env = {**os.environ, **env}
+        command = [str(Path(sys.executable).parent / "crisiscomms"), "subscriptions",
+                   "--port", str(port)]
+        with process(command, env, work / "subscriptions.log") as server:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit((work / "subscriptions.log").read_text())
+                time.sleep(0.1)
+            idle = asyncio.run(idle_probe(base, token, 200))
+            control(emulators.faults, "sendgrid", latency_ms=0)
+            fast, _, _ = asyncio.run(crowd(base, "fast", args.requests, args.concurrency,
+                                           token))
+            control(emulators.faults, "sendgrid", latency_ms=args.latency_ms)
+            slow, probes, statuses = asyncio.run(crowd(base, "slow", args.requests,
+                                                       args.concurrency, token))
+            timing = timing_pairs(base, known, args.pairs)
+            rss_before = peak_rss_mb(server.pid)
+            huge = huge_posts(base, args.huge_mb)
+            rss_after = peak_rss_mb(server.pid)
+            sent = int(control(emulators.stats, "sendgrid").get("requests", 0) or 0)
+            control(emulators.faults, "sendgrid", latency_ms=0)  # drain the backlog at exit
+    report: dict[str, Any] = {
+        "subscribe_per_s": round(slow, 1),
+        "unrelated_p99_ms": round(p99(probes), 2),
+        "timing_gap_median_ms": timing["timing_gap_median_ms"],
+        "subscribe_per_s_fast_provider": round(fast, 1),
+        "ratio_vs_fast_provider": round(slow / fast, 3) if fast else None,
+        "unrelated_p99_idle_ms": round(p99(idle), 2),
+        "unrelated_probes": len(probes),
+        "new_median_ms": timing["new_median_ms"],
+        "confirmed_median_ms": timing["confirmed_median_ms"],
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "provider_latency_ms": args.latency_ms,
+        "requests": args.requests, "concurrency": args.concurrency, "pairs": args.pairs,
+        "confirmations_sent": sent,
+        "server_peak_rss_mb_before_huge_posts": rss_before,
+        "server_peak_rss_mb_after_huge_posts": rss_after, **huge,
+        "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
+        "workspace": str(ROOT),
+    }
+    emit(report, args.json)
+
+
+if __name__ == "__main__":
+    main()
