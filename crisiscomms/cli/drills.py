@@ -168,6 +168,9 @@ def demo(
                                     emulators=(pair, sg_key, x_token), reactions=reactions,
                                     listen_app=common.listen_app))
     _print_drill(report)
+    wired = {**os.environ, **workspace_environment(settings.data_dir, pair, sg_key, x_token,
+                                                   database_url=settings.database_url)}
+    _demo_event(wired, settings.data_dir)
     site = settings.resolved_status_page_dir / "site"
     server = serve_status_page(site, port=status_port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -196,8 +199,6 @@ def demo(
     out.print(f"dashboard: http://127.0.0.1:{dashboard_port}/  (Ctrl-C to stop)")
     command = dashboard_command("127.0.0.1", dashboard_port)
     # the dashboard publishes what the PR lead approves: to these same emulators, as a drill
-    wired = {**os.environ, **workspace_environment(settings.data_dir, pair, sg_key, x_token,
-                                                   database_url=settings.database_url)}
     try:
         subprocess.run(command, check=False, env=wired)
     except KeyboardInterrupt:
@@ -206,3 +207,17 @@ def demo(
         server.shutdown()
         pair.stop()
 
+
+def _demo_event(environment: dict[str, str], data_dir: Path) -> None:
+    """Events in: an Alertmanager alert to the intake API starts the next incident's
+    acknowledgement on its own (``testing/demo_events.py``)."""
+    from crisiscomms.testing.demo_events import SOURCE, post_demo_alert
+
+    out.print("events in: posting a Prometheus Alertmanager alert (HighErrorRate on the api "
+              "service) to the intake API...")
+    event = common.run_or_exit(lambda: post_demo_alert(environment, data_dir=data_dir))
+    sent = ", ".join(f"{channel} {count}" for channel, count in event.sent.items())
+    out.print(f"  {event.incident_ref}: acknowledged {event.seconds:.2f} s after the alert, "
+              f"nobody approving (auto_send): {sent}", highlight=False)
+    out.print(f"  source {SOURCE}, its token in {event.token_file}; try it yourself with "
+              f"`crisiscomms api` and docs/intake.md", highlight=False)

@@ -23,6 +23,9 @@ from typer.testing import CliRunner
 from crisiscomms.audience.models import Recipient
 from crisiscomms.cli import app
 from crisiscomms.core.database import make_engine
+from crisiscomms.delivery.models import Delivery
+from crisiscomms.incident.models import Incident
+from crisiscomms.intake.models import IntakeEvent
 from crisiscomms.reactions.models import Reaction, ReactionReply
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
@@ -47,12 +50,27 @@ def test_a_drill_crowd_reacts_through_every_receiver(tmp_path: Path,
         unlinked_replies = s.execute(select(func.count()).select_from(Reaction).where(
             col(Reaction.source).in_(["email_reply", "x_reply"]),
             col(Reaction.message_id).is_(None))).scalar_one()
-    engine.dispose()
     assert set(by_source) == {"x_reply", "x_mention", "email_reply", "ticket", "csat"}
     assert unlinked_replies == 0  # every reply is tied to the message it answers
     assert suppressed > 0  # the crowd's bounces, spam reports and unsubscribes
     assert replies > 0  # the eta question got its pre-approved automatic reply
     assert "reactions" in result.output
+    # events in: the demo's Alertmanager alert started the next incident's acknowledgement
+    said = " ".join(result.output.split())  # rich wraps long lines
+    assert "acknowledged" in said and "nobody approving" in said, said
+    with Session(engine) as s:
+        started = s.execute(select(IntakeEvent.incident_ref).where(
+            col(IntakeEvent.outcome) == "start")).scalars().all()
+        assert len(started) == 1 and started[0] is not None
+        incident = s.execute(select(Incident).where(
+            col(Incident.ref) == started[0])).scalar_one()
+        sent = dict(s.execute(select(col(Delivery.channel), func.count()).where(
+            col(Delivery.incident_id) == incident.id, col(Delivery.state) == "sent")
+            .group_by(col(Delivery.channel))).all())
+    assert {"status_page", "x", "email", "support"} <= set(sent)
+    token = (data / "demo-alertmanager.token")
+    assert token.stat().st_mode & 0o077 == 0  # the source's token: its owner's eyes only
+    assert token.read_text().strip() not in result.output
 
 
 def test_drill_json_reports_the_crowd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
