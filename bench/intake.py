@@ -100,6 +100,7 @@ def workspace(work: Path, **rates: float) -> tuple[dict[str, str], dict[str, str
     from crisiscomms.core.settings import Settings
     from crisiscomms.core.workspace import new_workspace
     from crisiscomms.intake.sources import SourceStore
+    from crisiscomms.testing.drill import environment
 
     work.mkdir(parents=True, exist_ok=True)
     ws = new_workspace(work / "ws")
@@ -107,18 +108,10 @@ def workspace(work: Path, **rates: float) -> tuple[dict[str, str], dict[str, str
            "CRISISCOMMS_MODE": "drill",
            "CRISISCOMMS_INTAKE_SOURCES_PATH": str(work / "intake_sources.toml")}
     (work / "data").mkdir(parents=True, exist_ok=True)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environment(env):
         store = SourceStore.from_settings(Settings())
         keys = {kind: store.add(f"bench-{kind}", kind, rate_per_s=rate)
                 for kind, rate in rates.items()}
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return env, keys
 
 
@@ -252,14 +245,11 @@ def event_to_ack(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
           pair: Any) -> dict[str, Any]:
-    from sqlmodel import select
-
     from crisiscomms.core.database import init_db, make_engine, session_scope
     from crisiscomms.core.settings import Settings
-    from crisiscomms.delivery.ledger import channel_counts, pending_by_channel
     from crisiscomms.flows.deploy import deploy
-    from crisiscomms.incident.models import Incident
     from crisiscomms.testing.audiences import ensure_drill_audience
+    from crisiscomms.testing.demo_events import acknowledged
 
     settings = Settings()
     deploy(POOL, source=Path(env["CRISISCOMMS_WORKSPACE"]),
@@ -288,15 +278,7 @@ def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
                 raise SystemExit(f"alert {index}: {posted.status_code} {posted.text}")
             ref = posted.json()["events"][0]["incident_ref"]
             deadline = time.monotonic() + 300
-            while True:
-                with session_scope(engine) as session:
-                    incident = session.exec(select(Incident).where(Incident.ref == ref)).first()
-                    done = incident is not None and incident.id is not None and (
-                        not pending_by_channel(session, incident.id)) and all(
-                        channel_counts(session, incident.id).get(c, {}).get("sent", 0) >= 1
-                        for c in ACK_CHANNELS)
-                if done:
-                    break
+            while not set(ACK_CHANNELS) <= set(acknowledged(engine, ref) or {}):
                 for name, proc in (("worker", worker), ("api", api)):
                     if proc.poll() is not None:
                         raise SystemExit(f"{name} exited {proc.returncode}:\n"

@@ -11,13 +11,11 @@ next demo); its token goes to a file readable by its owner only, never to the sc
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,20 +46,6 @@ class DemoEvent:
     token_file: Path
     sent: dict[str, int] = field(default_factory=dict)
     """Recipients sent per channel."""
-
-
-@contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def alert_group(now: datetime) -> dict[str, Any]:
@@ -98,7 +82,7 @@ def _source_token(settings: Any, token_file: Path) -> None:
     token_file.write_text(token + "\n", encoding="utf-8")
 
 
-def _acknowledged(engine: Any, incident_ref: str) -> dict[str, int] | None:
+def acknowledged(engine: Any, incident_ref: str) -> dict[str, int] | None:
     """Recipients sent per channel once nothing of the incident is left planned and every
     channel has sent; None before."""
     from sqlmodel import select
@@ -116,9 +100,9 @@ def _acknowledged(engine: Any, incident_ref: str) -> dict[str, int] | None:
     return sent if sent and all(sent.values()) else None
 
 
-def post_demo_alert(environment: Mapping[str, str], *, data_dir: Path,
+def post_demo_alert(env: Mapping[str, str], *, data_dir: Path,
                     timeout_s: float = 120.0) -> DemoEvent:
-    """Serve the intake API with ``environment`` (the demo's ``CRISISCOMMS_*``, wired to its
+    """Serve the intake API with ``env`` (the demo's ``CRISISCOMMS_*``, wired to its
     emulators), post one alert and wait for its acknowledgement; the API stops after."""
     import uvicorn
 
@@ -126,12 +110,13 @@ def post_demo_alert(environment: Mapping[str, str], *, data_dir: Path,
     from crisiscomms.core.database import make_engine
     from crisiscomms.core.settings import Settings
     from crisiscomms.flows.dispatch import make_outbox_loop
+    from crisiscomms.testing.drill import environment
     from crisiscomms.testing.pgcluster import free_port
 
     token_file = data_dir / "demo-alertmanager.token"
-    wired = {**environment, "CRISISCOMMS_INTAKE_DISPATCH": "inline",
+    wired = {**env, "CRISISCOMMS_INTAKE_DISPATCH": "inline",
              "CRISISCOMMS_INTAKE_SOURCES_PATH": str(data_dir / "intake_sources.toml")}
-    with _environment(wired):
+    with environment(wired):
         settings = Settings()
         _source_token(settings, token_file)
         engine = make_engine(settings.resolved_database_url)
@@ -158,7 +143,7 @@ def post_demo_alert(environment: Mapping[str, str], *, data_dir: Path,
                                      f"{answer.text[:300]}")
             incident_ref = answer.json()["events"][0]["incident_ref"]
             deadline = time.monotonic() + timeout_s
-            while (sent := _acknowledged(engine, incident_ref)) is None:
+            while (sent := acknowledged(engine, incident_ref)) is None:
                 if time.monotonic() > deadline:
                     raise DemoEventError(f"{incident_ref}: no acknowledgement {timeout_s:g} s "
                                          "after the alert (see the dashboard's Failures page)")
