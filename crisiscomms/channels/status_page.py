@@ -35,6 +35,7 @@ published); every other locale gets the same site under ``<locale>/``.
 from __future__ import annotations
 
 import errno
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ from typing import Any, ClassVar, Self
 from crisiscomms.channels.base import BaseChannel
 from crisiscomms.core.errors import PlaybookError
 from crisiscomms.core.files import utc_now
+from crisiscomms.core.group_commit import CallerCommit
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     ChannelLimits,
@@ -200,29 +202,45 @@ class StatusPageChannel(BaseChannel):
             )
         if not model.is_locale(batch.message.locale):
             return DeliveryResult.permanent(f"locale {batch.message.locale!r} is not a locale code")
+        return _publisher(self.output_dir).run((batch, text), self._send_group)
+
+    def _send_group(self, group: list[tuple[OutboundBatch, str]]) -> list[DeliveryResult]:
+        """Every update of ``group`` added to the state, then one build, one commit and one
+        publish for all of them (a stage's five locales arrive together: five rebuilds were
+        most of an acknowledgement's status page time). A group in which one update is refused
+        is sent again one update at a time, so that one refusal changes nothing else."""
         try:
             with self._locked():
                 state = self.page.load()
-                known = state["keys"].get(batch.key)
-                files = None
-                if known is None:
+                update_ids: list[str] = []
+                added = False
+                for batch, text in group:
+                    known = state["keys"].get(batch.key)
+                    if known is not None:
+                        update_ids.append(known["update_id"])
+                        continue
                     try:
-                        update_id = self._add_update(state, batch, text)
+                        update_ids.append(self._add_update(state, batch, text))
                     except LifecycleError as exc:
-                        return DeliveryResult.permanent(
-                            f"status page refused the update of {batch.facts.incident_ref}: {exc}")
-                    files = self.page.commit(state)  # built first: never commits what can't show
-                else:
-                    update_id = known["update_id"]
+                        if len(group) > 1:
+                            raise _OneByOne from None
+                        return [DeliveryResult.permanent(
+                            f"status page refused the update of {batch.facts.incident_ref}: "
+                            f"{exc}")]
+                    added = True
+                files = self.page.commit(state) if added else None  # never commits what can't show
                 if self.live_generation() < state["generation"]:
                     self.page.publish(state, files or self._site_files(state))
+        except _OneByOne:
+            return [self._send_group([one])[0] for one in group]
         except OSError as exc:
-            return DeliveryResult.retry(f"status page not published: {_describe(exc)}")
+            reason = f"status page not published: {_describe(exc)}"
+            return [DeliveryResult.retry(reason)] * len(group)
         except ValueError as exc:  # an unreadable state file
-            return DeliveryResult.retry(f"status page state unreadable: {exc}")
+            return [DeliveryResult.retry(f"status page state unreadable: {exc}")] * len(group)
         except StatusPageError as exc:  # not built (the state is as it was); says how to repair
-            return DeliveryResult.retry(str(exc))
-        return DeliveryResult.sent(update_id)
+            return [DeliveryResult.retry(str(exc))] * len(group)
+        return [DeliveryResult.sent(update_id) for update_id in update_ids]
 
     def _add_update(self, state: dict[str, Any], batch: OutboundBatch, text: str) -> str:
         facts = batch.facts
@@ -252,6 +270,20 @@ class StatusPageChannel(BaseChannel):
     def _site_files(self, state: dict[str, Any]) -> dict[str, Content]:
         """Every file of the site, by relative path (StatusPageError naming the cause)."""
         return self.page.build_checked(state)
+
+
+class _OneByOne(Exception):
+    """A group held a refused update: send its updates one at a time."""
+
+
+_PUBLISHERS: dict[Path, CallerCommit[tuple[OutboundBatch, str], DeliveryResult]] = {}
+_PUBLISHERS_GUARD = threading.Lock()
+
+
+def _publisher(output_dir: Path) -> CallerCommit[tuple[OutboundBatch, str], DeliveryResult]:
+    """One group commit per output folder, shared by every channel instance in the process."""
+    with _PUBLISHERS_GUARD:
+        return _PUBLISHERS.setdefault(output_dir, CallerCommit())
 
 
 def _describe(exc: OSError) -> str:

@@ -132,3 +132,48 @@ class GroupCommit(Generic[In, Out]):
         for loop, waiters in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_settle, waiters)
+
+
+class CallerCommit(Generic[In, Out]):
+    """Group commit without a thread of its own: the caller that finds nobody storing stores
+    everything queued meanwhile, its own item and the waiting callers', in one ``store`` call.
+
+    For work that already runs in several threads and costs the same for one item as for
+    many (the status page: one locale's update or five, it is one build and one publish).
+    Every caller gets its own result; a failure of the batch is every caller's. A caller
+    interrupted while storing (a cancelled flow run's ``BaseException``) puts the others' items
+    back for the next caller and raises in its own thread only."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._leader = threading.Lock()
+        self._queue: list[tuple[In, Future[Out]]] = []
+        self.batches = 0
+
+    def run(self, item: In, store: Callable[[list[In]], Sequence[Out]]) -> Out:
+        """``item``'s result, stored by this caller or by the one storing when it came."""
+        future: Future[Out] = Future()
+        with self._mutex:
+            self._queue.append((item, future))
+        while not future.done():
+            with self._leader:
+                if future.done():
+                    break
+                with self._mutex:
+                    taken, self._queue = self._queue, []
+                try:
+                    results = list(store([queued for queued, _ in taken]))
+                    if len(results) != len(taken):
+                        raise RuntimeError(f"{len(results)} results for {len(taken)} items")
+                except Exception as exc:
+                    for _, waiter in taken:
+                        waiter.set_exception(exc)
+                except BaseException:  # interrupted: the others wait for the next caller
+                    with self._mutex:
+                        self._queue[:0] = [entry for entry in taken if entry[1] is not future]
+                    raise
+                else:
+                    self.batches += 1
+                    for (_, waiter), result in zip(taken, results, strict=True):
+                        waiter.set_result(result)
+        return future.result()

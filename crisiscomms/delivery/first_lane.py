@@ -30,7 +30,7 @@ from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.delivery.contract import ChannelClasses, Lane
 from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.incident.models import Incident, Message
-from crisiscomms.playbook.loader import load_playbook
+from crisiscomms.playbook.loader import playbook_on_disk
 
 _IN_CHUNK = 5000
 """Ids per ``IN (...)`` list (SQLite's bound-parameter limit)."""
@@ -88,7 +88,7 @@ def _exempt(session: Session, incident_id: int, stage: str, playbooks_dir: Path,
     if incident_id not in cache:
         incident = session.get(Incident, incident_id)
         try:
-            book = load_playbook(incident.playbook, playbooks_dir) if incident else None
+            book = playbook_on_disk(incident.playbook, playbooks_dir) if incident else None
         except CrisisCommsError:
             book = None
         cache[incident_id] = {s.id: not s.status_page_first for s in book.stages} if book else {}

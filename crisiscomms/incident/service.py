@@ -45,7 +45,7 @@ from crisiscomms.incident.models import (
     IncidentStatus,
     Message,
 )
-from crisiscomms.playbook.loader import Playbook, load_playbook
+from crisiscomms.playbook.loader import Playbook, playbook_on_disk
 from crisiscomms.playbook.notices import fact_problems
 from crisiscomms.render.approvals import ApprovalLock, bundle_hash
 from crisiscomms.render.environment import StageRenderer, content_hash
@@ -199,7 +199,7 @@ def trigger(
     A new incident is a drill when ``drill`` or ``settings.mode == "drill"``; a production one
     is refused, before anything is stored, when a template of the stage lacks a final
     approval."""
-    playbook = load_playbook(playbook_name, settings.playbooks_dir)
+    playbook = playbook_on_disk(playbook_name, settings.playbooks_dir)
     playbook.check_channels(channels)
     ref = facts.get("incident_ref")
     with session_scope(engine) as session:
@@ -407,7 +407,7 @@ def approve(engine: Engine, *, incident_ref: str, stage: str, approver: Identity
         if playbooks_dir is None:
             assert settings is not None
             playbooks_dir = settings.playbooks_dir
-        playbook = load_playbook(incident.playbook, playbooks_dir)
+        playbook = playbook_on_disk(incident.playbook, playbooks_dir)
         if not incident.drill:
             assert incident.id is not None and settings is not None
             refusal = production_refusal(
@@ -530,7 +530,7 @@ def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[
             f"incident {bundle.incident_ref}, stage {bundle.stage} awaits approval: "
             f"crisiscomms approve {bundle.incident_ref} --stage {bundle.stage}",
             playbook=bundle.playbook, stage=bundle.stage)
-    playbook = load_playbook(bundle.playbook, settings.playbooks_dir)
+    playbook = playbook_on_disk(bundle.playbook, settings.playbooks_dir)
     with session_scope(engine) as session:
         messages = list(
             session.exec(select(Message).where(col(Message.id).in_(bundle.message_ids)))
