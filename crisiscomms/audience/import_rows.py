@@ -60,7 +60,12 @@ def column_problems(header: Sequence[str]) -> list[str]:
     """What is wrong with the header row (names already lower-cased and stripped)."""
     problems = []
     if "email" not in header:
-        problems.append("the header row has no 'email' column")
+        separated = len(header) == 1 and next((sep for sep in ";\t|" if sep in header[0]), None)
+        hint = (f" (the file seems separated by {separated!r}: save it as comma-separated CSV)"
+                if separated else "")
+        problems.append(f"the header row has no 'email' column{hint}")
+        if separated:
+            return problems
     seen: set[str] = set()
     for name in header:
         if name in seen:

@@ -176,3 +176,12 @@ def test_the_allow_list_is_what_the_docs_say() -> None:
     assert set(ALLOWED_COLUMNS) == {"email", "name", "locale", "time_zone", "plan", "product",
                                     "order_ref", "lists", "unsubscribed", "suppressed"}
     assert set(ALLOWED_COLUMNS) - {"unsubscribed", "suppressed"} <= set(Recipient.model_fields)
+
+
+def test_a_semicolon_separated_file_is_named_as_such(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("email;name\nann@example.com;Ann\n")
+    report = import_csv(engine, path)
+    assert report.rejected == [(1, "the header row has no 'email' column (the file seems "
+                                   "separated by ';': save it as comma-separated CSV)")]
+    assert not report.written
