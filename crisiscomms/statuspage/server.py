@@ -1,17 +1,22 @@
 """Serve the generated status page from its live directory (``crisiscomms serve``).
 
 Hardened for being reachable by anyone: every connection has a socket timeout (a client that
-sends half a request and stops loses its thread after ``timeout_s``), a request never reads
-outside the live build (the path is resolved, symlinks included, and must stay inside the
-resolved ``site``), and every answer, error pages included, carries :func:`security_headers`.
+sends half a request and stops loses its thread after ``timeout_s``) and every request a
+deadline (one that trickles a byte at a time is cut off after ``request_deadline_s``), a
+request never reads outside the live build (the path is resolved, symlinks included, and must
+stay inside the resolved ``site``), and every answer, error pages included, carries
+:func:`security_headers`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
+import socket
+import threading
 from functools import cache, partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -24,6 +29,9 @@ LOCAL_CACHE = "no-cache"
 docs/status_page.md)."""
 TIMEOUT_S = 10.0
 """Seconds a connection may stay silent (mid-request or idle between keep-alive requests)."""
+REQUEST_DEADLINE_S = 30.0
+"""Seconds one request may take in all, from waiting for it to the last byte of the answer:
+a client trickling a byte now and then, never silent for ``TIMEOUT_S``, is cut off here."""
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 _TEMPLATES_WITH_SCRIPTS = ("base.html.j2",)
 
@@ -90,8 +98,28 @@ class _QuietHandler(SimpleHTTPRequestHandler):
     headers_to_send: dict[str, str] = {}  # noqa: RUF012 - set per server by serve_status_page
     site: str = ""
 
+    request_deadline_s: float = REQUEST_DEADLINE_S
+
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    def handle_one_request(self) -> None:
+        """One request under a deadline: when it passes, the connection is shut down (the
+        blocked read or write fails and the thread is free)."""
+        timer = threading.Timer(self.request_deadline_s, self._cut_off)
+        timer.daemon = True
+        timer.start()
+        try:
+            super().handle_one_request()
+        except OSError:  # cut off at the deadline
+            self.close_connection = True
+        finally:
+            timer.cancel()
+
+    def _cut_off(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def translate_path(self, path: str) -> str:
         """The file under the live build: ``site`` (a symlink swapped per update) is resolved
@@ -125,13 +153,13 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 def serve_status_page(
     site: Path, *, host: str = "127.0.0.1", port: int = 8030, timeout_s: float = TIMEOUT_S,
-    subscriptions_url: str | None = None,
+    request_deadline_s: float = REQUEST_DEADLINE_S, subscriptions_url: str | None = None,
 ) -> ThreadingHTTPServer:
     """A static server on the live site; ``site`` is a symlink switched atomically per update,
     so each request reads either the previous build or the new one. ``subscriptions_url``
     (``Settings.subscriptions_url``) is where the page's subscribe form may post."""
     handler_class = type("StatusPageHandler", (_QuietHandler,), {
-        "timeout": timeout_s, "site": str(site),
+        "timeout": timeout_s, "request_deadline_s": request_deadline_s, "site": str(site),
         "headers_to_send": security_headers(subscriptions_url)})
     handler = partial(handler_class, directory=str(site))
     server = ThreadingHTTPServer((host, port), handler)

@@ -48,7 +48,7 @@ def _start(server: ThreadingHTTPServer) -> str:
 
 @pytest.fixture
 def served(site: Path) -> Iterator[str]:
-    server = serve_status_page(site, port=0, timeout_s=0.5,
+    server = serve_status_page(site, port=0, timeout_s=0.5, request_deadline_s=1.5,
                                subscriptions_url="https://status-api.example.com/base")
     try:
         yield _start(server)
@@ -63,6 +63,29 @@ def test_a_half_sent_request_loses_its_connection_after_the_timeout(served: str)
         sock.sendall(b"GET / HTTP/1.1\r\nHost: status\r\n")  # and never the blank line
         sock.settimeout(10)  # far above the server's 0.5 s: only the server's timeout ends it
         assert sock.recv(1024) == b""  # closed by the server, not answered
+
+
+def test_a_request_trickled_byte_by_byte_is_cut_off_at_the_deadline(served: str) -> None:
+    """Never silent for the 0.5 s timeout, the client would hold its thread for ever; the
+    1.5 s deadline closes the connection while it is still sending."""
+    port = int(served.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: status\r\nX-Slow: ")
+        closed = False
+        for _ in range(100):  # up to 20 s of trickling: far past the deadline
+            try:
+                sock.sendall(b"a")
+            except OSError:
+                closed = True
+                break
+            sock.settimeout(0.2)
+            try:
+                if sock.recv(1024) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+        assert closed
 
 
 @pytest.mark.parametrize("path", ["/leak.txt", "/leak/notes.txt", "/leak/", "/leak"])
