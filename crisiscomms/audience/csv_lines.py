@@ -15,7 +15,7 @@ import io
 from collections.abc import Iterator
 from typing import BinaryIO
 
-MAX_LINE_CHARS = 16_384
+MAX_LINE_CHARS = 65_536
 """Longest line accepted (a recipient's line is a few hundred characters)."""
 BLOCK_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"

@@ -9,7 +9,7 @@ every token, so a file can never plant a known one
 (:data:`~crisiscomms.audience.import_rows.ALLOWED_COLUMNS`).
 
 Every bad line is reported as ``(line, reason)``: not UTF-8 (Latin-1 from a spreadsheet), a
-line over 16,384 characters, a field the CSV parser refuses, the wrong number of fields, an
+line over 65,536 characters, a field the CSV parser refuses, the wrong number of fields, an
 address email-validator refuses (syntax only, no DNS), a bad flag, locale or time zone, text
 the text rule of :mod:`crisiscomms.core.text` refuses, a value over its column's length, and an
 address already in the file (``duplicate of line N``) or the database. Addresses are stored

@@ -86,7 +86,7 @@ def test_every_bad_line_is_reported_by_number_and_nothing_is_written(cli: Engine
     code, output = _import(path)
     assert code == 2, output
     assert "Traceback" not in output
-    assert "line 3: the line is over 16,384 characters" in output
+    assert "line 3: the line is over 65,536 characters" in output
     assert "line 4: not UTF-8 text (byte 0xE9 at character 20;" in output
     assert "line 5: invalid email 'not-an-address'" in output
     assert "line 6: 3 fields, the header row has 2" in output
