@@ -9,6 +9,14 @@ bare httpx client posting the same request bodies our channel built (eight real 
 1,000 personalizations with their substitutions and unsubscribe headers, addresses rewritten),
 prebuilt, to the same emulator with the same number of requests in flight.
 
+Import: the recipients arrive as a customer's CSV through the strict import
+(``crisiscomms recipients import``: every line checked, all or nothing, streamed; ``COPY`` on
+PostgreSQL) in a separate process: ``import_s``, ``import_rows_per_s``, ``import_peak_rss_mb``
+(that process's high-water mark, interpreter and imports included). ``--import-only`` measures
+just the import at each of ``--sizes`` (default 100,000 and 1,000,000: flat memory means
+``import_peak_rss_growth_mb`` near zero) beside the unchecked bulk insert of the same rows
+(``import_baseline_s``, ``import_ratio`` = baseline / import), in the same run.
+
 Memory: the recipients are imported by a separate process (``import_s``), so the sender's
 ``peak_rss_mb`` (this process's high-water mark, taken right after the send, before the raw
 ceiling and the naive flow) holds only imports, Prefect, the send and its records;
@@ -21,6 +29,7 @@ emulator's distinct recipients against the consenting recipients in the database
 
     uv run python bench/fanout.py --recipients 1000000 [--backend sqlite|postgresql] [--json]
     uv run python bench/fanout.py --sizes 100000,1000000 --naive 0 [--json]
+    uv run python bench/fanout.py --import-only [--sizes 100000,1000000] [--backend ...] --json
 """
 
 from __future__ import annotations
@@ -162,22 +171,108 @@ def naive(count: int) -> dict[str, Any]:
 
 
 _SEED = """
-import sys
+import json, sys, time
 from crisiscomms.audience.recipients import insert_recipients
-from crisiscomms.core.settings import Settings
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.testing.audiences import drill_recipients
-engine = make_engine(Settings().resolved_database_url)
+engine = make_engine(sys.argv[1])
 init_db(engine)
+started = time.perf_counter()
 with session_scope(engine) as session:
-    insert_recipients(session, drill_recipients(int(sys.argv[1])))
+    insert_recipients(session, drill_recipients(int(sys.argv[2])))
+print(json.dumps({"seconds": time.perf_counter() - started}))
+engine.dispose()
+"""
+
+_IMPORT = """
+import json, resource, sys, time
+from pathlib import Path
+from crisiscomms.audience.importer import import_csv
+from crisiscomms.core.database import init_db, make_engine
+engine = make_engine(sys.argv[1])
+init_db(engine)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+started = time.perf_counter()
+report = import_csv(engine, Path(sys.argv[2]))
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "imported": report.imported,
+                  "rejected": report.rejected[:5], "rss_before_import_mb": round(before, 1),
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                       / 1024, 1)}))
 engine.dispose()
 """
 
 
-def seed_in_subprocess(count: int) -> None:
-    """Import ``count`` drill recipients in a separate process (its memory is not ours)."""
-    subprocess.run([sys.executable, "-c", _SEED, str(count)], check=True, cwd=ROOT)
+def write_recipients_csv(path: Path, count: int) -> None:
+    """The drill audience (the same rows the unchecked seed inserts) as a CSV a customer
+    would import."""
+    import csv
+
+    from crisiscomms.testing.audiences import drill_recipients
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name", "locale", "time_zone", "plan"])
+        for row in drill_recipients(count):
+            writer.writerow([row["email"], row["name"] or "", row["locale"], row["time_zone"],
+                             row["plan"]])
+
+
+def _child(script: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", script, *args], check=True, cwd=ROOT,
+                         capture_output=True, text=True).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def import_in_subprocess(db_url: str, csv_path: Path, count: int) -> dict[str, Any]:
+    """``crisiscomms recipients import`` of ``count`` recipients (strict: every line checked,
+    all or nothing) in a separate process, its own time and peak RSS."""
+    result = _child(_IMPORT, db_url, str(csv_path))
+    if result["imported"] != count:
+        raise SystemExit(f"import: {result['imported']} of {count} imported: "
+                         f"{result['rejected']}")
+    return {"import_s": round(result["seconds"], 2),
+            "import_rows_per_s": round(count / result["seconds"]),
+            "import_peak_rss_mb": result["peak_rss_mb"],
+            "import_rss_before_mb": result["rss_before_import_mb"]}
+
+
+def import_baseline(db_url: str, count: int) -> float:
+    """Seconds the unchecked bulk insert (``insert_recipients``, what this bench seeded with
+    before the import was streamed) takes for the same rows, in its own process."""
+    return float(_child(_SEED, db_url, str(count))["seconds"])
+
+
+def import_figures(backend: str, work: Path, count: int, *, baseline: bool) -> dict[str, Any]:
+    """The import measured on a fresh database (and the baseline on another)."""
+    csv_path = work / f"recipients-{count}.csv"
+    write_recipients_csv(csv_path, count)
+    with database(backend, work / f"import-{count}") as db_url:
+        figures = import_in_subprocess(db_url, csv_path, count)
+    if baseline:
+        with database(backend, work / f"baseline-{count}") as db_url:
+            seconds = import_baseline(db_url, count)
+        figures["import_baseline_s"] = round(seconds, 2)
+        figures["import_ratio"] = round(seconds / figures["import_s"], 2)
+    csv_path.unlink()
+    return figures
+
+
+def imports_only(args: argparse.Namespace) -> None:
+    """``--import-only``: the strict CSV import at each size (fresh processes, fresh databases),
+    beside the unchecked bulk insert of the same rows; peak RSS side by side."""
+    work = workdir()
+    runs = []
+    for size in (int(s) for s in (args.sizes or "100000,1000000").split(",") if s.strip()):
+        runs.append({"recipients": size, **import_figures(args.backend, work, size,
+                                                          baseline=True)})
+    report = {"backend": args.backend, "runs": runs,
+              "import_peak_rss_growth_mb": round(runs[-1]["import_peak_rss_mb"]
+                                                 - runs[0]["import_peak_rss_mb"], 1),
+              "baseline": "insert_recipients of the same rows, unchecked (the old seed)",
+              "import_ratio": "baseline seconds / import seconds (above 1: faster)"}
+    emit(report, args.json)
 
 
 def current_rss_mb() -> float:
@@ -198,7 +293,7 @@ def sizes(args: argparse.Namespace) -> None:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
         reports.append(json.loads(out.stdout.strip().splitlines()[-1]))
     keys = ("recipients", "elapsed_s", "per_s", "ratio", "peak_rss_mb", "rss_before_send_mb",
-            "duplicates", "missing")
+            "duplicates", "missing", "import_s", "import_rows_per_s", "import_peak_rss_mb")
     summary = {"backend": args.backend, "runs": [{k: r[k] for k in keys} for r in reports],
                "peak_rss_growth_mb": round(reports[-1]["peak_rss_mb"]
                                            - reports[0]["peak_rss_mb"], 1) if reports else 0}
@@ -219,8 +314,14 @@ def main() -> None:
                         help="recipients for the one-task-per-recipient flow (0: skip)")
     parser.add_argument("--sizes", default=None,
                         help="comma-separated recipient counts, each run in a fresh process")
+    parser.add_argument("--import-only", action="store_true",
+                        help="only the recipient import, at each of --sizes (default "
+                             "100000,1000000), beside the unchecked bulk insert")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.import_only:
+        imports_only(args)
+        return
     if args.sizes:
         sizes(args)
         return
@@ -248,9 +349,10 @@ def main() -> None:
         from crisiscomms.playbook.loader import load_playbook
 
         settings = Settings()
-        started = time.perf_counter()
-        seed_in_subprocess(args.recipients)
-        import_s = time.perf_counter() - started
+        csv_path = work / "recipients.csv"
+        write_recipients_csv(csv_path, args.recipients)
+        imported = import_in_subprocess(db_url, csv_path, args.recipients)
+        csv_path.unlink()
         engine = make_engine(settings.resolved_database_url)
         init_db(engine)
         transport = getattr(build_channels(settings)["email"], "transport", "sdk")
@@ -307,12 +409,13 @@ def main() -> None:
             "ledger_sent": counts["sent"],
             "ledger_failed": counts["failed"],
             "errors": result["errors"][:5],
-            "import_s": round(import_s, 2),
+            **imported,
             "render_s": round(render_s, 2),
             "email_lane_s": result["lane_seconds"].get("email"),
             "requests_in_flight": in_flight,
             "emulator": "subprocess (its memory is not in peak_rss_mb)",
-            "import": "subprocess (its memory is not in peak_rss_mb)",
+            "import": "crisiscomms recipients import of a CSV, strict, in a subprocess (its "
+                      "memory is import_peak_rss_mb, not in peak_rss_mb)",
             "content": content_note(),
             "naive_one_task_per_recipient": naive_report,
         }

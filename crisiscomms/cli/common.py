@@ -75,8 +75,18 @@ def run_or_exit(fn: Callable[[], T]) -> T:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except ValidationError as exc:
-        err.print(f"[bold red]configuration error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]configuration error:[/] {escape(validation_message(exc))}",
+                  highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Each problem as ``field: reason``, never the value given (it may be a secret: pydantic's
+    own text quotes every input)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or exc.title}: "
+        f"{error['msg'].removeprefix('Value error, ')}"
+        for error in exc.errors(include_input=False, include_url=False))
 
 
 def load_settings() -> Settings:

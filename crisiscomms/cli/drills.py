@@ -172,7 +172,8 @@ def demo(
                                                    database_url=settings.database_url)}
     _demo_event(wired, settings.data_dir)
     site = settings.resolved_status_page_dir / "site"
-    server = serve_status_page(site, port=status_port)
+    server = serve_status_page(site, port=status_port,
+                               subscriptions_url=settings.subscriptions_url)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     out.print(f"status page: http://127.0.0.1:{server.server_port}/  (files: {site})")
     out.print(f"support holding statements: {settings.data_dir / 'support'}")

@@ -1,4 +1,4 @@
-"""Recipients: import and validate."""
+"""Recipients: import (validated line by line) and export (CSV, safe to open in a spreadsheet)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,27 @@ def recipients_import_cmd(
     if report.rejected:
         raise typer.Exit(1)
 
+
+
+@recipients_app.command("export")
+def recipients_export_cmd(
+    file: Annotated[Path | None, typer.Argument(
+        help="Where to write the CSV (default: standard output)")] = None,
+) -> None:
+    """Export every recipient as CSV with the columns an import takes (no tokens); text a
+    spreadsheet would run as a formula (=, +, -, @...) is written with a leading '."""
+    import sys
+
+    from crisiscomms.audience.export import export_csv
+
+    engine = common.open_engine(common.load_settings())
+    if file is None:
+        export_csv(engine, sys.stdout)
+        return
+    try:
+        with file.open("w", encoding="utf-8", newline="") as handle:
+            count = export_csv(engine, handle)
+    except OSError as exc:
+        err.print(f"[bold red]error:[/] cannot write {file}: {exc.strerror}", highlight=False)
+        raise typer.Exit(2) from None
+    err.print(f"exported {count} recipient(s) to {file}", highlight=False)

@@ -19,7 +19,8 @@ def serve(
     from crisiscomms.statuspage.server import serve_status_page
 
     settings = common.load_settings()
-    server = serve_status_page(settings.resolved_status_page_dir / "site", port=port)
+    server = serve_status_page(settings.resolved_status_page_dir / "site", port=port,
+                               subscriptions_url=settings.subscriptions_url)
     out.print(f"status page: http://127.0.0.1:{server.server_port}/")
     try:
         server.serve_forever()

@@ -104,7 +104,10 @@ def dashboard_command(address: str, port: int) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(app_path),
             "--server.headless", "true", "--server.port", str(port),
             "--server.address", address, "--browser.gatherUsageStats", "false",
-            "--client.toolbarMode", "viewer"]
+            "--client.toolbarMode", "viewer",
+            # a table's own "download as CSV" writes customer text as it is (a tweet starting
+            # with "=" runs as a formula): off; pages offer neutralised downloads instead
+            "--client.disableDataExport", "true"]
 
 
 @app.command()

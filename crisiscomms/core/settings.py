@@ -10,10 +10,12 @@ workspace, Settings needs those paths absolute, else it refuses with how to make
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import textwrap
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -32,6 +34,43 @@ ENV_PREFIX = "CRISISCOMMS_"
 WORKSPACE_PATHS = ("data_dir", "playbooks_dir", "templates_dir", "status_page_dir",
                    "triage_model_path", "dashboard_users_path", "intake_sources_path")
 """Settings whose relative values are relative to the workspace root."""
+PROVIDER_URLS = ("sendgrid_base_url", "x_base_url", "alert_slack_webhook_url",
+                 "alert_teams_webhook_url")
+"""Settings naming where a secret is sent (an API key, a token, or the URL itself): they must
+be ``https://``, except to this machine (an emulator on loopback)."""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """``localhost``, ``127.0.0.0/8`` or ``::1``."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def provider_url_problem(url: str, *, secret: bool = False) -> str | None:
+    """Why a provider URL must not be used (secrets would cross the network in clear, or go to
+    no host at all), or None. ``secret``: the URL is itself a secret (a webhook), so the
+    reason never quotes it."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if parts.scheme not in ("https", "http") or not host:
+        return "must be an https:// URL"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry a user or password before the host"
+    if parts.scheme == "http" and not is_loopback_host(host):
+        where = "a host" if secret else f"{url.strip()!r}: {host}"
+        return (f"is http:// to {where} that is not this machine, which would receive our "
+                "credentials in clear; use https:// (http:// is only for an emulator on "
+                "127.0.0.1, ::1 or localhost)")
+    return None
 
 
 class Settings(BaseSettings):
@@ -292,6 +331,21 @@ class Settings(BaseSettings):
         if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("is a placeholder; set a real secret or leave it unset")
         return value
+
+    @model_validator(mode="after")
+    def _refuse_plain_http_providers(self) -> Self:
+        """A provider URL receives our API key or token (a webhook URL is itself the secret):
+        ``https://`` only, except to this machine. Checked after the fields, so the message
+        names the setting, never the secret value."""
+        for name in PROVIDER_URLS:
+            value = getattr(self, name)
+            url = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if url is None:
+                continue
+            problem = provider_url_problem(url, secret=isinstance(value, SecretStr))
+            if problem is not None:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()} {problem}")
+        return self
 
     @model_validator(mode="after")
     def _anchor_paths(self) -> Self:

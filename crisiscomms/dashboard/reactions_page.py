@@ -20,6 +20,7 @@ import altair as alt
 import streamlit as st
 from sqlmodel import Session
 
+from crisiscomms.core.spreadsheet import csv_text
 from crisiscomms.dashboard.data import engine
 from crisiscomms.dashboard.reply_form import reply_form
 from crisiscomms.dashboard.session import require
@@ -127,8 +128,12 @@ def reactions_view(ref: str, bucket_minutes: int) -> None:
     st.subheader("Need a person")
     st.caption("Newest first, with why triage flagged them. Texts exactly as sent.")
     if flags:
-        st.dataframe(_texts(flags), hide_index=True,
+        table = _texts(flags)
+        st.dataframe(table, hide_index=True,
                      column_config={"text": st.column_config.TextColumn(width="large")})
+        st.download_button("Download as CSV", csv_text(list(table[0]), [
+            list(row.values()) for row in table]), file_name=f"{ref}-need-a-person.csv",
+            mime="text/csv", help="Formulas neutralised: safe to open in a spreadsheet")
     else:
         st.caption("Nothing flagged.")
 

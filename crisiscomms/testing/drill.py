@@ -158,6 +158,7 @@ def run_drill(
     emulators: tuple[EmulatorPair, str, str] | None = None,
     reactions: int = 0,
     listen_app: ListenAppFactory | None = None,
+    environment_overrides: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers.
 
@@ -166,7 +167,9 @@ def run_drill(
     stage) X replies and mentions, email replies, tickets and provider events, then the
     watcher's pass (spikes, alerts, automatic replies); after the resolution, CSAT ratings
     (a tenth of them). The report gains ``reactions``. ``listen_app`` makes the listening app
-    (the face running the drill passes ``crisiscomms.api.listen.create_app``'s wrapper)."""
+    (the face running the drill passes ``crisiscomms.api.listen.create_app``'s wrapper).
+    ``environment_overrides``: ``CRISISCOMMS_*`` values set last, over the drill's own (a test
+    pinning every secret the drill uses, to look for them in everything the drill wrote)."""
     if reactions > 0 and listen_app is None:
         raise ValueError("a drill with reactions needs listen_app (the listening app factory)")
     started = time.perf_counter()
@@ -199,6 +202,7 @@ def run_drill(
     listen_port = free_port() if reactions > 0 else 0
     if reactions > 0:
         overrides.update(drill_listening_env(f"http://127.0.0.1:{listen_port}"))
+    overrides.update(environment_overrides or {})
     try:
         with environment(overrides), ExitStack() as stack:
             settings = Settings()
