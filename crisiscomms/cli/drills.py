@@ -212,11 +212,15 @@ def demo(
 def _demo_event(environment: dict[str, str], data_dir: Path) -> None:
     """Events in: an Alertmanager alert to the intake API starts the next incident's
     acknowledgement on its own (``testing/demo_events.py``)."""
+    from crisiscomms.api.intake import create_app
+    from crisiscomms.flows.dispatch import make_outbox_loop
     from crisiscomms.testing.demo_events import SOURCE, post_demo_alert
 
     out.print("events in: posting a Prometheus Alertmanager alert (HighErrorRate on the api "
               "service) to the intake API...")
-    event = common.run_or_exit(lambda: post_demo_alert(environment, data_dir=data_dir))
+    event = common.run_or_exit(lambda: post_demo_alert(
+        environment, data_dir=data_dir, create_app=create_app,
+        make_outbox_loop=make_outbox_loop))
     sent = ", ".join(f"{channel} {count}" for channel, count in event.sent.items())
     out.print(f"  {event.incident_ref}: acknowledged {event.seconds:.2f} s after the alert, "
               f"nobody approving (auto_send): {sent}", highlight=False)

@@ -15,7 +15,7 @@ import copy
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,16 +100,21 @@ def acknowledged(engine: Any, incident_ref: str) -> dict[str, int] | None:
     return sent if sent and all(sent.values()) else None
 
 
-def post_demo_alert(env: Mapping[str, str], *, data_dir: Path,
-                    timeout_s: float = 120.0) -> DemoEvent:
-    """Serve the intake API with ``env`` (the demo's ``CRISISCOMMS_*``, wired to its
-    emulators), post one alert and wait for its acknowledgement; the API stops after."""
+AppFactory = Callable[..., Any]
+"""``api.intake.create_app`` (a face: the CLI passes it in, as the drill's listening app)."""
+LoopFactory = Callable[[Any, Any], Any]
+"""``flows.dispatch.make_outbox_loop``."""
+
+
+def post_demo_alert(env: Mapping[str, str], *, data_dir: Path, create_app: AppFactory,
+                    make_outbox_loop: LoopFactory, timeout_s: float = 120.0) -> DemoEvent:
+    """Serve the intake API (``create_app``, its outbox dispatched by ``make_outbox_loop``'s
+    loop) with ``env`` (the demo's ``CRISISCOMMS_*``, wired to its emulators), post one alert
+    and wait for its acknowledgement; the API stops after."""
     import uvicorn
 
-    from crisiscomms.api.intake import create_app
     from crisiscomms.core.database import make_engine
     from crisiscomms.core.settings import Settings
-    from crisiscomms.flows.dispatch import make_outbox_loop
     from crisiscomms.testing.drill import environment
     from crisiscomms.testing.pgcluster import free_port
 
