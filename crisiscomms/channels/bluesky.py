@@ -169,6 +169,8 @@ class BlueskyChannel(BaseChannel):
             return DeliveryResult.permanent("Bluesky refused the handle or app password")
         except at_errors.AtProtocolError as exc:
             return _error_result(exc, session=True)
+        except httpx.HTTPError as exc:  # no session, so nothing was posted
+            return DeliveryResult.retry(f"Bluesky createSession failed: {type(exc).__name__}")
         root = _ref(batch.reply_to) if batch.reply_to else None
         parent = _ref(progress.ids[-1]) if progress.ids else root
         if root is None and progress.ids:
@@ -209,6 +211,8 @@ class BlueskyChannel(BaseChannel):
             return DeliveryResult.retry("Bluesky refused the session; logging in again")
         except at_errors.AtProtocolError as exc:
             return _error_result(exc)
+        except httpx.HTTPError as exc:  # a broken answer the SDK passes on: it may have it
+            return DeliveryResult.lost(f"Bluesky connection lost: {type(exc).__name__}")
         return DeliveryResult.sent(f"{created.uri}#{created.cid}")
 
     def _existing(self, client: Client, did: str, rkey: str) -> str | None:
