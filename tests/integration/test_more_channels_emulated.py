@@ -97,7 +97,7 @@ def test_mastodon_thread_with_language_and_a_lost_answer_posts_each_part_once(
     more.mastodon.set_faults(Faults(lost_response_rate=1.0, pass_first=1, max_faults=1))
     update = batch("mastodon", {"text": f"Update 1/2 {LINK}", "text_2": "Update 2/2 & <more>"},
                    key="n" * 40, locale="ja", reply_to=first.provider_id)
-    result, attempts = send_once(channel, update, POLICY, sleep=Sleeps())
+    result, _ = send_once(channel, update, POLICY, sleep=Sleeps())
     assert result.outcome is Outcome.sent, result
     posted = more.mastodon.received()
     assert [p["text"] for p in posted] == [f"Down. {LINK}", f"Update 1/2 {LINK}",
