@@ -205,3 +205,32 @@ def test_retry_after_reads_each_providers_back_off() -> None:
     assert retry_after_s({"X-RateLimit-Reset": "2027-01-15T08:00:30.000Z"},
                          now=moment - 12) == pytest.approx(12)
     assert retry_after_s({}, now=now) is None
+
+
+# -- lint: the new limits with the longest plausible facts ---------------------------------------
+
+
+def test_lint_finds_a_bluesky_post_over_300_only_with_the_longest_facts(tmp_path: Path) -> None:
+    """With X's short post as its short variant (its first draft), the Spanish outage update
+    fits Bluesky with the drill facts and not with the longest plausible ones: lint says so,
+    naming message, channel, locale, the count and the fact set."""
+    import shutil
+
+    from approvers import approve_all
+
+    from crisiscomms.playbook.lint import lint_playbook
+
+    shutil.copytree(PROJECT_ROOT / "playbooks", tmp_path / "playbooks")
+    templates = tmp_path / "templates"
+    shutil.copytree(PROJECT_ROOT / "templates" / "outage", templates / "outage")
+    (templates / "outage" / "update" / "bluesky.short.es.j2").write_text(
+        '{% include "outage/update/x.short.es.j2" %}\n', encoding="utf-8")
+    approve_all(templates, tmp_path, kind="provisional")
+    problems = lint_playbook("outage", tmp_path / "playbooks", templates, CHANNEL_CLASSES)
+    over = [p for p in problems if p.channel == "bluesky"]
+    assert over, problems
+    assert {(p.message, p.locale, p.facts, p.field) for p in over} == {
+        ("update", "es", "longest", "text")}
+    assert re.search(r"text is 3\d\d graphemes \(links count as written\), over the limit "
+                     r"of 300", over[0].text)
+    assert [p for p in problems if p.channel != "bluesky"] == []
