@@ -13,6 +13,7 @@ HTTP (Slack, Teams, the outgoing webhook) and by the SDK-based ones for back-off
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -20,9 +21,22 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from crisiscomms.core.redaction import BEARER, install_redaction
 from crisiscomms.delivery.contract import DeliveryResult
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+WEBHOOK_REDACTIONS = (
+    (re.compile(r"(/services/)[^\s\"']+"), r"\1[redacted]"),        # Slack incoming webhooks
+    (re.compile(r"(/webhookb2/)[^\s\"']+"), r"\1[redacted]"),       # Teams incoming webhooks
+    (re.compile(r"([?&]sig=)[^&\s\"']+"), r"\1[redacted]"),         # Teams Workflows URLs
+    BEARER,
+)
+"""A webhook URL is a credential: httpx logs every request's URL at INFO level."""
+
+
+def install_webhook_redaction() -> None:
+    """Blank webhook secrets in httpx's request log lines (idempotent)."""
+    install_redaction(("httpx",), WEBHOOK_REDACTIONS)
 
 
 def _epoch_or_date(value: str) -> float | None:

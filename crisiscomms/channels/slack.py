@@ -34,7 +34,7 @@ from pydantic import SecretStr
 
 from crisiscomms.channels.alerts import slack_escape
 from crisiscomms.channels.base import BaseChannel
-from crisiscomms.channels.http_answers import post_json
+from crisiscomms.channels.http_answers import install_webhook_redaction, post_json
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     ChannelLimits,
@@ -102,6 +102,7 @@ class SlackChannel(BaseChannel):
             raise ValueError("timeout_s must be positive")
         self._url = url
         self.timeout_s = timeout_s
+        install_webhook_redaction()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self | None:

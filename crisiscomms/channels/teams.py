@@ -27,7 +27,7 @@ import orjson
 from pydantic import SecretStr
 
 from crisiscomms.channels.base import BaseChannel
-from crisiscomms.channels.http_answers import post_json
+from crisiscomms.channels.http_answers import install_webhook_redaction, post_json
 from crisiscomms.channels.slack import paragraphs
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
@@ -84,6 +84,7 @@ class TeamsChannel(BaseChannel):
             raise ValueError("timeout_s must be positive")
         self._url = url
         self.timeout_s = timeout_s
+        install_webhook_redaction()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self | None:

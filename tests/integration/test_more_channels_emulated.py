@@ -5,6 +5,7 @@ provider cannot be asked."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -243,3 +244,16 @@ def test_webhook_signed_with_another_key_is_refused(more: MoreChannels) -> None:
     result = channel.send(batch("webhook", {"subject": "S", "text": "T"}, key="x" * 40))
     assert result.outcome is Outcome.permanent and "401" in str(result.reason)
     assert more.webhook.received() == []
+
+
+def test_webhook_urls_never_reach_the_logs(more: MoreChannels,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """httpx logs each request's URL at INFO; a Slack or Teams webhook URL is a credential."""
+    caplog.set_level(logging.DEBUG)
+    SlackChannel(webhook_url=more.slack.webhook_url).send(
+        batch("slack", {"subject": "S", "text": "T"}, key="y" * 40))
+    TeamsChannel(webhook_url=more.teams.webhook_url).send(
+        batch("teams", {"subject": "S", "text": "T"}, key="z" * 40))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/services/[redacted]" in logged and "/webhookb2/[redacted]" in logged
+    assert more.slack.secret_path not in logged and more.teams.secret_path not in logged
