@@ -21,6 +21,10 @@ Decisions:
   (the exported session string, under a lock) for the next sends; a session the PDS refuses is
   created again once. ``createSession`` has a tight rate limit of its own, so logging in per
   post would be the first thing to break in a crisis.
+- **Images with alt text**: the optional parts ``image`` (a URL) and ``alt`` attach the
+  image to the thread's first post: fetched (``channels/media.py``, at most 1,000,000 bytes as
+  the PDS takes a blob), uploaded with ``uploadBlob`` and embedded as
+  ``app.bsky.embed.images`` with its ``alt``. An image that cannot be had fails the send.
 - **Back-off**: 429 answers ``RateLimitExceededError`` with the PDS's ``ratelimit-reset``; the
   wait is that. 5xx and 502/409/413 (the SDK's "network" statuses) retry; 400 is permanent.
 """
@@ -41,6 +45,7 @@ from pydantic import SecretStr
 from crisiscomms.channels.base import BaseChannel
 from crisiscomms.channels.http_answers import retry_after_s
 from crisiscomms.channels.mastodon_social import language_of, thread_texts
+from crisiscomms.channels.media import Image, MediaError, fetch_image
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     ChannelLimits,
@@ -103,11 +108,14 @@ class BlueskyChannel(BaseChannel):
     threaded: ClassVar[bool] = True
     rate_setting: ClassVar[str | None] = "bluesky_rate_per_s"
     max_thread_parts: ClassVar[int] = 9
+    optional_parts: ClassVar[tuple[str, ...]] = ("image", "alt")
+    """An image for the first post (its URL) and its description."""
+    max_image_bytes: ClassVar[int] = 1_000_000
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_graphemes=300, max_body_bytes=3000,
-                                                    rate_per_s=1.0)
+                                                    max_alt_chars=2000, rate_per_s=1.0)
 
     def __init__(self, *, handle: str, app_password: SecretStr | str, base_url: str,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, media_proxy_url: str | None = None) -> None:
         password = (app_password if isinstance(app_password, SecretStr)
                     else SecretStr(app_password))
         if not handle.strip() or not password.get_secret_value().strip():
@@ -122,13 +130,15 @@ class BlueskyChannel(BaseChannel):
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._session: str | None = None
+        self.media_proxy_url = media_proxy_url
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self | None:
         if settings.bluesky_handle is None or settings.bluesky_app_password is None:
             return None
         return cls(handle=settings.bluesky_handle, app_password=settings.bluesky_app_password,
-                   base_url=settings.bluesky_base_url, timeout_s=settings.http_timeout_s)
+                   base_url=settings.bluesky_base_url, timeout_s=settings.http_timeout_s,
+                   media_proxy_url=settings.media_proxy_url)
 
     def __repr__(self) -> str:
         return f"BlueskyChannel(handle={self.handle!r}, base_url={self.base_url!r})"
@@ -163,6 +173,16 @@ class BlueskyChannel(BaseChannel):
         posts = thread_texts(batch.message, self.max_thread_parts)
         progress = batch.progress
         done = len(progress.ids)
+        image: Image | None = None
+        if done == 0 and batch.message.parts.get("image"):
+            try:
+                image = fetch_image(batch.message.parts["image"].strip(),
+                                    batch.message.parts.get("alt", "").strip(),
+                                    timeout_s=self.timeout_s, max_bytes=self.max_image_bytes,
+                                    proxy_url=self.media_proxy_url)
+            except MediaError as exc:
+                return (DeliveryResult.retry(f"Bluesky post not sent: {exc}") if exc.retryable
+                        else DeliveryResult.permanent(f"Bluesky post not sent: {exc}"))
         try:
             client, did = self._client()
         except at_errors.UnauthorizedError:
@@ -176,7 +196,8 @@ class BlueskyChannel(BaseChannel):
         if root is None and progress.ids:
             root = _ref(progress.ids[0])
         for n, text in enumerate(posts[done:], start=done + 1):
-            result = self._post(client, did, text, batch, n, root, parent)
+            result = self._post(client, did, text, batch, n, root, parent,
+                                image if n == 1 else None)
             if result.outcome is not Outcome.sent:
                 if not progress.ids:
                     return result
@@ -191,14 +212,20 @@ class BlueskyChannel(BaseChannel):
 
     def _post(self, client: Client, did: str, text: str, batch: OutboundBatch, n: int,
               root: models.ComAtprotoRepoStrongRef.Main | None,
-              parent: models.ComAtprotoRepoStrongRef.Main | None) -> DeliveryResult:
+              parent: models.ComAtprotoRepoStrongRef.Main | None,
+              image: Image | None = None) -> DeliveryResult:
         reply = (models.AppBskyFeedPost.ReplyRef(root=root, parent=parent)
                  if root is not None and parent is not None else None)
-        record = models.AppBskyFeedPost.Record(
-            created_at=client.get_current_time_iso(), text=text, reply=reply,
-            langs=[language_of(batch.message.locale)], facets=link_facets(text) or None)
         rkey = record_key(batch.key, n)
         try:
+            embed = None
+            if image is not None:
+                blob = client.upload_blob(image.data)
+                embed = models.AppBskyEmbedImages.Main(images=[
+                    models.AppBskyEmbedImages.Image(alt=image.alt, image=blob.blob)])
+            record = models.AppBskyFeedPost.Record(
+                created_at=client.get_current_time_iso(), text=text, reply=reply, embed=embed,
+                langs=[language_of(batch.message.locale)], facets=link_facets(text) or None)
             created = client.app.bsky.feed.post.create(did, record, rkey=rkey)
         except at_errors.BadRequestError as exc:
             existing = self._existing(client, did, rkey)

@@ -19,6 +19,10 @@ Decisions:
 - **Rate limits and back-off.** ``ratelimit_method="throw"``: a 429 becomes a retryable result
   whose wait is Mastodon's own ``X-RateLimit-Reset`` (parsed by Mastodon.py), never a sleep
   inside the SDK; 5xx retry; 422 (validation) and other 4xx are permanent.
+- **Images with alt text.** A message may carry the optional parts ``image`` (a URL) and
+  ``alt`` (approved like the text, at most 1,500 characters as Mastodon allows): the image is
+  fetched (``channels/media.py``), uploaded with ``media_post(description=alt)`` and attached to
+  the thread's first post. An image that cannot be had fails the send; it is never dropped.
 - A fresh ``Mastodon`` client (and ``requests`` session) per call: the channel object holds only
   configuration, so threads never share a session. The token is a ``SecretStr``.
 """
@@ -26,6 +30,7 @@ Decisions:
 from __future__ import annotations
 
 import html
+import io
 import re
 import time
 from dataclasses import replace
@@ -42,6 +47,7 @@ from mastodon.errors import (
 from pydantic import SecretStr
 
 from crisiscomms.channels.base import BaseChannel
+from crisiscomms.channels.media import Image, MediaError, fetch_image
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     ChannelLimits,
@@ -53,6 +59,9 @@ from crisiscomms.delivery.contract import (
 from crisiscomms.render.limits import limit_problems
 from crisiscomms.render.text_length import MASTODON_URL_LENGTH
 
+MASTODON_API_VERSION = "4.0.0"
+"""The server API we speak (``/api/v2/media``, idempotent statuses): given, so Mastodon.py
+never asks the server for its version before a call."""
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _PARAGRAPH = re.compile(r"</p>\s*<p[^>]*>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
@@ -94,13 +103,17 @@ class MastodonChannel(BaseChannel):
     threaded: ClassVar[bool] = True
     rate_setting: ClassVar[str | None] = "mastodon_rate_per_s"
     max_thread_parts: ClassVar[int] = 9
+    optional_parts: ClassVar[tuple[str, ...]] = ("image", "alt")
+    """An image for the first post (its URL) and its description."""
+    max_image_bytes: ClassVar[int] = 8 * 1024 * 1024
     reconcile_scan: ClassVar[int] = 40
     """Statuses read, at most, to find a part cut off mid-flight (one page)."""
     limits: ClassVar[ChannelLimits] = ChannelLimits(
-        max_graphemes=500, url_length=MASTODON_URL_LENGTH, rate_per_s=1.0)
+        max_graphemes=500, url_length=MASTODON_URL_LENGTH, max_alt_chars=1500, rate_per_s=1.0)
 
     def __init__(self, *, access_token: SecretStr | str, base_url: str,
-                 timeout_s: float = 10.0, visibility: str = "public") -> None:
+                 timeout_s: float = 10.0, visibility: str = "public",
+                 media_proxy_url: str | None = None) -> None:
         token = access_token if isinstance(access_token, SecretStr) else SecretStr(access_token)
         if not token.get_secret_value().strip():
             raise ValueError("Mastodon needs an access token")
@@ -114,13 +127,15 @@ class MastodonChannel(BaseChannel):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.visibility = visibility
+        self.media_proxy_url = media_proxy_url
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self | None:
         if settings.mastodon_access_token is None:
             return None
         return cls(access_token=settings.mastodon_access_token,
-                   base_url=settings.mastodon_base_url, timeout_s=settings.http_timeout_s)
+                   base_url=settings.mastodon_base_url, timeout_s=settings.http_timeout_s,
+                   media_proxy_url=settings.media_proxy_url)
 
     def __repr__(self) -> str:
         return f"MastodonChannel(base_url={self.base_url!r})"
@@ -134,7 +149,8 @@ class MastodonChannel(BaseChannel):
     def _client(self) -> Mastodon:
         return Mastodon(access_token=self._token.get_secret_value(), api_base_url=self.base_url,
                         ratelimit_method="throw", request_timeout=self.timeout_s,
-                        session=requests.Session(), version_check_mode="none")
+                        session=requests.Session(), version_check_mode="none",
+                        mastodon_version=MASTODON_API_VERSION)
 
     def send(self, batch: OutboundBatch) -> DeliveryResult:
         """Post the parts not yet posted, each replying to the one before; each id goes to
@@ -143,10 +159,21 @@ class MastodonChannel(BaseChannel):
         progress = batch.progress
         done = len(progress.ids)
         reply_to = progress.ids[-1] if progress.ids else batch.reply_to
+        image: Image | None = None
+        if done == 0 and batch.message.parts.get("image"):
+            try:
+                image = fetch_image(batch.message.parts["image"].strip(),
+                                    batch.message.parts.get("alt", "").strip(),
+                                    timeout_s=self.timeout_s, max_bytes=self.max_image_bytes,
+                                    proxy_url=self.media_proxy_url)
+            except MediaError as exc:
+                return (DeliveryResult.retry(f"Mastodon post not sent: {exc}") if exc.retryable
+                        else DeliveryResult.permanent(f"Mastodon post not sent: {exc}"))
         client = self._client()
         try:
             for n, text in enumerate(posts[done:], start=done + 1):
-                result = self._post(client, text, reply_to, batch, n)
+                result = self._post(client, text, reply_to, batch, n,
+                                    image if n == 1 else None)
                 if result.outcome is not Outcome.sent:
                     if not progress.ids:
                         return result
@@ -161,11 +188,16 @@ class MastodonChannel(BaseChannel):
         return DeliveryResult.sent(progress.joined)
 
     def _post(self, client: Mastodon, text: str, reply_to: str | None, batch: OutboundBatch,
-              n: int) -> DeliveryResult:
+              n: int, image: Image | None = None) -> DeliveryResult:
         try:
+            media_ids = None
+            if image is not None:
+                media = client.media_post(io.BytesIO(image.data), mime_type=image.mime_type,
+                                          description=image.alt, file_name="image")
+                media_ids = [_get(media, "id")]
             status = client.status_post(
                 text, in_reply_to_id=reply_to, visibility=self.visibility,
-                language=language_of(batch.message.locale),
+                language=language_of(batch.message.locale), media_ids=media_ids,
                 idempotency_key=f"{batch.key}-{n}")
         except MastodonRatelimitError:
             reset = client.ratelimit_reset

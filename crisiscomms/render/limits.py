@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from crisiscomms.delivery.contract import ChannelLimits
-from crisiscomms.render.text_length import counted_length
+from crisiscomms.render.text_length import counted_length, graphemes
 from crisiscomms.render.text_weight import x_weighted_length
 
 
@@ -25,6 +25,15 @@ def limit_problems(limits: ChannelLimits, parts: Mapping[str, str]) -> list[str]
             how = (f"characters (grapheme clusters; every URL counts {limits.url_length})"
                    if limits.url_length is not None else "graphemes (links count as written)")
             problems.append(f"text is {count} {how}, over the limit of {limits.max_graphemes}")
+    if limits.max_alt_chars is not None and "alt" in parts:
+        count = graphemes(parts["alt"])
+        if count > limits.max_alt_chars:
+            problems.append(f"alt is {count} graphemes, over the limit of "
+                            f"{limits.max_alt_chars} for an image description")
+    if limits.max_alt_chars is not None and "image" in parts:
+        image = parts["image"].strip()
+        if image and (not image.startswith(("http://", "https://")) or " " in image):
+            problems.append("image is not one http(s) URL")
     if limits.max_paragraph_chars is not None:
         for n, paragraph in enumerate(parts.get("text", "").split("\n\n"), start=1):
             if len(paragraph) > limits.max_paragraph_chars:

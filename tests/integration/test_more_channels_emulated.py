@@ -257,3 +257,34 @@ def test_webhook_urls_never_reach_the_logs(more: MoreChannels,
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "/services/[redacted]" in logged and "/webhookb2/[redacted]" in logged
     assert more.slack.secret_path not in logged and more.teams.secret_path not in logged
+
+
+# -- images with alt text --------------------------------------------------------------------------
+
+IMAGE = "https://www.example.com/recalls/kettlepro/photo.jpg"
+
+
+def test_the_first_post_carries_the_image_with_its_alt_text(more: MoreChannels) -> None:
+    """Fetched through the drill's media endpoint, uploaded with its description, attached to
+    the thread's first post only, on both networks."""
+    proxy = more.environment()["CRISISCOMMS_MEDIA_PROXY_URL"]
+    parts = {"text": "Recall 1/2", "text_2": "Recall 2/2", "image": IMAGE,
+             "alt": "Foto des zurückgerufenen Produkts KettlePro 1.7 L"}
+    m = MastodonChannel(access_token=more.mastodon.token, base_url=more.mastodon.url,
+                        media_proxy_url=proxy)
+    b = BlueskyChannel(handle=more.bluesky.account_handle, app_password=more.bluesky.password,
+                       base_url=more.bluesky.url, media_proxy_url=proxy)
+    assert m.send(batch("mastodon", parts, key="g" * 40, locale="de")).outcome is Outcome.sent
+    assert b.send(batch("bluesky", parts, key="h" * 40, locale="de")).outcome is Outcome.sent
+    for emulator in (more.mastodon, more.bluesky):
+        assert [p["alt"] for p in emulator.received()] == [[parts["alt"]], []]
+
+
+def test_an_image_that_cannot_be_fetched_fails_the_send_and_posts_nothing(
+        more: MoreChannels) -> None:
+    parts = {"text": "Recall", "image": "http://127.0.0.1:9/photo.jpg", "alt": "A kettle"}
+    m = MastodonChannel(access_token=more.mastodon.token, base_url=more.mastodon.url)
+    result = m.send(batch("mastodon", parts, key="j" * 40))
+    assert result.outcome is Outcome.retryable and "image could not be fetched" in str(
+        result.reason)
+    assert more.mastodon.received() == []

@@ -234,3 +234,34 @@ def test_lint_finds_a_bluesky_post_over_300_only_with_the_longest_facts(tmp_path
     assert re.search(r"text is 3\d\d graphemes \(links count as written\), over the limit "
                      r"of 300", over[0].text)
     assert [p for p in problems if p.channel != "bluesky"] == []
+
+
+def test_alt_text_and_image_parts_have_their_own_limits() -> None:
+    mastodon = CHANNEL_CLASSES["mastodon"].limits
+    assert limit_problems(mastodon, {"alt": "a" * 1500, "image": "https://e.example/p.jpg"}) == []
+    assert limit_problems(mastodon, {"alt": "a" * 1501}) == [
+        "alt is 1501 graphemes, over the limit of 1500 for an image description"]
+    assert limit_problems(mastodon, {"image": "photo.jpg"}) == ["image is not one http(s) URL"]
+    assert limit_problems(mastodon, {"alt": " "}) == ["alt is empty"]
+
+
+def test_the_recall_renders_its_photo_and_alt_text_for_mastodon_and_bluesky() -> None:
+    """The optional parts are rendered where their templates exist (the recall), and only
+    there (the outage has no image)."""
+    from crisiscomms.render.approvals import ApprovalLock
+
+    templates = PROJECT_ROOT / "templates"
+    renderer = StageRenderer(templates, CHANNEL_CLASSES, approvals=ApprovalLock(templates))
+    recall = load_playbook("product_recall", PROJECT_ROOT / "playbooks")
+    facts = build_fact_sheet(dict(recall.drill_facts))
+    for channel in ("mastodon", "bluesky"):
+        message, _ = renderer.render_message(recall, recall.stage("announce"), facts, channel,
+                                             "ja")
+        assert message.parts["image"] == str(facts.recall.photo_url)
+        assert facts.recall.product_name in message.parts["alt"]
+        assert message.parts["alt"].startswith("リコール対象製品")
+    outage = load_playbook("outage", PROJECT_ROOT / "playbooks")
+    message, _ = renderer.render_message(
+        outage, outage.stage("acknowledge"), build_fact_sheet(dict(outage.drill_facts)),
+        "mastodon", "en")
+    assert "image" not in message.parts and "alt" not in message.parts

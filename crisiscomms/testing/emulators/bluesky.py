@@ -12,6 +12,9 @@ answered the way a PDS answers.
   cid. An ``rkey`` given by the client must be a TID and unused (400 ``InvalidRequest``
   "Record already exists" otherwise, as the repo refuses a second create at the same path).
   Answers ``{uri, cid, commit}``.
+- ``POST /xrpc/com.atproto.repo.uploadBlob`` (raw bytes, at most 1,000,000) → ``{"blob"}``; a
+  post's ``app.bsky.embed.images`` must name uploaded blobs, each image with its ``alt``
+  (400 otherwise); the record of a post lists the alt texts.
 - ``GET /xrpc/com.atproto.repo.getRecord?repo&collection&rkey`` → ``{uri, cid, value}`` or 400
   ``RecordNotFound``.
 - Rate limits as the PDS sends them: ``ratelimit-limit``, ``ratelimit-remaining``,
@@ -102,8 +105,10 @@ class _Post:
         return str(parent.get("uri")) if parent.get("uri") else None
 
     def as_record(self) -> dict[str, Any]:
+        images = (self.record.get("embed") or {}).get("images") or []
         return {"channel": "bluesky", "id": self.uri, "key": self.rkey, "text": self.text,
                 "reply_to": self.parent, "langs": self.record.get("langs"),
+                "alt": [i.get("alt") for i in images if isinstance(i, dict)],
                 "facets": self.record.get("facets"), "received_at": iso_utc(self.received_at)}
 
 
@@ -150,6 +155,8 @@ class BlueskyEmulator(EmulatorServer):
             return self._create_session
         if request.method == "POST" and path == "/xrpc/com.atproto.repo.createRecord":
             return self._create_record
+        if request.method == "POST" and path == "/xrpc/com.atproto.repo.uploadBlob":
+            return self._upload_blob
         if request.method == "GET" and path == "/xrpc/com.atproto.repo.getRecord":
             return self._get_record
         return None
@@ -232,7 +239,8 @@ class BlueskyEmulator(EmulatorServer):
             return _xrpc_error(400, "InvalidRequest",
                                "Invalid app.bsky.feed.post record: Record/text must not be "
                                f"longer than {MAX_GRAPHEMES} graphemes (it is {count})")
-        problem = _facet_problem(text, record.get("facets"))
+        problem = _facet_problem(text, record.get("facets")) or self._embed_problem(
+            record.get("embed"))
         langs = record.get("langs") or []
         if problem is None and (not isinstance(langs, list) or len(langs) > 3):
             problem = "Record/langs must not be longer than 3 elements"
@@ -262,6 +270,34 @@ class BlueskyEmulator(EmulatorServer):
         return json_reply(200, {"uri": post.uri, "cid": post.cid,
                                 "commit": {"cid": _cid(body + b"commit"), "rev": _tid_now()},
                                 "validationStatus": "valid"})
+
+    def _upload_blob(self, request: Request) -> Reply:
+        if not request.body or len(request.body) > 1_000_000:
+            return _xrpc_error(400, "InvalidRequest", "A blob is 1 to 1,000,000 bytes")
+        cid = _cid(request.body)
+        mime = (request.header("Content-Type") or "application/octet-stream").split(";")[0]
+        with self._lock:
+            self._blobs[cid] = len(request.body)
+        return json_reply(200, {"blob": {"$type": "blob", "ref": {"$link": cid},
+                                         "mimeType": mime, "size": len(request.body)}})
+
+    def _embed_problem(self, embed: Any) -> str | None:
+        if embed is None:
+            return None
+        if not isinstance(embed, dict) or embed.get("$type") != "app.bsky.embed.images":
+            return "this emulator takes app.bsky.embed.images embeds only"
+        images = embed.get("images")
+        if not isinstance(images, list) or not 1 <= len(images) <= 4:
+            return "Record/embed/images must hold 1 to 4 images"
+        for n, image in enumerate(images):
+            if not isinstance(image, dict) or not isinstance(image.get("alt"), str):
+                return f"Record/embed/images/{n} must have the property \"alt\""
+            ref = ((image.get("image") or {}).get("ref") or {}).get("$link")
+            with self._lock:
+                known = ref in self._blobs
+            if not known:
+                return f"Record/embed/images/{n}/image is not an uploaded blob"
+        return None
 
     def _get_record(self, request: Request) -> Reply:
         rkey = request.query_one("rkey") or ""
@@ -307,6 +343,7 @@ class BlueskyEmulator(EmulatorServer):
             self._posts: list[_Post] = []
             self._by_rkey: dict[str, _Post] = {}
             self._by_uri: dict[str, _Post] = {}
+            self._blobs: dict[str, int] = {}
 
 
 def _tid_now() -> str:

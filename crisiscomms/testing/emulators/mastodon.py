@@ -11,6 +11,11 @@ stock Mastodon 4 server answers.
   ``in_reply_to_id`` is unknown; 401 without the token.
 - ``GET /api/v1/accounts/verify_credentials``, ``GET /api/v1/accounts/<id>/statuses``
   (newest first, ``since_id``, ``limit`` up to 40) and ``GET /api/v1/statuses/<id>``.
+- ``POST /api/v2/media`` (and ``/api/v1/media``; multipart ``file`` and ``description``) → a
+  MediaAttachment; ``media_ids[]`` on a status attach it (422 for an unknown id, or for a
+  description over 1,500 characters). The record of a status lists each attachment's
+  ``description`` (the alt text). ``GET /_emulator/media?url=U`` answers a small PNG for any
+  ``U``: drills fetch a post's image through it (``media_proxy_url``).
 - Every answer carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
   ``X-RateLimit-Reset`` (an ISO 8601 time, as Mastodon sends it); over the injected rate limit,
   429 ``{"error": "Too many requests"}`` with the same headers.
@@ -22,6 +27,7 @@ statuses posted twice with the same text in answer to the same status.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -29,8 +35,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -52,6 +60,10 @@ USERNAME = "status"
 _STATUSES = "/api/v1/statuses"
 _ACCOUNT_STATUSES = re.compile(r"^/api/v1/accounts/([0-9]+)/statuses$")
 _STATUS = re.compile(r"^/api/v1/statuses/([0-9]+)$")
+MAX_DESCRIPTION = 1500
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+"""A 1x1 PNG: the image every ``/_emulator/media`` request gets."""
 
 
 def status_html(text: str) -> str:
@@ -82,6 +94,7 @@ class _Status:
     visibility: str
     key: str | None
     created_at: float
+    media: tuple[dict[str, Any], ...] = field(default=())
 
     def entity(self, base_url: str) -> dict[str, Any]:
         return {
@@ -90,7 +103,8 @@ class _Status:
             "content": status_html(self.text), "in_reply_to_id": self.in_reply_to_id,
             "in_reply_to_account_id": ACCOUNT_ID if self.in_reply_to_id else None,
             "language": self.language, "visibility": self.visibility, "sensitive": False,
-            "spoiler_text": "", "media_attachments": [], "mentions": [], "tags": [],
+            "spoiler_text": "", "media_attachments": list(self.media), "mentions": [],
+            "tags": [],
             "emojis": [], "reblogs_count": 0, "favourites_count": 0, "replies_count": 0,
             "account": _account(base_url), "reblog": None, "poll": None, "card": None,
         }
@@ -98,6 +112,7 @@ class _Status:
     def record(self) -> dict[str, Any]:
         return {"channel": "mastodon", "id": self.id, "key": self.key, "text": self.text,
                 "reply_to": self.in_reply_to_id, "language": self.language,
+                "alt": [m.get("description") for m in self.media],
                 "received_at": iso_utc(self.created_at)}
 
 
@@ -107,6 +122,28 @@ def _account(base_url: str) -> dict[str, Any]:
             "bot": True, "created_at": "2023-01-01T00:00:00.000Z", "note": "",
             "avatar": "", "header": "", "followers_count": 0, "following_count": 0,
             "statuses_count": 0, "emojis": [], "fields": []}
+
+
+def _multipart(request: Request) -> dict[str, tuple[bytes, str]]:
+    """A multipart/form-data body: field name → (bytes, content type)."""
+    head = f"Content-Type: {request.header('Content-Type')}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + request.body)
+    fields: dict[str, tuple[bytes, str]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = (payload, part.get_content_type())
+    return fields
+
+
+def _media_ids(request: Request) -> list[str]:
+    content_type = (request.header("Content-Type") or "").lower()
+    if "json" in content_type:
+        data = json.loads(request.body or b"{}")
+        return [str(i) for i in (data.get("media_ids") or [])]
+    parsed = parse_qs(request.body.decode("utf-8"), keep_blank_values=True)
+    return parsed.get("media_ids[]", []) + parsed.get("media_ids", [])
 
 
 def _form(request: Request) -> dict[str, str]:
@@ -138,6 +175,8 @@ class MastodonEmulator(EmulatorServer):
         path = request.path.rstrip("/")
         if request.method == "POST" and path == _STATUSES:
             return self._create
+        if request.method == "POST" and path in ("/api/v1/media", "/api/v2/media"):
+            return self._media
         if request.method == "GET" and path == "/api/v1/accounts/verify_credentials":
             return lambda r: json_reply(200, _account(self.url))
         if request.method == "GET" and _ACCOUNT_STATUSES.match(path):
@@ -175,6 +214,36 @@ class MastodonEmulator(EmulatorServer):
     def too_large_reply(self) -> Reply:
         return json_reply(413, {"error": "Request entity too large"})
 
+    def control(self, request: Request, name: str) -> Reply | None:
+        if request.method == "GET" and name == "media":
+            return Reply(200, PNG, (), "image/png")
+        return None
+
+    def _media(self, request: Request) -> Reply:
+        try:
+            fields = _multipart(request)
+        except (ValueError, TypeError):
+            fields = {}
+        if "file" not in fields:
+            return json_reply(422, {"error": "Validation failed: File can't be blank"})
+        data, mime = fields["file"]
+        description = fields.get("description", (b"", ""))[0].decode("utf-8", "replace")
+        if len(description) > MAX_DESCRIPTION:
+            return json_reply(422, {"error": "Validation failed: Description is too long "
+                                             f"(maximum is {MAX_DESCRIPTION} characters)"})
+        with self._lock:
+            self._next += 1
+            media_id = str(self._next)
+            media: dict[str, Any] = {
+                     "id": media_id, "type": "image" if mime.startswith("image/")
+                     else "unknown", "url": f"{self.url}/media/{self._next}",
+                     "preview_url": f"{self.url}/media/{self._next}/small",
+                     "description": description or None, "size": len(data),
+                     "mime_type": mime}
+            self._media_store[media_id] = media
+        return json_reply(200, {k: v for k, v in media.items() if k not in ("size",
+                                                                               "mime_type")})
+
     def _create(self, request: Request) -> Reply:
         try:
             form = _form(request)
@@ -193,9 +262,13 @@ class MastodonEmulator(EmulatorServer):
                 return json_reply(200, self._by_key[key].entity(self.url))
             if reply_to is not None and reply_to not in self._by_id:
                 return json_reply(404, {"error": "Record not found"})
+            try:
+                media = tuple(self._media_store[i] for i in _media_ids(request))
+            except KeyError:
+                return json_reply(422, {"error": "Validation failed: media not found"})
             self._next += 1
             status = _Status(str(self._next), text, reply_to, form.get("language") or None,
-                             form.get("visibility") or "public", key, time.time())
+                             form.get("visibility") or "public", key, time.time(), media)
             self._statuses.append(status)
             self._by_id[status.id] = status
             if key is not None:
@@ -256,3 +329,4 @@ class MastodonEmulator(EmulatorServer):
             self._statuses: list[_Status] = []
             self._by_id: dict[str, _Status] = {}
             self._by_key: dict[str, _Status] = {}
+            self._media_store: dict[str, dict[str, Any]] = {}

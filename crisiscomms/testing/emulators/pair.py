@@ -40,6 +40,8 @@ class MoreChannels:
             "CRISISCOMMS_BLUESKY_HANDLE": self.bluesky.account_handle,
             "CRISISCOMMS_BLUESKY_APP_PASSWORD": self.bluesky.password,
             "CRISISCOMMS_BLUESKY_BASE_URL": self.bluesky.url,
+            # a post's image (a recall's photo) is fetched from the emulator, not the world
+            "CRISISCOMMS_MEDIA_PROXY_URL": f"{self.mastodon.url}/_emulator/media",
             "CRISISCOMMS_SLACK_WEBHOOK_URL": self.slack.webhook_url,
             "CRISISCOMMS_TEAMS_WEBHOOK_URL": self.teams.webhook_url,
             "CRISISCOMMS_WEBHOOK_URL": self.webhook.hook_url,
