@@ -108,6 +108,7 @@ class _Post:
         images = (self.record.get("embed") or {}).get("images") or []
         return {"channel": "bluesky", "id": self.uri, "key": self.rkey, "text": self.text,
                 "reply_to": self.parent, "langs": self.record.get("langs"),
+                "locale": (self.record.get("langs") or [None])[0],
                 "alt": [i.get("alt") for i in images if isinstance(i, dict)],
                 "facets": self.record.get("facets"), "received_at": iso_utc(self.received_at)}
 

@@ -53,7 +53,10 @@ class _Message:
     channel: str
 
     def record(self) -> dict[str, Any]:
+        cards = [a.get("content") or {} for a in self.payload.get("attachments") or []
+                 if isinstance(a, dict)]
         return {"channel": self.channel, "key": self.digest, "payload": self.payload,
+                "locale": next((c.get("lang") for c in cards if c.get("lang")), None),
                 "text": _plain(self.payload), "received_at": iso_utc(self.received_at)}
 
 

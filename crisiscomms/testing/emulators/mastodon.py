@@ -112,7 +112,7 @@ class _Status:
     def record(self) -> dict[str, Any]:
         return {"channel": "mastodon", "id": self.id, "key": self.key, "text": self.text,
                 "reply_to": self.in_reply_to_id, "language": self.language,
-                "alt": [m.get("description") for m in self.media],
+                "locale": self.language, "alt": [m.get("description") for m in self.media],
                 "received_at": iso_utc(self.created_at)}
 
 
