@@ -121,9 +121,9 @@ class Settings(BaseSettings):
     bluesky_rate_per_s: float | None = Field(default=1.0, gt=0)
     """Bluesky posts per second for this process."""
     media_proxy_url: str | None = None
-    """Fetch the images Mastodon and Bluesky posts attach (a recall's photo) through
-    ``<url>?url=<image URL>`` instead of from their own address (drills: the emulators' media
-    endpoint). Unset: each image is fetched from its URL."""
+    """Fetch the images Mastodon and Bluesky posts attach (a recall's photo) from this URL,
+    the image's own address given as its ``url`` query parameter, instead of from that address
+    (drills: the emulators' media endpoint). Unset: each image is fetched from its URL."""
     slack_webhook_url: SecretStr | None = None
     """A Slack incoming webhook of our own people's channel (support floor, executives): the
     holding statement of every stage (Block Kit). The URL is a secret."""
