@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     slack_webhook_url: SecretStr | None = None
     """A Slack incoming webhook of our own people's channel (support floor, executives): the
     holding statement of every stage (Block Kit). The URL is a secret."""
+    slack_bot_token: SecretStr | None = None
+    """A Slack bot token (``xoxb-...``, scopes chat:write and channels:history): with
+    ``slack_channel``, stages after the first are posted in the first post's thread and the
+    first post is updated in place (the Web API), instead of the incoming webhook."""
+    slack_channel: str | None = None
+    """The Slack channel id (``C...``) the bot posts to."""
+    slack_base_url: str = "https://slack.com/api"
+    """Slack's Web API (or an emulator's)."""
     slack_rate_per_s: float | None = Field(default=1.0, gt=0)
     """Slack allows one message per second per incoming webhook."""
     teams_webhook_url: SecretStr | None = None
@@ -303,6 +311,7 @@ class Settings(BaseSettings):
         "mastodon_access_token",
         "bluesky_app_password",
         "slack_webhook_url",
+        "slack_bot_token",
         "teams_webhook_url",
         "webhook_secret",
         "inbound_parse_password",

@@ -288,3 +288,49 @@ def test_an_image_that_cannot_be_fetched_fails_the_send_and_posts_nothing(
     assert result.outcome is Outcome.retryable and "image could not be fetched" in str(
         result.reason)
     assert more.mastodon.received() == []
+
+
+# -- Slack through the Web API: later stages in the thread, the first post updated in place ------
+
+
+def slack_bot(more: MoreChannels) -> SlackChannel:
+    return SlackChannel(bot_token=more.slack.bot_token, channel=more.slack.channel_id,
+                        base_url=more.slack.api_url, timeout_s=2.0)
+
+
+def test_slack_bot_posts_later_stages_in_the_thread_and_updates_the_first_in_place(
+        more: MoreChannels) -> None:
+    channel = slack_bot(more)
+    first = channel.send(batch("slack", {"subject": "We're on it", "text": "Stage 1"},
+                               key="1" * 40))
+    assert first.outcome is Outcome.sent and first.provider_id
+    later = batch("slack", {"subject": "Resolved", "text": "Stage 2"}, key="2" * 40,
+                  reply_to=first.provider_id)
+    result = channel.send(later)
+    assert result.outcome is Outcome.sent and result.provider_id != first.provider_id
+    root, reply = more.slack.thread(str(first.provider_id))
+    assert root["blocks"][0]["text"]["text"] == "Resolved" and root["edited"] == 1
+    assert reply["thread_ts"] == first.provider_id and reply["text"] == "Resolved"
+    assert more.slack.key_count("1" * 40) == more.slack.key_count("2" * 40) == 1
+
+
+def test_slack_bot_lost_answer_is_found_by_its_metadata_and_not_posted_twice(
+        more: MoreChannels) -> None:
+    channel = slack_bot(more)
+    first = channel.send(batch("slack", {"subject": "S1", "text": "T1"}, key="3" * 40))
+    more.slack.set_faults(Faults(lost_response_rate=1.0, max_faults=1))
+    result, attempts = send_once(channel, batch("slack", {"subject": "S2", "text": "T2"},
+                                                key="4" * 40, reply_to=first.provider_id),
+                                 POLICY, sleep=Sleeps())
+    assert result.outcome is Outcome.sent and attempts == 2
+    assert more.slack.key_count("4" * 40) == 1 and more.slack.stats()["duplicates"] == 0
+    root = more.slack.thread(str(first.provider_id))[0]
+    assert root["text"] == "S2"  # the resend only updated the first post
+
+
+def test_slack_bot_refusals_are_permanent_and_the_token_unshown(more: MoreChannels) -> None:
+    channel = SlackChannel(bot_token="xoxb-wrong-token", channel=more.slack.channel_id,
+                           base_url=more.slack.api_url)
+    result = channel.send(batch("slack", {"subject": "S", "text": "T"}, key="5" * 40))
+    assert result.outcome is Outcome.permanent and "invalid_auth" in str(result.reason)
+    assert "xoxb-wrong-token" not in str(result.reason) + repr(channel)

@@ -102,7 +102,7 @@ def test_audiences_and_defaults() -> None:
     assert [n for n, c in channel_classes().items() if c.default_enabled] == [
         "status_page", "x", "support", "email"]  # the issue 15 channels only where named
     assert [n for n, c in channel_classes().items() if c.threaded] == [
-        "x", "mastodon", "bluesky"]
+        "x", "mastodon", "bluesky", "slack"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -13,8 +13,16 @@ here): the envelope must be ``{"type": "message", "attachments": [{"contentType"
 "body": [...]}}]}`` (400 with the reason otherwise); over 28 KB: 413. Accepted: 202 (as
 Workflows answers). 429 with ``Retry-After`` beyond the rate limit.
 
-Neither service tells the sender an id or takes an idempotency key; the witness keys a message
-by the SHA-256 of its JSON body (``key_count``), and ``duplicates`` counts bodies received twice.
+**Slack's Web API** on the same server, for the bot-token mode (``Authorization: Bearer
+<bot_token>``; refusals are HTTP 200 ``{"ok": false, "error"}`` as Slack answers):
+``chat.postMessage`` (``channel``, ``blocks``/``text``, ``thread_ts``, ``metadata``) → ``{"ok",
+"channel", "ts"}``; ``chat.update`` (``channel``, ``ts``) edits a message in place;
+``conversations.history`` and ``conversations.replies`` (``ts``) list messages newest first
+with their ``metadata`` when ``include_all_metadata`` is set.
+
+Incoming webhooks tell the sender no id and take no idempotency key; the witness keys such a
+message by the SHA-256 of its JSON body, a Web API message by the ledger key in its
+``metadata`` (``key_count``), and ``duplicates`` counts keys received twice.
 """
 
 from __future__ import annotations
@@ -150,11 +158,107 @@ class _Recorder(EmulatorServer):
 class SlackEmulator(_Recorder):
     channel = "slack"
     path_prefix = "/services/"
+    channel_id = "C0CRISIS01"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
                  secret_path: str | None = None) -> None:
         super().__init__(secret_path or "T00000000/B00000000/" + hashlib.sha256(
             str(time.time_ns()).encode()).hexdigest()[:24], host=host, port=port)
+        self.bot_token = "xoxb-" + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:32]
+        self._ts = 0
+
+    # -- the Web API ---------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    def route(self, request: Request) -> Route | None:
+        api = {("POST", "/api/chat.postMessage"): self._post_message,
+               ("POST", "/api/chat.update"): self._update,
+               ("GET", "/api/conversations.history"): self._history,
+               ("GET", "/api/conversations.replies"): self._replies}
+        found = api.get((request.method, request.path))
+        return found if found is not None else super().route(request)
+
+    def authenticate(self, request: Request) -> Reply | None:
+        if request.path.startswith("/api/"):
+            if request.header("Authorization") != f"Bearer {self.bot_token}":
+                return json_reply(200, {"ok": False, "error": "invalid_auth"})
+            return None
+        return super().authenticate(request)
+
+    def _api_body(self, request: Request) -> dict[str, Any] | Reply:
+        try:
+            body = json.loads(request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return json_reply(200, {"ok": False, "error": "invalid_json"})
+        if not isinstance(body, dict):
+            return json_reply(200, {"ok": False, "error": "invalid_json"})
+        if body.get("channel") != self.channel_id:
+            return json_reply(200, {"ok": False, "error": "channel_not_found"})
+        refused = self.check(body, len(request.body))
+        if refused is not None:
+            return json_reply(200, {"ok": False, "error": refused.body.decode()})
+        return body
+
+    def _post_message(self, request: Request) -> Reply:
+        body = self._api_body(request)
+        if isinstance(body, Reply):
+            return body
+        thread = body.get("thread_ts")
+        metadata = body.get("metadata") or {}
+        key = str((metadata.get("event_payload") or {}).get("key") or
+                  hashlib.sha256(request.body).hexdigest())
+        with self._lock:
+            if thread is not None and not any(m.payload.get("ts") == thread
+                                              for m in self._messages):
+                return json_reply(200, {"ok": False, "error": "thread_not_found"})
+            self._ts += 1
+            ts = f"{int(time.time())}.{self._ts:06d}"
+            stored = {**body, "ts": ts}
+            self._messages.append(_Message(key, stored, time.time(), self.channel))
+        return json_reply(200, {"ok": True, "channel": self.channel_id, "ts": ts,
+                                "message": {"ts": ts, "text": body.get("text")}})
+
+    def _update(self, request: Request) -> Reply:
+        body = self._api_body(request)
+        if isinstance(body, Reply):
+            return body
+        with self._lock:
+            for message in self._messages:
+                if message.payload.get("ts") == body.get("ts"):
+                    message.payload.update({"text": body.get("text"),
+                                            "blocks": body.get("blocks"),
+                                            "edited": int(message.payload.get("edited", 0)) + 1})
+                    return json_reply(200, {"ok": True, "channel": self.channel_id,
+                                            "ts": body.get("ts")})
+        return json_reply(200, {"ok": False, "error": "message_not_found"})
+
+    def _listed(self, request: Request, keep: Any) -> Reply:
+        if request.query_one("channel") != self.channel_id:
+            return json_reply(200, {"ok": False, "error": "channel_not_found"})
+        metadata = request.query_one("include_all_metadata") in ("true", "1")
+        with self._lock:
+            chosen = [dict(m.payload) for m in reversed(self._messages) if keep(m.payload)]
+        if not metadata:
+            for message in chosen:
+                message.pop("metadata", None)
+        return json_reply(200, {"ok": True, "messages": chosen, "has_more": False})
+
+    def _history(self, request: Request) -> Reply:
+        return self._listed(request, lambda m: "ts" in m and not m.get("thread_ts"))
+
+    def _replies(self, request: Request) -> Reply:
+        ts = request.query_one("ts")
+        return self._listed(request, lambda m: ts is not None and (
+            m.get("ts") == ts or m.get("thread_ts") == ts))
+
+    def thread(self, ts: str) -> list[dict[str, Any]]:
+        """The first post ``ts`` (as it reads now) and its replies, oldest first."""
+        with self._lock:
+            return [dict(m.payload) for m in self._messages
+                    if m.payload.get("ts") == ts or m.payload.get("thread_ts") == ts]
 
     def unknown_webhook(self) -> Reply:
         return _text(404, "no_service")
