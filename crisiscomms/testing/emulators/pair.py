@@ -43,6 +43,10 @@ class MoreChannels:
             # a post's image (a recall's photo) is fetched from the emulator, not the world
             "CRISISCOMMS_MEDIA_PROXY_URL": f"{self.mastodon.url}/_emulator/media",
             "CRISISCOMMS_SLACK_WEBHOOK_URL": self.slack.webhook_url,
+            # the Web API wins when a bot token is set: drills see threads updated in place
+            "CRISISCOMMS_SLACK_BOT_TOKEN": self.slack.bot_token,
+            "CRISISCOMMS_SLACK_CHANNEL": self.slack.channel_id,
+            "CRISISCOMMS_SLACK_BASE_URL": self.slack.api_url,
             "CRISISCOMMS_TEAMS_WEBHOOK_URL": self.teams.webhook_url,
             "CRISISCOMMS_WEBHOOK_URL": self.webhook.hook_url,
             "CRISISCOMMS_WEBHOOK_SECRET": self.webhook.secret,
