@@ -28,6 +28,11 @@ CHANNEL_MODULES: tuple[str, ...] = (
     "crisiscomms.channels.support_desk:SupportDeskChannel",
     "crisiscomms.channels.press_release:PressReleaseChannel",
     "crisiscomms.channels.sendgrid_email:SendGridEmailChannel",
+    "crisiscomms.channels.mastodon_social:MastodonChannel",
+    "crisiscomms.channels.bluesky:BlueskyChannel",
+    "crisiscomms.channels.slack:SlackChannel",
+    "crisiscomms.channels.teams:TeamsChannel",
+    "crisiscomms.channels.webhook:WebhookChannel",
 )
 """``module:Class`` of every channel. The registry orders them by their declared ``order``,
 not by their place here."""

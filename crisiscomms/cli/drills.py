@@ -91,7 +91,8 @@ def emulators(
         help="POST signed SendGrid events of every accepted email here, e.g. "
              "http://127.0.0.1:8040/v1/sendgrid/events (crisiscomms listen)")] = None,
 ) -> None:
-    """Start the SendGrid and X emulators on loopback until interrupted."""
+    """Start the SendGrid and X emulators on loopback until interrupted, with the Mastodon,
+    Bluesky, Slack, Teams and webhook-receiver emulators on free ports."""
     import secrets
 
     from crisiscomms.testing.drill import emulator_environment
@@ -103,6 +104,12 @@ def emulators(
                            x_port=x_port, event_webhook_url=event_webhook)
     out.print(f"SendGrid emulator: {pair.sendgrid.url}/v3/mail/send")
     out.print(f"X emulator:        {pair.x.url}/2/tweets")
+    if pair.more is not None:
+        out.print(f"Mastodon emulator: {pair.more.mastodon.url}/api/v1/statuses")
+        out.print(f"Bluesky emulator:  {pair.more.bluesky.url}/xrpc")
+        out.print(f"Slack, Teams:      {pair.more.slack.url}, {pair.more.teams.url} "
+                  "(incoming webhooks)")
+        out.print(f"webhook receiver:  {pair.more.webhook.hook_url}")
     env_file.write_text("".join(f"{k}={v}\n" for k, v in
                                 emulator_environment(pair, sg_key, x_token).items()))
     env_file.chmod(0o600)

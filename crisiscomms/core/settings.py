@@ -163,6 +163,52 @@ class Settings(BaseSettings):
     x_base_url: str = "https://api.twitter.com"
     """X's API (or an emulator's)."""
 
+    mastodon_access_token: SecretStr | None = None
+    """A Mastodon access token with ``write:statuses`` (unset: Mastodon is not configured)."""
+    mastodon_base_url: str = "https://mastodon.social"
+    """The Mastodon server of the account (or an emulator's)."""
+    mastodon_rate_per_s: float | None = Field(default=1.0, gt=0)
+    """Mastodon posts per second for this process (the server's 300 per 3 hours answers
+    with 429 and ``X-RateLimit-Reset`` beyond it)."""
+    bluesky_handle: str | None = None
+    """The Bluesky account, e.g. ``status.example.com`` (with an app password)."""
+    bluesky_app_password: SecretStr | None = None
+    """An app password of that account (unset: Bluesky is not configured)."""
+    bluesky_base_url: str = "https://bsky.social"
+    """The account's PDS (or an emulator's)."""
+    bluesky_rate_per_s: float | None = Field(default=1.0, gt=0)
+    """Bluesky posts per second for this process."""
+    media_proxy_url: str | None = None
+    """Fetch the images Mastodon and Bluesky posts attach (a recall's photo) from this URL,
+    the image's own address given as its ``url`` query parameter, instead of from that address
+    (drills: the emulators' media endpoint). Unset: each image is fetched from its URL."""
+    slack_webhook_url: SecretStr | None = None
+    """A Slack incoming webhook of our own people's channel (support floor, executives): the
+    holding statement of every stage (Block Kit). The URL is a secret."""
+    slack_bot_token: SecretStr | None = None
+    """A Slack bot token (``xoxb-...``, scopes chat:write and channels:history): with
+    ``slack_channel``, stages after the first are posted in the first post's thread and the
+    first post is updated in place (the Web API), instead of the incoming webhook."""
+    slack_channel: str | None = None
+    """The Slack channel id (``C...``) the bot posts to."""
+    slack_base_url: str = "https://slack.com/api"
+    """Slack's Web API (or an emulator's)."""
+    slack_rate_per_s: float | None = Field(default=1.0, gt=0)
+    """Slack allows one message per second per incoming webhook."""
+    teams_webhook_url: SecretStr | None = None
+    """A Microsoft Teams incoming webhook or Workflows URL for the same (Adaptive Card). The
+    URL is a secret."""
+    teams_rate_per_s: float | None = Field(default=2.0, gt=0)
+    """Teams throttles a webhook at about four requests per second; we stay below."""
+    webhook_url: str | None = None
+    """An outgoing webhook for anything else: every message POSTed as JSON, signed the
+    Standard Webhooks way (needs ``webhook_secret``)."""
+    webhook_secret: SecretStr | None = None
+    """The ``whsec_...`` secret the outgoing webhook is signed with
+    (``crisiscomms sources`` makes the same kind for intake)."""
+    webhook_rate_per_s: float | None = Field(default=None, gt=0)
+    """Outgoing webhook requests per second (None: no limit of ours)."""
+
     http_timeout_s: float = Field(default=10.0, gt=0)
     """Timeout of one provider request, in seconds."""
     max_attempts: int = Field(default=4, ge=1)
@@ -320,6 +366,12 @@ class Settings(BaseSettings):
         "x_access_token_secret",
         "alert_slack_webhook_url",
         "alert_teams_webhook_url",
+        "mastodon_access_token",
+        "bluesky_app_password",
+        "slack_webhook_url",
+        "slack_bot_token",
+        "teams_webhook_url",
+        "webhook_secret",
         "inbound_parse_password",
         "zendesk_webhook_secret",
         "freshdesk_webhook_secret",

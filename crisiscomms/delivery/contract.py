@@ -51,6 +51,18 @@ class ChannelLimits:
     max_body_bytes: int | None = None
     max_substitution_bytes: int | None = None
     rate_per_s: float | None = None
+    max_graphemes: int | None = None
+    """Longest ``text`` (and each thread part) in grapheme clusters (Bluesky 300, Mastodon
+    500; ``render/text_length.py``)."""
+    url_length: int | None = None
+    """With ``max_graphemes``: what every link counts (Mastodon: 23); None: as written."""
+    max_alt_chars: int | None = None
+    """A channel that attaches an image: the optional parts ``image`` (its http(s) URL) and
+    ``alt`` (its description for screen readers), ``alt`` at most this many graphemes
+    (Mastodon 1,500)."""
+    max_paragraph_chars: int | None = None
+    """Longest paragraph of ``text`` (blank-line separated), in characters: one Block Kit
+    section of Slack (3,000) or one Adaptive Card TextBlock."""
 
 
 @dataclass(frozen=True)

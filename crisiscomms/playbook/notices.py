@@ -33,6 +33,8 @@ from crisiscomms.playbook.loader import Playbook, Stage
 from crisiscomms.render.escaping import escape_percent
 
 SUBJECT_PARTS = ("subject",)
+ATTACHMENT_PARTS = frozenset({"image", "alt"})
+"""An image a post attaches and its description: not the body, so they carry no facts."""
 E = TypeVar("E", bound=CrisisCommsError)
 
 
@@ -105,7 +107,8 @@ def _as_texts(value: Any, locale: str) -> list[str]:
 
 
 def _body_parts(parts: Mapping[str, str]) -> dict[str, str]:
-    body = {k: v for k, v in parts.items() if k not in SUBJECT_PARTS}
+    body = {k: v for k, v in parts.items()
+            if k not in SUBJECT_PARTS and k not in ATTACHMENT_PARTS}
     thread = [v for k, v in sorted(body.items()) if k == "text" or k.startswith("text_")]
     if len(thread) > 1:  # a thread carries its facts across its posts
         body = {k: v for k, v in body.items() if not (k == "text" or k.startswith("text_"))}

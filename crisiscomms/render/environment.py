@@ -435,6 +435,10 @@ class StageRenderer:
                 if not self._exists(name):
                     break
                 names[thread_part(n)] = name
+        for part in getattr(cls, "optional_parts", ()):  # e.g. an image and its alt text
+            name = template_name(playbook, stage, channel, part, locale)
+            if self._exists(name):
+                names[part] = name
         return names
 
     def render_message(

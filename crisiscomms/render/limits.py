@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from crisiscomms.delivery.contract import ChannelLimits
+from crisiscomms.render.text_length import counted_length, graphemes
 from crisiscomms.render.text_weight import x_weighted_length
 
 
@@ -18,6 +19,26 @@ def limit_problems(limits: ChannelLimits, parts: Mapping[str, str]) -> list[str]
                 f"text is {weight} weighted characters, over the limit of "
                 f"{limits.max_weighted_length} (URLs count 23, CJK and emoji count 2)"
             )
+    if limits.max_graphemes is not None and "text" in parts:
+        count = counted_length(parts["text"], url_length=limits.url_length)
+        if count > limits.max_graphemes:
+            how = (f"characters (grapheme clusters; every URL counts {limits.url_length})"
+                   if limits.url_length is not None else "graphemes (links count as written)")
+            problems.append(f"text is {count} {how}, over the limit of {limits.max_graphemes}")
+    if limits.max_alt_chars is not None and "alt" in parts:
+        count = graphemes(parts["alt"])
+        if count > limits.max_alt_chars:
+            problems.append(f"alt is {count} graphemes, over the limit of "
+                            f"{limits.max_alt_chars} for an image description")
+    if limits.max_alt_chars is not None and "image" in parts:
+        image = parts["image"].strip()
+        if image and (not image.startswith(("http://", "https://")) or " " in image):
+            problems.append("image is not one http(s) URL")
+    if limits.max_paragraph_chars is not None:
+        for n, paragraph in enumerate(parts.get("text", "").split("\n\n"), start=1):
+            if len(paragraph) > limits.max_paragraph_chars:
+                problems.append(f"text paragraph {n} is {len(paragraph)} characters, over "
+                                f"the limit of {limits.max_paragraph_chars} per block")
     if limits.max_subject_chars is not None:
         subject = parts.get("subject", "")
         if len(subject) > limits.max_subject_chars:

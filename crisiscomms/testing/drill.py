@@ -120,6 +120,8 @@ def emulator_environment(pair: EmulatorPair, sendgrid_key: str, x_token: str) ->
         "CRISISCOMMS_X_BASE_URL": pair.x.url,
         # what `crisiscomms listen` verifies the emulator's signed Event Webhook batches with
         "CRISISCOMMS_SENDGRID_WEBHOOK_PUBLIC_KEY": pair.sendgrid.webhook_public_key,
+        # Mastodon, Bluesky, Slack, Teams and the outgoing webhook, when their emulators run
+        **(pair.more.environment() if pair.more is not None else {}),
     }
 
 
@@ -263,7 +265,8 @@ def run_drill(
                 if channel in addressed:
                     bucket = by_locale.setdefault(str(channel), {})
                     bucket[str(loc)] = bucket.get(str(loc), 0) + int(n)
-            sg_stats, x_stats = pair.sendgrid.stats(), pair.x.stats()
+            stats = {emulator.channel: emulator.stats() for emulator in pair.all()}
+            sg_stats = stats[pair.sendgrid.channel]
             report: dict[str, Any] = {
                 "incident_id": facts["incident_ref"],
                 "playbook": playbook.name,
@@ -278,9 +281,12 @@ def run_drill(
                 },
                 "emulator_received": {
                     pair.sendgrid.channel: sg_stats["recipients"],
-                    pair.x.channel: x_stats["accepted_messages"],
+                    **{name: s["accepted_messages"] for name, s in stats.items()
+                       if name != pair.sendgrid.channel},
                 },
-                "duplicates": sg_stats["duplicates"] + x_stats["duplicates"],
+                "duplicates": sum(int(s["duplicates"]) for s in stats.values()),
+                "duplicates_by_channel": {name: int(s["duplicates"])
+                                          for name, s in stats.items()},
                 "recipients_by_locale": by_locale,
                 "stages": stages,
             }
@@ -384,8 +390,12 @@ def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair,
     email_path, x_path = out / "sent.email.jsonl", out / "sent.x.jsonl"
     pair.sendgrid.export_jsonl(email_path)
     pair.x.export_jsonl(x_path)
+    more_paths = []
+    for emulator in (pair.more.all() if pair.more is not None else []):
+        more_paths.append(out / f"sent.{emulator.channel}.jsonl")
+        emulator.export_jsonl(more_paths[-1])
     with (out / "sent.jsonl").open("w", encoding="utf-8") as sink:
-        for part in (x_path, email_path):
+        for part in (x_path, *more_paths, email_path):
             with part.open(encoding="utf-8") as source:
                 for line in source:
                     record = json.loads(line)

@@ -103,12 +103,13 @@ def test_drill_prints_one_json_object(cli_env: Path) -> None:
     assert report["channels"]["email"] == {"planned": 75, "sent": 75, "failed": 0}
     posts = 3 * len(yaml.safe_load((PROJECT_ROOT / "playbooks" / "outage.yaml").read_text())
                     ["locales"])  # three stages, one broadcast message per language
-    for channel in ("x", "status_page"):
+    broadcasts = ("x", "mastodon", "bluesky", "slack", "teams", "webhook")
+    for channel in ("status_page", *broadcasts):
         assert report["channels"][channel] == {"planned": posts, "sent": posts, "failed": 0}
-    assert report["emulator_received"] == {"email": 75, "x": posts}
+    assert report["emulator_received"] == {"email": 75, **dict.fromkeys(broadcasts, posts)}
     assert report["duplicates"] == 0
     lines = (out / "sent.jsonl").read_text().splitlines()
-    assert len(lines) == 75 + posts
+    assert len(lines) == 75 + len(broadcasts) * posts
     assert (out / "status_page" / "api" / "v2" / "summary.json").is_file()
 
 

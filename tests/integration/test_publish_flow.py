@@ -88,8 +88,12 @@ def test_triggering_the_same_update_twice_sends_nothing_twice(
     assert emulators.sendgrid.stats()["duplicates"] == 0
     n = languages(settings)
     assert emulators.x.stats()["accepted_messages"] == n
-    with Session(engine) as s:  # one email batch (all English) + x, status page, support
-        assert len(s.exec(select(Delivery)).all()) == 1 + 3 * n
+    assert emulators.more is not None
+    for emulator in emulators.more.all():  # Mastodon, Bluesky, Slack, Teams, the webhook
+        assert (emulator.stats()["accepted_messages"], emulator.stats()["duplicates"]) == (n, 0)
+    with Session(engine) as s:  # one email batch (all English) + one row per language of
+        # x, status page, support and the five issue 15 channels
+        assert len(s.exec(select(Delivery)).all()) == 1 + 8 * n
 
 
 def test_update_waits_for_approval_then_threads_on_x(

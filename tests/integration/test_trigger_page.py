@@ -129,7 +129,8 @@ def test_pr_lead_triggers_an_outage_then_its_update(live_db: Engine) -> None:
     assert ("pat", "stage.triggered") in audits and ("pat", "stage.published") in audits
     assert bundle_hash in triggered.detail_json
     channels = {row["channel"]: row for row in app.table[0].value.to_dict("records")}
-    assert set(channels) == {"status_page", "x", "email", "support"}
+    assert set(channels) == {"status_page", "x", "mastodon", "bluesky", "email", "support",
+                             "slack", "teams", "webhook"}
     assert channels["email"]["sent"] == 1000  # every drill subscriber, once
 
     # the update: the open incident, its next stages, the form prefilled from its facts

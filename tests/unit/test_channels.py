@@ -40,6 +40,7 @@ FACTS = build_fact_sheet(
 )
 
 SECRET = "SG.unit-secret-never-shown"
+WEBHOOK_SECRET = "whsec_" + "dW5pdC13ZWJob29rLXNlY3JldC1uZXZlci1zaG93bg=="
 
 
 @pytest.fixture
@@ -60,7 +61,12 @@ def make(name: str, tmp_path: Path, url: str) -> Channel:
         status_page_url="https://status.example.com", organization="Example",
         sendgrid_api_key=SECRET, sendgrid_base_url=url, x_bearer_token="x-unit-token",
         x_consumer_key=None, x_consumer_secret=None, x_access_token=None,
-        x_access_token_secret=None, x_base_url=url, http_timeout_s=0.5, subscriptions_url=None)
+        x_access_token_secret=None, x_base_url=url, http_timeout_s=0.5, subscriptions_url=None,
+        mastodon_access_token=SECRET, mastodon_base_url=url,
+        bluesky_handle="status.example.com", bluesky_app_password=SECRET, bluesky_base_url=url,
+        slack_webhook_url=f"{url}/services/T0/B0/{SECRET}",
+        teams_webhook_url=f"{url}/webhookb2/{SECRET}",
+        webhook_url=f"{url}/hooks/unit", webhook_secret=WEBHOOK_SECRET)
     channel = CHANNEL_CLASSES[name].from_settings(settings)
     assert channel is not None
     return channel
@@ -84,7 +90,18 @@ def over_limit_parts(cls: type[Channel]) -> list[tuple[str, dict[str, str]]]:
                                   "subject": "s" * (limits.max_subject_chars + 1)}))
     if limits.max_body_bytes is not None:
         part = "html" if "html" in cls.parts else "text"
-        cases.append(("bytes", {**good_parts(cls), part: "é" * (limits.max_body_bytes // 2 + 1)}))
+        if limits.max_graphemes is not None:  # many bytes in few graphemes: a family emoji
+            family = "\U0001F468\u200d\U0001F469\u200d\U0001F467\u200d\U0001F466"
+            big = family * (limits.max_body_bytes // len(family.encode()) + 1)
+        else:
+            big = "é" * (limits.max_body_bytes // 2 + 1)
+        cases.append(("bytes", {**good_parts(cls), part: big}))
+    if limits.max_graphemes is not None:
+        cases.append(("graphemes", {**good_parts(cls),
+                                    "text": "a" * (limits.max_graphemes + 1)}))
+    if limits.max_paragraph_chars is not None:
+        cases.append(("paragraph", {**good_parts(cls), "text": "ok\n\n"
+                                    + "p" * (limits.max_paragraph_chars + 1)}))
     return cases
 
 
@@ -98,7 +115,8 @@ NAMES = list(CHANNEL_CLASSES)
 
 def test_registry_is_in_publishing_order() -> None:
     """The status page first (every other message links to it), the email fan-out last."""
-    assert NAMES == ["status_page", "x", "support", "press", "email"]
+    assert NAMES == ["status_page", "x", "mastodon", "bluesky", "support", "slack", "teams",
+                     "webhook", "press", "email"]
 
 
 @pytest.mark.parametrize("name", NAMES)

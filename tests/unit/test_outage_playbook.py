@@ -20,7 +20,9 @@ TEMPLATES = ROOT / "templates"
 
 
 CHANNELS = CHANNEL_CLASSES
-DEFAULT_CHANNELS = {name for name, cls in CHANNELS.items() if cls.default_enabled}
+DEFAULT_CHANNELS = {name for name, cls in CHANNELS.items() if cls.default_enabled} | {
+    "mastodon", "bluesky", "slack", "teams", "webhook"}
+"""What every outage stage publishes: the default channels and those of issue 15."""
 STAGES = ("acknowledge", "update", "resolve")
 
 

@@ -127,7 +127,8 @@ def opted_out(settings: Settings, tmp_path: Path, value: str,
     shutil.copytree(settings.playbooks_dir, books)
     path = books / "outage.yaml"
     text = path.read_text(encoding="utf-8")
-    old = "    auto_send: true\n    channels: [status_page, x, email, support]\n"
+    old = ("    auto_send: true\n    channels: [status_page, x, mastodon, bluesky, email, support, "
+           "slack, teams, webhook]\n")
     assert old in text
     new = (f"    auto_send: true\n    channels: {channels or '[status_page, x, email, support]'}"
            f"\n    status_page_first: {value}\n")
