@@ -28,6 +28,7 @@ CHANNEL_MODULES: tuple[str, ...] = (
     "crisiscomms.channels.support_desk:SupportDeskChannel",
     "crisiscomms.channels.press_release:PressReleaseChannel",
     "crisiscomms.channels.sendgrid_email:SendGridEmailChannel",
+    "crisiscomms.channels.twilio_sms:TwilioSMSChannel",
 )
 """``module:Class`` of every channel. The registry orders them by their declared ``order``,
 not by their place here."""

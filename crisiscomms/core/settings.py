@@ -105,6 +105,25 @@ class Settings(BaseSettings):
     x_base_url: str = "https://api.twitter.com"
     """X's API (or an emulator's)."""
 
+    twilio_account_sid: str | None = None
+    """Twilio account SID (``AC…``; unset: SMS is not configured)."""
+    twilio_auth_token: SecretStr | None = None
+    """Twilio auth token: authenticates our requests and verifies ``X-Twilio-Signature`` on
+    Twilio's requests to the SMS app (inbound STOP/HELP, status callbacks)."""
+    twilio_base_url: str = "https://api.twilio.com"
+    """Twilio's REST API (or an emulator's)."""
+    sms_from: str | None = None
+    """The sender: an E.164 number of the account, or a Messaging Service SID (``MG…``)."""
+    sms_url: str | None = None
+    """Public base URL of the SMS app (``crisiscomms sms serve``): each message asks Twilio to
+    post its delivery status to ``<sms_url>/v1/sms/status``. Unset: no status callbacks."""
+    sms_quiet_hours: str | None = "21:00-08:00"
+    """Local quiet hours of every SMS recipient (``HH:MM-HH:MM``, in their own time zone):
+    a stage that is not ``urgent`` is deferred until they end. Empty: none."""
+    sms_rate_per_s: float | None = Field(default=None, gt=0)
+    """Twilio Messages requests per second for this process (None: no limit of ours; Twilio
+    queues what exceeds a sender's throughput and answers 429 over the account's concurrency)."""
+
     http_timeout_s: float = Field(default=10.0, gt=0)
     """Timeout of one provider request, in seconds."""
     max_attempts: int = Field(default=4, ge=1)

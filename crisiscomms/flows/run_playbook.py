@@ -101,7 +101,8 @@ def publish_chunk(channel: str, delivery_ids: Sequence[int]) -> dict[str, Any]:
                                 policy=send_policy(settings))
     return {"channel": channel, "sent": report.sent, "failed": report.failed,
             "skipped": report.skipped, "unconfirmed": report.unconfirmed,
-            "errors": report.errors, "started": started, "finished": time.time()}
+            "deferred": report.deferred, "errors": report.errors, "started": started,
+            "finished": time.time()}
 
 
 @task(name="plan-deliveries", cache_policy=NONE)
@@ -359,14 +360,15 @@ def _summary(incident_ref: str, stage: str | None, prep: Mapping[str, Any],
     for out in results:
         totals.setdefault(out["channel"], PublishReport()).add(PublishReport(
             out["sent"], out["failed"], out["skipped"], out.get("unconfirmed", 0),
-            list(out["errors"])))
+            out.get("deferred", 0), list(out["errors"])))
         span = spans.setdefault(out["channel"], [out["started"], out["finished"]])
         span[0], span[1] = min(span[0], out["started"]), max(span[1], out["finished"])
     return {
         "incident_ref": incident_ref,
         "stage": stage,
         "channels": {c: {"sent": r.sent, "failed": r.failed, "skipped": r.skipped,
-                         "unconfirmed": r.unconfirmed, "held": held_by_channel.get(c, 0)}
+                         "unconfirmed": r.unconfirmed, "deferred": r.deferred,
+                         "held": held_by_channel.get(c, 0)}
                      for c, r in totals.items()},
         "lane_seconds": {c: round(b - a, 3) for c, (a, b) in spans.items()},
         "reconciled": prep["reconciled"],
