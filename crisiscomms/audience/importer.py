@@ -1,7 +1,9 @@
 """Recipient import from CSV: every line validated before anything is written.
 
 Columns (header row, any order): ``email`` (required), and any of ``name``, ``locale``,
-``time_zone``, ``plan``, ``consent`` (true/false, yes/no, 1/0), ``unsubscribed`` /
+``time_zone``, ``phone`` (a mobile number in international form, validated with
+``phonenumbers`` and stored in E.164: the SMS channel's address), ``plan``, ``consent``
+(true/false, yes/no, 1/0), ``unsubscribed`` /
 ``suppressed`` (true means no consent), plus any other column the ``Recipient`` table has.
 An address is checked with ``email-validator`` (syntax only, no DNS: an import must not depend
 on the network), normalised and stored lower-cased, the whole address, as status page
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -42,7 +45,8 @@ from crisiscomms.core.text import clean_text
 
 TRUE = frozenset({"1", "true", "yes", "y", "t"})
 FALSE = frozenset({"0", "false", "no", "n", "f", ""})
-_BUILTIN = ("email", "name", "locale", "time_zone", "plan", "consent")
+_BUILTIN = ("email", "name", "locale", "time_zone", "plan", "consent", "phone",
+            "sms_opted_out_at")
 _LOOKUP_CHUNK = 500
 
 
@@ -127,6 +131,8 @@ def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, o
     values: dict[str, object] = {"email": email, "locale": locale, "time_zone": zone,
                                  "consent": consent, "name": _text(raw, "name"),
                                  "plan": _text(raw, "plan")}
+    if raw.get("phone", "").strip():
+        values["phone"] = e164(raw["phone"])
     for column in columns:
         if column not in _BUILTIN and raw.get(column, "").strip():
             values[column] = _text(raw, column)
@@ -136,6 +142,25 @@ def _validated(line: int, raw: dict[str, str], columns: set[str]) -> dict[str, o
             raise ValueError(f"{column}: {len(value):,} characters, over the {limit} a "
                              "recipient's may have")
     return values
+
+
+def e164(text: str) -> str:
+    """A mobile number in E.164 (``+14155550100``), from international notation (``+`` or
+    ``00`` and the country code; spaces, dots, dashes and brackets allowed); ValueError naming
+    what is wrong: not a number, not a valid one for its country, a landline (no SMS)."""
+    raw = text.strip()
+    candidate = "+" + raw[2:] if raw.startswith("00") else raw
+    if not candidate.startswith("+"):
+        raise ValueError(f"phone {raw!r} is not in international form (+ and country code)")
+    try:
+        number = phonenumbers.parse(candidate, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"phone {raw!r} is not a phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"phone {raw!r} is not a valid number")
+    if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
+        raise ValueError(f"phone {raw!r} is a landline; SMS needs a mobile number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _max_length(column: str) -> int | None:

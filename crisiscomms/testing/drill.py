@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from crisiscomms.audience.recipients import PRESS_LIST
@@ -28,8 +28,8 @@ from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import FactsError
 from crisiscomms.core.settings import Settings
-from crisiscomms.delivery.ledger import channel_counts
-from crisiscomms.delivery.models import Delivery
+from crisiscomms.delivery.ledger import channel_counts, release_deferred
+from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.identity.identities import system_identity
 from crisiscomms.incident.models import Message
 from crisiscomms.incident.service import approve, trigger
@@ -46,8 +46,11 @@ from crisiscomms.testing.crowd_drill import (
     play_crowd,
 )
 from crisiscomms.testing.emulators import EmulatorPair, start_emulators
+from crisiscomms.testing.emulators.pair import DRILL_SMS_FROM
 
 PublishFn = Callable[[str, str], Mapping[str, Any]]
+ResumeFn = Callable[[str, float | None], Mapping[str, Any]]
+"""``crisiscomms resume``'s runner: reconcile, then publish every planned row of an incident."""
 DRILL_PRESS = 5
 """Journalists on the drill press list (for playbooks with a press release)."""
 DRILL_APPROVERS = (system_identity("drill-approver-1"), system_identity("drill-approver-2"))
@@ -120,6 +123,10 @@ def emulator_environment(pair: EmulatorPair, sendgrid_key: str, x_token: str) ->
         "CRISISCOMMS_X_BASE_URL": pair.x.url,
         # what `crisiscomms listen` verifies the emulator's signed Event Webhook batches with
         "CRISISCOMMS_SENDGRID_WEBHOOK_PUBLIC_KEY": pair.sendgrid.webhook_public_key,
+        "CRISISCOMMS_TWILIO_ACCOUNT_SID": pair.twilio.account_sid,
+        "CRISISCOMMS_TWILIO_AUTH_TOKEN": pair.twilio.auth_token,
+        "CRISISCOMMS_TWILIO_BASE_URL": pair.twilio.url,
+        "CRISISCOMMS_SMS_FROM": DRILL_SMS_FROM,
     }
 
 
@@ -158,8 +165,14 @@ def run_drill(
     emulators: tuple[EmulatorPair, str, str] | None = None,
     reactions: int = 0,
     listen_app: ListenAppFactory | None = None,
+    resume: ResumeFn | None = None,
 ) -> dict[str, Any]:
     """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers.
+
+    SMS of a stage that is not urgent wait out each recipient's quiet hours (``deferred`` in
+    the ledger); a drill compresses time: with ``resume``, once every stage ran, the deferred
+    rows are released as if their windows had ended and sent, and the report counts them under
+    ``deferred``.
 
     ``reactions``: a crowd of that many reacts through the real receivers
     (:mod:`crisiscomms.testing.crowd_drill`): before the resolution stage (or after the only
@@ -237,6 +250,9 @@ def run_drill(
                 stages.append({"stage": stage.id, "auto_send": stage.auto_send,
                                "channels": result.get("channels", {}),
                                "errors": result.get("errors", [])})
+            deferred: dict[str, int] = {}
+            if resume is not None and incident_id is not None:
+                deferred = _send_deferred(engine, incident_id, facts["incident_ref"], resume)
             if crowd is not None and incident_id is not None:
                 if resolves:
                     crowd.rate(incident_id)
@@ -260,6 +276,7 @@ def run_drill(
                     bucket = by_locale.setdefault(str(channel), {})
                     bucket[str(loc)] = bucket.get(str(loc), 0) + int(n)
             sg_stats, x_stats = pair.sendgrid.stats(), pair.x.stats()
+            sms_stats = pair.twilio.stats()
             report: dict[str, Any] = {
                 "incident_id": facts["incident_ref"],
                 "playbook": playbook.name,
@@ -275,8 +292,11 @@ def run_drill(
                 "emulator_received": {
                     pair.sendgrid.channel: sg_stats["recipients"],
                     pair.x.channel: x_stats["accepted_messages"],
+                    pair.twilio.channel: sms_stats["accepted_messages"],
                 },
-                "duplicates": sg_stats["duplicates"] + x_stats["duplicates"],
+                "duplicates": (sg_stats["duplicates"] + x_stats["duplicates"]
+                               + sms_stats["duplicates"]),
+                "deferred": deferred,
                 "recipients_by_locale": by_locale,
                 "stages": stages,
             }
@@ -293,6 +313,26 @@ def run_drill(
             pair.stop()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def _send_deferred(engine: Any, incident_id: int, incident_ref: str,
+                   resume: ResumeFn) -> dict[str, int]:
+    """Rows deferred by quiet hours, released as if their windows had ended and published
+    through ``resume``; their recipients by channel."""
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(col(Delivery.channel), func.sum(col(Delivery.recipient_count)),
+                   func.max(col(Delivery.not_before)))
+            .where(col(Delivery.incident_id) == incident_id,
+                   col(Delivery.state) == DeliveryState.deferred)
+            .group_by(col(Delivery.channel))).all()
+    if not rows:
+        return {}
+    latest = max(r[2] for r in rows if r[2] is not None)
+    with session_scope(engine) as session:
+        release_deferred(session, now=latest, incident_id=incident_id)
+    resume(incident_ref, None)
+    return {str(channel): int(count or 0) for channel, count, _ in rows}
 
 
 class _CrowdRun:

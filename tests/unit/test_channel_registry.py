@@ -27,15 +27,18 @@ NAMES = channel_names()
 PACKAGE = Path(crisiscomms.__file__).parent
 
 NEEDS_CREDENTIALS = {"status_page": False, "x": True, "support": False, "press": True,
-                     "email": True}
+                     "email": True, "sms": True}
 """Whether ``from_settings`` needs credentials: every registered channel must be here."""
 
 CREDENTIALS = ("sendgrid_api_key", "x_bearer_token", "x_consumer_key", "x_consumer_secret",
-               "x_access_token", "x_access_token_secret")
+               "x_access_token", "x_access_token_secret", "twilio_account_sid",
+               "twilio_auth_token", "sms_from")
 
 
 def settings(tmp_path: Path, *, credentials: bool) -> Settings:
-    given = {"sendgrid_api_key": "SG.registry-unit-key", "x_bearer_token": "x-registry-unit"}
+    given = {"sendgrid_api_key": "SG.registry-unit-key", "x_bearer_token": "x-registry-unit",
+             "twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": "registry-unit",
+             "sms_from": "+15005550006"}
     secrets = {name: given.get(name) if credentials else None for name in CREDENTIALS}
     return Settings(_env_file=None, data_dir=tmp_path / "data",  # type: ignore[call-arg]
                     status_page_dir=tmp_path / "status", playbooks_dir=PROJECT_ROOT / "playbooks",
@@ -88,7 +91,9 @@ def test_audiences_and_defaults() -> None:
     names it, broadcasts to nobody; the default set is what playbooks get without a list."""
     audiences = {n: c.recipients for n, c in channel_classes().items()}
     assert audiences == {"status_page": None, "x": None, "support": None, "press": "press",
-                         "email": CUSTOMER_LIST}
+                         "email": CUSTOMER_LIST, "sms": CUSTOMER_LIST}
+    assert {n: c.address for n, c in channel_classes().items() if c.recipients} == {
+        "press": "email", "email": "email", "sms": "phone"}
     assert [n for n, c in channel_classes().items() if c.default_enabled] == [
         "status_page", "x", "support", "email"]
     assert [n for n, c in channel_classes().items() if c.threaded] == ["x"]

@@ -1,4 +1,5 @@
-"""Local HTTP servers that behave like SendGrid v3 mail send and X API v2 post creation.
+"""Local HTTP servers that behave like SendGrid v3 mail send, X API v2 post creation and
+Twilio's Messages resource.
 
 Standard library only; used by drills, the demo, tests and benchmarks::
 
@@ -12,6 +13,7 @@ from crisiscomms.testing.emulators.faults import Faults
 from crisiscomms.testing.emulators.pair import EmulatorPair, start_emulators
 from crisiscomms.testing.emulators.sendgrid import SendGridEmulator
 from crisiscomms.testing.emulators.server import EmulatorServer
+from crisiscomms.testing.emulators.twilio import TwilioEmulator
 from crisiscomms.testing.emulators.x_api import XEmulator
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "EmulatorServer",
     "Faults",
     "SendGridEmulator",
+    "TwilioEmulator",
     "XEmulator",
     "start_emulators",
 ]

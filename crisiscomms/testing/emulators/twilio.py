@@ -44,6 +44,7 @@ import httpx
 import phonenumbers
 from twilio.request_validator import RequestValidator
 
+from crisiscomms.delivery.sms_events import keyword
 from crisiscomms.render.sms_segments import sms_segments
 from crisiscomms.testing.emulators.faults import Faults, RateWindow
 from crisiscomms.testing.emulators.server import (
@@ -57,25 +58,6 @@ from crisiscomms.testing.emulators.server import (
 
 API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600
-STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT",
-                        "REVOKE", "STOP ALL"})
-START_WORDS = frozenset({"START", "YES", "UNSTOP"})
-HELP_WORDS = frozenset({"HELP", "INFO"})
-
-
-def keyword(body: str) -> str | None:
-    """``STOP``, ``START`` or ``HELP`` when ``body`` is one of Twilio's opt-out, opt-in or help
-    keywords (case and surrounding spaces ignored), else None."""
-    word = " ".join(body.strip().upper().split())
-    if word in STOP_WORDS:
-        return "STOP"
-    if word in START_WORDS:
-        return "START"
-    if word in HELP_WORDS:
-        return "HELP"
-    return None
-
-
 def _error(status: int, code: int, message: str, headers: tuple[tuple[str, str], ...] = (),
            ) -> Reply:
     return json_reply(status, {"code": code, "message": message,
@@ -195,6 +177,11 @@ class TwilioEmulator(EmulatorServer):
         self.undeliverable: set[str] = set()
         self.inbound_url = inbound_url
         self._poster: _Poster | None = None
+
+    @property
+    def auth_token(self) -> str:
+        """The account's auth token (drills hand it to the SMS channel and the SMS app)."""
+        return self._token
 
     @property
     def poster(self) -> _Poster:
@@ -335,7 +322,8 @@ class TwilioEmulator(EmulatorServer):
         callback = form.get("StatusCallback") or None
         key = None
         if callback:
-            key = (parse_qs(urlsplit(callback).query).get("key") or [None])[0]
+            keys = parse_qs(urlsplit(callback).query).get("key")
+            key = keys[0] if keys else None
         counted = sms_segments(body)
         message = _Message(_sid("SM"), to, sender or "", body, key, time.time(), counted.count,
                            counted.encoding.value, callback, service)
