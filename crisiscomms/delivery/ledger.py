@@ -304,13 +304,15 @@ _RECORD = (
 def release_deferred(session: Session, *, now: datetime | None = None,
                      incident_id: int | None = None) -> list[int]:
     """Every ``deferred`` row whose ``not_before`` has come (of one incident, or all) becomes
-    ``planned`` again, its reason kept until it is sent; commits and returns their ids (the
-    caller publishes them: ``crisiscomms release``, the drill)."""
+    ``planned`` again, its reason and ``not_before`` kept until it is sent (the sender sends a
+    released row without asking about quiet hours again: a row is deferred once); commits and
+    returns their ids (the caller publishes them: ``crisiscomms sms release``, the drill, which
+    passes the latest ``not_before`` as ``now`` to compress time)."""
     moment = now or utcnow()
     stmt = (update(Delivery)
             .where(col(Delivery.state) == DeliveryState.deferred,
                    col(Delivery.not_before) <= moment)
-            .values(state=DeliveryState.planned, not_before=None, updated_at=utcnow())
+            .values(state=DeliveryState.planned, updated_at=utcnow())
             .returning(col(Delivery.id)))
     if incident_id is not None:
         stmt = stmt.where(col(Delivery.incident_id) == incident_id)

@@ -224,6 +224,9 @@ class _Row:
     recipient_ids: str
     recipient_count: int
     provider_id: str | None = None
+    released: bool = False
+    """It waited out quiet hours (``deferred``, then released): it is sent now, never
+    deferred twice."""
 
 
 def _thread_root(session: Session, incident_id: int, channel: str,
@@ -517,7 +520,7 @@ def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
             return _Outcome(row, DeliveryResult.permanent("; ".join(excluded)), 1, skipped)
     if channel.personal and not recipients:
         return _Outcome(row, DeliveryResult.sent(None), 1, skipped)
-    wait = quiet_until(channel, recipients, urgent=ctx.urgent)
+    wait = quiet_until(channel, recipients, urgent=ctx.urgent or row.released)
     if wait is not None:
         return _Outcome(row, wait, 0, skipped)
     progress = PartProgress.parse(row.provider_id, _saver(engine, row.id))
@@ -552,12 +555,12 @@ def publish_deliveries(
         if not claimed:
             return report
         rows = [_Row(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), str(r[5]), int(r[6]),
-                     r[7])
+                     r[7], r[8] is not None)
                 for r in session.execute(
                     select(col(Delivery.id), col(Delivery.key), col(Delivery.channel),
                            col(Delivery.message_id), col(Delivery.batch_no),
                            col(Delivery.recipient_ids), col(Delivery.recipient_count),
-                           col(Delivery.provider_id))
+                           col(Delivery.provider_id), col(Delivery.not_before))
                     .where(col(Delivery.id).in_(claimed)).order_by(col(Delivery.id)))]
         contexts: dict[int, _MessageContext | CrisisCommsError] = {}
         for row in rows:
