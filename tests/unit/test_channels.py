@@ -60,7 +60,9 @@ def make(name: str, tmp_path: Path, url: str) -> Channel:
         status_page_url="https://status.example.com", organization="Example",
         sendgrid_api_key=SECRET, sendgrid_base_url=url, x_bearer_token="x-unit-token",
         x_consumer_key=None, x_consumer_secret=None, x_access_token=None,
-        x_access_token_secret=None, x_base_url=url, http_timeout_s=0.5, subscriptions_url=None)
+        x_access_token_secret=None, x_base_url=url, http_timeout_s=0.5, subscriptions_url=None,
+        twilio_account_sid="AC" + "1" * 32, twilio_auth_token=SECRET, twilio_base_url=url,
+        sms_from="+15005550006")
     channel = CHANNEL_CLASSES[name].from_settings(settings)
     assert channel is not None
     return channel
@@ -82,6 +84,9 @@ def over_limit_parts(cls: type[Channel]) -> list[tuple[str, dict[str, str]]]:
     if limits.max_subject_chars is not None:
         cases.append(("subject", {**good_parts(cls),
                                   "subject": "s" * (limits.max_subject_chars + 1)}))
+    if limits.max_segments is not None:  # 153 GSM-7 characters a segment once split
+        cases.append(("segments", {**good_parts(cls),
+                                   "text": "a" * (153 * limits.max_segments + 1)}))
     if limits.max_body_bytes is not None:
         part = "html" if "html" in cls.parts else "text"
         cases.append(("bytes", {**good_parts(cls), part: "é" * (limits.max_body_bytes // 2 + 1)}))
@@ -98,7 +103,7 @@ NAMES = list(CHANNEL_CLASSES)
 
 def test_registry_is_in_publishing_order() -> None:
     """The status page first (every other message links to it), the email fan-out last."""
-    assert NAMES == ["status_page", "x", "support", "press", "email"]
+    assert NAMES == ["status_page", "x", "support", "press", "email", "sms"]
 
 
 @pytest.mark.parametrize("name", NAMES)
