@@ -97,7 +97,8 @@ def workspace(tmp_path: Path, emus: EmulatorPair, monkeypatch: pytest.MonkeyPatc
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
     with session_scope(engine) as session:
-        insert_recipients(session, drill_recipients(RECIPIENTS, locales=("en", "de")))
+        insert_recipients(session, drill_recipients(RECIPIENTS, locales=("en", "de"),
+                                                    phones=True))
     from crisiscomms.api.sms import create_app
 
     with serve_app(create_app(settings), port, name="sms"):
