@@ -292,7 +292,8 @@ def _ledger_report(channel: str, ids: Sequence[int], note: str, started: float,
                       "reconciles and sends them)")
     return {"channel": channel, "sent": by_state.get("sent", 0),
             "failed": by_state.get("failed", 0), "skipped": 0,
-            "unconfirmed": by_state.get("unconfirmed", 0), "errors": errors,
+            "unconfirmed": by_state.get("unconfirmed", 0),
+            "deferred": by_state.get("deferred", 0), "errors": errors,
             "started": started, "finished": finished}
 
 

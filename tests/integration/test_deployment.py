@@ -268,7 +268,8 @@ def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_
     lane._final["run-2"] = ("Completed", 1.0, 2.0)
     done = lane._wait("run-2", "email", ids[:1])
     assert done == {"channel": "email", "sent": 1000, "failed": 0, "skipped": 0,
-                    "unconfirmed": 0, "errors": [], "started": 1.0, "finished": 2.0}
+                    "unconfirmed": 0, "deferred": 0, "errors": [], "started": 1.0,
+                    "finished": 2.0}
     engine.dispose()
 
 
