@@ -11,6 +11,7 @@ workspace, Settings needs those paths absolute, else it refuses with how to make
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -285,12 +286,27 @@ class Settings(BaseSettings):
         "zendesk_webhook_secret",
         "freshdesk_webhook_secret",
         "csat_secret",
+        "twilio_auth_token",
     )
     @classmethod
     def _refuse_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("is a placeholder; set a real secret or leave it unset")
         return value
+
+    @field_validator("sms_quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        """``HH:MM-HH:MM`` (24-hour clock, two different times), or empty for none."""
+        if value is None or not value.strip():
+            return None
+        match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)",
+                             value.strip())
+        if match is None:
+            raise ValueError(f"{value!r} is not HH:MM-HH:MM (e.g. 21:00-08:00)")
+        if match.group(1, 2) == match.group(3, 4):
+            raise ValueError(f"{value!r} starts and ends at the same time")
+        return value.strip()
 
     @model_validator(mode="after")
     def _anchor_paths(self) -> Self:

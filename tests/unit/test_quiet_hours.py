@@ -4,11 +4,14 @@ wait (a stage that is not urgent), with the time it may go."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from crisiscomms.audience.quiet_hours import QuietHours
 from crisiscomms.channels.twilio_sms import TwilioSMSChannel
+from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import OutboundRecipient, Outcome
 from crisiscomms.delivery.sender import quiet_until
 
@@ -75,3 +78,16 @@ def test_without_quiet_hours_nothing_waits() -> None:
                              base_url="http://127.0.0.1:9", quiet_hours=None)
     berlin = OutboundRecipient(1, "+15550000001", time_zone="Europe/Berlin")
     assert quiet_until(plain, [berlin], urgent=False, now=now) is None
+
+
+@pytest.mark.parametrize(("given", "error"), [
+    ("bad", "is not HH:MM-HH:MM"), ("24:00-08:00", "is not HH:MM-HH:MM"),
+    ("08:00-08:00", "starts and ends at the same time")])
+def test_the_setting_is_checked_when_settings_load(given: str, error: str,
+                                                   tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=error):
+        Settings(_env_file=None, data_dir=tmp_path,  # type: ignore[call-arg]
+                 sms_quiet_hours=given)
+    none = Settings(_env_file=None, data_dir=tmp_path,  # type: ignore[call-arg]
+                    sms_quiet_hours="")
+    assert none.sms_quiet_hours is None
