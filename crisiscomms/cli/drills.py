@@ -40,7 +40,8 @@ def drill(
     report = common.run_or_exit(lambda: run_drill(playbook_name=playbook, recipients=recipients,
                                     publish=common.publish, base=settings, facts_file=facts,
                                     out=out_dir, reactions=reactions,
-                                    listen_app=common.listen_app, resume=common.run_resume))
+                                    listen_app=common.listen_app, resume=common.run_resume,
+                                    sms_app=common.sms_app))
     if as_json:
         sys.stdout.write(dumps(report) + "\n")
     else:
@@ -60,6 +61,8 @@ def _print_drill(report: Mapping[str, Any]) -> None:
     out.print(table)
     out.print(f"emulators received: {report['emulator_received']}; duplicates: "
               f"{report['duplicates']}; {report['elapsed_s']} s")
+    if report.get("sms_status"):
+        out.print(f"SMS status callbacks in the ledger: {report['sms_status']}")
     if "reactions" in report:
         _print_reactions(report["reactions"])
     if "out" in report:
@@ -172,7 +175,8 @@ def demo(
                                     publish=common.publish, base=settings,
                                     data_dir=settings.data_dir,
                                     emulators=(pair, sg_key, x_token), reactions=reactions,
-                                    listen_app=common.listen_app, resume=common.run_resume))
+                                    listen_app=common.listen_app, resume=common.run_resume,
+                                    sms_app=common.sms_app))
     _print_drill(report)
     site = settings.resolved_status_page_dir / "site"
     server = serve_status_page(site, port=status_port)

@@ -29,11 +29,13 @@ from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import FactsError
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.ledger import channel_counts, release_deferred
-from crisiscomms.delivery.models import Delivery, DeliveryState
+from crisiscomms.delivery.models import Delivery, DeliveryEvent, DeliveryState
+from crisiscomms.delivery.sms_events import STATUSES as SMS_STATUS_EVENTS
 from crisiscomms.identity.identities import system_identity
 from crisiscomms.incident.models import Message
 from crisiscomms.incident.service import approve, trigger
 from crisiscomms.playbook.loader import load_playbook
+from crisiscomms.testing.asgi import serve_app
 from crisiscomms.testing.audiences import ensure_drill_audience
 from crisiscomms.testing.crowd import CSAT
 from crisiscomms.testing.crowd_drill import (
@@ -50,6 +52,9 @@ from crisiscomms.testing.emulators.pair import DRILL_SMS_FROM
 
 PublishFn = Callable[[str, str], Mapping[str, Any]]
 ResumeFn = Callable[[str, float | None], Mapping[str, Any]]
+SmsAppFactory = Callable[[Settings], Any]
+"""Makes the SMS app (``crisiscomms.api.sms.create_app``): the face running the drill passes
+it in, since ``testing`` may not import a face."""
 """``crisiscomms resume``'s runner: reconcile, then publish every planned row of an incident."""
 DRILL_PRESS = 5
 """Journalists on the drill press list (for playbooks with a press release)."""
@@ -166,13 +171,16 @@ def run_drill(
     reactions: int = 0,
     listen_app: ListenAppFactory | None = None,
     resume: ResumeFn | None = None,
+    sms_app: SmsAppFactory | None = None,
 ) -> dict[str, Any]:
     """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers.
 
     SMS of a stage that is not urgent wait out each recipient's quiet hours (``deferred`` in
     the ledger); a drill compresses time: with ``resume``, once every stage ran, the deferred
     rows are released as if their windows had ended and sent, and the report counts them under
-    ``deferred``.
+    ``deferred``. With ``sms_app`` the SMS app runs beside the drill and every message asks
+    the Twilio emulator for signed status callbacks to it: the report gains ``sms_status``
+    (the ledger's SMS delivery events of the incident, by status).
 
     ``reactions``: a crowd of that many reacts through the real receivers
     (:mod:`crisiscomms.testing.crowd_drill`): before the resolution stage (or after the only
@@ -212,6 +220,9 @@ def run_drill(
     listen_port = free_port() if reactions > 0 else 0
     if reactions > 0:
         overrides.update(drill_listening_env(f"http://127.0.0.1:{listen_port}"))
+    sms_port = free_port() if sms_app is not None else 0
+    if sms_app is not None:
+        overrides["CRISISCOMMS_SMS_URL"] = f"http://127.0.0.1:{sms_port}"
     try:
         with environment(overrides), ExitStack() as stack:
             settings = Settings()
@@ -223,6 +234,8 @@ def run_drill(
                 press = DRILL_PRESS if PRESS_LIST in lists else 0
                 ensure_drill_audience(session, recipients, locales=playbook.locales,
                                       spread_time_zones=True, press=press)
+            if sms_app is not None:
+                stack.enter_context(serve_app(sms_app(settings), sms_port, name="drill-sms"))
             stages = []
             incident_id = None
             crowd: _CrowdRun | None = None
@@ -258,8 +271,16 @@ def run_drill(
                     crowd.rate(incident_id)
                 else:
                     crowd.react(incident_id)
+            if sms_app is not None:
+                pair.twilio.flush_callbacks(60)
             with session_scope(engine) as session:
                 counts = channel_counts(session, incident_id)
+                sms_status = {str(event): int(n) for event, n in session.execute(
+                    select(col(DeliveryEvent.event), func.count())
+                    .where(col(DeliveryEvent.incident_id) == incident_id,
+                           col(DeliveryEvent.delivery_id).is_not(None),
+                           col(DeliveryEvent.event).in_(SMS_STATUS_EVENTS))
+                    .group_by(col(DeliveryEvent.event))).all()} if sms_app else {}
                 delivered = session.execute(
                     select(col(Delivery.key), col(Delivery.channel), col(Delivery.locale),
                            col(Delivery.recipient_count))
@@ -297,6 +318,7 @@ def run_drill(
                 "duplicates": (sg_stats["duplicates"] + x_stats["duplicates"]
                                + sms_stats["duplicates"]),
                 "deferred": deferred,
+                **({"sms_status": sms_status} if sms_app is not None else {}),
                 "recipients_by_locale": by_locale,
                 "stages": stages,
             }
@@ -418,10 +440,12 @@ def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair,
     if support.is_dir() and support.resolve() != (out / "support").resolve():
         shutil.copytree(support, out / "support", dirs_exist_ok=True)
     email_path, x_path = out / "sent.email.jsonl", out / "sent.x.jsonl"
+    sms_path = out / "sent.sms.jsonl"
     pair.sendgrid.export_jsonl(email_path)
     pair.x.export_jsonl(x_path)
+    pair.twilio.export_jsonl(sms_path)
     with (out / "sent.jsonl").open("w", encoding="utf-8") as sink:
-        for part in (x_path, email_path):
+        for part in (x_path, email_path, sms_path):
             with part.open(encoding="utf-8") as source:
                 for line in source:
                     record = json.loads(line)
