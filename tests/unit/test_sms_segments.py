@@ -92,3 +92,21 @@ def test_a_bad_cap_is_refused_naming_the_key(tmp_path: Path, block: str, message
     folder = _playbook_with(tmp_path, block)
     with pytest.raises(PlaybookError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_playbook("outage", folder).check_channels(CHANNEL_CLASSES)
+
+
+def test_lint_checks_the_sms_cap_with_the_longest_facts_in_every_locale(tmp_path: Path) -> None:
+    """The shipped outage playbook capped at 1 segment: lint names each stage, locale and the
+    count (the short variants of the real texts cost 2 with the longest facts)."""
+    from crisiscomms.playbook.lint import lint_playbook
+
+    folder = _playbook_with(tmp_path, "limits:\n  sms: {max_segments: 1}\n")
+    problems = [p for p in lint_playbook("outage", folder, PROJECT_ROOT / "templates",
+                                         CHANNEL_CLASSES) if p.channel == "sms"]
+    assert {(p.message, p.locale) for p in problems} == {
+        (stage, locale) for stage in ("acknowledge", "update", "resolve")
+        for locale in ("en", "es", "fr", "de", "ja")}
+    assert {p.facts for p in problems} >= {"longest"}
+    assert all(p.field == "text" and "SMS segments" in p.text and "over the limit of 1 segment"
+               in p.text for p in problems)
+    # the full text was over, so was its short variant: the short is the template at fault
+    assert any(p.template and p.template.endswith("sms.short.ja.j2") for p in problems)
