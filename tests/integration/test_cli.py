@@ -105,10 +105,12 @@ def test_drill_prints_one_json_object(cli_env: Path) -> None:
                     ["locales"])  # three stages, one broadcast message per language
     for channel in ("x", "status_page"):
         assert report["channels"][channel] == {"planned": posts, "sent": posts, "failed": 0}
-    assert report["emulator_received"] == {"email": 75, "x": posts}
+    # the drill's subscribers have mobile numbers: one SMS each per stage too
+    assert report["channels"]["sms"] == {"planned": 75, "sent": 75, "failed": 0}
+    assert report["emulator_received"] == {"email": 75, "x": posts, "sms": 75}
     assert report["duplicates"] == 0
     lines = (out / "sent.jsonl").read_text().splitlines()
-    assert len(lines) == 75 + posts
+    assert len(lines) == 75 + posts + 75
     assert (out / "status_page" / "api" / "v2" / "summary.json").is_file()
 
 
