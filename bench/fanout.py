@@ -26,7 +26,7 @@ emulator's distinct recipients against the consenting recipients in the database
 ``--channel sms``: the same measure for SMS. The recipients get mobile numbers; the outage
 acknowledgement (urgent: no quiet hours) is published on SMS alone (a copy of the playbook whose
 stage names only ``sms``), one ledger row and one Twilio Messages request per recipient
-through the ``twilio`` SDK, to the Twilio emulator; ``CRISISCOMMS_BATCHES_PER_TASK`` is
+through the ``twilio`` SDK, to the Twilio emulator; ``CRISISCOMMS_SINGLE_ROWS_PER_TASK`` is
 ``--sms-rows-per-task`` (a row is one recipient, not 1,000). Raw ceiling: a bare httpx client
 posting the same form bodies (``To``, ``From``, ``Body``: the approved text, numbers rewritten)
 to the same emulator with the same number of requests in flight. ``per_s`` is recipients (one
@@ -396,7 +396,7 @@ def sms_main(args: argparse.Namespace) -> None:
         set_env(env)
         os.environ.update({"CRISISCOMMS_MAX_WORKERS": str(args.max_workers),
                            "CRISISCOMMS_SEND_CONCURRENCY": str(args.send_concurrency),
-                           "CRISISCOMMS_BATCHES_PER_TASK": str(args.sms_rows_per_task)})
+                           "CRISISCOMMS_SINGLE_ROWS_PER_TASK": str(args.sms_rows_per_task)})
         from prefect import flow
         from sqlalchemy import select
         from sqlmodel import col

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     max_workers: int = Field(default=4, ge=1, le=32)
     """Publish tasks running at once in one flow."""
     batches_per_task: int = Field(default=50, ge=1)
+    single_rows_per_task: int = Field(default=5000, ge=1)
+    """Ledger rows per publish task of a channel whose row is one recipient (SMS: one Twilio
+    request each): a task of 50 would be a Prefect task per 50 messages. 5,000 take about
+    30 s at the measured rate (docs/channels.md), well inside ``sending_lease_s``."""
     """Ledger rows (batches of up to 1,000 recipients) per publish task."""
     send_concurrency: int = Field(default=4, ge=1, le=64)
     """Requests in flight inside one publish task (a bounded thread pool)."""

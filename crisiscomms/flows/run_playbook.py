@@ -45,6 +45,7 @@ from sqlalchemy.engine import Engine
 
 from crisiscomms.channels.registry import (
     build_channels,
+    channel_class,
     channel_classes,
     configured_rates,
     in_lane,
@@ -306,12 +307,14 @@ def _run_lanes(planned: Mapping[str, list[int]], settings: Settings,
     fan-out chunks become flow runs of the batches deployment (the fan-out that needs the
     workers); the handful of rows of the other channels stay tasks of this run.
     Returns (chunk results, held stages)."""
-    step = settings.batches_per_task
-
     rows: Mapping[str, list[int]] = planned
 
     def chunks(channel: str) -> list[list[int]]:
         ids = rows.get(channel, [])
+        cls = channel_class(channel)
+        one_each = cls.recipients is not None and cls.limits.batch_size == 1  # SMS: a row
+        # is one recipient, so a task takes many more of them than of 1,000-recipient rows
+        step = settings.single_rows_per_task if one_each else settings.batches_per_task
         return [ids[i:i + step] for i in range(0, len(ids), step)]
 
     results = [_local_submit(channel, ids)()
