@@ -38,7 +38,8 @@ class Lane(StrEnum):
     """Its own lane (one task-runner slot), started once the first lane is done, for the
     stages whose first-lane rows were all sent (``delivery/first_lane.py``)."""
     fan_out = "fan_out"
-    """Chunks of ``batches_per_task`` rows over the ``max_workers`` slots, or as flow runs of
+    """Chunks of ``batches_per_task`` rows (``single_rows_per_task`` for a channel whose row is
+    one recipient: SMS) over the ``max_workers`` slots, or as flow runs of
     the batches deployment in scale-out mode (personal email to a large audience)."""
 
 
