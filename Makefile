@@ -57,6 +57,7 @@ bench: install postgres
 	$(RUN) python bench/statuspage.py
 	$(RUN) python bench/fanout.py --recipients 1000000 --json
 	$(RUN) python bench/fanout.py --recipients 1000000 --backend postgresql --naive 0 --json
+	$(RUN) python bench/fanout.py --channel sms --recipients 100000 --json
 	$(RUN) python bench/crash_resume.py --recipients 200000 --kills 10 --json
 	$(RUN) python bench/faults.py --json
 	$(UV) run --frozen --group train python bench/triage.py --json

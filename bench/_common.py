@@ -23,45 +23,54 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 SG_KEY, X_TOKEN = "SG.bench-key", "bench-x-token"
+TWILIO_SID, TWILIO_TOKEN = "AC" + "be0c4" * 6 + "00", "bench-twilio-token"
+SMS_FROM = "+15005550006"
 
 _RUNNER = """
 import json, os, sys, signal
-from crisiscomms.testing.emulators import SendGridEmulator, XEmulator
+from crisiscomms.testing.emulators import SendGridEmulator, TwilioEmulator, XEmulator
 sg = SendGridEmulator(sys.argv[1]).start()
 x = XEmulator(sys.argv[2]).start()
-print(json.dumps({"sendgrid": sg.url, "x": x.url}), flush=True)
+tw = TwilioEmulator(sys.argv[3], sys.argv[4]).start()
+print(json.dumps({"sendgrid": sg.url, "x": x.url, "twilio": tw.url}), flush=True)
 signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
 sys.stdin.read()
 """
 
 
 class EmulatorProcess:
-    """SendGrid and X emulators in a child process, driven through their control endpoints."""
+    """SendGrid, X and Twilio emulators in a child process, driven through their control
+    endpoints."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _RUNNER, SG_KEY, X_TOKEN],
+        self.proc = subprocess.Popen([sys.executable, "-c", _RUNNER, SG_KEY, X_TOKEN,
+                                      TWILIO_SID, TWILIO_TOKEN],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      cwd=ROOT)
         assert self.proc.stdout is not None
         urls = json.loads(self.proc.stdout.readline())
         self.sendgrid_url: str = urls["sendgrid"]
         self.x_url: str = urls["x"]
+        self.twilio_url: str = urls["twilio"]
         self.http = httpx.Client(timeout=120)
 
     def env(self) -> dict[str, str]:
         return {"CRISISCOMMS_SENDGRID_API_KEY": SG_KEY,
                 "CRISISCOMMS_SENDGRID_BASE_URL": self.sendgrid_url,
-                "CRISISCOMMS_X_BEARER_TOKEN": X_TOKEN, "CRISISCOMMS_X_BASE_URL": self.x_url}
+                "CRISISCOMMS_X_BEARER_TOKEN": X_TOKEN, "CRISISCOMMS_X_BASE_URL": self.x_url,
+                "CRISISCOMMS_TWILIO_ACCOUNT_SID": TWILIO_SID,
+                "CRISISCOMMS_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+                "CRISISCOMMS_TWILIO_BASE_URL": self.twilio_url, "CRISISCOMMS_SMS_FROM": SMS_FROM}
 
     def _url(self, which: str) -> str:
-        return self.sendgrid_url if which == "sendgrid" else self.x_url
+        return {"sendgrid": self.sendgrid_url, "twilio": self.twilio_url}.get(which, self.x_url)
 
     def stats(self, which: str = "sendgrid") -> dict[str, Any]:
         data: dict[str, Any] = self.http.get(f"{self._url(which)}/_emulator/stats").json()
         return data
 
     def reset(self) -> None:
-        for which in ("sendgrid", "x"):
+        for which in ("sendgrid", "x", "twilio"):
             self.http.post(f"{self._url(which)}/_emulator/reset").raise_for_status()
 
     def faults(self, which: str, **faults: Any) -> None:

@@ -30,6 +30,16 @@ emulator's distinct recipients against the consenting recipients in the database
     uv run python bench/fanout.py --recipients 1000000 [--backend sqlite|postgresql] [--json]
     uv run python bench/fanout.py --sizes 100000,1000000 --naive 0 [--json]
     uv run python bench/fanout.py --import-only [--sizes 100000,1000000] [--backend ...] --json
+    uv run python bench/fanout.py --channel sms --recipients 100000 [--json]
+
+``--channel sms``: the same measure for SMS. The recipients get mobile numbers; the outage
+acknowledgement (urgent: no quiet hours) is published on SMS alone (a copy of the playbook whose
+stage names only ``sms``), one ledger row and one Twilio Messages request per recipient
+through the ``twilio`` SDK, to the Twilio emulator; ``CRISISCOMMS_SINGLE_ROWS_PER_TASK`` is
+``--sms-rows-per-task`` (a row is one recipient, not 1,000). Raw ceiling: a bare httpx client
+posting the same form bodies (``To``, ``From``, ``Body``: the approved text, numbers rewritten)
+to the same emulator with the same number of requests in flight. ``per_s`` is recipients (one
+message each) per second; ``segments`` what the emulator billed.
 """
 
 from __future__ import annotations
@@ -115,6 +125,52 @@ def raw_ceiling(url: str, recipients: int, in_flight: int, bodies: list[bytes]) 
     with ThreadPoolExecutor(in_flight) as pool:
         list(pool.map(post, range(requests)))
     return recipients / (time.perf_counter() - started)
+
+
+def sms_raw_ceiling(url: str, recipients: int, in_flight: int, text: str) -> float:
+    """Messages per second a bare HTTP client gets through the Twilio emulator: the same form
+    body our channel sends (the approved text), prebuilt, numbers rewritten."""
+    from urllib.parse import urlencode
+
+    from _common import SMS_FROM, TWILIO_SID, TWILIO_TOKEN
+
+    local = threading.local()
+    path = f"{url}/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
+    bodies = [urlencode({"To": f"+1556{i:07d}", "From": SMS_FROM, "Body": text}).encode()
+              for i in range(min(recipients, 1000))]
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def post(i: int) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=60, auth=(TWILIO_SID, TWILIO_TOKEN))
+        response = client.post(path, content=bodies[i % len(bodies)], headers=headers)
+        if response.status_code != 201:
+            raise SystemExit(f"raw ceiling: emulator answered {response.status_code}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(in_flight) as pool:
+        list(pool.map(post, range(recipients)))
+    return recipients / (time.perf_counter() - started)
+
+
+def sms_only_playbooks(work: Path, playbooks: Path) -> Path:
+    """A copy of the playbooks whose outage acknowledgement publishes on SMS alone."""
+    import yaml
+
+    folder = work / "sms-playbooks"
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in playbooks.glob("*.yaml"):
+        text = source.read_text(encoding="utf-8")
+        if source.stem == "outage":
+            data = yaml.safe_load(text)
+            channels = data["stages"][0]["channels"]
+            assert "sms" in channels, "the outage acknowledgement does not publish on SMS"
+            old = "channels: [" + ", ".join(channels) + "]"
+            assert text.count(old) >= 1
+            text = text.replace(old, "channels: [sms]", 1)
+        (folder / source.name).write_text(text, encoding="utf-8")
+    return folder
 
 
 def naive(count: int) -> dict[str, Any]:
@@ -203,19 +259,20 @@ engine.dispose()
 """
 
 
-def write_recipients_csv(path: Path, count: int) -> None:
+def write_recipients_csv(path: Path, count: int, *, phones: bool = False) -> None:
     """The drill audience (the same rows the unchecked seed inserts) as a CSV a customer
-    would import."""
+    would import; with ``phones``, their mobile numbers too (the SMS fan-out)."""
     import csv
 
     from crisiscomms.testing.audiences import drill_recipients
 
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["email", "name", "locale", "time_zone", "plan"])
-        for row in drill_recipients(count):
+        writer.writerow(["email", "name", "locale", "time_zone", "plan",
+                         *(["phone"] if phones else [])])
+        for row in drill_recipients(count, phones=phones):
             writer.writerow([row["email"], row["name"] or "", row["locale"], row["time_zone"],
-                             row["plan"]])
+                             row["plan"], *([row["phone"]] if phones else [])])
 
 
 def _child(script: str, *args: str) -> dict[str, Any]:
@@ -317,10 +374,16 @@ def main() -> None:
     parser.add_argument("--import-only", action="store_true",
                         help="only the recipient import, at each of --sizes (default "
                              "100000,1000000), beside the unchecked bulk insert")
+    parser.add_argument("--channel", choices=("email", "sms"), default="email")
+    parser.add_argument("--sms-rows-per-task", type=int, default=5000,
+                        help="SMS ledger rows (one recipient each) per publish task")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.import_only:
         imports_only(args)
+        return
+    if args.channel == "sms":
+        sms_main(args)
         return
     if args.sizes:
         sizes(args)
@@ -418,6 +481,107 @@ def main() -> None:
                       "memory is import_peak_rss_mb, not in peak_rss_mb)",
             "content": content_note(),
             "naive_one_task_per_recipient": naive_report,
+        }
+        engine.dispose()
+    emit(report, args.json)
+
+
+def sms_main(args: argparse.Namespace) -> None:
+    """``--channel sms``: SMS fan-out beside its raw ceiling, measured in one run."""
+    work = workdir()
+    in_flight = args.max_workers * args.send_concurrency
+    with EmulatorProcess() as emulators, database(args.backend, work) as db_url:
+        env = base_env(work, db_url, emulators)
+        env["CRISISCOMMS_PLAYBOOKS_DIR"] = str(
+            sms_only_playbooks(work, Path(env["CRISISCOMMS_PLAYBOOKS_DIR"])))
+        set_env(env)
+        os.environ.update({"CRISISCOMMS_MAX_WORKERS": str(args.max_workers),
+                           "CRISISCOMMS_SEND_CONCURRENCY": str(args.send_concurrency),
+                           "CRISISCOMMS_SINGLE_ROWS_PER_TASK": str(args.sms_rows_per_task)})
+        from prefect import flow
+        from sqlalchemy import select
+        from sqlmodel import col
+
+        from crisiscomms.audience.models import Recipient
+        from crisiscomms.channels import CHANNEL_CLASSES
+        from crisiscomms.core.database import init_db, make_engine, session_scope
+        from crisiscomms.core.settings import Settings
+        from crisiscomms.delivery.ledger import channel_counts
+        from crisiscomms.flows.run_playbook import run_stage
+        from crisiscomms.identity.identities import system_identity
+        from crisiscomms.incident.models import Message
+        from crisiscomms.incident.service import trigger
+        from crisiscomms.playbook.loader import load_playbook
+
+        settings = Settings()
+        started = time.perf_counter()
+        csv_path = work / "recipients-sms.csv"
+        write_recipients_csv(csv_path, args.recipients, phones=True)
+        import_in_subprocess(db_url, csv_path, args.recipients)
+        import_s = time.perf_counter() - started
+        engine = make_engine(settings.resolved_database_url)
+        init_db(engine)
+
+        @flow
+        def warm() -> None:
+            return None
+
+        warm()  # Prefect's temporary server starts here, before the clock
+
+        facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
+        rss_before = current_rss_mb()
+        started = time.perf_counter()
+        bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
+                         facts={**facts, "incident_ref": "FANOUT-SMS-1"},
+                         actor=system_identity("bench"))
+        render_s = time.perf_counter() - started
+        result = run_stage(bundle.incident_ref, bundle.stage)
+        elapsed = time.perf_counter() - started
+        rss = peak_rss_mb()
+        stats = emulators.stats("twilio")
+        with session_scope(engine) as session:
+            counts = channel_counts(session, bundle.incident_id).get("sms", {})
+            expected = {str(p) for p in session.execute(
+                select(col(Recipient.phone)).where(col(Recipient.consent),
+                                                   col(Recipient.phone).is_not(None))).scalars()}
+            text = json.loads(session.execute(
+                select(col(Message.parts_json)).where(col(Message.channel) == "sms",
+                                                      col(Message.locale) == "en")
+            ).scalars().first() or "{}").get("text", "")
+        seen = emulators.http.get(f"{emulators.twilio_url}/_emulator/addresses").json()
+        received = set(seen["addresses"])
+        duplicates, missing = len(seen["repeated"]), len(expected - received)
+        unexpected = len(received - expected)
+        del expected, received, seen
+        emulators.reset()
+        ceiling = sms_raw_ceiling(emulators.twilio_url, args.recipients, in_flight, text)
+        emulators.reset()
+        per_s = args.recipients / elapsed
+        report = {
+            "channel": "sms",
+            "recipients": args.recipients,
+            "backend": args.backend,
+            "elapsed_s": round(elapsed, 2),
+            "per_s": round(per_s, 1),
+            "raw_ceiling_per_s": round(ceiling, 1),
+            "ratio": round(per_s / ceiling, 3),
+            "peak_rss_mb": rss,
+            "rss_before_send_mb": rss_before,
+            "duplicates": duplicates,
+            "missing": missing,
+            "unexpected": unexpected,
+            "emulator_messages": int(stats["accepted_messages"]),
+            "segments": int(stats.get("segments", 0)),
+            "ledger_sent": counts.get("sent", 0),
+            "ledger_failed": counts.get("failed", 0),
+            "errors": result["errors"][:5],
+            "import_s": round(import_s, 2),
+            "render_s": round(render_s, 2),
+            "sms_lane_s": result["lane_seconds"].get("sms"),
+            "requests_in_flight": in_flight,
+            "rows_per_task": args.sms_rows_per_task,
+            "emulator": "subprocess (its memory is not in peak_rss_mb)",
+            "content": content_note(),
         }
         engine.dispose()
     emit(report, args.json)

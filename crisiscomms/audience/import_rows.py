@@ -21,8 +21,8 @@ from email_validator import EmailNotValidError, validate_email
 
 from crisiscomms.core.text import clean_text
 
-ALLOWED_COLUMNS = ("email", "name", "locale", "time_zone", "plan", "product", "order_ref",
-                   "lists", "unsubscribed", "suppressed")
+ALLOWED_COLUMNS = ("email", "name", "locale", "time_zone", "phone", "plan", "product",
+                   "order_ref", "lists", "unsubscribed", "suppressed")
 """The columns an import may have. Everything else the table holds (``consent``, the
 unsubscribe and confirmation tokens, subscriptions, suppression reasons, ids) is the engine's
 to record: a file that names one is refused, so an import can never plant a known token."""
@@ -34,7 +34,7 @@ MAX_LENGTHS = {"email": 254, "name": 200, "locale": 16, "time_zone": 64, "plan":
 TRUE = frozenset({"1", "true", "yes", "y", "t"})
 FALSE = frozenset({"0", "false", "no", "n", "f", ""})
 ROW_FIELDS = ("email", "name", "locale", "time_zone", "plan", "product", "order_ref", "lists",
-              "consent")
+              "phone", "consent")
 """The order of the values in each checked row (after its line number)."""
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -149,10 +149,37 @@ def check_flag(column: str, value: str) -> bool:
     raise ValueError(f"{column} must be true or false, got {value!r}")
 
 
+def e164(text: str) -> str:
+    """A mobile number in E.164 (``+14155550100``), from international notation (``+`` or
+    ``00`` and the country code; spaces, dots, dashes and brackets allowed); ValueError naming
+    what is wrong: not a number, not a valid one for its country, a landline (no SMS)."""
+    import phonenumbers
+
+    raw = text.strip()
+    candidate = "+" + raw[2:] if raw.startswith("00") else raw
+    if not candidate.startswith("+"):
+        raise ValueError(f"phone {raw!r} is not in international form (+ and country code)")
+    try:
+        number = phonenumbers.parse(candidate, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"phone {raw!r} is not a phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"phone {raw!r} is not a valid number")
+    if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
+        raise ValueError(f"phone {raw!r} is a landline; SMS needs a mobile number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_phone(value: str) -> str | None:
+    """An optional phone column: empty is no number, anything else must be :func:`e164`."""
+    return e164(value) if value.strip() else None
+
+
 @dataclass
 class Checked:
     rows: list[Row]
-    """``(line, email, name, locale, time_zone, plan, product, order_ref, lists, consent)``."""
+    """``(line, email, name, locale, time_zone, plan, product, order_ref, lists, phone,
+    consent)``."""
     rejected: list[tuple[int, str]]
 
 
@@ -231,10 +258,12 @@ def check_chunk(header: Sequence[str], chunk: Sequence[tuple[int, list[str]]]) -
     zones = _by_value(column("time_zone", ""), check_time_zone, errors)
     texts = {name: (_texts(name, columns[name], errors) if name in columns else [None] * count)
              for name in TEXT_COLUMNS}
+    phones = (_each(columns["phone"], check_phone, errors) if "phone" in columns
+              else [None] * count)
     rows: list[Row] = []
     for i, row in enumerate(zip(lines, emails, texts["name"], locales, zones, texts["plan"],
-                                texts["product"], texts["order_ref"], texts["lists"], consent,
-                                strict=True)):
+                                texts["product"], texts["order_ref"], texts["lists"], phones,
+                                consent, strict=True)):
         if i in errors:
             rejected.append((row[0], errors[i]))
         else:

@@ -1,7 +1,9 @@
 """Recipient import from CSV: strict, streamed, all or nothing.
 
 Columns (header row, any order, names case-insensitive): ``email`` (required), and any of
-``name``, ``locale``, ``time_zone``, ``plan``, ``product``, ``order_ref``, ``lists``,
+``name``, ``locale``, ``time_zone``, ``phone`` (a mobile number in international form,
+validated with ``phonenumbers`` and stored in E.164: the SMS channel's address), ``plan``,
+``product``, ``order_ref``, ``lists``,
 ``unsubscribed`` / ``suppressed`` (true/false, yes/no, 1/0: true imports the person without
 consent, counted and never sent to). Any other column, the table's own included (``consent``,
 ``unsubscribe_token``, ``confirm_token``...), is refused: the engine records consent and makes
@@ -55,7 +57,7 @@ CHUNK = 10_000
 """Lines checked and written together."""
 _LOOKUP = 500
 _COLUMNS = ("email", "name", "locale", "time_zone", "plan", "product", "order_ref", "lists",
-            "consent", "created_at", "unsubscribe_token")
+            "phone", "consent", "created_at", "unsubscribe_token")
 
 
 class RecipientImportError(CrisisCommsError):

@@ -23,6 +23,9 @@ class RecipientBase(SQLModel):
     lists: str | None = Field(default=None, max_length=200)
     """Comma-separated lists the recipient is on (``press``); none: the customer list."""
     consent: bool = True
+    phone: str | None = Field(default=None, max_length=16, index=True)
+    """Mobile number in E.164 (``+14155550100``), validated at import (``phonenumbers``); the
+    SMS channel's address. NULL: no SMS."""
 
 
 def new_token() -> str:
@@ -47,3 +50,6 @@ class Recipient(RecipientBase, table=True):
     suppression: str | None = Field(default=None, max_length=32)
     """``bounce``, ``dropped``, ``spamreport`` or ``unsubscribe`` when a provider event set
     ``consent`` to false; NULL otherwise."""
+    sms_opted_out_at: datetime | None = None
+    """When the number replied STOP (or a synonym) to our SMS sender: no more SMS until it
+    replies START; email is unaffected (``api/sms.py``)."""

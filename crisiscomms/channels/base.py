@@ -26,6 +26,7 @@ class BaseChannel:
     order: ClassVar[int]
     lane: ClassVar[Lane] = Lane.parallel
     recipients: ClassVar[str | None] = None
+    address: ClassVar[str] = "email"
     personal: ClassVar[bool] = False
     default_enabled: ClassVar[bool] = True
     threaded: ClassVar[bool] = False

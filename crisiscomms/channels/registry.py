@@ -33,6 +33,7 @@ CHANNEL_MODULES: tuple[str, ...] = (
     "crisiscomms.channels.slack:SlackChannel",
     "crisiscomms.channels.teams:TeamsChannel",
     "crisiscomms.channels.webhook:WebhookChannel",
+    "crisiscomms.channels.twilio_sms:TwilioSMSChannel",
 )
 """``module:Class`` of every channel. The registry orders them by their declared ``order``,
 not by their place here."""

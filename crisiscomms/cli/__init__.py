@@ -15,6 +15,8 @@
 - :mod:`.sources`: ``sources add|rotate|list|remove`` (the systems that may send events, keys)
 - :mod:`.intake`: ``api`` (the intake API: events in), ``dispatch`` (start accepted events' flows)
 - :mod:`.worker`: ``worker`` (the warm Prefect worker: our flows run in its process)
+- :mod:`.sms`: ``sms serve`` (Twilio's STOP/HELP replies and status callbacks), ``sms release``
+  (send the SMS that waited out quiet hours)
 
 Errors the engine raises on purpose are printed as one clear line on stderr with exit code 2
 (:func:`.common._run`); nothing half-done is left behind because the engine checks before it
@@ -30,7 +32,7 @@ from crisiscomms.cli.common import app
 # Each module adds its commands to ``app``; this order is the order of ``crisiscomms --help``.
 COMMAND_GROUPS = ("workspace", "incidents", "drills", "delivery", "recipients", "templates",
                   "keys", "statuspage", "database", "reactions", "listen", "users", "sources",
-                  "intake", "worker")
+                  "intake", "worker", "sms")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"crisiscomms.cli.{_group}")
 

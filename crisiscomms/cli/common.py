@@ -134,6 +134,13 @@ def listen_app(settings: Settings, triager: Any) -> Any:
     return create_app(settings, triager=triager)
 
 
+def sms_app(settings: Settings) -> Any:
+    """The SMS app (``crisiscomms sms serve``'s), for a drill's status callbacks."""
+    from crisiscomms.api.sms import create_app
+
+    return create_app(settings)
+
+
 def publish(incident_ref: str, stage: str) -> Mapping[str, Any]:
     _prefect_defaults()
     from crisiscomms.flows.run_playbook import run_stage

@@ -40,7 +40,8 @@ def drill(
     report = common.run_or_exit(lambda: run_drill(playbook_name=playbook, recipients=recipients,
                                     publish=common.publish, base=settings, facts_file=facts,
                                     out=out_dir, reactions=reactions,
-                                    listen_app=common.listen_app))
+                                    listen_app=common.listen_app, resume=common.run_resume,
+                                    sms_app=common.sms_app))
     if as_json:
         sys.stdout.write(dumps(report) + "\n")
     else:
@@ -51,13 +52,17 @@ def drill(
 
 
 def _print_drill(report: Mapping[str, Any]) -> None:
-    table = Table("channel", "planned", "sent", "failed",
+    deferred = report.get("deferred") or {}
+    table = Table("channel", "planned", "sent", "failed", "deferred",
                   title=f"drill {report['incident_id']} ({report['playbook']})")
     for channel, c in report["channels"].items():
-        table.add_row(channel, str(c["planned"]), str(c["sent"]), str(c["failed"]))
+        table.add_row(channel, str(c["planned"]), str(c["sent"]), str(c["failed"]),
+                      str(deferred.get(channel, 0)))
     out.print(table)
     out.print(f"emulators received: {report['emulator_received']}; duplicates: "
               f"{report['duplicates']}; {report['elapsed_s']} s")
+    if report.get("sms_status"):
+        out.print(f"SMS status callbacks in the ledger: {report['sms_status']}")
     if "reactions" in report:
         _print_reactions(report["reactions"])
     if "out" in report:
@@ -87,12 +92,13 @@ def _print_reactions(r: Mapping[str, Any]) -> None:
 def emulators(
     sendgrid_port: Annotated[int, typer.Option(help="SendGrid emulator port")] = 8025,
     x_port: Annotated[int, typer.Option(help="X emulator port")] = 8026,
+    twilio_port: Annotated[int, typer.Option(help="Twilio emulator port")] = 8027,
     event_webhook: Annotated[str | None, typer.Option(
         help="POST signed SendGrid events of every accepted email here, e.g. "
              "http://127.0.0.1:8040/v1/sendgrid/events (crisiscomms listen)")] = None,
 ) -> None:
-    """Start the SendGrid and X emulators on loopback until interrupted, with the Mastodon,
-    Bluesky, Slack, Teams and webhook-receiver emulators on free ports."""
+    """Start the SendGrid, X and Twilio emulators on loopback until interrupted, with the
+    Mastodon, Bluesky, Slack, Teams and webhook-receiver emulators on free ports."""
     import secrets
 
     from crisiscomms.testing.drill import emulator_environment
@@ -101,9 +107,12 @@ def emulators(
     env_file = _emulators_env_file()
     sg_key, x_token = f"SG.{secrets.token_urlsafe(24)}", secrets.token_urlsafe(24)
     pair = start_emulators(sendgrid_key=sg_key, x_token=x_token, sendgrid_port=sendgrid_port,
-                           x_port=x_port, event_webhook_url=event_webhook)
+                           x_port=x_port, event_webhook_url=event_webhook,
+                           twilio_port=twilio_port)
     out.print(f"SendGrid emulator: {pair.sendgrid.url}/v3/mail/send")
     out.print(f"X emulator:        {pair.x.url}/2/tweets")
+    out.print(f"Twilio emulator:   {pair.twilio.url}/2010-04-01/Accounts/"
+              f"{pair.twilio.account_sid}/Messages.json")
     if pair.more is not None:
         out.print(f"Mastodon emulator: {pair.more.mastodon.url}/api/v1/statuses")
         out.print(f"Bluesky emulator:  {pair.more.bluesky.url}/xrpc")
@@ -173,7 +182,8 @@ def demo(
                                     publish=common.publish, base=settings,
                                     data_dir=settings.data_dir,
                                     emulators=(pair, sg_key, x_token), reactions=reactions,
-                                    listen_app=common.listen_app))
+                                    listen_app=common.listen_app, resume=common.run_resume,
+                                    sms_app=common.sms_app))
     _print_drill(report)
     wired = {**os.environ, **workspace_environment(settings.data_dir, pair, sg_key, x_token,
                                                    database_url=settings.database_url)}

@@ -118,7 +118,7 @@ def approve_cmd(
 @app.command("incidents")
 def incidents_cmd() -> None:
     """List incidents with per-channel delivery counts (every channel of the registry, in
-    publication order: recipients sent/failed for personal channels, messages sent for the
+    publication order: recipients sent/failed for addressed channels, messages sent for the
     others)."""
     from crisiscomms.channels.registry import channel_classes
     from crisiscomms.incident.views import incident_overview
@@ -127,13 +127,13 @@ def incidents_cmd() -> None:
     engine = common.open_engine(settings)
     classes = channel_classes()
     table = Table("incident", "playbook", "status",
-                  *(f"{name.replace('_', ' ')}{' sent/failed' if cls.personal else ''}"
+                  *(f"{name.replace('_', ' ')}{' sent/failed' if cls.recipients else ''}"
                     for name, cls in classes.items()))
     for row in incident_overview(engine):
         cells = []
         for name, cls in classes.items():
             c = row.counts.get(name, {})
-            cells.append(f"{c.get('sent', 0)}/{c.get('failed', 0)}" if cls.personal
+            cells.append(f"{c.get('sent', 0)}/{c.get('failed', 0)}" if cls.recipients
                          else str(c.get("sent", 0)))
         table.add_row(row.ref, row.playbook, row.status, *cells)
     out.print(table)

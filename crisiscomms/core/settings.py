@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import textwrap
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -208,6 +209,24 @@ class Settings(BaseSettings):
     (``crisiscomms sources`` makes the same kind for intake)."""
     webhook_rate_per_s: float | None = Field(default=None, gt=0)
     """Outgoing webhook requests per second (None: no limit of ours)."""
+    twilio_account_sid: str | None = None
+    """Twilio account SID (``AC…``; unset: SMS is not configured)."""
+    twilio_auth_token: SecretStr | None = None
+    """Twilio auth token: authenticates our requests and verifies ``X-Twilio-Signature`` on
+    Twilio's requests to the SMS app (inbound STOP/HELP, status callbacks)."""
+    twilio_base_url: str = "https://api.twilio.com"
+    """Twilio's REST API (or an emulator's)."""
+    sms_from: str | None = None
+    """The sender: an E.164 number of the account, or a Messaging Service SID (``MG…``)."""
+    sms_url: str | None = None
+    """Public base URL of the SMS app (``crisiscomms sms serve``): each message asks Twilio to
+    post its delivery status to ``<sms_url>/v1/sms/status``. Unset: no status callbacks."""
+    sms_quiet_hours: str | None = "21:00-08:00"
+    """Local quiet hours of every SMS recipient (``HH:MM-HH:MM``, in their own time zone):
+    a stage that is not ``urgent`` is deferred until they end. Empty: none."""
+    sms_rate_per_s: float | None = Field(default=None, gt=0)
+    """Twilio Messages requests per second for this process (None: no limit of ours; Twilio
+    queues what exceeds a sender's throughput and answers 429 over the account's concurrency)."""
 
     http_timeout_s: float = Field(default=10.0, gt=0)
     """Timeout of one provider request, in seconds."""
@@ -216,6 +235,10 @@ class Settings(BaseSettings):
     max_workers: int = Field(default=4, ge=1, le=32)
     """Publish tasks running at once in one flow."""
     batches_per_task: int = Field(default=50, ge=1)
+    single_rows_per_task: int = Field(default=5000, ge=1)
+    """Ledger rows per publish task of a channel whose row is one recipient (SMS: one Twilio
+    request each): a task of 50 would be a Prefect task per 50 messages. 5,000 take about
+    30 s at the measured rate (docs/channels.md), well inside ``sending_lease_s``."""
     """Ledger rows (batches of up to 1,000 recipients) per publish task."""
     send_concurrency: int = Field(default=4, ge=1, le=64)
     """Requests in flight inside one publish task (a bounded thread pool)."""
@@ -377,12 +400,27 @@ class Settings(BaseSettings):
         "freshdesk_webhook_secret",
         "csat_secret",
         "subscriptions_form_secret",
+        "twilio_auth_token",
     )
     @classmethod
     def _refuse_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("is a placeholder; set a real secret or leave it unset")
         return value
+
+    @field_validator("sms_quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        """``HH:MM-HH:MM`` (24-hour clock, two different times), or empty for none."""
+        if value is None or not value.strip():
+            return None
+        match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)",
+                             value.strip())
+        if match is None:
+            raise ValueError(f"{value!r} is not HH:MM-HH:MM (e.g. 21:00-08:00)")
+        if match.group(1, 2) == match.group(3, 4):
+            raise ValueError(f"{value!r} starts and ends at the same time")
+        return value.strip()
 
     @model_validator(mode="after")
     def _refuse_plain_http_providers(self) -> Self:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self, runtime_checkable
 
@@ -37,7 +38,8 @@ class Lane(StrEnum):
     """Its own lane (one task-runner slot), started once the first lane is done, for the
     stages whose first-lane rows were all sent (``delivery/first_lane.py``)."""
     fan_out = "fan_out"
-    """Chunks of ``batches_per_task`` rows over the ``max_workers`` slots, or as flow runs of
+    """Chunks of ``batches_per_task`` rows (``single_rows_per_task`` for a channel whose row is
+    one recipient: SMS) over the ``max_workers`` slots, or as flow runs of
     the batches deployment in scale-out mode (personal email to a large audience)."""
 
 
@@ -63,6 +65,9 @@ class ChannelLimits:
     max_paragraph_chars: int | None = None
     """Longest paragraph of ``text`` (blank-line separated), in characters: one Block Kit
     section of Slack (3,000) or one Adaptive Card TextBlock."""
+    max_segments: int | None = None
+    """SMS: the most segments (GSM-7 or UCS-2, ``render/sms_segments.py``) a text may cost; a
+    playbook may lower it for its own messages (``limits:`` in the playbook)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class OutboundRecipient:
     id: int
     address: str
     substitutions: Mapping[str, str] = field(default_factory=dict)
+    time_zone: str = "UTC"
+    """The recipient's IANA time zone (quiet hours of an SMS are theirs)."""
 
 
 def substitutions_size(substitutions: Mapping[str, str]) -> int:
@@ -166,6 +173,9 @@ class Outcome(StrEnum):
     sent = "sent"
     retryable = "retryable"
     permanent = "permanent"
+    deferred = "deferred"
+    """Not sent yet on purpose (the recipient's quiet hours): the row waits, ``deferred``,
+    until ``DeliveryResult.not_before`` and is sent then; nothing was requested."""
     unknown = "unknown"
     """The request may or may not have been accepted and the provider cannot tell us: never
     resent automatically; the ledger marks the row ``unconfirmed`` for a human."""
@@ -180,6 +190,12 @@ class DeliveryResult:
     ambiguous: bool = False
     """Retryable, but the request may have reached the provider (timeout, reset, garbage
     answer): before resending, the sender asks the provider (``reconcile``) whether it has it."""
+    not_before: datetime | None = None
+    """A deferred row: when it may be sent (UTC)."""
+
+    @classmethod
+    def defer(cls, reason: str, not_before: datetime) -> DeliveryResult:
+        return cls(Outcome.deferred, reason=reason, not_before=not_before)
 
     @classmethod
     def sent(cls, provider_id: str | None = None) -> DeliveryResult:
@@ -214,6 +230,9 @@ class Channel(Protocol):
     recipients: ClassVar[str | None]
     """Who a message is addressed to: None for nobody (a broadcast: one message per language),
     :data:`CUSTOMER_LIST`, or the name of a recipient list (``Recipient.lists``), e.g. press."""
+    address: ClassVar[str]
+    """The recipient column a channel with ``recipients`` sends to: ``email``, or ``phone``
+    (SMS: recipients with a number that has not replied STOP)."""
     personal: ClassVar[bool]
     """True when each recipient gets their own copy (personal fields and an unsubscribe link
     allowed); only for a channel with ``recipients``."""

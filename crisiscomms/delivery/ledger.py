@@ -107,9 +107,22 @@ def _follows_components(components: Sequence[str]) -> Any:
                *(padded.contains(f",{name},") for name in components))
 
 
+PHONE = "phone"
+"""A channel's ``address`` naming the recipient's mobile number (SMS) instead of the email."""
+
+
+def addressable(address: str) -> Any:
+    """Recipients a channel addressed by ``address`` can reach: any (email, the required
+    column), or, for ``phone``, those with a number that has not replied STOP."""
+    if address == PHONE:
+        return and_(col(Recipient.phone).is_not(None), col(Recipient.sms_opted_out_at).is_(None))
+    return literal(True)
+
+
 def stream_audience(session: Session, *, chunk: int = 10_000,
                     recipients: str = CUSTOMER_LIST,
-                    components: Sequence[str] | None = None) -> Iterator[tuple[int, str]]:
+                    components: Sequence[str] | None = None,
+                    address: str = "email") -> Iterator[tuple[int, str]]:
     """(id, locale) of every consenting recipient of the list ``recipients`` (a channel's
     ``recipients``: the customer list, recipients on no list or on ``customers``; else those
     whose ``Recipient.lists`` name it), ordered by id, streamed in chunks. With ``components``
@@ -118,6 +131,8 @@ def stream_audience(session: Session, *, chunk: int = 10_000,
                 if recipients == CUSTOMER_LIST else _on_list(recipients))
     if components:
         audience = and_(audience, _follows_components(components))
+    if address != "email":
+        audience = and_(audience, addressable(address))
     last_id = 0
     while True:
         rows = session.execute(
@@ -144,11 +159,16 @@ def plan_messages(
     default_locale: str,
     batch_size: int,
     components: Sequence[str] | None = None,
+    batch_sizes: Mapping[str, int] | None = None,
+    addresses: Mapping[str, str] | None = None,
 ) -> PlanResult:
     """Write the ledger rows for ``messages`` in bulk; messages already planned add nothing.
     ``audiences``: the recipient list of each channel that addresses recipients (its
     ``recipients``); a channel not in it is a broadcast, one row per message.
-    ``components``: the incident's, so addressed channels reach those who follow them."""
+    ``components``: the incident's, so addressed channels reach those who follow them.
+    ``batch_sizes``: recipients per row of a channel when not ``batch_size`` (SMS: one, a
+    Twilio request carries one ``To``); ``addresses``: the recipient column a channel
+    addresses when not ``email`` (``phone``: only recipients with a number and no STOP)."""
     result = PlanResult()
     personal = set(audiences)
     already = set(
@@ -194,8 +214,10 @@ def plan_messages(
         batch_no: dict[str, int] = defaultdict(int)
         count = 0
         resolved: dict[str, str] = {}
+        size = (batch_sizes or {}).get(channel, batch_size)
         for rid, requested in stream_audience(session, recipients=audiences[channel],
-                                              components=components):
+                                              components=components,
+                                              address=(addresses or {}).get(channel, "email")):
             locale = resolved.get(requested)
             if locale is None:
                 locale = resolved[requested] = resolve_locale(requested, locales, default_locale)
@@ -205,7 +227,7 @@ def plan_messages(
             bucket = pending[locale]
             bucket.append(rid)
             count += 1
-            if len(bucket) >= batch_size:
+            if len(bucket) >= size:
                 add(target, batch_no[locale], bucket)
                 batch_no[locale] += 1
                 bucket.clear()
@@ -258,10 +280,13 @@ def _result_values(result: DeliveryResult, attempts: int) -> dict[str, object]:
         state, error = DeliveryState.sent, None
     elif result.outcome is Outcome.unknown:
         state, error = DeliveryState.unconfirmed, result.reason or "unconfirmed"
+    elif result.outcome is Outcome.deferred:
+        state, error = DeliveryState.deferred, result.reason or "deferred"
     else:
         state, error = DeliveryState.failed, result.reason or str(result.outcome)
     return {"b_state": state, "b_provider_id": result.provider_id, "b_error": error,
-            "b_extra": max(attempts - 1, 0), "b_now": utcnow()}
+            "b_extra": max(attempts - 1, 0), "b_now": utcnow(),
+            "b_not_before": result.not_before if result.outcome is Outcome.deferred else None}
 
 
 _RECORD = (
@@ -272,8 +297,28 @@ _RECORD = (
             # a failure without an id keeps the ids of the parts that did go out (a thread)
             provider_id=func.coalesce(bindparam("b_provider_id"), col(Delivery.provider_id)),
             error=bindparam("b_error"), attempts=Delivery.attempts + bindparam("b_extra"),
-            updated_at=bindparam("b_now"))
+            not_before=bindparam("b_not_before"), updated_at=bindparam("b_now"))
 )
+
+
+def release_deferred(session: Session, *, now: datetime | None = None,
+                     incident_id: int | None = None) -> list[int]:
+    """Every ``deferred`` row whose ``not_before`` has come (of one incident, or all) becomes
+    ``planned`` again, its reason and ``not_before`` kept until it is sent (the sender sends a
+    released row without asking about quiet hours again: a row is deferred once); commits and
+    returns their ids (the caller publishes them: ``crisiscomms sms release``, the drill, which
+    passes the latest ``not_before`` as ``now`` to compress time)."""
+    moment = now or utcnow()
+    stmt = (update(Delivery)
+            .where(col(Delivery.state) == DeliveryState.deferred,
+                   col(Delivery.not_before) <= moment)
+            .values(state=DeliveryState.planned, updated_at=utcnow())
+            .returning(col(Delivery.id)))
+    if incident_id is not None:
+        stmt = stmt.where(col(Delivery.incident_id) == incident_id)
+    ids = [int(i) for i in session.execute(stmt).scalars()]
+    session.commit()
+    return sorted(ids)
 
 
 def record_many(session: Session, outcomes: Sequence[tuple[int, DeliveryResult, int]]) -> None:

@@ -22,6 +22,10 @@ class DeliveryState(StrEnum):
     sending = "sending"
     sent = "sent"
     failed = "failed"
+    deferred = "deferred"
+    """Held back on purpose until ``not_before`` (an SMS in the recipient's quiet hours, for a
+    stage that is not urgent); ``ledger.release_deferred`` makes it ``planned`` again then.
+    Never dropped, never counted as failed."""
     unconfirmed = "unconfirmed"
     """Left ``sending`` by a crash or a lost answer, and the provider cannot say whether it has
     the batch: never resent automatically (``crisiscomms retry --unconfirmed`` after checking)."""
@@ -43,6 +47,8 @@ class Delivery(SQLModel, table=True):
     attempts: int = 0
     provider_id: str | None = None
     error: str | None = None
+    not_before: datetime | None = None
+    """A ``deferred`` row: the earliest moment (UTC) it may be sent."""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

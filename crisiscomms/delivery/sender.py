@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from html import escape
 from pathlib import Path
@@ -62,6 +62,8 @@ from crisiscomms.delivery.contract import (
     SaveProgress,
 )
 from crisiscomms.delivery.ledger import (
+    PHONE,
+    addressable,
     claim,
     decode_ids,
     record_many,
@@ -89,6 +91,8 @@ class PublishReport:
     failed: int = 0
     skipped: int = 0
     unconfirmed: int = 0
+    deferred: int = 0
+    """Held back until the recipient's quiet hours end (ledger state ``deferred``)."""
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: PublishReport) -> None:
@@ -96,6 +100,7 @@ class PublishReport:
         self.failed += other.failed
         self.skipped += other.skipped
         self.unconfirmed += other.unconfirmed
+        self.deferred += other.deferred
         self.errors.extend(other.errors)
 
 
@@ -205,6 +210,8 @@ class _MessageContext:
     time_tags: tuple[str, ...] = ()
     """Per-recipient time tags of the message (filled in each recipient's time zone)."""
     incident_id: int = 0
+    urgent: bool = False
+    """The stage is ``urgent``: a channel's quiet hours do not hold it back."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +224,9 @@ class _Row:
     recipient_ids: str
     recipient_count: int
     provider_id: str | None = None
+    released: bool = False
+    """It waited out quiet hours (``deferred``, then released): it is sent now, never
+    deferred twice."""
 
 
 def _thread_root(session: Session, incident_id: int, channel: str,
@@ -277,6 +287,7 @@ def _context(session: Session, message_id: int, playbooks_dir: Path, *,
         reply_to=(_thread_root(session, message.incident_id, message.channel, message.locale)
                   if _threaded(channels, message.channel) else None),
         incident_id=int(message.incident_id),
+        urgent=playbook.stage(message.stage).urgent,
     )
 
 
@@ -292,19 +303,30 @@ RecipientRow = Sequence[Any]
 product, order ref, unsubscribe token), the columns of ``_RECIPIENT_COLUMNS``."""
 
 
+def _columns(address: str) -> tuple[Any, ...]:
+    """The recipient columns with the channel's ``address`` column in the email's place."""
+    if address != PHONE:
+        return _RECIPIENT_COLUMNS
+    return (_RECIPIENT_COLUMNS[0], col(Recipient.phone), *_RECIPIENT_COLUMNS[2:])
+
+
 def _recipients(conn: Connection, ids: Sequence[int],
                 fields: tuple[tuple[str, str, str, str], ...], *, tags: tuple[str, ...] = (),
                 locale: str = "en", unsubscribe: Unsubscribe | None = None,
-                rating: RatingLink | None = None,
+                rating: RatingLink | None = None, address: str = "email",
                 ) -> tuple[list[OutboundRecipient], int]:
     """The batch's recipients with their substitutions (:func:`personalize`), in batch order;
-    and how many were skipped (deleted, or consent withdrawn since planning)."""
+    and how many were skipped (deleted, or consent withdrawn since planning; for a channel
+    addressed by ``phone``, also no number any more or a STOP since planning)."""
     if not ids:
         return [], 0
     lo, hi = min(ids), max(ids)
-    stmt = select(*_RECIPIENT_COLUMNS).where(col(Recipient.id).between(lo, hi))
+    columns = _columns(address)
+    stmt = select(*columns).where(col(Recipient.id).between(lo, hi))
     if hi - lo + 1 > 4 * len(ids):  # a sparse batch: ask for the ids themselves
-        stmt = select(*_RECIPIENT_COLUMNS).where(col(Recipient.id).in_(list(ids)))
+        stmt = select(*columns).where(col(Recipient.id).in_(list(ids)))
+    if address != "email":
+        stmt = stmt.where(addressable(address))
     out = personalize(conn.execute(stmt.order_by(col(Recipient.id))), fields, wanted=set(ids),
                       tags=tags, locale=locale, unsubscribe=unsubscribe, rating=rating)
     return out, len(ids) - len(out)
@@ -351,7 +373,7 @@ def personalize(rows: Iterable[RecipientRow], fields: tuple[tuple[str, str, str,
             value = value or fallback
             subs[text_tag] = value
             subs[html_tag] = _escaped(value)
-        append(OutboundRecipient(rid, email, subs))
+        append(OutboundRecipient(rid, email, subs, zone or "UTC"))
     return out
 
 
@@ -451,6 +473,25 @@ def unsubscribe_for(channel: Channel) -> Unsubscribe | None:
     return found if callable(found) else None
 
 
+def quiet_until(channel: Channel, recipients: Sequence[OutboundRecipient], *, urgent: bool,
+                now: datetime | None = None) -> DeliveryResult | None:
+    """A deferral when the channel keeps quiet hours (``quiet_hours``: the SMS channel), the
+    stage is not urgent and it is night where a recipient of the batch lives: the row waits
+    until the latest of their windows ends. None: send now."""
+    quiet = getattr(channel, "quiet_hours", None)
+    if quiet is None or urgent or not recipients:
+        return None
+    moment = now or utcnow()
+    ends = [(end, r) for r in recipients
+            if (end := quiet.ends_after(moment, r.time_zone)) is not None]
+    if not ends:
+        return None
+    end, who = max(ends, key=lambda pair: pair[0])
+    return DeliveryResult.defer(
+        f"quiet hours {quiet} where recipient {who.id} lives ({who.time_zone}): deferred "
+        f"until {end:%Y-%m-%d %H:%M} UTC", end)
+
+
 def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
                  ctx: _MessageContext | CrisisCommsError, policy: SendPolicy) -> _Outcome:
     if isinstance(ctx, CrisisCommsError):
@@ -467,7 +508,8 @@ def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
             recipients, skipped = _recipients(
                 conn, ids, ctx.fields, tags=ctx.time_tags, locale=ctx.message.locale,
                 unsubscribe=unsubscribe_for(channel),
-                rating=rating_for(channel, ctx.fields, ctx.incident_id, row.message_id))
+                rating=rating_for(channel, ctx.fields, ctx.incident_id, row.message_id),
+                address=getattr(channel, "address", "email"))
     excluded: list[str] = []
     if recipients:
         try:
@@ -478,6 +520,9 @@ def _publish_row(engine: Engine, channels: Mapping[str, Channel], row: _Row,
             return _Outcome(row, DeliveryResult.permanent("; ".join(excluded)), 1, skipped)
     if channel.personal and not recipients:
         return _Outcome(row, DeliveryResult.sent(None), 1, skipped)
+    wait = quiet_until(channel, recipients, urgent=ctx.urgent or row.released)
+    if wait is not None:
+        return _Outcome(row, wait, 0, skipped)
     progress = PartProgress.parse(row.provider_id, _saver(engine, row.id))
     batch = _batch(ctx, row.key, row.batch_no, recipients, progress)
     try:
@@ -510,12 +555,12 @@ def publish_deliveries(
         if not claimed:
             return report
         rows = [_Row(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), str(r[5]), int(r[6]),
-                     r[7])
+                     r[7], r[8] is not None)
                 for r in session.execute(
                     select(col(Delivery.id), col(Delivery.key), col(Delivery.channel),
                            col(Delivery.message_id), col(Delivery.batch_no),
                            col(Delivery.recipient_ids), col(Delivery.recipient_count),
-                           col(Delivery.provider_id))
+                           col(Delivery.provider_id), col(Delivery.not_before))
                     .where(col(Delivery.id).in_(claimed)).order_by(col(Delivery.id)))]
         contexts: dict[int, _MessageContext | CrisisCommsError] = {}
         for row in rows:
@@ -542,6 +587,8 @@ def publish_deliveries(
             counted = row.recipient_count - outcome.skipped - len(outcome.excluded)
             if result.outcome is Outcome.sent:
                 report.sent += counted
+            elif result.outcome is Outcome.deferred:
+                report.deferred += counted
             elif result.outcome is Outcome.unknown:
                 report.unconfirmed += counted
                 report.errors.append(f"{row.channel} batch {row.batch_no}: {result.reason}")

@@ -45,6 +45,7 @@ from sqlalchemy.engine import Engine
 
 from crisiscomms.channels.registry import (
     build_channels,
+    channel_class,
     channel_classes,
     configured_rates,
     in_lane,
@@ -101,7 +102,8 @@ def publish_chunk(channel: str, delivery_ids: Sequence[int]) -> dict[str, Any]:
                                 policy=send_policy(settings))
     return {"channel": channel, "sent": report.sent, "failed": report.failed,
             "skipped": report.skipped, "unconfirmed": report.unconfirmed,
-            "errors": report.errors, "started": started, "finished": time.time()}
+            "deferred": report.deferred, "errors": report.errors, "started": started,
+            "finished": time.time()}
 
 
 @task(name="plan-deliveries", cache_policy=NONE)
@@ -291,7 +293,8 @@ def _ledger_report(channel: str, ids: Sequence[int], note: str, started: float,
                       "reconciles and sends them)")
     return {"channel": channel, "sent": by_state.get("sent", 0),
             "failed": by_state.get("failed", 0), "skipped": 0,
-            "unconfirmed": by_state.get("unconfirmed", 0), "errors": errors,
+            "unconfirmed": by_state.get("unconfirmed", 0),
+            "deferred": by_state.get("deferred", 0), "errors": errors,
             "started": started, "finished": finished}
 
 
@@ -304,12 +307,14 @@ def _run_lanes(planned: Mapping[str, list[int]], settings: Settings,
     fan-out chunks become flow runs of the batches deployment (the fan-out that needs the
     workers); the handful of rows of the other channels stay tasks of this run.
     Returns (chunk results, held stages)."""
-    step = settings.batches_per_task
-
     rows: Mapping[str, list[int]] = planned
 
     def chunks(channel: str) -> list[list[int]]:
         ids = rows.get(channel, [])
+        cls = channel_class(channel)
+        one_each = cls.recipients is not None and cls.limits.batch_size == 1  # SMS: a row
+        # is one recipient, so a task takes many more of them than of 1,000-recipient rows
+        step = settings.single_rows_per_task if one_each else settings.batches_per_task
         return [ids[i:i + step] for i in range(0, len(ids), step)]
 
     results = [_local_submit(channel, ids)()
@@ -359,14 +364,15 @@ def _summary(incident_ref: str, stage: str | None, prep: Mapping[str, Any],
     for out in results:
         totals.setdefault(out["channel"], PublishReport()).add(PublishReport(
             out["sent"], out["failed"], out["skipped"], out.get("unconfirmed", 0),
-            list(out["errors"])))
+            out.get("deferred", 0), list(out["errors"])))
         span = spans.setdefault(out["channel"], [out["started"], out["finished"]])
         span[0], span[1] = min(span[0], out["started"]), max(span[1], out["finished"])
     return {
         "incident_ref": incident_ref,
         "stage": stage,
         "channels": {c: {"sent": r.sent, "failed": r.failed, "skipped": r.skipped,
-                         "unconfirmed": r.unconfirmed, "held": held_by_channel.get(c, 0)}
+                         "unconfirmed": r.unconfirmed, "deferred": r.deferred,
+                         "held": held_by_channel.get(c, 0)}
                      for c, r in totals.items()},
         "lane_seconds": {c: round(b - a, 3) for c, (a, b) in spans.items()},
         "reconciled": prep["reconciled"],

@@ -556,4 +556,8 @@ def plan_bundle(engine: Engine, settings: Settings, channels: Mapping[str, type[
             default_locale=playbook.default_locale,
             batch_size=settings.email_batch_size,
             components=facts.components,  # status page subscribers of these components
+            # a channel whose request carries fewer recipients (SMS: one) plans rows that size
+            batch_sizes={n: min(settings.email_batch_size, c.limits.batch_size)
+                         for n, c in channels.items() if c.recipients is not None},
+            addresses={n: c.address for n, c in channels.items() if c.recipients is not None},
         )

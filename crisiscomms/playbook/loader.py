@@ -8,6 +8,7 @@ channels: :func:`load_playbook` checks the playbook's own structure, and
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 
 from crisiscomms.core.errors import PlaybookError
 from crisiscomms.core.locales import fallback_chain
-from crisiscomms.delivery.contract import ChannelClasses, Lane
+from crisiscomms.delivery.contract import ChannelClasses, ChannelLimits, Lane
 from crisiscomms.incident.facts import LOCALIZABLE_FACTS, BreachFacts, FactSheet, RecallFacts
 from crisiscomms.incident.models import IncidentStatus
 from crisiscomms.playbook.intake_rules import IntakeRule, IntakeSection
@@ -99,6 +100,16 @@ class RecipientField(BaseModel):
         return next(iter(self.fallback.values()), "")
 
 
+class LimitCap(BaseModel):
+    """A playbook's own, lower, cap on a channel's limits (``limits: {sms: {max_segments: 2}}``):
+    what its messages may cost on that channel, checked at render and by lint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_segments: int | None = Field(default=None, ge=1, le=10)
+    """SMS segments a text may cost (GSM-7 153 / UCS-2 67 characters each when split)."""
+
+
 class Stage(BaseModel):
     """One message of the playbook (acknowledge, update, resolve...), rendered for each channel."""
 
@@ -112,6 +123,10 @@ class Stage(BaseModel):
     """The channels this stage publishes on, as the playbook names them; None: every channel
     the registry enables by default (:meth:`Playbook.channels_of`)."""
     required_facts: tuple[str, ...] = ()
+    urgent: StrictBool = False
+    """Time-critical: its SMS go out at once, whatever the hour where the recipient lives;
+    a stage that is not urgent waits out each recipient's quiet hours (the SMS channel's
+    ``quiet_hours``), deferred in the ledger, never dropped."""
     status_page_first: StrictBool = True
     """The other channels start only once the status page (the first lane: every other
     message links to it) published this stage; ``false`` lets them go even when it failed.
@@ -140,6 +155,10 @@ class Playbook(BaseModel):
     must_carry: dict[str, tuple[str, ...]] = Field(
         default_factory=dict,
         description="Per channel, the facts every rendered message must carry verbatim.")
+    limits: dict[str, LimitCap] = Field(
+        default_factory=dict,
+        description="Per channel, caps on its limits lower than the provider's own (e.g. "
+                    "sms: {max_segments: 2}).")
     notice: Notice | None = None
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     stages: tuple[Stage, ...]
@@ -267,11 +286,20 @@ class Playbook(BaseModel):
                 problems.append(PlaybookError(f"stage {stage.id!r}: {reason}", playbook=self.name,
                                               stage=stage.id, field="status_page_first",
                                               reason=reason))
-        unknown_channels = [c for c in self.must_carry if c not in channels]
-        if unknown_channels:
-            reason = f"must_carry names unknown channels {unknown_channels} (channels: {known})"
-            problems.append(PlaybookError(reason, playbook=self.name, field="must_carry",
-                                          values=tuple(unknown_channels), reason=reason))
+        for key, named in (("must_carry", self.must_carry), ("limits", self.limits)):
+            unknown_channels = [c for c in named if c not in channels]
+            if unknown_channels:
+                reason = f"{key} names unknown channels {unknown_channels} (channels: {known})"
+                problems.append(PlaybookError(reason, playbook=self.name, field=key,
+                                              values=tuple(unknown_channels), reason=reason))
+        for name, cap in self.limits.items():
+            own = channels[name].limits.max_segments if name in channels else None
+            if cap.max_segments is not None and (own is None or cap.max_segments > own):
+                reason = (f"limits.{name}.max_segments {cap.max_segments} is not a cap under "
+                          f"the channel's own ({own if own is not None else 'no segments'})")
+                problems.append(PlaybookError(reason, playbook=self.name,
+                                              field=f"limits.{name}.max_segments",
+                                              reason=reason))
         return problems
 
     def check_channels(self, channels: ChannelClasses) -> None:
@@ -281,6 +309,14 @@ class Playbook(BaseModel):
             raise PlaybookError(f"playbook {self.name!r} is invalid: "
                                 f"{'; '.join(str(p) for p in problems)}",
                                 playbook=self.name, problems=problems)
+
+    def limits_of(self, channel: str, limits: ChannelLimits) -> ChannelLimits:
+        """The channel's ``limits`` under this playbook's caps (``limits:``)."""
+        cap = self.limits.get(channel)
+        if cap is None or cap.max_segments is None or limits.max_segments is None:
+            return limits
+        return dataclasses.replace(limits,
+                                   max_segments=min(cap.max_segments, limits.max_segments))
 
     def required_for(self, stage: Stage) -> list[str]:
         return list(dict.fromkeys((*self.required_facts, *stage.required_facts)))

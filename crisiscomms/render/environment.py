@@ -448,6 +448,7 @@ class StageRenderer:
         to render the parts it has (each part's template and what it includes, imports or
         extends), which its content hash covers too."""
         cls = self.channels[channel]
+        limits = playbook.limits_of(channel, cls.limits)
         where = Where(playbook.name, stage.id, channel, locale)
         names = self.part_names(playbook.name, stage.id, channel, locale)
         parts: dict[str, str] = {}
@@ -456,14 +457,14 @@ class StageRenderer:
             ctx = self._part_context(playbook, stage, facts, locale, cls.personal, name)
             text, loaded = self.render_part_loaded(name, ctx, where, playbook.recipient_fields,
                                                    part=part)
-            problems = part_problems(cls.limits, part, limit_text(text))
+            problems = part_problems(limits, part, limit_text(text))
             short_name = template_name(playbook.name, stage.id, channel, short_part(part), locale)
             if problems and self._exists(short_name):
                 ctx = self._part_context(playbook, stage, facts, locale, cls.personal, short_name)
                 text, loaded = self.render_part_loaded(short_name, ctx, where,
                                                        playbook.recipient_fields, part=part)
                 names[part] = short_name
-                problems = part_problems(cls.limits, part, limit_text(text))
+                problems = part_problems(limits, part, limit_text(text))
             if problems:
                 reason = (f"{'; '.join(problems)} (approved text is never truncated; add a "
                           f"short variant {short_name})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from crisiscomms.delivery.contract import ChannelLimits
+from crisiscomms.render.sms_segments import sms_segments
 from crisiscomms.render.text_length import counted_length, graphemes
 from crisiscomms.render.text_weight import x_weighted_length
 
@@ -39,6 +40,13 @@ def limit_problems(limits: ChannelLimits, parts: Mapping[str, str]) -> list[str]
             if len(paragraph) > limits.max_paragraph_chars:
                 problems.append(f"text paragraph {n} is {len(paragraph)} characters, over "
                                 f"the limit of {limits.max_paragraph_chars} per block")
+    if limits.max_segments is not None and "text" in parts:
+        segments = sms_segments(parts["text"])
+        if segments.count > limits.max_segments:
+            problems.append(
+                f"text is {segments.describe()}, over the limit of {limits.max_segments} "
+                f"segment{'s' if limits.max_segments != 1 else ''}"
+            )
     if limits.max_subject_chars is not None:
         subject = parts.get("subject", "")
         if len(subject) > limits.max_subject_chars:

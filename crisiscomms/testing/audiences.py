@@ -38,9 +38,11 @@ DRILL_TIME_ZONES = {
 def drill_recipients(count: int, *, domain: str = DRILL_DOMAIN, start: int = 1,
                      locales: tuple[str, ...] = ("en",), spread_time_zones: bool = False,
                      lists: str | None = None, prefix: str = "subscriber",
-                     ) -> Iterable[dict[str, object]]:
+                     phones: bool = False) -> Iterable[dict[str, object]]:
     """Synthetic subscribers ``start``..``count`` at a reserved example domain; with
-    ``spread_time_zones`` each gets a regional tag and a zone of its language."""
+    ``spread_time_zones`` each gets a regional tag and a zone of its language; with ``phones``
+    each gets a mobile number ``+1 555 …`` (no such area code: it reaches nobody), so SMS
+    reaches them."""
     now = utcnow()
     for i in range(start, count + 1):
         locale = locales[i % len(locales)]
@@ -58,6 +60,8 @@ def drill_recipients(count: int, *, domain: str = DRILL_DOMAIN, start: int = 1,
             "time_zone": zone,
             "lists": lists,
             "plan": "pro" if i % 3 == 0 else "starter",
+            # +1 555 is no area code: a drill number reaches nobody, even by mistake
+            "phone": f"+1555{i:07d}" if phones else None,
             "consent": True,
             "created_at": now,
         }
@@ -66,8 +70,8 @@ def drill_recipients(count: int, *, domain: str = DRILL_DOMAIN, start: int = 1,
 def ensure_drill_audience(session: Session, count: int, *,
                           locales: tuple[str, ...] = ("en",), spread_time_zones: bool = False,
                           press: int = 0) -> int:
-    """Make sure ``count`` drill subscribers (and ``press`` journalists on the press list)
-    exist (idempotent for a persistent workspace)."""
+    """Make sure ``count`` drill subscribers with mobile numbers (and ``press`` journalists on
+    the press list, without) exist (idempotent for a persistent workspace)."""
     def existing(domain: str) -> int:
         return int(session.exec(
             select(func.count()).select_from(Recipient)
@@ -76,7 +80,7 @@ def ensure_drill_audience(session: Session, count: int, *,
 
     added = insert_recipients(session, drill_recipients(
         count, start=existing(DRILL_DOMAIN) + 1, locales=locales,
-        spread_time_zones=spread_time_zones))
+        spread_time_zones=spread_time_zones, phones=True))
     return added + insert_recipients(session, drill_recipients(
         press, domain=DRILL_PRESS_DOMAIN, start=existing(DRILL_PRESS_DOMAIN) + 1,
         locales=locales, spread_time_zones=spread_time_zones, lists=PRESS_LIST, prefix="press"))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from crisiscomms.audience.recipients import PRESS_LIST
@@ -28,12 +28,14 @@ from crisiscomms.channels import CHANNEL_CLASSES
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import FactsError
 from crisiscomms.core.settings import Settings
-from crisiscomms.delivery.ledger import channel_counts
-from crisiscomms.delivery.models import Delivery
+from crisiscomms.delivery.ledger import channel_counts, release_deferred
+from crisiscomms.delivery.models import Delivery, DeliveryEvent, DeliveryState
+from crisiscomms.delivery.sms_events import STATUSES as SMS_STATUS_EVENTS
 from crisiscomms.identity.identities import system_identity
 from crisiscomms.incident.models import Message
 from crisiscomms.incident.service import approve, trigger
 from crisiscomms.playbook.loader import load_playbook
+from crisiscomms.testing.asgi import serve_app
 from crisiscomms.testing.audiences import ensure_drill_audience
 from crisiscomms.testing.crowd import CSAT
 from crisiscomms.testing.crowd_drill import (
@@ -46,8 +48,14 @@ from crisiscomms.testing.crowd_drill import (
     play_crowd,
 )
 from crisiscomms.testing.emulators import EmulatorPair, start_emulators
+from crisiscomms.testing.emulators.pair import DRILL_SMS_FROM
 
 PublishFn = Callable[[str, str], Mapping[str, Any]]
+ResumeFn = Callable[[str, float | None], Mapping[str, Any]]
+SmsAppFactory = Callable[[Settings], Any]
+"""Makes the SMS app (``crisiscomms.api.sms.create_app``): the face running the drill passes
+it in, since ``testing`` may not import a face."""
+"""``crisiscomms resume``'s runner: reconcile, then publish every planned row of an incident."""
 DRILL_PRESS = 5
 """Journalists on the drill press list (for playbooks with a press release)."""
 DRILL_APPROVERS = (system_identity("drill-approver-1"), system_identity("drill-approver-2"))
@@ -120,6 +128,10 @@ def emulator_environment(pair: EmulatorPair, sendgrid_key: str, x_token: str) ->
         "CRISISCOMMS_X_BASE_URL": pair.x.url,
         # what `crisiscomms listen` verifies the emulator's signed Event Webhook batches with
         "CRISISCOMMS_SENDGRID_WEBHOOK_PUBLIC_KEY": pair.sendgrid.webhook_public_key,
+        "CRISISCOMMS_TWILIO_ACCOUNT_SID": pair.twilio.account_sid,
+        "CRISISCOMMS_TWILIO_AUTH_TOKEN": pair.twilio.auth_token,
+        "CRISISCOMMS_TWILIO_BASE_URL": pair.twilio.url,
+        "CRISISCOMMS_SMS_FROM": DRILL_SMS_FROM,
         # Mastodon, Bluesky, Slack, Teams and the outgoing webhook, when their emulators run
         **(pair.more.environment() if pair.more is not None else {}),
     }
@@ -161,8 +173,17 @@ def run_drill(
     reactions: int = 0,
     listen_app: ListenAppFactory | None = None,
     environment_overrides: Mapping[str, str] | None = None,
+    resume: ResumeFn | None = None,
+    sms_app: SmsAppFactory | None = None,
 ) -> dict[str, Any]:
     """Run every stage of ``playbook_name`` to ``recipients`` synthetic subscribers.
+
+    SMS of a stage that is not urgent wait out each recipient's quiet hours (``deferred`` in
+    the ledger); a drill compresses time: with ``resume``, once every stage ran, the deferred
+    rows are released as if their windows had ended and sent, and the report counts them under
+    ``deferred``. With ``sms_app`` the SMS app runs beside the drill and every message asks
+    the Twilio emulator for signed status callbacks to it: the report gains ``sms_status``
+    (the ledger's SMS delivery events of the incident, by status).
 
     ``reactions``: a crowd of that many reacts through the real receivers
     (:mod:`crisiscomms.testing.crowd_drill`): before the resolution stage (or after the only
@@ -205,6 +226,9 @@ def run_drill(
     if reactions > 0:
         overrides.update(drill_listening_env(f"http://127.0.0.1:{listen_port}"))
     overrides.update(environment_overrides or {})
+    sms_port = free_port() if sms_app is not None else 0
+    if sms_app is not None:
+        overrides["CRISISCOMMS_SMS_URL"] = f"http://127.0.0.1:{sms_port}"
     try:
         with environment(overrides), ExitStack() as stack:
             settings = Settings()
@@ -216,6 +240,8 @@ def run_drill(
                 press = DRILL_PRESS if PRESS_LIST in lists else 0
                 ensure_drill_audience(session, recipients, locales=playbook.locales,
                                       spread_time_zones=True, press=press)
+            if sms_app is not None:
+                stack.enter_context(serve_app(sms_app(settings), sms_port, name="drill-sms"))
             stages = []
             incident_id = None
             crowd: _CrowdRun | None = None
@@ -243,13 +269,24 @@ def run_drill(
                 stages.append({"stage": stage.id, "auto_send": stage.auto_send,
                                "channels": result.get("channels", {}),
                                "errors": result.get("errors", [])})
+            deferred: dict[str, int] = {}
+            if resume is not None and incident_id is not None:
+                deferred = _send_deferred(engine, incident_id, facts["incident_ref"], resume)
             if crowd is not None and incident_id is not None:
                 if resolves:
                     crowd.rate(incident_id)
                 else:
                     crowd.react(incident_id)
+            if sms_app is not None:
+                pair.twilio.flush_callbacks(60)
             with session_scope(engine) as session:
                 counts = channel_counts(session, incident_id)
+                sms_status = {str(event): int(n) for event, n in session.execute(
+                    select(col(DeliveryEvent.event), func.count())
+                    .where(col(DeliveryEvent.incident_id) == incident_id,
+                           col(DeliveryEvent.delivery_id).is_not(None),
+                           col(DeliveryEvent.event).in_(SMS_STATUS_EVENTS))
+                    .group_by(col(DeliveryEvent.event))).all()} if sms_app else {}
                 delivered = session.execute(
                     select(col(Delivery.key), col(Delivery.channel), col(Delivery.locale),
                            col(Delivery.recipient_count))
@@ -287,6 +324,8 @@ def run_drill(
                 "duplicates": sum(int(s["duplicates"]) for s in stats.values()),
                 "duplicates_by_channel": {name: int(s["duplicates"])
                                           for name, s in stats.items()},
+                "deferred": deferred,
+                **({"sms_status": sms_status} if sms_app is not None else {}),
                 "recipients_by_locale": by_locale,
                 "stages": stages,
             }
@@ -303,6 +342,26 @@ def run_drill(
             pair.stop()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def _send_deferred(engine: Any, incident_id: int, incident_ref: str,
+                   resume: ResumeFn) -> dict[str, int]:
+    """Rows deferred by quiet hours, released as if their windows had ended and published
+    through ``resume``; their recipients by channel."""
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(col(Delivery.channel), func.sum(col(Delivery.recipient_count)),
+                   func.max(col(Delivery.not_before)))
+            .where(col(Delivery.incident_id) == incident_id,
+                   col(Delivery.state) == DeliveryState.deferred)
+            .group_by(col(Delivery.channel))).all()
+    if not rows:
+        return {}
+    latest = max(r[2] for r in rows if r[2] is not None)
+    with session_scope(engine) as session:
+        release_deferred(session, now=latest, incident_id=incident_id)
+    resume(incident_ref, None)
+    return {str(channel): int(count or 0) for channel, count, _ in rows}
 
 
 class _CrowdRun:
@@ -388,14 +447,16 @@ def _keep_outputs(out: Path, settings: Settings, pair: EmulatorPair,
     if support.is_dir() and support.resolve() != (out / "support").resolve():
         shutil.copytree(support, out / "support", dirs_exist_ok=True)
     email_path, x_path = out / "sent.email.jsonl", out / "sent.x.jsonl"
+    sms_path = out / "sent.sms.jsonl"
     pair.sendgrid.export_jsonl(email_path)
     pair.x.export_jsonl(x_path)
+    pair.twilio.export_jsonl(sms_path)
     more_paths = []
     for emulator in (pair.more.all() if pair.more is not None else []):
         more_paths.append(out / f"sent.{emulator.channel}.jsonl")
         emulator.export_jsonl(more_paths[-1])
     with (out / "sent.jsonl").open("w", encoding="utf-8") as sink:
-        for part in (x_path, *more_paths, email_path):
+        for part in (x_path, *more_paths, email_path, sms_path):
             with part.open(encoding="utf-8") as source:
                 for line in source:
                     record = json.loads(line)

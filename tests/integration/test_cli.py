@@ -106,10 +106,13 @@ def test_drill_prints_one_json_object(cli_env: Path) -> None:
     broadcasts = ("x", "mastodon", "bluesky", "slack", "teams", "webhook")
     for channel in ("status_page", *broadcasts):
         assert report["channels"][channel] == {"planned": posts, "sent": posts, "failed": 0}
-    assert report["emulator_received"] == {"email": 75, **dict.fromkeys(broadcasts, posts)}
+    # the drill's subscribers have mobile numbers: one SMS each per stage too
+    assert report["channels"]["sms"] == {"planned": 75, "sent": 75, "failed": 0}
+    assert report["emulator_received"] == {"email": 75, **dict.fromkeys(broadcasts, posts),
+                                           "sms": 75}
     assert report["duplicates"] == 0
     lines = (out / "sent.jsonl").read_text().splitlines()
-    assert len(lines) == 75 + len(broadcasts) * posts
+    assert len(lines) == 75 + len(broadcasts) * posts + 75
     assert (out / "status_page" / "api" / "v2" / "summary.json").is_file()
 
 

@@ -155,8 +155,14 @@ def test_two_process_workers_share_the_fan_out_and_send_each_recipient_once(
         sg = emulators.sendgrid.stats()
         assert sg["recipients"] == RECIPIENTS and sg["duplicates"] == 0
 
+        # The drill subscribers have mobile numbers: one SMS each, one row each, chunked by
+        # single_rows_per_task (one chunk of 2,000), each sent once.
+        assert counts["sms"]["sent"] == RECIPIENTS and counts["sms"]["failed"] == 0
+        tw = emulators.twilio.stats()
+        assert tw["accepted_messages"] == RECIPIENTS and tw["duplicates"] == 0
+
         # The fan-out ran as chunk flow runs spread over both workers.
-        expected_chunks = -(-email_rows // ROWS_PER_CHUNK)
+        expected_chunks = -(-email_rows // ROWS_PER_CHUNK) + 1  # the email chunks, the SMS one
         assert email_rows == RECIPIENTS // EMAIL_BATCH
         assert len(chunks) == expected_chunks
         assert all(c.state is not None and c.state.is_completed() for c in chunks)
@@ -268,7 +274,8 @@ def test_the_parent_reads_chunk_outcomes_from_the_ledger_and_stops_waiting_when_
     lane._final["run-2"] = ("Completed", 1.0, 2.0)
     done = lane._wait("run-2", "email", ids[:1])
     assert done == {"channel": "email", "sent": 1000, "failed": 0, "skipped": 0,
-                    "unconfirmed": 0, "errors": [], "started": 1.0, "finished": 2.0}
+                    "unconfirmed": 0, "deferred": 0, "errors": [], "started": 1.0,
+                    "finished": 2.0}
     engine.dispose()
 
 

@@ -120,6 +120,16 @@ def check_drill(name: str, out: Path) -> tuple[Playbook, dict[str, Any], list[di
     assert set(per_recipient) == set(tags)
     assert set(per_recipient.values()) == {len(email_stages)}
     assert len({(r["to"], r["key"]) for r in emails}) == len(emails)
+    # SMS: one per stage to every subscriber's number, in their language, each confirmed by
+    # Twilio's signed status callbacks in the ledger
+    sms_stages = [s.id for s in pb.stages if "sms" in pb.channels_of(s, CHANNEL_CLASSES)]
+    assert sms_stages
+    sent_sms = RECIPIENTS * len(sms_stages)
+    assert report["channels"]["sms"]["sent"] == sent_sms
+    assert report["sms_status"] == {"sent": sent_sms, "delivered": sent_sms}
+    texts_sms = [r for r in records if r["channel"] == "sms"]
+    assert len(texts_sms) == len({(r["to"], r["body"]) for r in texts_sms}) == sent_sms
+    assert {r["locale"] for r in texts_sms} == set(pb.locales)
 
     carry = list(dict.fromkeys([*CARRY[name], *pb.must_carry.get("email", ())]))
     seen_locales: Counter[str] = Counter()

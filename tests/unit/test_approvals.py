@@ -89,12 +89,13 @@ def test_bundle_hash_is_order_independent() -> None:
 
 
 EXAMPLE_KEYS = {"example-workspace", "example-listening", "listening-receivers",
-                "example-remedies", "example-channels"}
+                "example-remedies", "example-channels", "example-sms"}
 """The one-off keys that reviewed the example workspace: the stages' templates, and the
 automatic replies added with listening (issue 11), and the resolution email changed to carry its
 rating link (``listening-receivers``), and the support holding statements changed to list the
 remedies agents may grant (``example-remedies``), and the Mastodon, Bluesky, Slack, Teams and
-webhook templates of issue 15 (``example-channels``); each may sign provisional approvals only."""
+webhook templates of issue 15 (``example-channels``) and its SMS messages (``example-sms``);
+each may sign provisional approvals only."""
 
 
 def test_shipped_templates_are_all_approved_provisionally_by_the_example_key() -> None:

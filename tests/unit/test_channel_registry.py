@@ -28,13 +28,14 @@ PACKAGE = Path(crisiscomms.__file__).parent
 
 NEEDS_CREDENTIALS = {"status_page": False, "x": True, "support": False, "press": True,
                      "email": True, "mastodon": True, "bluesky": True, "slack": True,
-                     "teams": True, "webhook": True}
+                     "teams": True, "webhook": True, "sms": True}
 """Whether ``from_settings`` needs credentials: every registered channel must be here."""
 
 CREDENTIALS = ("sendgrid_api_key", "x_bearer_token", "x_consumer_key", "x_consumer_secret",
                "x_access_token", "x_access_token_secret", "mastodon_access_token",
                "bluesky_handle", "bluesky_app_password", "slack_webhook_url",
-               "teams_webhook_url", "webhook_url", "webhook_secret")
+               "teams_webhook_url", "webhook_url", "webhook_secret", "twilio_account_sid",
+               "twilio_auth_token", "sms_from")
 
 
 def settings(tmp_path: Path, *, credentials: bool) -> Settings:
@@ -44,7 +45,9 @@ def settings(tmp_path: Path, *, credentials: bool) -> Settings:
              "slack_webhook_url": "http://127.0.0.1:9/services/T0/B0/registry",
              "teams_webhook_url": "http://127.0.0.1:9/webhookb2/registry",
              "webhook_url": "http://127.0.0.1:9/hooks/registry",
-             "webhook_secret": "whsec_" + "QUJD" * 8}
+             "webhook_secret": "whsec_" + "QUJD" * 8,
+             "twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": "registry-unit",
+             "sms_from": "+15005550006"}
     secrets = {name: given.get(name) if credentials else None for name in CREDENTIALS}
     return Settings(_env_file=None, data_dir=tmp_path / "data",  # type: ignore[call-arg]
                     status_page_dir=tmp_path / "status", playbooks_dir=PROJECT_ROOT / "playbooks",
@@ -98,7 +101,9 @@ def test_audiences_and_defaults() -> None:
     audiences = {n: c.recipients for n, c in channel_classes().items()}
     assert audiences == {"status_page": None, "x": None, "support": None, "press": "press",
                          "email": CUSTOMER_LIST, "mastodon": None, "bluesky": None,
-                         "slack": None, "teams": None, "webhook": None}
+                         "slack": None, "teams": None, "webhook": None, "sms": CUSTOMER_LIST}
+    assert {n: c.address for n, c in channel_classes().items() if c.recipients} == {
+        "press": "email", "email": "email", "sms": "phone"}
     assert [n for n, c in channel_classes().items() if c.default_enabled] == [
         "status_page", "x", "support", "email"]  # the issue 15 channels only where named
     assert [n for n, c in channel_classes().items() if c.threaded] == [

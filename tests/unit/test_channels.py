@@ -66,7 +66,9 @@ def make(name: str, tmp_path: Path, url: str) -> Channel:
         bluesky_handle="status.example.com", bluesky_app_password=SECRET, bluesky_base_url=url,
         slack_webhook_url=f"{url}/services/T0/B0/{SECRET}",
         teams_webhook_url=f"{url}/webhookb2/{SECRET}",
-        webhook_url=f"{url}/hooks/unit", webhook_secret=WEBHOOK_SECRET)
+        webhook_url=f"{url}/hooks/unit", webhook_secret=WEBHOOK_SECRET,
+        twilio_account_sid="AC" + "1" * 32, twilio_auth_token=SECRET, twilio_base_url=url,
+        sms_from="+15005550006")
     channel = CHANNEL_CLASSES[name].from_settings(settings)
     assert channel is not None
     return channel
@@ -88,6 +90,9 @@ def over_limit_parts(cls: type[Channel]) -> list[tuple[str, dict[str, str]]]:
     if limits.max_subject_chars is not None:
         cases.append(("subject", {**good_parts(cls),
                                   "subject": "s" * (limits.max_subject_chars + 1)}))
+    if limits.max_segments is not None:  # 153 GSM-7 characters a segment once split
+        cases.append(("segments", {**good_parts(cls),
+                                   "text": "a" * (153 * limits.max_segments + 1)}))
     if limits.max_body_bytes is not None:
         part = "html" if "html" in cls.parts else "text"
         if limits.max_graphemes is not None:  # many bytes in few graphemes: a family emoji
@@ -116,7 +121,7 @@ NAMES = list(CHANNEL_CLASSES)
 def test_registry_is_in_publishing_order() -> None:
     """The status page first (every other message links to it), the email fan-out last."""
     assert NAMES == ["status_page", "x", "mastodon", "bluesky", "support", "slack", "teams",
-                     "webhook", "press", "email"]
+                     "webhook", "press", "email", "sms"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -154,7 +154,7 @@ def test_channel_counts_sum_recipients_in_sql(engine: Engine) -> None:
         record(s, claimed[0], DeliveryResult.sent(), attempts=1)
         counts = channel_counts(s)
     assert counts["email"] == {"planned": 500, "sending": 0, "sent": 1000, "failed": 0,
-                               "unconfirmed": 0}
+                               "deferred": 0, "unconfirmed": 0}
     assert counts["x"]["planned"] == 1
 
 

@@ -20,9 +20,10 @@ TEMPLATES = ROOT / "templates"
 
 
 CHANNELS = CHANNEL_CLASSES
-DEFAULT_CHANNELS = {name for name, cls in CHANNELS.items() if cls.default_enabled} | {
-    "mastodon", "bluesky", "slack", "teams", "webhook"}
-"""What every outage stage publishes: the default channels and those of issue 15."""
+DEFAULT_CHANNELS = {name for name, cls in CHANNELS.items() if cls.default_enabled}
+OUTAGE_CHANNELS = DEFAULT_CHANNELS | {"sms", "mastodon", "bluesky", "slack", "teams", "webhook"}
+"""Every stage names its channels: those enabled by default, SMS and those of issue 15's other
+channels (which are not)."""
 STAGES = ("acknowledge", "update", "resolve")
 
 
@@ -65,8 +66,10 @@ def test_playbook_shape(playbook: Playbook) -> None:
     assert playbook.stage("acknowledge").auto_send is True
     assert not playbook.stage("update").auto_send
     assert not playbook.stage("resolve").auto_send
+    # the acknowledgement's SMS go out at once; the update and resolution wait out the night
+    assert [s.urgent for s in playbook.stages] == [True, False, False]
     for stage in playbook.stages:
-        assert set(playbook.channels_of(stage, CHANNELS)) == DEFAULT_CHANNELS
+        assert set(playbook.channels_of(stage, CHANNELS)) == OUTAGE_CHANNELS
     assert playbook.recipient_fields["first_name"].fallback_for("en") == "there"
     for fact in (
         "title",
@@ -100,7 +103,7 @@ def test_every_channel_renders_with_drill_facts(
 ) -> None:
     facts = _facts(playbook)
     messages = _render(renderer, playbook, stage_id, facts)
-    assert set(messages) == set(DEFAULT_CHANNELS)
+    assert set(messages) == set(OUTAGE_CHANNELS)
     for channel, message in messages.items():
         assert facts.incident_ref in _main_text(message), channel
         assert message.locale == "en"
@@ -143,7 +146,7 @@ def test_optional_facts_may_be_absent(renderer: StageRenderer, playbook: Playboo
     facts = build_fact_sheet(raw)
     for stage_id in STAGES:
         messages = _render(renderer, playbook, stage_id, facts)
-        assert set(messages) == set(DEFAULT_CHANNELS)
+        assert set(messages) == set(OUTAGE_CHANNELS)
 
 
 def test_one_component_reads_in_the_singular(renderer: StageRenderer, playbook: Playbook) -> None:
@@ -182,7 +185,7 @@ def test_long_title_falls_back_to_the_short_x_variant(
     assert facts.incident_ref in text
     assert facts.status_page_url is not None and facts.status_page_url in text
     # The whole stage still renders with the long title.
-    assert set(_render(renderer, playbook, stage_id, facts)) == set(DEFAULT_CHANNELS)
+    assert set(_render(renderer, playbook, stage_id, facts)) == set(OUTAGE_CHANNELS)
 
 
 def test_long_cause_falls_back_to_the_short_x_variant(

@@ -40,7 +40,7 @@ def acknowledge(engine: Engine, settings: Settings) -> StageBundle:
     from crisiscomms.testing.audiences import drill_recipients
 
     with Session(engine) as session:
-        insert_recipients(session, drill_recipients(20))
+        insert_recipients(session, drill_recipients(20, phones=True))  # SMS is held too
         session.commit()
     facts = {**load_playbook("outage", settings.playbooks_dir).drill_facts, "incident_ref": REF}
     bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage", facts=facts,
@@ -127,10 +127,12 @@ def opted_out(settings: Settings, tmp_path: Path, value: str,
     shutil.copytree(settings.playbooks_dir, books)
     path = books / "outage.yaml"
     text = path.read_text(encoding="utf-8")
-    old = ("    auto_send: true\n    channels: [status_page, x, mastodon, bluesky, email, support, "
-           "slack, teams, webhook]\n")
+    shipped = ("[status_page, x, mastodon, bluesky, email, support, sms, slack, teams, "
+               "webhook]")
+    old = f"    channels: {shipped}\n    required_facts: [next_update_at]\n"
     assert old in text
-    new = (f"    auto_send: true\n    channels: {channels or '[status_page, x, email, support]'}"
+    new = (f"    channels: {channels or '[status_page, x, email, support, sms]'}\n"
+           "    required_facts: [next_update_at]"
            f"\n    status_page_first: {value}\n")
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
     return settings.model_copy(update={"playbooks_dir": books})

@@ -1,5 +1,6 @@
-"""Local HTTP servers that behave like SendGrid v3 mail send, X API v2 post creation, Mastodon,
-a Bluesky PDS, Slack and Teams incoming webhooks and a Standard Webhooks receiver.
+"""Local HTTP servers that behave like SendGrid v3 mail send, X API v2 post creation, Twilio's
+Messages resource, Mastodon, a Bluesky PDS, Slack and Teams incoming webhooks and a Standard
+Webhooks receiver.
 
 Standard library only; used by drills, the demo, tests and benchmarks::
 
@@ -21,6 +22,7 @@ from crisiscomms.testing.emulators.pair import (
 )
 from crisiscomms.testing.emulators.sendgrid import SendGridEmulator
 from crisiscomms.testing.emulators.server import EmulatorServer
+from crisiscomms.testing.emulators.twilio import TwilioEmulator
 from crisiscomms.testing.emulators.webhook_receiver import WebhookReceiver
 from crisiscomms.testing.emulators.x_api import XEmulator
 
@@ -34,6 +36,7 @@ __all__ = [
     "SendGridEmulator",
     "SlackEmulator",
     "TeamsEmulator",
+    "TwilioEmulator",
     "WebhookReceiver",
     "XEmulator",
     "start_emulators",

@@ -1,5 +1,5 @@
-"""Start the provider emulators together (drills, the demo, tests): SendGrid and X, and with
-them the channels of issue 15 (Mastodon, Bluesky, Slack, Teams, a Standard Webhooks
+"""Start the provider emulators together (drills, the demo, tests): SendGrid, X and Twilio,
+and with them the channels of issue 15 (Mastodon, Bluesky, Slack, Teams, a Standard Webhooks
 receiver), each with credentials of its own made up for the run."""
 
 from __future__ import annotations
@@ -15,8 +15,14 @@ from crisiscomms.testing.emulators.chat import SlackEmulator, TeamsEmulator
 from crisiscomms.testing.emulators.mastodon import MastodonEmulator
 from crisiscomms.testing.emulators.sendgrid import SendGridEmulator
 from crisiscomms.testing.emulators.server import EmulatorServer
+from crisiscomms.testing.emulators.twilio import TwilioEmulator
 from crisiscomms.testing.emulators.webhook_receiver import WebhookReceiver
 from crisiscomms.testing.emulators.x_api import XEmulator
+
+DRILL_TWILIO_SID = "AC" + "d7111" * 6 + "00"
+"""The emulated Twilio account of drills and tests (an ``AC`` + 32 characters SID)."""
+DRILL_SMS_FROM = "+15005550006"
+"""The sender of drill SMS: Twilio's own test number, never a real person's."""
 
 
 @dataclass
@@ -83,10 +89,11 @@ class EmulatorPair:
 
     sendgrid: SendGridEmulator
     x: XEmulator
+    twilio: TwilioEmulator
     more: MoreChannels | None = field(default=None)
 
     def all(self) -> list[EmulatorServer]:
-        return [self.sendgrid, self.x, *(self.more.all() if self.more else [])]
+        return [self.sendgrid, self.x, self.twilio, *(self.more.all() if self.more else [])]
 
     def stop(self) -> None:
         errors: list[BaseException] = []
@@ -101,6 +108,7 @@ class EmulatorPair:
     def reset(self) -> None:
         for emulator in self.all():
             emulator.reset()
+        self.twilio.opted_out.clear()
 
     def __enter__(self) -> Self:
         return self
@@ -123,12 +131,15 @@ def start_emulators(
     sendgrid_port: int = 0,
     x_port: int = 0,
     event_webhook_url: str | None = None,
+    twilio_auth_token: str | None = None,
+    twilio_port: int = 0,
     more_channels: bool = True,
 ) -> EmulatorPair:
     """Start the emulators (port 0: a free port each) and return them running; with
     ``event_webhook_url`` the SendGrid emulator POSTs signed events of what it accepts there
-    (the listening app's ``/v1/sendgrid/events``). ``more_channels``: also Mastodon, Bluesky,
-    Slack, Teams and the webhook receiver."""
+    (the listening app's ``/v1/sendgrid/events``). The Twilio emulator's account is
+    :data:`DRILL_TWILIO_SID`, its auth token ``twilio_auth_token`` (default: a random one).
+    ``more_channels``: also Mastodon, Bluesky, Slack, Teams and the webhook receiver."""
     sendgrid = SendGridEmulator(sendgrid_key, host=host, port=sendgrid_port,
                                 event_webhook_url=event_webhook_url).start()
     try:
@@ -137,9 +148,17 @@ def start_emulators(
         sendgrid.stop()
         raise
     try:
-        more = start_more_channels(host) if more_channels else None
+        twilio = TwilioEmulator(DRILL_TWILIO_SID, twilio_auth_token or secrets.token_hex(16),
+                                host=host, port=twilio_port).start()
     except BaseException:
         sendgrid.stop()
         x.stop()
         raise
-    return EmulatorPair(sendgrid=sendgrid, x=x, more=more)
+    try:
+        more = start_more_channels(host) if more_channels else None
+    except BaseException:
+        sendgrid.stop()
+        x.stop()
+        twilio.stop()
+        raise
+    return EmulatorPair(sendgrid=sendgrid, x=x, twilio=twilio, more=more)
