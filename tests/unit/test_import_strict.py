@@ -173,8 +173,9 @@ def test_a_chunk_is_checked_exactly_as_each_line_on_its_own(chunked: bool) -> No
 
 
 def test_the_allow_list_is_what_the_docs_say() -> None:
-    assert set(ALLOWED_COLUMNS) == {"email", "name", "locale", "time_zone", "plan", "product",
-                                    "order_ref", "lists", "unsubscribed", "suppressed"}
+    assert set(ALLOWED_COLUMNS) == {"email", "name", "locale", "time_zone", "phone", "plan",
+                                    "product", "order_ref", "lists", "unsubscribed",
+                                    "suppressed"}
     assert set(ALLOWED_COLUMNS) - {"unsubscribed", "suppressed"} <= set(Recipient.model_fields)
 
 
