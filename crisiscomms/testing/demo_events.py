@@ -15,7 +15,7 @@ import copy
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,9 +82,10 @@ def _source_token(settings: Any, token_file: Path) -> None:
     token_file.write_text(token + "\n", encoding="utf-8")
 
 
-def acknowledged(engine: Any, incident_ref: str) -> dict[str, int] | None:
-    """Recipients sent per channel once nothing of the incident is left planned and every
-    channel has sent; None before."""
+def acknowledged(engine: Any, incident_ref: str,
+                 channels: Collection[str] | None = None) -> dict[str, int] | None:
+    """Recipients sent per channel once nothing of the incident is left planned on
+    ``channels`` (None: on any channel) and each of them has sent; None before."""
     from sqlmodel import select
 
     from crisiscomms.core.database import session_scope
@@ -93,11 +94,16 @@ def acknowledged(engine: Any, incident_ref: str) -> dict[str, int] | None:
 
     with session_scope(engine) as session:
         incident = session.exec(select(Incident).where(Incident.ref == incident_ref)).first()
-        if incident is None or incident.id is None or pending_by_channel(session, incident.id):
+        if incident is None or incident.id is None:
+            return None
+        pending = pending_by_channel(session, incident.id)
+        if any(ids for channel, ids in pending.items() if channels is None or channel in channels):
             return None
         counts = channel_counts(session, incident.id)
-    sent = {channel: states.get("sent", 0) for channel, states in counts.items()}
-    return sent if sent and all(sent.values()) else None
+    sent = {channel: states.get("sent", 0) for channel, states in counts.items()
+            if channels is None or channel in channels}
+    wanted = set(channels) if channels is not None else set(sent)
+    return sent if wanted and wanted <= set(sent) and all(sent.values()) else None
 
 
 AppFactory = Callable[..., Any]
