@@ -34,7 +34,8 @@ PAGE = "approvals_page.py"
 REF = "OUT-APPROVALS-1"
 PAT = Identity("pat", "Pat Lead", "dashboard")
 LOCALES = ("en", "es", "fr", "de", "ja")
-CHANNELS = ("status_page", "x", "support", "email")
+CHANNELS = ("status_page", "x", "mastodon", "bluesky", "support", "slack", "teams", "webhook",
+            "email", "sms")
 
 
 def _facts(settings: Settings, **changes: Any) -> dict[str, Any]:
