@@ -262,7 +262,7 @@ def test_subscribers_of_the_affected_component_get_each_update_once_until_they_u
     clicked = httpx.post(f"{base}/v1/unsubscribe/{tokens['api@example.org']}",
                          data={"List-Unsubscribe": "One-Click"}, timeout=5)
     assert clicked.status_code == 200
-    emus.reset()
+    emus.sendgrid.reset()  # the others keep the acknowledgement's posts: the update replies
     update = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
                      facts={"incident_ref": "SUB-1"}, stage="update", actor=system_identity("test"))
     approve(engine, incident_ref=update.incident_ref, stage="update",
