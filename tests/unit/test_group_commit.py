@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 
 from crisiscomms.core.group_commit import GroupCommit
+
+T = TypeVar("T")
+
+
+def run_fresh(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own: the suite's earlier tests may leave an event
+    loop running in the main thread, where ``asyncio.run`` refuses to start."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class Recorder:
@@ -44,7 +56,7 @@ def test_async_callers_get_their_own_results_from_few_batches() -> None:
         store.gate.set()
         return await task
 
-    assert asyncio.run(main()) == [i * 2 for i in range(120)]
+    assert run_fresh(main()) == [i * 2 for i in range(120)]
     assert first.result(5) == -2
     writer.stop()
     assert sorted(i for batch in store.batches for i in batch) == [-1, *range(120)]
@@ -61,7 +73,7 @@ def test_a_failed_batch_fails_every_caller_in_it() -> None:
         return list(await asyncio.gather(*(writer.store(i) for i in range(5)),
                                          return_exceptions=True))
 
-    results = asyncio.run(main())
+    results = run_fresh(main())
     writer.stop()
     assert all(isinstance(r, RuntimeError) and "down" in str(r) for r in results)
     assert store.batches  # it was tried
@@ -80,7 +92,7 @@ def test_a_caller_that_left_does_not_break_the_others() -> None:
         store.gate.set()
         return await staying
 
-    assert asyncio.run(main()) == 4
+    assert run_fresh(main()) == 4
     writer.stop()
 
 
