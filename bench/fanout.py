@@ -332,6 +332,36 @@ def imports_only(args: argparse.Namespace) -> None:
     emit(report, args.json)
 
 
+def timed_acknowledgement(engine: Any, settings: Any, incident_ref: str
+                          ) -> tuple[Any, dict[str, Any], float, float, float, float]:
+    """Prefect's temporary server started first (off the clock), then the outage
+    acknowledgement triggered and published in this process; (bundle, publish result, render
+    seconds, seconds in all, RSS before the clock in MB, peak RSS in MB)."""
+    from prefect import flow
+
+    from crisiscomms.channels import CHANNEL_CLASSES
+    from crisiscomms.flows.run_playbook import run_stage
+    from crisiscomms.identity.identities import system_identity
+    from crisiscomms.incident.service import trigger
+    from crisiscomms.playbook.loader import load_playbook
+
+    @flow
+    def warm() -> None:
+        return None
+
+    warm()
+    facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
+    rss_before = current_rss_mb()
+    started = time.perf_counter()
+    bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
+                     facts={**facts, "incident_ref": incident_ref},
+                     actor=system_identity("bench"))
+    render_s = time.perf_counter() - started
+    result = run_stage(bundle.incident_ref, bundle.stage)
+    return (bundle, result, render_s, time.perf_counter() - started, rss_before,
+            peak_rss_mb())
+
+
 def current_rss_mb() -> float:
     """Resident set size of this process now (``VmRSS``)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -396,20 +426,14 @@ def main() -> None:
         os.environ.update({"CRISISCOMMS_MAX_WORKERS": str(args.max_workers),
                            "CRISISCOMMS_SEND_CONCURRENCY": str(args.send_concurrency),
                            "CRISISCOMMS_BATCHES_PER_TASK": "50"})
-        from prefect import flow
         from sqlalchemy import select
         from sqlmodel import col
 
         from crisiscomms.audience.models import Recipient
-        from crisiscomms.channels import CHANNEL_CLASSES
         from crisiscomms.channels.registry import build_channels
         from crisiscomms.core.database import init_db, make_engine, session_scope
         from crisiscomms.core.settings import Settings
         from crisiscomms.delivery.ledger import channel_counts
-        from crisiscomms.flows.run_playbook import run_stage
-        from crisiscomms.identity.identities import system_identity
-        from crisiscomms.incident.service import trigger
-        from crisiscomms.playbook.loader import load_playbook
 
         settings = Settings()
         csv_path = work / "recipients.csv"
@@ -420,22 +444,8 @@ def main() -> None:
         init_db(engine)
         transport = getattr(build_channels(settings)["email"], "transport", "sdk")
 
-        @flow
-        def warm() -> None:
-            return None
-
-        warm()  # Prefect's temporary server starts here, before the clock
-
-        facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
-        rss_before = current_rss_mb()
-        started = time.perf_counter()
-        bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                         facts={**facts, "incident_ref": "FANOUT-1"},
-                         actor=system_identity("bench"))
-        render_s = time.perf_counter() - started
-        result = run_stage(bundle.incident_ref, bundle.stage)
-        elapsed = time.perf_counter() - started
-        rss = peak_rss_mb()
+        bundle, result, render_s, elapsed, rss_before, rss = timed_acknowledgement(
+            engine, settings, "FANOUT-1")
         stats = emulators.stats()
         with session_scope(engine) as session:
             counts = channel_counts(session, bundle.incident_id)["email"]
@@ -498,20 +508,14 @@ def sms_main(args: argparse.Namespace) -> None:
         os.environ.update({"CRISISCOMMS_MAX_WORKERS": str(args.max_workers),
                            "CRISISCOMMS_SEND_CONCURRENCY": str(args.send_concurrency),
                            "CRISISCOMMS_SINGLE_ROWS_PER_TASK": str(args.sms_rows_per_task)})
-        from prefect import flow
         from sqlalchemy import select
         from sqlmodel import col
 
         from crisiscomms.audience.models import Recipient
-        from crisiscomms.channels import CHANNEL_CLASSES
         from crisiscomms.core.database import init_db, make_engine, session_scope
         from crisiscomms.core.settings import Settings
         from crisiscomms.delivery.ledger import channel_counts
-        from crisiscomms.flows.run_playbook import run_stage
-        from crisiscomms.identity.identities import system_identity
         from crisiscomms.incident.models import Message
-        from crisiscomms.incident.service import trigger
-        from crisiscomms.playbook.loader import load_playbook
 
         settings = Settings()
         started = time.perf_counter()
@@ -522,22 +526,8 @@ def sms_main(args: argparse.Namespace) -> None:
         engine = make_engine(settings.resolved_database_url)
         init_db(engine)
 
-        @flow
-        def warm() -> None:
-            return None
-
-        warm()  # Prefect's temporary server starts here, before the clock
-
-        facts = dict(load_playbook("outage", settings.playbooks_dir).drill_facts)
-        rss_before = current_rss_mb()
-        started = time.perf_counter()
-        bundle = trigger(engine, settings, CHANNEL_CLASSES, playbook_name="outage",
-                         facts={**facts, "incident_ref": "FANOUT-SMS-1"},
-                         actor=system_identity("bench"))
-        render_s = time.perf_counter() - started
-        result = run_stage(bundle.incident_ref, bundle.stage)
-        elapsed = time.perf_counter() - started
-        rss = peak_rss_mb()
+        bundle, result, render_s, elapsed, rss_before, rss = timed_acknowledgement(
+            engine, settings, "FANOUT-SMS-1")
         stats = emulators.stats("twilio")
         with session_scope(engine) as session:
             counts = channel_counts(session, bundle.incident_id).get("sms", {})
