@@ -30,7 +30,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Executable,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -285,6 +296,7 @@ def _result_values(result: DeliveryResult, attempts: int) -> dict[str, object]:
     else:
         state, error = DeliveryState.failed, result.reason or str(result.outcome)
     return {"b_state": state, "b_provider_id": result.provider_id, "b_error": error,
+            "b_fill": state is DeliveryState.sent and result.provider_id is not None,
             "b_extra": max(attempts - 1, 0), "b_now": utcnow(),
             "b_not_before": result.not_before if result.outcome is Outcome.deferred else None}
 
@@ -292,7 +304,13 @@ def _result_values(result: DeliveryResult, attempts: int) -> dict[str, object]:
 _RECORD = (
     update(Delivery)
     .where(col(Delivery.id) == bindparam("b_id"),
-           col(Delivery.state) == DeliveryState.sending)
+           or_(col(Delivery.state) == DeliveryState.sending,
+               # the provider's own word (``confirm_by_key``: SendGrid's ``processed`` event)
+               # settled the row while our request was still open: this answer is that same
+               # send, and only its message id is still missing
+               and_(bindparam("b_fill", type_=Boolean),
+                    col(Delivery.state) == DeliveryState.sent,
+                    col(Delivery.provider_id).is_(None))))
     .values(state=bindparam("b_state"),
             # a failure without an id keeps the ids of the parts that did go out (a thread)
             provider_id=func.coalesce(bindparam("b_provider_id"), col(Delivery.provider_id)),

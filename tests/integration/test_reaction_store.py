@@ -129,3 +129,26 @@ def test_event_batches_on_both_backends(backend_engine: Engine) -> None:
     assert recipient is not None and (recipient.consent, recipient.suppression) == (False,
                                                                                    "bounce")
     assert state == DeliveryState.sent and linked == [delivery_id]
+
+
+def test_an_event_outrunning_the_mail_send_answer_names_the_message(
+        backend_engine: Engine) -> None:
+    """SendGrid (and its emulator) can post ``processed`` before our Mail Send request has its
+    answer: the row still ``sending`` becomes ``sent`` with the message id of
+    ``sg_message_id``, so replies and later events find the batch."""
+    from crisiscomms.reactions.sources.sendgrid_events import parse_events, record_events
+
+    _, _, delivery_id, key = seed(backend_engine)
+    with Session(backend_engine) as s:
+        row = s.get(Delivery, delivery_id)
+        assert row is not None
+        row.state, row.provider_id = DeliveryState.sending, None
+        s.commit()
+    body = json.dumps([{"email": "ann@example.com", "event": "processed",
+                        "timestamp": 1795426800, "sg_event_id": "p-1", "crisiscomms_key": key,
+                        "sg_message_id": "W86EgYT6SQKk0lRflfLRsA.filterdrecv-5645d9c87f-2"}])
+    with Session(backend_engine) as s:
+        assert record_events(s, parse_events(body.encode())).confirmed == 1
+        row = s.get(Delivery, delivery_id)
+        assert row is not None
+        assert (row.state, row.provider_id) == (DeliveryState.sent, "W86EgYT6SQKk0lRflfLRsA")

@@ -9,7 +9,14 @@ from sqlmodel import Session, select
 from crisiscomms.audience.models import Recipient
 from crisiscomms.audience.recipients import PRESS_LIST, insert_recipients
 from crisiscomms.delivery.contract import CUSTOMER_LIST, DeliveryResult
-from crisiscomms.delivery.ledger import channel_counts, claim, decode_ids, plan_messages, record
+from crisiscomms.delivery.ledger import (
+    channel_counts,
+    claim,
+    confirm_by_key,
+    decode_ids,
+    plan_messages,
+    record,
+)
 from crisiscomms.delivery.models import Delivery, DeliveryState
 from crisiscomms.incident.models import Incident, Message
 from crisiscomms.testing.audiences import DRILL_PRESS_DOMAIN, drill_recipients
@@ -144,6 +151,29 @@ def test_a_row_is_claimed_once_and_recorded_once(engine: Engine) -> None:
         assert rows[first[0]].provider_id == "p-1"
         assert rows[first[1]].state == DeliveryState.failed
         assert rows[first[1]].error == "bad address"
+
+
+def test_the_providers_word_before_our_answer_keeps_the_provider_id(engine: Engine) -> None:
+    """SendGrid's Event Webhook can say ``processed`` for a batch before its Mail Send answer
+    reaches us: the row is confirmed while still ``sending``. The answer that follows is the
+    same send, recorded once, and its message id is kept (replies and events find the batch
+    by it)."""
+    plan(engine, seed(engine, 5))
+    with Session(engine) as s:
+        ids = list(s.exec(select(Delivery.id)).all())
+        first = claim(s, ids)
+        row = s.get(Delivery, first[0])
+        assert row is not None
+        assert confirm_by_key(s, row.key) is True  # the webhook, while the request is open
+        record(s, first[0], DeliveryResult.sent("msg-1"), attempts=1)
+        record(s, first[0], DeliveryResult.sent("msg-2"), attempts=1)  # never a second record
+        s.expire_all()
+        row = s.get(Delivery, first[0])
+        assert row is not None
+        assert (row.state, row.provider_id, row.attempts) == (DeliveryState.sent, "msg-1", 1)
+        assert confirm_by_key(s, row.key, provider_id="other") is False  # settled: unchanged
+        s.expire_all()
+        assert s.get(Delivery, first[0]).provider_id == "msg-1"  # type: ignore[union-attr]
 
 
 def test_channel_counts_sum_recipients_in_sql(engine: Engine) -> None:

@@ -13,7 +13,9 @@ Then, in a few statements for the whole batch:
   the executive page reads instead of this table;
 - ``processed``/``delivered`` settle a batch row a crash left ``sending`` or ``unconfirmed``
   (``delivery/ledger.py`` ``confirm_by_key``, once per distinct key: a batch of 1,000
-  recipients is one key);
+  recipients is one key), with the message id of ``sg_message_id``. The emulator (like
+  SendGrid) can send ``processed`` before our Mail Send request has its answer: the row is
+  then ``sent`` by the event, and the answer only fills its message id (``ledger.record``);
 - ``bounce``, ``dropped``, ``spamreport``, ``unsubscribe`` and ``group_unsubscribe``
   withdraw the recipient's consent (``consent = false``, ``suppression = <event>``), so the
   next stage's plan (``ledger.stream_audience``) and the sender skip them. A bounce of type
@@ -64,6 +66,8 @@ class SendGridEvent:
     recipient_id: int | None = None
     reason: str | None = None
     bounce_type: str | None = None
+    message_id: str | None = None
+    """The Mail Send answer's ``X-Message-Id``: ``sg_message_id`` up to its first dot."""
 
 
 @dataclass
@@ -115,12 +119,16 @@ def _event(raw: dict[str, Any], where: str) -> SendGridEvent:
         recipient_id = int(recipient)
     reason = raw.get("reason") or raw.get("response") or raw.get("status")
     bounce_type = raw.get("type") if isinstance(raw.get("type"), str) else None
+    sg_message_id = text_field(raw, "sg_message_id", where=where, required=False,
+                               max_length=256)
+    message_id = sg_message_id.split(".", 1)[0] if sg_message_id else None
     assert event_id is not None and event is not None and email is not None
     return SendGridEvent(event_id=storable(event_id), event=storable(event),
                          email=storable(email), occurred_at=occurred,
                          key=storable(key) if key else None, recipient_id=recipient_id,
                          reason=storable(str(reason)[:500]) if reason else None,
-                         bounce_type=bounce_type)
+                         bounce_type=bounce_type,
+                         message_id=storable(message_id) if message_id else None)
 
 
 _DELIVERIES = select(col(Delivery.key), col(Delivery.id), col(Delivery.incident_id),
@@ -157,8 +165,12 @@ def record_events(session: Session, events: Sequence[SendGridEvent]) -> EventsRe
     session.commit()
     # Usually every row is already ``sent``: only those still waiting are confirmed, each
     # through the ledger's own seam.
+    # The event names the Mail Send answer's message id: the row keeps it even when the event
+    # outruns that answer (the sender's record then finds the row already sent).
+    message_ids = {e.key: e.message_id for e in events
+                   if e.key in unsettled and e.event in CONFIRMING and e.message_id}
     for key in sorted({e.key for e in events if e.key and e.event in CONFIRMING} & unsettled):
-        if confirm_by_key(session, key):
+        if confirm_by_key(session, key, provider_id=message_ids.get(key)):
             result.confirmed += 1
     return result
 
