@@ -267,6 +267,7 @@ def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
     run = uuid.uuid4().hex[:8]
     timings: list[float] = []
     every_channel: list[float] = []
+    refs: list[str] = []
     with process([CLI, "worker", "--pool", POOL, "--limit", "4"], env,
                  work / "worker.log") as worker, \
             process([CLI, "api", "--port", str(api_port := free_port())], env,
@@ -282,6 +283,8 @@ def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
             if posted.status_code != 202:
                 raise SystemExit(f"alert {index}: {posted.status_code} {posted.text}")
             ref = posted.json()["events"][0]["incident_ref"]
+            if index:
+                refs.append(ref)
             deadline = time.monotonic() + 300
             while acknowledged(engine, ref, ACK_CHANNELS) is None:
                 for name, proc in (("worker", worker), ("api", api)):
@@ -300,6 +303,7 @@ def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
                 time.sleep(0.02)
             if index:
                 every_channel.append(time.perf_counter() - started)
+    phases = ack_phases(work / "prefect.db", engine, refs, ACK_CHANNELS)
     sg = pair.sendgrid.stats()
     expected = args.ack_recipients * (args.acks + 1)
     if sg["recipients"] != expected or sg["duplicates"]:
@@ -309,7 +313,61 @@ def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
             "event_to_ack_p95_s": round(percentile(timings, 95), 3),
             "event_to_ack_all_s": [round(t, 3) for t in timings],
             "event_to_every_channel_p50_s": round(percentile(every_channel, 50), 3),
+            "event_to_ack_phases_p50_s": phases,
             "ack_recipients": args.ack_recipients, "email_duplicates": sg["duplicates"]}
+
+
+PHASES = ("dispatch", "worker", "trigger", "publish")
+
+
+def ack_phases(prefect_db: Path, engine: Any, refs: list[str],
+               channels: tuple[str, ...]) -> dict[str, float]:
+    """Where an acknowledgement's seconds go (p50 of each phase over ``refs``), from the
+    records both sides keep: ``dispatch`` the event's receipt to its flow run Scheduled on the
+    Prefect server, ``worker`` Scheduled to Running, ``trigger`` Running to the first ledger
+    row (fact sheet, render, approval check, plan), ``publish`` that row to the last of
+    ``channels`` sent."""
+    import sqlite3
+    from datetime import datetime
+
+    from sqlmodel import col, func, select
+
+    from crisiscomms.core.database import session_scope
+    from crisiscomms.delivery.models import Delivery
+    from crisiscomms.incident.models import Incident
+    from crisiscomms.intake.models import IntakeEvent
+
+    def stamp(value: Any) -> datetime:
+        text = str(value).replace("Z", "").split("+")[0]
+        return datetime.fromisoformat(text)
+
+    spans: dict[str, list[float]] = {name: [] for name in PHASES}
+    prefect = sqlite3.connect(prefect_db)
+    try:
+        with session_scope(engine) as session:
+            for ref in refs:
+                received, run_id = session.execute(
+                    select(col(IntakeEvent.received_at), col(IntakeEvent.flow_run_id))
+                    .where(col(IntakeEvent.incident_ref) == ref,
+                           col(IntakeEvent.flow_run_id).is_not(None))
+                    .order_by(col(IntakeEvent.id))).first() or (None, None)
+                first_row, last_sent = session.execute(
+                    select(func.min(col(Delivery.created_at)), func.max(col(Delivery.updated_at)))
+                    .join(Incident, col(Incident.id) == col(Delivery.incident_id))
+                    .where(col(Incident.ref) == ref, col(Delivery.channel).in_(channels))).one()
+                states = dict(prefect.execute(
+                    "select type, min(timestamp) from flow_run_state where flow_run_id = ? "
+                    "group by type", (str(run_id),)).fetchall())
+                if not (received and first_row and "SCHEDULED" in states
+                        and "RUNNING" in states):
+                    continue
+                marks = [stamp(received), stamp(states["SCHEDULED"]), stamp(states["RUNNING"]),
+                         stamp(first_row), stamp(last_sent)]
+                for name, start, end in zip(PHASES, marks[:-1], marks[1:], strict=True):
+                    spans[name].append((end - start).total_seconds())
+    finally:
+        prefect.close()
+    return {name: round(percentile(values, 50), 3) for name, values in spans.items() if values}
 
 
 if __name__ == "__main__":

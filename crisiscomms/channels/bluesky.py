@@ -39,11 +39,12 @@ from typing import Any, ClassVar, Self
 import httpx
 from atproto_client import Client, models
 from atproto_client import exceptions as at_errors
-from atproto_client.request import Request
+from atproto_client.request import Request, RequestBase
 from pydantic import SecretStr
 
 from crisiscomms.channels.base import BaseChannel
 from crisiscomms.channels.http_answers import retry_after_s
+from crisiscomms.channels.http_pool import pooled_client
 from crisiscomms.channels.mastodon_social import language_of, thread_texts
 from crisiscomms.channels.media import Image, MediaError, fetch_image
 from crisiscomms.core.settings import Settings
@@ -97,6 +98,19 @@ def _ref(provider_id: str) -> models.ComAtprotoRepoStrongRef.Main:
     if not uri.startswith("at://") or not cid:
         raise ValueError(f"not a Bluesky post id (at-uri#cid): {provider_id!r}")
     return models.ComAtprotoRepoStrongRef.Main(uri=uri, cid=cid)
+
+
+class _PooledRequest(Request):  # type: ignore[misc]
+    """The SDK's request object on the process's keep-alive client (``http_pool``): its own
+    headers (the session's token), no SSL context and connection of its own per send."""
+
+    def __init__(self, timeout: float) -> None:
+        RequestBase.__init__(self)
+        self._client_kwargs = {"timeout": timeout}
+        self._client = pooled_client(timeout, follow_redirects=True)
+
+    def close(self) -> None:
+        """The shared client outlives every request object: nothing to close."""
 
 
 class BlueskyChannel(BaseChannel):
@@ -153,7 +167,7 @@ class BlueskyChannel(BaseChannel):
 
     def _client(self, *, fresh: bool = False) -> tuple[Client, str]:
         """A logged-in client and the account's DID (a kept session unless ``fresh``)."""
-        client = Client(base_url=self.base_url, request=Request(timeout=self.timeout_s))
+        client = Client(base_url=self.base_url, request=_PooledRequest(self.timeout_s))
         with self._lock:
             saved = None if fresh else self._session
         if saved is not None:

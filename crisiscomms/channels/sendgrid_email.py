@@ -43,7 +43,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import threading
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Self
@@ -58,6 +57,7 @@ from pydantic import SecretStr
 from sendgrid import SendGridAPIClient
 
 from crisiscomms.channels.base import BaseChannel
+from crisiscomms.channels.http_pool import pooled_client
 from crisiscomms.core.redaction import BEARER, install_redaction
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
@@ -92,21 +92,6 @@ SUBSTITUTIONS_TOO_LARGE = (
 """SendGrid's 400 message (field ``personalizations.N.substitutions``) for an oversized one."""
 
 TRANSPORTS = ("sdk", "httpx")
-_CLIENTS: dict[tuple[str, float], httpx.Client] = {}
-_CLIENTS_LOCK = threading.Lock()
-
-
-def _pooled_client(base_url: str, timeout_s: float) -> httpx.Client:
-    """One thread-safe keep-alive client per (base URL, timeout) for the whole process."""
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get((base_url, timeout_s))
-        if client is None:
-            client = _CLIENTS[(base_url, timeout_s)] = httpx.Client(
-                base_url=base_url, timeout=timeout_s,
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
-        return client
-
-
 def _secret(value: SecretStr | str) -> SecretStr:
     return value if isinstance(value, SecretStr) else SecretStr(value)
 
@@ -366,7 +351,7 @@ class SendGridEmailChannel(BaseChannel):
         it builds even when DEBUG is off, and opens a new connection per request; this path
         spends about 1 ms. Same body, same status mapping, same reasons.
         """
-        client = _pooled_client(self.base_url, self.timeout_s)
+        client = pooled_client(self.timeout_s, base_url=self.base_url)
         headers = {"Authorization": f"Bearer {self._api_key.get_secret_value()}",
                    "Content-Type": "application/json"}
         try:

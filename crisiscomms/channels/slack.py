@@ -42,6 +42,7 @@ from pydantic import SecretStr
 from crisiscomms.channels.alerts import slack_escape
 from crisiscomms.channels.base import BaseChannel
 from crisiscomms.channels.http_answers import install_webhook_redaction, post_json
+from crisiscomms.channels.http_pool import pooled_client
 from crisiscomms.channels.slack_api import METADATA_EVENT, SLACK_API, SlackWebAPI
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
@@ -160,9 +161,8 @@ class SlackChannel(BaseChannel):
             return self._send_api(self._api, batch)
         assert self._url is not None
         body = orjson.dumps(slack_message(batch.message))
-        with httpx.Client(timeout=self.timeout_s) as client:
-            result, _ = post_json(client, "Slack", self._url.get_secret_value(), content=body,
-                                  detail=_slack_error)
+        result, _ = post_json(pooled_client(self.timeout_s), "Slack",
+                              self._url.get_secret_value(), content=body, detail=_slack_error)
         return result
 
     def _send_api(self, api: SlackWebAPI, batch: OutboundBatch) -> DeliveryResult:

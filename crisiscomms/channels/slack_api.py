@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 from pydantic import SecretStr
 
 from crisiscomms.channels.http_answers import post_json, retry_after_s
+from crisiscomms.channels.http_pool import pooled_client
 from crisiscomms.delivery.contract import DeliveryResult
 
 SLACK_API = "https://slack.com/api"
@@ -38,10 +38,9 @@ class SlackWebAPI:
 
     def call(self, method: str, body: dict[str, Any]) -> tuple[DeliveryResult, dict[str, Any]]:
         """POST one Web API method; the result and Slack's answer (empty when none came)."""
-        with httpx.Client(timeout=self.timeout_s) as client:
-            result, response = post_json(
-                client, "Slack", f"{self.base_url}/{method}", content=orjson.dumps(body),
-                headers=self._headers())
+        result, response = post_json(
+            pooled_client(self.timeout_s), "Slack", f"{self.base_url}/{method}",
+            content=orjson.dumps(body), headers=self._headers())
         if response is None or result.outcome.value != "sent":
             return result, {}
         try:
@@ -66,9 +65,8 @@ class SlackWebAPI:
                                   "limit": "200"}
         if thread_ts:
             params["ts"] = thread_ts
-        with httpx.Client(timeout=self.timeout_s) as client:
-            response = client.get(f"{self.base_url}/{method}", params=params,
-                                  headers=self._headers())
+        response = pooled_client(self.timeout_s).get(f"{self.base_url}/{method}",
+                                                     params=params, headers=self._headers())
         answer = response.json() if response.status_code == 200 else {}
         if not isinstance(answer, dict) or not answer.get("ok"):
             raise RuntimeError(f"Slack {method} answered {response.status_code}: "

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 
 from crisiscomms.channels.base import BaseChannel
 from crisiscomms.channels.http_answers import install_webhook_redaction, post_json
+from crisiscomms.channels.http_pool import pooled_client
 from crisiscomms.channels.slack import paragraphs
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
@@ -100,9 +101,8 @@ class TeamsChannel(BaseChannel):
 
     def send(self, batch: OutboundBatch) -> DeliveryResult:
         body = orjson.dumps(teams_message(batch.message))
-        with httpx.Client(timeout=self.timeout_s) as client:
-            result, _ = post_json(client, "Teams", self._url.get_secret_value(), content=body,
-                                  detail=_teams_error)
+        result, _ = post_json(pooled_client(self.timeout_s), "Teams",
+                              self._url.get_secret_value(), content=body, detail=_teams_error)
         return result
 
     def reconcile(self, batch: OutboundBatch) -> bool | None:

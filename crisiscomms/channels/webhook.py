@@ -28,12 +28,12 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar, Self
 
-import httpx
 import orjson
 from pydantic import SecretStr
 
 from crisiscomms.channels.base import BaseChannel
 from crisiscomms.channels.http_answers import post_json
+from crisiscomms.channels.http_pool import pooled_client
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     ChannelLimits,
@@ -124,8 +124,8 @@ class WebhookChannel(BaseChannel):
 
     def send(self, batch: OutboundBatch) -> DeliveryResult:
         body, headers = self.signed(batch)
-        with httpx.Client(timeout=self.timeout_s) as client:
-            result, _ = post_json(client, "webhook", self.url, content=body, headers=headers)
+        result, _ = post_json(pooled_client(self.timeout_s), "webhook", self.url, content=body,
+                              headers=headers)
         return result
 
     def reconcile(self, batch: OutboundBatch) -> bool | None:
