@@ -32,7 +32,9 @@ batch, and the parent reads each chunk's outcome from the ledger (``prefect.yaml
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
@@ -77,9 +79,39 @@ def _engine(url: str) -> Engine:
     return engine
 
 
+_RUN: ContextVar[tuple[Settings, dict[str, Channel]] | None] = ContextVar(
+    "crisiscomms_run", default=None)
+
+
+@contextmanager
+def run_context(settings: Settings | None = None) -> Iterator[Settings]:
+    """The settings and channels of one flow run, read once and shared by all its tasks (they
+    inherit the context: Prefect's task runner copies it into each task's thread).
+
+    py-spy on the warm worker during ``bench/intake.py``'s acknowledgements: building
+    ``Settings`` (environment, workspace ``.env``, paths resolved) in every task was 6% of its
+    CPU. One run also sees one configuration from its first task to its last. Nested: the
+    outer run's settings stay."""
+    current = _RUN.get()
+    if current is not None:
+        yield current[0]
+        return
+    settings = settings or Settings()
+    token = _RUN.set((settings, build_channels(settings)))
+    try:
+        yield settings
+    finally:
+        _RUN.reset(token)
+
+
 def _context() -> tuple[Settings, Engine, dict[str, Channel]]:
-    settings = Settings()
-    return settings, _engine(settings.resolved_database_url), build_channels(settings)
+    """This run's settings (:func:`run_context`; read now outside a run), engine and channels."""
+    current = _RUN.get()
+    if current is None:
+        settings = Settings()
+        return settings, _engine(settings.resolved_database_url), build_channels(settings)
+    settings, channels = current
+    return settings, _engine(settings.resolved_database_url), channels
 
 
 def send_policy(settings: Settings) -> SendPolicy:
@@ -389,11 +421,12 @@ def publish_in_run(incident_ref: str, stage: str, batches_deployment: str | None
     task runner); per-channel sent/failed/skipped. ``publish-stage`` is this as a flow;
     ``handle-event`` calls it in its own run (a subflow cost 0.4 s of API round trips before
     the first send)."""
-    settings = Settings()
-    prep = plan_task(incident_ref, stage)
-    remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
-              if batches_deployment else None)
-    return _summary(incident_ref, stage, prep, _run_lanes(prep["planned"], settings, remote))
+    with run_context() as settings:
+        prep = plan_task(incident_ref, stage)
+        remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
+                  if batches_deployment else None)
+        return _summary(incident_ref, stage, prep,
+                        _run_lanes(prep["planned"], settings, remote))
 
 
 @flow(name="publish-stage", log_prints=False)
@@ -412,11 +445,12 @@ def resume_incident(incident_ref: str, stale_after_s: float | None = None,
                     chunk_wait_s: float | None = None) -> dict[str, Any]:
     """Reconcile the incident's ``sending`` rows against the providers, then publish every
     planned row (requeued by reconciliation or by ``crisiscomms retry``)."""
-    settings = Settings()
-    prep = reconcile_task(incident_ref, stale_after_s)
-    remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
-              if batches_deployment else None)
-    return _summary(incident_ref, None, prep, _run_lanes(prep["planned"], settings, remote))
+    with run_context() as settings:
+        prep = reconcile_task(incident_ref, stale_after_s)
+        remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
+                  if batches_deployment else None)
+        return _summary(incident_ref, None, prep,
+                        _run_lanes(prep["planned"], settings, remote))
 
 
 def _in_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
