@@ -16,6 +16,7 @@ the loop that drains the outbox.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
@@ -43,22 +44,59 @@ def run_tags(incident_ref: str, stage: str) -> list[str]:
 
 
 class PrefectDispatcher:
-    """A run of ``deployment`` (``handle-event/crisiscomms-intake``) per event."""
+    """A run of ``deployment`` (``handle-event/crisiscomms-intake``) per event.
+
+    One request per event on a kept connection: the deployment's id is looked up once (again
+    when the server no longer knows it: deleted and deployed anew), and the client stays open
+    between events. ``run_deployment`` opened a client and read the deployment by name for
+    every event, two round trips before the run existed."""
 
     def __init__(self, deployment: str) -> None:
         self.deployment = deployment
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._deployment_id: Any = None
 
     def __repr__(self) -> str:
         return f"PrefectDispatcher({self.deployment!r})"
 
     def start(self, event_id: int, *, incident_ref: str, stage: str) -> str:
-        from prefect.deployments import run_deployment
+        from prefect.exceptions import PrefectHTTPStatusError
 
-        run: Any = run_deployment(  # type: ignore[call-arg]
-            self.deployment, parameters={"event_id": event_id}, timeout=0,
-            tags=run_tags(incident_ref, stage), idempotency_key=idempotency_key(event_id),
-            as_subflow=False, _sync=True)  # sync even where an event loop runs (uvicorn)
+        with self._lock:
+            try:
+                return self._create(event_id, incident_ref, stage)
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code != 404 or self._deployment_id is None:
+                    self.close()
+                    raise
+                self._deployment_id = None  # the deployment was made anew: find it again
+                return self._create(event_id, incident_ref, stage)
+            except Exception:
+                self.close()  # a broken connection or server: the next event starts afresh
+                raise
+
+    def _create(self, event_id: int, incident_ref: str, stage: str) -> str:
+        from prefect import get_client
+        from prefect.states import Scheduled
+
+        if self._client is None:
+            client = get_client(sync_client=True)
+            client.__enter__()
+            self._client = client
+        if self._deployment_id is None:
+            self._deployment_id = self._client.read_deployment_by_name(self.deployment).id
+        run = self._client.create_flow_run_from_deployment(
+            self._deployment_id, parameters={"event_id": event_id}, state=Scheduled(),
+            tags=run_tags(incident_ref, stage), idempotency_key=idempotency_key(event_id))
         return str(run.id)
+
+    def close(self) -> None:
+        """Close the kept client (the loop's :meth:`OutboxLoop.stop` calls it)."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.__exit__(None, None, None)
 
 
 class InlineDispatcher:
@@ -180,6 +218,9 @@ class OutboxLoop:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        close = getattr(self.dispatcher, "close", None)
+        if close is not None:
+            close()
 
 
 def make_outbox_loop(settings: Settings, engine: Engine) -> OutboxLoop:
