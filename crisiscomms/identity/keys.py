@@ -58,6 +58,14 @@ _KEY_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 """A key's id is also a file name."""
 
 
+_VERIFIED: set[bytes] = set()
+"""sha256 of (public key, signature, signed bytes) of every signature verified in this process:
+the same three verify the same way, so a lock read again (every trigger reads it) costs a hash
+per entry, not an Ed25519 verification. Only successes are kept; a key removed from the
+registry is refused before this is asked."""
+_VERIFIED_MAX = 200_000
+
+
 def canonical(payload: Mapping[str, object]) -> bytes:
     """The bytes that are signed: JSON with sorted keys, no spaces, UTF-8."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"),
@@ -241,14 +249,21 @@ class KeyRegistry:
                     f"{self.folder.name}/")
         if kind is not None and kind not in listed.may_sign:
             return f"{identity_id}'s key may not sign {kind} approvals"
+        signed = canonical(payload)
+        proof = hashlib.sha256(b"\0".join((listed.public_key, signature.encode(), signed)))
+        if proof.digest() in _VERIFIED:
+            return None
         public = self._public.get(listed.id)
         if public is None:
             public = self._public[listed.id] = Ed25519PublicKey.from_public_bytes(
                 listed.public_key)
         try:
-            public.verify(base64.b64decode(signature, validate=True), canonical(payload))
+            public.verify(base64.b64decode(signature, validate=True), signed)
         except (InvalidSignature, binascii.Error, ValueError):
             return f"the signature is not {identity_id}'s signature of these fields"
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED.add(proof.digest())
         return None
 
     def register(self, entry: ApproverKey) -> Path:
