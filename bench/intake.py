@@ -15,7 +15,8 @@ Prefect; ``--acks`` outage alerts from Alertmanager, one at a time, each a new i
 time from the POST to the moment the ledger holds the acknowledgement sent on every channel
 (status page, X, email, support). The first alert warms the worker and is not timed.
 
-    uv run python bench/intake.py [--events 20000] [--concurrency 64] [--acks 20] [--json]
+    uv run python bench/intake.py [--events 20000] [--concurrency 64] [--acks 20]
+        [--prefect-db sqlite|postgresql] [--json]
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +179,8 @@ def main() -> None:
                         help="alert groups timed to acknowledgement (0: skip that part)")
     parser.add_argument("--ack-recipients", type=int, default=100,
                         help="email subscribers each acknowledgement goes to")
+    parser.add_argument("--prefect-db", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the Prefect server's database for the acknowledgements")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="crisiscomms-bench-intake-"))
@@ -233,17 +238,34 @@ def event_to_ack(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        with process([sys.executable, "-m", "prefect", "server", "start", "--host",
-                      "127.0.0.1", "--port", str(port)],
-                     {**env, "PREFECT_API_DATABASE_CONNECTION_URL":
-                      f"sqlite+aiosqlite:///{work / 'prefect.db'}"},
-                     work / "server.log") as server:
+        with prefect_database(args.prefect_db, work) as url, \
+                process([sys.executable, "-m", "prefect", "server", "start", "--host",
+                         "127.0.0.1", "--port", str(port)],
+                        {**env, "PREFECT_API_DATABASE_CONNECTION_URL": url},
+                        work / "server.log") as server:
             wait_healthy(f"{api}/health", server, work / "server.log", 180)
-            return _acks(args, work, env, keys["alertmanager"], pair)
+            return {**_acks(args, work, env, keys["alertmanager"], pair),
+                    "prefect_db": args.prefect_db}
     finally:
         pair.stop()
         os.environ.clear()
         os.environ.update(saved)
+
+
+@contextmanager
+def prefect_database(backend: str, work: Path) -> Iterator[str]:
+    """The Prefect server's database: a SQLite file (``prefect server start``'s default) or a
+    throwaway PostgreSQL cluster (what Prefect recommends beyond light use: SQLite answers a
+    write that meets another writer with ``database is locked``, 503, and Prefect's client
+    waits 2 s before asking again)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{work / 'prefect.db'}"
+        return
+    from crisiscomms.testing.pgcluster import ThrowawayCluster
+
+    with ThrowawayCluster(durable=True) as pg:
+        pg.create_database("prefect")
+        yield pg.url("prefect", driver="asyncpg")
 
 
 def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
@@ -303,7 +325,7 @@ def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
                 time.sleep(0.02)
             if index:
                 every_channel.append(time.perf_counter() - started)
-    phases = ack_phases(work / "prefect.db", engine, refs, ACK_CHANNELS)
+    phases = ack_phases(engine, refs, ACK_CHANNELS)
     sg = pair.sendgrid.stats()
     expected = args.ack_recipients * (args.acks + 1)
     if sg["recipients"] != expected or sg["duplicates"]:
@@ -320,16 +342,15 @@ def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
 PHASES = ("dispatch", "worker", "trigger", "publish")
 
 
-def ack_phases(prefect_db: Path, engine: Any, refs: list[str],
-               channels: tuple[str, ...]) -> dict[str, float]:
+def ack_phases(engine: Any, refs: list[str], channels: tuple[str, ...]) -> dict[str, float]:
     """Where an acknowledgement's seconds go (p50 of each phase over ``refs``), from the
     records both sides keep: ``dispatch`` the event's receipt to its flow run Scheduled on the
     Prefect server, ``worker`` Scheduled to Running, ``trigger`` Running to the first ledger
     row (fact sheet, render, approval check, plan), ``publish`` that row to the last of
     ``channels`` sent."""
-    import sqlite3
-    from datetime import datetime
+    from datetime import UTC
 
+    from prefect import get_client
     from sqlmodel import col, func, select
 
     from crisiscomms.core.database import session_scope
@@ -337,36 +358,29 @@ def ack_phases(prefect_db: Path, engine: Any, refs: list[str],
     from crisiscomms.incident.models import Incident
     from crisiscomms.intake.models import IntakeEvent
 
-    def stamp(value: Any) -> datetime:
-        text = str(value).replace("Z", "").split("+")[0]
-        return datetime.fromisoformat(text)
-
     spans: dict[str, list[float]] = {name: [] for name in PHASES}
-    prefect = sqlite3.connect(prefect_db)
-    try:
-        with session_scope(engine) as session:
-            for ref in refs:
-                received, run_id = session.execute(
-                    select(col(IntakeEvent.received_at), col(IntakeEvent.flow_run_id))
-                    .where(col(IntakeEvent.incident_ref) == ref,
-                           col(IntakeEvent.flow_run_id).is_not(None))
-                    .order_by(col(IntakeEvent.id))).first() or (None, None)
-                first_row, last_sent = session.execute(
-                    select(func.min(col(Delivery.created_at)), func.max(col(Delivery.updated_at)))
-                    .join(Incident, col(Incident.id) == col(Delivery.incident_id))
-                    .where(col(Incident.ref) == ref, col(Delivery.channel).in_(channels))).one()
-                states = dict(prefect.execute(
-                    "select type, min(timestamp) from flow_run_state where flow_run_id = ? "
-                    "group by type", (str(run_id),)).fetchall())
-                if not (received and first_row and "SCHEDULED" in states
-                        and "RUNNING" in states):
-                    continue
-                marks = [stamp(received), stamp(states["SCHEDULED"]), stamp(states["RUNNING"]),
-                         stamp(first_row), stamp(last_sent)]
-                for name, start, end in zip(PHASES, marks[:-1], marks[1:], strict=True):
-                    spans[name].append((end - start).total_seconds())
-    finally:
-        prefect.close()
+    with session_scope(engine) as session, get_client(sync_client=True) as client:
+        for ref in refs:
+            received, run_id = session.execute(
+                select(col(IntakeEvent.received_at), col(IntakeEvent.flow_run_id))
+                .where(col(IntakeEvent.incident_ref) == ref,
+                       col(IntakeEvent.flow_run_id).is_not(None))
+                .order_by(col(IntakeEvent.id))).first() or (None, None)
+            first_row, last_sent = session.execute(
+                select(func.min(col(Delivery.created_at)), func.max(col(Delivery.updated_at)))
+                .join(Incident, col(Incident.id) == col(Delivery.incident_id))
+                .where(col(Incident.ref) == ref, col(Delivery.channel).in_(channels))).one()
+            if not (received and run_id and first_row):
+                continue
+            states: dict[str, Any] = {}
+            for state in client.read_flow_run_states(run_id):
+                states.setdefault(state.type.value, state.timestamp)
+            if "SCHEDULED" not in states or "RUNNING" not in states:
+                continue
+            marks = [received.replace(tzinfo=UTC), states["SCHEDULED"], states["RUNNING"],
+                     first_row.replace(tzinfo=UTC), last_sent.replace(tzinfo=UTC)]
+            for name, start, end in zip(PHASES, marks[:-1], marks[1:], strict=True):
+                spans[name].append((end - start).total_seconds())
     return {name: round(percentile(values, 50), 3) for name, values in spans.items() if values}
 
 
