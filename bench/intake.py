@@ -339,15 +339,16 @@ def _acks(args: argparse.Namespace, work: Path, env: dict[str, str], token: str,
             "ack_recipients": args.ack_recipients, "email_duplicates": sg["duplicates"]}
 
 
-PHASES = ("dispatch", "worker", "trigger", "publish")
+PHASES = ("dispatch", "pickup", "start", "trigger", "publish")
 
 
 def ack_phases(engine: Any, refs: list[str], channels: tuple[str, ...]) -> dict[str, float]:
     """Where an acknowledgement's seconds go (p50 of each phase over ``refs``), from the
     records both sides keep: ``dispatch`` the event's receipt to its flow run Scheduled on the
-    Prefect server, ``worker`` Scheduled to Running, ``trigger`` Running to the first ledger
-    row (fact sheet, render, approval check, plan), ``publish`` that row to the last of
-    ``channels`` sent."""
+    Prefect server, ``pickup`` Scheduled to Pending (the worker's poll and its proposal),
+    ``start`` Pending to Running (job configuration, the flow engine), ``trigger`` Running to
+    the first ledger row (fact sheet, render, approval check, plan), ``publish`` that row to
+    the last of ``channels`` sent."""
     from datetime import UTC
 
     from prefect import get_client
@@ -375,9 +376,10 @@ def ack_phases(engine: Any, refs: list[str], channels: tuple[str, ...]) -> dict[
             states: dict[str, Any] = {}
             for state in client.read_flow_run_states(run_id):
                 states.setdefault(state.type.value, state.timestamp)
-            if "SCHEDULED" not in states or "RUNNING" not in states:
+            if not {"SCHEDULED", "PENDING", "RUNNING"} <= set(states):
                 continue
-            marks = [received.replace(tzinfo=UTC), states["SCHEDULED"], states["RUNNING"],
+            marks = [received.replace(tzinfo=UTC), states["SCHEDULED"], states["PENDING"],
+                     states["RUNNING"],
                      first_row.replace(tzinfo=UTC), last_sent.replace(tzinfo=UTC)]
             for name, start, end in zip(PHASES, marks[:-1], marks[1:], strict=True):
                 spans[name].append((end - start).total_seconds())

@@ -89,6 +89,17 @@ def validation_message(exc: ValidationError) -> str:
         for error in exc.errors(include_input=False, include_url=False))
 
 
+def serve_asgi(application: Any, *, host: str, port: int) -> None:
+    """Serve an ASGI app with uvicorn until stopped, its start-up objects frozen out of the
+    garbage collector's full passes first (``core/runtime.py``: they were the API's p99)."""
+    import uvicorn
+
+    from crisiscomms.core.runtime import freeze_startup_heap
+
+    freeze_startup_heap()
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 def load_settings() -> Settings:
     return run_or_exit(Settings)
 

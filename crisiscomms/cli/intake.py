@@ -28,8 +28,6 @@ def api(
 ) -> None:
     """Serve the intake API: POST /v1/events (ours, Standard Webhooks signed) and
     /v1/events/{alertmanager,pagerduty,grafana,recall}/SOURCE; the OpenAPI at /docs."""
-    import uvicorn
-
     from crisiscomms.api.intake import create_app
 
     settings = common.load_settings()
@@ -43,7 +41,7 @@ def api(
         out.print(f"accepted events start flows: {_how(settings)}", highlight=False)
         loop.start()
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        common.serve_asgi(application, host=host, port=port)
     finally:
         if loop is not None:
             loop.stop()

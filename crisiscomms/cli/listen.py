@@ -24,8 +24,6 @@ def listen(
     poll X mentions and replies every x_poll_interval_s (rate limits honoured)."""
     import threading
 
-    import uvicorn
-
     from crisiscomms.api.listen import create_app
     from crisiscomms.reactions.sources.x_mentions import run_x_poller
     from crisiscomms.reactions.triage.workspace import workspace_triager
@@ -47,7 +45,7 @@ def listen(
         out.print(f"polling X mentions and replies every {settings.x_poll_interval_s:g} s",
                   highlight=False)
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        common.serve_asgi(application, host=host, port=port)
     finally:
         stop.set()
         if poller is not None:

@@ -25,15 +25,13 @@ def serve(
     """Serve the SMS app: POST /v1/sms/inbound (the number's "a message comes in" webhook:
     STOP, START, HELP) and /v1/sms/status (delivery status callbacks), both verified with
     X-Twilio-Signature. Set CRISISCOMMS_SMS_URL to its public URL."""
-    import uvicorn
-
     from crisiscomms.api.sms import create_app
 
     settings = common.load_settings()
     application = common.run_or_exit(lambda: create_app(settings))
     out.print(f"SMS app: http://{host}:{port}/  (POST /v1/sms/inbound, /v1/sms/status)",
               highlight=False)
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    common.serve_asgi(application, host=host, port=port)
 
 
 @sms_app.command("release")

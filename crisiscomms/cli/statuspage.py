@@ -96,11 +96,9 @@ def subscriptions(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 8040,
 ) -> None:
     """Serve the status page's subscribe endpoint (POST /v1/subscribe, confirm, unsubscribe)."""
-    import uvicorn
-
     from crisiscomms.api.subscriptions import create_app
 
     settings = common.load_settings()
     out.print(f"subscriptions: http://127.0.0.1:{port}/v1/subscribe")
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    common.serve_asgi(create_app(settings), host="127.0.0.1", port=port)
 

@@ -64,6 +64,7 @@ def worker(
 
     import anyio
 
+    from crisiscomms.core.runtime import freeze_startup_heap
     from crisiscomms.flows.worker import WarmProcessWorker, warm_up
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where it is stuck
@@ -74,6 +75,7 @@ def worker(
     if settings.workspace is None:
         err.print("warning: not in a crisiscomms workspace: deployments of this workspace's "
                   "flows run in subprocesses", highlight=False, markup=False)
+    freeze_startup_heap()  # the warm flows and SDKs imported: out of full GC passes
     serving = WarmProcessWorker(
         work_pool_name=pool, work_queues=work_queue or None, limit=limit,
         workspace=settings.workspace,
