@@ -43,8 +43,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Self
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlsplit
@@ -57,6 +55,7 @@ from pydantic import SecretStr
 from sendgrid import SendGridAPIClient
 
 from crisiscomms.channels.base import BaseChannel
+from crisiscomms.channels.http_answers import retry_after_s
 from crisiscomms.channels.http_pool import pooled_client
 from crisiscomms.core.redaction import BEARER, install_redaction
 from crisiscomms.core.settings import Settings
@@ -94,30 +93,6 @@ SUBSTITUTIONS_TOO_LARGE = (
 TRANSPORTS = ("sdk", "httpx")
 def _secret(value: SecretStr | str) -> SecretStr:
     return value if isinstance(value, SecretStr) else SecretStr(value)
-
-
-def retry_after_from_headers(headers: Any, *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``X-RateLimit-Reset``
-    (epoch seconds), or None when neither is usable."""
-    if headers is None:
-        return None
-    now = time.time() if now is None else now
-    retry_after = headers.get("Retry-After")
-    if retry_after:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - now)
-            except (TypeError, ValueError, IndexError):
-                pass
-    reset = headers.get("X-RateLimit-Reset")
-    if reset:
-        try:
-            return max(0.0, float(reset) - now)
-        except ValueError:
-            return None
-    return None
 
 
 def reply_address(batch_key: str, reply_domain: str) -> str:
@@ -404,9 +379,9 @@ class SendGridEmailChannel(BaseChannel):
         detail = self._scrub(_error_detail(body))
         reason = f"SendGrid answered {status}" + (f": {detail}" if detail else "")
         if status == 429:
-            return DeliveryResult.retry(reason, retry_after_from_headers(headers))
+            return DeliveryResult.retry(reason, retry_after_s(headers))
         if status >= 500 or status == 408:
-            return DeliveryResult.retry(reason, retry_after_from_headers(headers))
+            return DeliveryResult.retry(reason, retry_after_s(headers))
         return DeliveryResult.permanent(reason)
 
     def _scrub(self, text: str) -> str:

@@ -41,7 +41,7 @@ from twilio.rest import Client
 
 from crisiscomms.audience.quiet_hours import QuietHours
 from crisiscomms.channels.base import BaseChannel
-from crisiscomms.channels.sendgrid_email import retry_after_from_headers
+from crisiscomms.channels.http_answers import retry_after_s
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.contract import (
     CUSTOMER_LIST,
@@ -225,7 +225,7 @@ class TwilioSMSChannel(BaseChannel):
         reason = f"Twilio answered {exc.status}" + (f" (code {code})" if code else "") + (
             f": {detail}" if detail else "")
         if exc.status == 429 or exc.status >= 500 or code in RETRYABLE_CODES:
-            return DeliveryResult.retry(reason, retry_after_from_headers(headers))
+            return DeliveryResult.retry(reason, retry_after_s(headers))
         return DeliveryResult.permanent(reason)
 
     def _scrub(self, text: str) -> str:

@@ -14,7 +14,8 @@ import requests
 from requests.adapters import BaseAdapter
 
 from crisiscomms.channels import CHANNEL_CLASSES
-from crisiscomms.channels.sendgrid_email import SendGridEmailChannel, retry_after_from_headers
+from crisiscomms.channels.http_answers import retry_after_s
+from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
 from crisiscomms.channels.x_social import RebasedSession, XChannel
 from crisiscomms.core.settings import Settings
 from crisiscomms.delivery.backoff import backoff_delay
@@ -227,11 +228,11 @@ def test_sendgrid_refuses_an_empty_key_rather_than_read_the_environment(
 
 def test_retry_after_headers() -> None:
     now = 1_800_000_000.0
-    assert retry_after_from_headers({"Retry-After": "7"}, now=now) == 7.0
-    assert retry_after_from_headers({"X-RateLimit-Reset": str(int(now) + 12)}, now=now) == 12.0
+    assert retry_after_s({"Retry-After": "7"}, now=now) == 7.0
+    assert retry_after_s({"X-RateLimit-Reset": str(int(now) + 12)}, now=now) == 12.0
     date = format_datetime(datetime.fromtimestamp(now + 30, UTC), usegmt=True)
-    assert retry_after_from_headers({"Retry-After": date}, now=now) == pytest.approx(30, abs=1)
-    assert retry_after_from_headers({}, now=now) is None
+    assert retry_after_s({"Retry-After": date}, now=now) == pytest.approx(30, abs=1)
+    assert retry_after_s({}, now=now) is None
 
 
 def test_x_needs_complete_credentials() -> None:
