@@ -53,9 +53,7 @@ from crisiscomms.delivery.contract import (
     DeliveryResult,
     OutboundBatch,
     Outcome,
-    RenderedMessage,
 )
-from crisiscomms.render.limits import limit_problems
 from crisiscomms.render.text_length import url_spans
 
 POST_COLLECTION = "app.bsky.feed.post"
@@ -157,11 +155,6 @@ class BlueskyChannel(BaseChannel):
     def __repr__(self) -> str:
         return f"BlueskyChannel(handle={self.handle!r}, base_url={self.base_url!r})"
 
-    def validate(self, message: RenderedMessage) -> list[str]:
-        problems = limit_problems(self.limits, message.parts)
-        if "text" not in message.parts:
-            problems.append("text is missing")
-        return problems
 
     # -- sessions ------------------------------------------------------------------------------
 

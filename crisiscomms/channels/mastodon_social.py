@@ -56,7 +56,6 @@ from crisiscomms.delivery.contract import (
     Outcome,
     RenderedMessage,
 )
-from crisiscomms.render.limits import limit_problems
 from crisiscomms.render.text_length import MASTODON_URL_LENGTH
 
 MASTODON_API_VERSION = "4.0.0"
@@ -140,11 +139,6 @@ class MastodonChannel(BaseChannel):
     def __repr__(self) -> str:
         return f"MastodonChannel(base_url={self.base_url!r})"
 
-    def validate(self, message: RenderedMessage) -> list[str]:
-        problems = limit_problems(self.limits, message.parts)
-        if "text" not in message.parts:
-            problems.append("text is missing")
-        return problems
 
     def _client(self) -> Mastodon:
         return Mastodon(access_token=self._token.get_secret_value(), api_base_url=self.base_url,

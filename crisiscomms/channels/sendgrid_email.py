@@ -66,12 +66,10 @@ from crisiscomms.delivery.contract import (
     Lane,
     OutboundBatch,
     OutboundRecipient,
-    RenderedMessage,
     substitution_problems,
     substitutions_size,
 )
 from crisiscomms.reactions.sources.csat import rating_link
-from crisiscomms.render.limits import limit_problems
 
 _REDACTIONS = (
     BEARER,
@@ -119,6 +117,7 @@ class SendGridEmailChannel(BaseChannel):
     personal: ClassVar[bool] = True
     rate_setting: ClassVar[str | None] = "email_rate_per_s"
     parts: ClassVar[tuple[str, ...]] = ("subject", "html", "text")
+    required_parts: ClassVar[tuple[str, ...]] = parts
     limits: ClassVar[ChannelLimits] = ChannelLimits(
         batch_size=1000,
         max_subject_chars=150,
@@ -217,12 +216,6 @@ class SendGridEmailChannel(BaseChannel):
 
     # -- checks, no I/O ------------------------------------------------------------------------
 
-    def validate(self, message: RenderedMessage) -> list[str]:
-        """Limit problems of the rendered parts (subject length, body size, empty parts)."""
-        problems = limit_problems(self.limits, message.parts)
-        missing = [part for part in self.parts if part not in message.parts]
-        problems.extend(f"{part} is missing" for part in missing)
-        return problems
 
     def substitution_problems(self, recipient: OutboundRecipient) -> list[str]:
         """Why this recipient cannot be in a batch: SendGrid's 10,000 bytes of substitutions

@@ -52,7 +52,6 @@ from crisiscomms.delivery.contract import (
     Outcome,
     RenderedMessage,
 )
-from crisiscomms.render.limits import limit_problems
 
 MAX_BLOCKS = 50
 _HEADING = re.compile(r"^#{1,6}\s+(.+)$")
@@ -101,6 +100,7 @@ class SlackChannel(BaseChannel):
     """Internal: a playbook names it where our own people should see the stage."""
     rate_setting: ClassVar[str | None] = "slack_rate_per_s"
     parts: ClassVar[tuple[str, ...]] = ("subject", "text")
+    required_parts: ClassVar[tuple[str, ...]] = ()
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_subject_chars=150,
                                                     max_paragraph_chars=3000, rate_per_s=1.0)
 
@@ -150,7 +150,7 @@ class SlackChannel(BaseChannel):
         return "SlackChannel(webhook_url=SecretStr('**********'))"
 
     def validate(self, message: RenderedMessage) -> list[str]:
-        problems = limit_problems(self.limits, message.parts)
+        problems = super().validate(message)
         if len(paragraphs(message.parts.get("text", ""))) + 1 > MAX_BLOCKS:
             problems.append(f"text has more than {MAX_BLOCKS - 1} paragraphs (Slack takes "
                             f"{MAX_BLOCKS} blocks)")

@@ -57,7 +57,6 @@ from crisiscomms.delivery.contract import (
     RenderedMessage,
 )
 from crisiscomms.playbook.loader import available_playbooks, load_playbook
-from crisiscomms.render.limits import limit_problems
 from crisiscomms.statuspage import model, publish
 from crisiscomms.statuspage.model import INCIDENT_STATUSES, LifecycleError, iso, short_id
 from crisiscomms.statuspage.page import StatusPage, StatusPageError
@@ -162,9 +161,7 @@ class StatusPageChannel(BaseChannel):
     # -- checks, no I/O ------------------------------------------------------------------------
 
     def validate(self, message: RenderedMessage) -> list[str]:
-        problems = limit_problems(self.limits, message.parts)
-        if "text" not in message.parts:
-            problems.append("text is missing")
+        problems = super().validate(message)
         if not model.is_locale(message.locale):
             problems.append(f"locale {message.locale!r} is not a locale code")
         return problems

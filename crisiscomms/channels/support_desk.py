@@ -35,7 +35,6 @@ from crisiscomms.delivery.contract import (
     OutboundBatch,
     RenderedMessage,
 )
-from crisiscomms.render.limits import limit_problems
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -80,9 +79,7 @@ class SupportDeskChannel(BaseChannel):
         return self.output_dir / "published.json"
 
     def validate(self, message: RenderedMessage) -> list[str]:
-        problems = limit_problems(self.limits, message.parts)
-        if "text" not in message.parts:
-            problems.append("text is missing")
+        problems = super().validate(message)
         for what, value in (("stage", message.stage), ("locale", message.locale)):
             if not _SAFE_NAME.match(value):
                 problems.append(f"{what} {value!r} cannot name a file")

@@ -37,7 +37,6 @@ from crisiscomms.delivery.contract import (
     OutboundBatch,
     RenderedMessage,
 )
-from crisiscomms.render.limits import limit_problems
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -74,6 +73,7 @@ class TeamsChannel(BaseChannel):
     default_enabled: ClassVar[bool] = False
     rate_setting: ClassVar[str | None] = "teams_rate_per_s"
     parts: ClassVar[tuple[str, ...]] = ("subject", "text")
+    required_parts: ClassVar[tuple[str, ...]] = ()
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_subject_chars=200,
                                                     max_body_bytes=20_000, rate_per_s=2.0)
 
@@ -95,9 +95,6 @@ class TeamsChannel(BaseChannel):
 
     def __repr__(self) -> str:
         return "TeamsChannel(webhook_url=SecretStr('**********'))"
-
-    def validate(self, message: RenderedMessage) -> list[str]:
-        return limit_problems(self.limits, message.parts)
 
     def send(self, batch: OutboundBatch) -> DeliveryResult:
         body = orjson.dumps(teams_message(batch.message))

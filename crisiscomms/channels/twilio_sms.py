@@ -49,10 +49,8 @@ from crisiscomms.delivery.contract import (
     DeliveryResult,
     Lane,
     OutboundBatch,
-    RenderedMessage,
 )
 from crisiscomms.delivery.ledger import PHONE
-from crisiscomms.render.limits import limit_problems
 
 TWILIO_API = "https://api.twilio.com"
 RETRYABLE_CODES = frozenset({20429, 20500, 20503, 30001})
@@ -137,12 +135,6 @@ class TwilioSMSChannel(BaseChannel):
 
     # -- checks, no I/O ------------------------------------------------------------------------
 
-    def validate(self, message: RenderedMessage) -> list[str]:
-        """Segments over the limit, an empty text."""
-        problems = limit_problems(self.limits, message.parts)
-        if "text" not in message.parts:
-            problems.append("text is missing")
-        return problems
 
     def status_callback(self, key: str, recipient_id: int) -> str | None:
         """The URL Twilio posts this message's status to (names the ledger row)."""

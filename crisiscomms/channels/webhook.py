@@ -39,7 +39,6 @@ from crisiscomms.delivery.contract import (
     ChannelLimits,
     DeliveryResult,
     OutboundBatch,
-    RenderedMessage,
 )
 from crisiscomms.intake.signatures import (
     WEBHOOK_ID,
@@ -48,7 +47,6 @@ from crisiscomms.intake.signatures import (
     secret_key,
     sign_standard,
 )
-from crisiscomms.render.limits import limit_problems
 
 EVENT_TYPE = "crisiscomms.message"
 
@@ -85,6 +83,7 @@ class WebhookChannel(BaseChannel):
     default_enabled: ClassVar[bool] = False
     rate_setting: ClassVar[str | None] = "webhook_rate_per_s"
     parts: ClassVar[tuple[str, ...]] = ("subject", "text")
+    required_parts: ClassVar[tuple[str, ...]] = ()
     limits: ClassVar[ChannelLimits] = ChannelLimits(max_body_bytes=100_000)
 
     def __init__(self, *, url: str, secret: SecretStr | str, timeout_s: float = 10.0) -> None:
@@ -107,9 +106,6 @@ class WebhookChannel(BaseChannel):
 
     def __repr__(self) -> str:
         return f"WebhookChannel(url={self.url!r}, secret=SecretStr('**********'))"
-
-    def validate(self, message: RenderedMessage) -> list[str]:
-        return limit_problems(self.limits, message.parts)
 
     def signed(self, batch: OutboundBatch, *, now: float | None = None
                ) -> tuple[bytes, dict[str, str]]:

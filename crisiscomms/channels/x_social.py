@@ -57,9 +57,7 @@ from crisiscomms.delivery.contract import (
     DeliveryResult,
     OutboundBatch,
     Outcome,
-    RenderedMessage,
 )
-from crisiscomms.render.limits import limit_problems
 
 
 def _secret(value: SecretStr | str | None) -> SecretStr | None:
@@ -201,12 +199,6 @@ class XChannel(BaseChannel):
         auth = "oauth1" if self._user_auth else "bearer"
         return f"XChannel(base_url={self.base_url!r}, auth={auth!r})"
 
-    def validate(self, message: RenderedMessage) -> list[str]:
-        """Limit problems of the post: X weighted length 280, empty text."""
-        problems = limit_problems(self.limits, message.parts)
-        if "text" not in message.parts:
-            problems.append("text is missing")
-        return problems
 
     def _client(self) -> tweepy.Client:
         client = tweepy.Client(
