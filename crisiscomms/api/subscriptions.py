@@ -47,28 +47,22 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from crisiscomms.api.body import BodyError, read_capped
 from crisiscomms.api.headers import SecurityHeadersMiddleware, page_headers
+from crisiscomms.api.subscribe_mailer import SubscribeJob, SubscribeMailer
 from crisiscomms.api.throttle import KeyedLimiter, client_key, retry_after_header
 from crisiscomms.api.work_queue import WorkQueue
 from crisiscomms.audience import subscriptions as subs
-from crisiscomms.audience.models import Recipient
-from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.core.settings import Settings
-from crisiscomms.identity.keys import APPROVERS_DIR
-from crisiscomms.render.approvals import LOCK_NAME, ApprovalLock
 from crisiscomms.statuspage.catalog import Catalog
 from crisiscomms.statuspage.model import is_locale
 from crisiscomms.statuspage.page import StatusPage
@@ -81,15 +75,6 @@ MAX_LINK_BODY = 4_096
 """Largest confirm/unsubscribe POST body (a form token or the One-Click field)."""
 BUSY_RETRY_S = 30
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
-
-
-@dataclass(frozen=True)
-class SubscribeJob:
-    """An accepted subscribe request, checked, waiting for a worker."""
-
-    email: str
-    components: tuple[str, ...]
-    locale: str
 
 
 def origin_of(url: str) -> str:
@@ -146,37 +131,6 @@ class _KnownComponents:
             return list(self._names)
 
 
-def _stamp(*paths: Path) -> tuple[tuple[int, int], ...]:
-    stamps = []
-    for path in paths:
-        try:
-            found = os.stat(path)
-            stamps.append((found.st_mtime_ns, found.st_size))
-        except OSError:
-            stamps.append((-1, -1))
-    return tuple(stamps)
-
-
-class _Approvals:
-    """The workspace's approvals lock, read again only when it or the approvers' keys change
-    (reading it verifies every signature: a confirmation email must not pay that each time,
-    holding the interpreter from the requests)."""
-
-    def __init__(self, templates_dir: Path) -> None:
-        self.templates_dir = templates_dir
-        self.watched = (templates_dir / LOCK_NAME, templates_dir / APPROVERS_DIR)
-        self._stamp: tuple[tuple[int, int], ...] | None = None
-        self._lock: ApprovalLock | None = None
-        self._guard = threading.Lock()
-
-    def current(self) -> ApprovalLock:
-        with self._guard:
-            stamp = _stamp(*self.watched)
-            if self._lock is None or stamp != self._stamp:
-                self._lock, self._stamp = ApprovalLock(self.templates_dir), stamp
-            return self._lock
-
-
 def form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
     """The fields of an urlencoded or ``multipart/form-data`` body (RFC 8058 allows both);
     ValueError when unreadable."""
@@ -211,7 +165,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     secret = settings.subscriptions_form_secret
     form_key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
     known = _KnownComponents(settings)
-    approvals = _Approvals(settings.templates_dir)
     by_client = KeyedLimiter(settings.subscribe_client_per_minute / 60.0,
                              settings.subscribe_client_burst)
     by_mailbox = KeyedLimiter(settings.subscribe_mailbox_per_hour / 3600.0,
@@ -295,20 +248,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # -- subscribe ----------------------------------------------------------------------------
 
-    def process(job: SubscribeJob) -> None:
-        """A worker: record the request, then send the confirmation email when one is due."""
-        try:
-            with session_scope(engine) as session:
-                result = subs.subscribe(session, email=job.email, components=job.components,
-                                        locale=job.locale)
-        except IntegrityError:  # the same address by two workers at once: the other sends
-            log.info("subscribe: an address was being recorded by another worker")
-            return
-        if result.confirm_token is not None:
-            send_confirmation(result, job.email, job.locale)
-
+    mailer = SubscribeMailer(settings, engine, base_url=base, page_name=page_name)
     queue: WorkQueue[SubscribeJob] = WorkQueue(
-        process, workers=settings.subscribe_senders,
+        mailer, workers=settings.subscribe_senders,
         max_pending=settings.subscribe_queue_max, name="subscribe-mailer")
     app.state.subscribe_queue = queue
 
@@ -373,36 +315,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return answer(not is_json, "intake.busy", locale, 503,
                           headers=retry_after_header(BUSY_RETRY_S))
         return answer(not is_json, "intake.check_inbox", locale, 202)
-
-    def send_confirmation(result: subs.SubscribeResult, address: str, locale: str) -> None:
-        token = result.confirm_token
-        assert token is not None
-        with session_scope(engine) as session:
-            row = session.get(Recipient, result.recipient_id)
-            unsubscribe_token = row.unsubscribe_token if row else None
-            components = (row.components or "").split(",") if row and row.components else []
-        channel = SendGridEmailChannel.from_settings(settings)  # None without a key
-        outcome = "email channel not configured"
-        if channel is not None and unsubscribe_token:
-            try:
-                message = subs.confirmation_message(
-                    settings.templates_dir, channel=channel.name, locale=locale,
-                    organization=settings.organization,
-                    page_name=page_name, confirm_url=f"{base}/v1/confirm/{token}",
-                    unsubscribe_url=f"{base}/v1/unsubscribe/{unsubscribe_token}",
-                    components=components, approvals=approvals.current())
-                sent = subs.send_confirmation(channel, message, result.recipient_id, address,
-                                              organization=settings.organization, token=token)
-                outcome = "" if sent.outcome == "sent" else f"{sent.outcome}: {sent.reason}"
-            except (CrisisCommsError, ValueError, OSError) as exc:
-                outcome = f"{type(exc).__name__}: {exc}"
-        if outcome:  # let the next request resend at once (with a new token)
-            log.warning("subscription confirmation for recipient %s not sent: %s",
-                        result.recipient_id, outcome)
-            with session_scope(engine) as session:
-                row = session.get(Recipient, result.recipient_id)
-                if row is not None:
-                    row.confirm_sent_at = None
 
     # -- confirm ------------------------------------------------------------------------------
 
