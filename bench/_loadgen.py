@@ -42,10 +42,11 @@ async def _response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int
-               ) -> tuple[float, list[float], dict[int, int]]:
-    """Send every serialised request, ``concurrency`` at a time on keep-alive connections;
-    (seconds, per-request latencies in seconds, status counts)."""
+async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int, *,
+               seconds: float | None = None) -> tuple[float, list[float], dict[int, int]]:
+    """Send every serialised request, ``concurrency`` at a time on keep-alive connections
+    (with ``seconds``, stop taking new ones once they have passed); (seconds, per-request
+    latencies in seconds, status counts)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     queue = list(reversed(wire))
@@ -53,7 +54,7 @@ async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int
                    for _ in range(min(concurrency, len(wire)))]
 
     async def one_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while queue:
+        while queue and (stop_at is None or time.perf_counter() < stop_at):
             data = queue.pop()
             started = time.perf_counter()
             writer.write(data)
@@ -62,6 +63,7 @@ async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int
             statuses[status] = statuses.get(status, 0) + 1
 
     started = time.perf_counter()
+    stop_at = None if seconds is None else started + seconds
     try:
         await asyncio.gather(*(one_client(r, w) for r, w in connections))
     finally:

@@ -44,9 +44,10 @@ from crisiscomms.render.approvals import LOCK_NAME, ApprovalLock
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SubscribeJob:
-    """An accepted subscribe request, checked, waiting for a worker."""
+    """An accepted subscribe request, checked, waiting for a worker (one object: ten thousand
+    of them may wait, and every full garbage collection walks them)."""
 
     email: str
     components: tuple[str, ...]

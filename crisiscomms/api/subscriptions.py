@@ -42,10 +42,12 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import threading
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -97,26 +99,41 @@ def origin_of(url: str) -> str:
 
 class _KnownComponents:
     """The status page's components, re-read only when ``state.json`` changes (it can be
-    megabytes: never parsed per request)."""
+    megabytes: never parsed per request), and looked at (one ``stat``) at most once per
+    ``RECHECK_S`` while every component asked for is known: a ``stat`` costs the event loop
+    as much as the rest of a subscribe request, and a component added to the page is seen at
+    once anyway (an unknown name looks again)."""
+
+    RECHECK_S = 1.0
 
     def __init__(self, settings: Settings) -> None:
         self.page = StatusPage(settings.resolved_status_page_dir, page_name="-",
                                page_url=settings.status_page_url)
+        self._path = str(self.page.state_path)
         self._stamp: tuple[int, int] | None = None
         self._names: list[str] = []
+        self._known: frozenset[str] = frozenset()
+        self._looked_at = -math.inf
         self._lock = threading.Lock()
 
     def _stat(self) -> tuple[int, int] | None:
         try:
-            found = os.stat(self.page.state_path)
+            found = os.stat(self._path)
         except OSError:
             return None
         return found.st_mtime_ns, found.st_size
 
-    def cached(self) -> list[str] | None:
-        """The names when the file has not changed since it was read (one ``stat``, no
-        read: safe on the event loop); None when it must be read again (:meth:`names`)."""
-        return list(self._names) if self._stat() == self._stamp else None
+    def cached(self, wanted: Iterable[str] = ()) -> list[str] | None:
+        """The names when the file has not changed since it was read (at most one ``stat``,
+        no read: safe on the event loop); None when it must be read again (:meth:`names`)."""
+        now = time.monotonic()
+        if now - self._looked_at < self.RECHECK_S and all(
+                name.strip() in self._known for name in wanted if name and name.strip()):
+            return list(self._names)
+        if self._stat() != self._stamp:
+            return None
+        self._looked_at = now
+        return list(self._names)
 
     def names(self) -> list[str]:
         """Reads the file when it changed (call from a worker thread)."""
@@ -127,7 +144,8 @@ class _KnownComponents:
                     self._names = list(self.page.load()["components"]) if stamp else []
                 except (OSError, ValueError, KeyError, TypeError):
                     self._names = []
-                self._stamp = stamp
+                self._known, self._stamp = frozenset(self._names), stamp
+            self._looked_at = time.monotonic()
             return list(self._names)
 
 
@@ -294,7 +312,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except (ValueError, UnicodeDecodeError, RecursionError):
             return answer(not is_json, "intake.invalid_email", "en", 400)
         locale = locale if is_locale(locale) else "en"
-        names = known.cached()
+        names = known.cached(components)
         if names is None:
             names = await run_in_threadpool(known.names)
         try:
