@@ -18,9 +18,12 @@ foreign ``Origin`` (neither this app nor the status page) → 403; a declared ``
 over 16 KiB → 413 unread, a longer stream cut at the cap → 413; a bad address or an unknown
 component → 400 naming the field; the mailbox (``+tag`` and case folded) over its rate → 429.
 Then the request is queued (:mod:`crisiscomms.api.work_queue`) and answered 202 at once: the
-database and the email provider are touched only by the queue's workers, so the answer takes
-the same time whether the address is new, pending or subscribed, and a slow provider holds no
-request. The queue full → 503 with ``Retry-After``.
+database and the email provider are touched only by the queue's workers
+(:mod:`crisiscomms.api.subscribe_mailer`), so the answer takes the same time whether the
+address is new, pending or subscribed, and a slow provider holds no request. The queue full →
+503 with ``Retry-After``. What a subscribe costs the event loop is kept small, because every
+other request waits behind it under a crowd: no ``stat`` per request while the components
+asked for are known, client keys parsed once, no per-item ``Future`` in the queue.
 
 A confirm or unsubscribe POST acts only when it comes from our own page: an ``Origin`` that is
 this app's, or, when the browser sends none, the page's form token (an HMAC of the link);
