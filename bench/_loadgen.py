@@ -43,10 +43,13 @@ async def _response(reader: asyncio.StreamReader) -> int:
 
 
 async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int, *,
-               seconds: float | None = None) -> tuple[float, list[float], dict[int, int]]:
+               seconds: float | None = None, per_s: float | None = None
+               ) -> tuple[float, list[float], dict[int, int]]:
     """Send every serialised request, ``concurrency`` at a time on keep-alive connections
-    (with ``seconds``, stop taking new ones once they have passed); (seconds, per-request
-    latencies in seconds, status counts)."""
+    (with ``seconds``, stop taking new ones once they have passed; with ``per_s``, no faster
+    than that in all: request k is not sent before ``k / per_s`` seconds, a held load
+    instead of as fast as answers come); (seconds, per-request latencies in seconds, status
+    counts)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     queue = list(reversed(wire))
@@ -56,6 +59,11 @@ async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int, *,
     async def one_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while queue and (stop_at is None or time.perf_counter() < stop_at):
             data = queue.pop()
+            if per_s is not None:
+                sent[0] += 1
+                due = begun[0] + sent[0] / per_s
+                if due > time.perf_counter():
+                    await asyncio.sleep(due - time.perf_counter())
             started = time.perf_counter()
             writer.write(data)
             status = await _response(reader)
@@ -64,6 +72,7 @@ async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int, *,
 
     started = time.perf_counter()
     stop_at = None if seconds is None else started + seconds
+    sent, begun = [0], [started]
     try:
         await asyncio.gather(*(one_client(r, w) for r, w in connections))
     finally:

@@ -12,6 +12,12 @@ subscribers, ``--pairs`` of them already confirmed. Measured, same run:
 - ``unrelated_p99_ms``: p99 latency of an unrelated request (a reader opening their
   unsubscribe page, a database read and a rendered page) sent every 20 ms during that load;
   ``unrelated_p99_idle_ms`` the same prober alone for ``--idle-s`` first (the baseline);
+- ``unrelated_p99_ms_at_held_rate``: the same probe while the same clients hold
+  ``--held-per-s`` (500) subscribe requests a second, paced, provider still slow. At
+  saturation every request, the probe's too, queues behind the ``--concurrency`` in flight
+  (Little's law: 32 / 2,000 per second is 16 ms per turn of the event loop, and the probe's
+  page takes about three: its database read goes to a thread and back); at a held rate
+  what is left is the server's own stalls;
 - ``timing_gap_median_ms``: |median(new address) - median(confirmed address)| over
   ``--pairs`` interleaved subscribe requests, one at a time, provider still slow;
 - the server's peak RSS before and after two ``--huge-mb`` (150) MB subscribe POSTs, one with
@@ -30,7 +36,8 @@ Rate limits are lifted for the run (one client sends everything). Confirmation e
 at ``subscribe_senders / latency`` per second meanwhile (``confirmations_sent``).
 
     uv run python bench/subscriptions.py [--seconds 10] [--requests 50000] [--concurrency 32]
-                                         [--pairs 200] [--latency-ms 2000] [--idle-s 5] [--json]
+                                         [--pairs 200] [--latency-ms 2000] [--held-per-s 500]
+                                         [--idle-s 5] [--json]
 """
 
 from __future__ import annotations
@@ -142,7 +149,7 @@ def subscribe_wire(port: int, tag: str, requests: int) -> list[bytes]:
 
 
 def crowd(port: int, tag: str, requests: int, seconds: float, concurrency: int, token: str,
-          server_pid: int) -> dict[str, Any]:
+          server_pid: int, per_s: float | None = None) -> dict[str, Any]:
     """Subscribe new addresses from ``concurrency`` keep-alive clients for ``seconds`` (at
     most ``requests``; :mod:`_loadgen`: microseconds of client work per request) while the
     probe opens an unsubscribe page every 20 ms; 202s per second, the probe's latencies (ms),
@@ -151,7 +158,8 @@ def crowd(port: int, tag: str, requests: int, seconds: float, concurrency: int, 
     probe = Probe(HOST, port, f"/v1/unsubscribe/{token}")
     probe.start()
     server_cpu, own_cpu = cpu_seconds(server_pid), time.process_time()
-    took, _, statuses = asyncio.run(fire(HOST, port, wire, concurrency, seconds=seconds))
+    took, _, statuses = asyncio.run(fire(HOST, port, wire, concurrency, seconds=seconds,
+                                         per_s=per_s))
     server_cpu, own_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - own_cpu
     requests = sum(statuses.values())
     probes = probe.stop()
@@ -242,6 +250,8 @@ def main() -> None:
                         help="how long the probe runs alone first (the baseline)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--held-per-s", type=float, default=500.0,
+                        help="the held (paced) subscribe load of the *_at_held_rate figures")
     parser.add_argument("--latency-ms", type=float, default=2000.0)
     parser.add_argument("--huge-mb", type=int, default=150,
                         help="size of the oversized POSTs sent at the end")
@@ -283,6 +293,8 @@ def main() -> None:
             control(emulators.faults, "sendgrid", latency_ms=args.latency_ms)
             slow = crowd(port, "slow", args.requests, args.seconds, args.concurrency, token,
                          server.pid)
+            held = crowd(port, "held", args.requests, args.seconds, args.concurrency, token,
+                         server.pid, per_s=args.held_per_s)
             timing = timing_pairs(base, known, args.pairs)
             rss_before = peak_rss_mb(server.pid)
             huge = huge_posts(base, args.huge_mb)
@@ -302,6 +314,10 @@ def main() -> None:
         "unrelated_p50_idle_ms": round(statistics.median(idle), 2),
         "unrelated_max_ms": round(max(probes), 2),
         "unrelated_probes": len(probes), "unrelated_idle_probes": len(idle),
+        "held_subscribe_per_s": round(held["per_s"], 1),
+        "unrelated_p99_ms_at_held_rate": round(p99(held["probes"]), 2),
+        "unrelated_p50_ms_at_held_rate": round(statistics.median(held["probes"]), 2),
+        "unrelated_probes_at_held_rate": len(held["probes"]),
         "server_cpu_ms_per_subscribe": round(slow["server_cpu_ms"], 3),
         "loadgen_cpu_ms_per_subscribe": round(slow["loadgen_cpu_ms"], 3),
         "new_median_ms": timing["new_median_ms"],

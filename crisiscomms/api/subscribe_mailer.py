@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SubscribeJob:
-    """An accepted subscribe request, checked, waiting for a worker (one object: ten thousand
-    of them may wait, and every full garbage collection walks them)."""
+    """An accepted subscribe request, checked, waiting for a worker (slots: one object per
+    waiting job for a full garbage collection to walk, not two)."""
 
     email: str
     components: tuple[str, ...]
