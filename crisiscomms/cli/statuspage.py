@@ -104,7 +104,7 @@ def subscriptions(
     settings = common.load_settings()
     out.print(f"subscriptions: http://127.0.0.1:{port}/v1/subscribe")
     served = create_app(settings)
-    # What start-up built (modules, the app, compiled templates: ~300,000 objects) lives as
+    # What start-up built (modules, the app, compiled templates: ~160,000 objects) lives as
     # long as the process: frozen, a full garbage collection no longer walks it, which took
     # 0.1-0.25 s under a crowd (no request answered meanwhile). docs/status_page.md
     gc.collect()
