@@ -42,10 +42,14 @@ async def _response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int
+async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int, *,
+               seconds: float | None = None, per_s: float | None = None
                ) -> tuple[float, list[float], dict[int, int]]:
-    """Send every serialised request, ``concurrency`` at a time on keep-alive connections;
-    (seconds, per-request latencies in seconds, status counts)."""
+    """Send every serialised request, ``concurrency`` at a time on keep-alive connections
+    (with ``seconds``, stop taking new ones once they have passed; with ``per_s``, no faster
+    than that in all: request k is not sent before ``k / per_s`` seconds, a held load
+    instead of as fast as answers come); (seconds, per-request latencies in seconds, status
+    counts)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     queue = list(reversed(wire))
@@ -53,8 +57,13 @@ async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int
                    for _ in range(min(concurrency, len(wire)))]
 
     async def one_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while queue:
+        while queue and (stop_at is None or time.perf_counter() < stop_at):
             data = queue.pop()
+            if per_s is not None:
+                sent[0] += 1
+                due = begun[0] + sent[0] / per_s
+                if due > time.perf_counter():
+                    await asyncio.sleep(due - time.perf_counter())
             started = time.perf_counter()
             writer.write(data)
             status = await _response(reader)
@@ -62,6 +71,8 @@ async def fire(host: str, port: int, wire: Sequence[bytes], concurrency: int
             statuses[status] = statuses.get(status, 0) + 1
 
     started = time.perf_counter()
+    stop_at = None if seconds is None else started + seconds
+    sent, begun = [0], [started]
     try:
         await asyncio.gather(*(one_client(r, w) for r, w in connections))
     finally:

@@ -18,9 +18,12 @@ foreign ``Origin`` (neither this app nor the status page) → 403; a declared ``
 over 16 KiB → 413 unread, a longer stream cut at the cap → 413; a bad address or an unknown
 component → 400 naming the field; the mailbox (``+tag`` and case folded) over its rate → 429.
 Then the request is queued (:mod:`crisiscomms.api.work_queue`) and answered 202 at once: the
-database and the email provider are touched only by the queue's workers, so the answer takes
-the same time whether the address is new, pending or subscribed, and a slow provider holds no
-request. The queue full → 503 with ``Retry-After``.
+database and the email provider are touched only by the queue's workers
+(:mod:`crisiscomms.api.subscribe_mailer`), so the answer takes the same time whether the
+address is new, pending or subscribed, and a slow provider holds no request. The queue full →
+503 with ``Retry-After``. What a subscribe costs the event loop is kept small, because every
+other request waits behind it under a crowd: no ``stat`` per request while the components
+asked for are known, client keys parsed once, no per-item ``Future`` in the queue.
 
 A confirm or unsubscribe POST acts only when it comes from our own page: an ``Origin`` that is
 this app's, or, when the browser sends none, the page's form token (an HMAC of the link);
@@ -42,33 +45,29 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import threading
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from crisiscomms.api.body import BodyError, read_capped
 from crisiscomms.api.headers import SecurityHeadersMiddleware, page_headers
+from crisiscomms.api.subscribe_mailer import SubscribeJob, SubscribeMailer
 from crisiscomms.api.throttle import KeyedLimiter, client_key, retry_after_header
 from crisiscomms.api.work_queue import WorkQueue
 from crisiscomms.audience import subscriptions as subs
-from crisiscomms.audience.models import Recipient
-from crisiscomms.channels.sendgrid_email import SendGridEmailChannel
 from crisiscomms.core.database import init_db, make_engine, session_scope
 from crisiscomms.core.errors import CrisisCommsError
 from crisiscomms.core.settings import Settings
-from crisiscomms.identity.keys import APPROVERS_DIR
-from crisiscomms.render.approvals import LOCK_NAME, ApprovalLock
 from crisiscomms.statuspage.catalog import Catalog
 from crisiscomms.statuspage.model import is_locale
 from crisiscomms.statuspage.page import StatusPage
@@ -81,15 +80,6 @@ MAX_LINK_BODY = 4_096
 """Largest confirm/unsubscribe POST body (a form token or the One-Click field)."""
 BUSY_RETRY_S = 30
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
-
-
-@dataclass(frozen=True)
-class SubscribeJob:
-    """An accepted subscribe request, checked, waiting for a worker."""
-
-    email: str
-    components: tuple[str, ...]
-    locale: str
 
 
 def origin_of(url: str) -> str:
@@ -112,26 +102,41 @@ def origin_of(url: str) -> str:
 
 class _KnownComponents:
     """The status page's components, re-read only when ``state.json`` changes (it can be
-    megabytes: never parsed per request)."""
+    megabytes: never parsed per request), and looked at (one ``stat``) at most once per
+    ``RECHECK_S`` while every component asked for is known: a ``stat`` costs the event loop
+    as much as the rest of a subscribe request, and a component added to the page is seen at
+    once anyway (an unknown name looks again)."""
+
+    RECHECK_S = 1.0
 
     def __init__(self, settings: Settings) -> None:
         self.page = StatusPage(settings.resolved_status_page_dir, page_name="-",
                                page_url=settings.status_page_url)
+        self._path = str(self.page.state_path)
         self._stamp: tuple[int, int] | None = None
         self._names: list[str] = []
+        self._known: frozenset[str] = frozenset()
+        self._looked_at = -math.inf
         self._lock = threading.Lock()
 
     def _stat(self) -> tuple[int, int] | None:
         try:
-            found = os.stat(self.page.state_path)
+            found = os.stat(self._path)
         except OSError:
             return None
         return found.st_mtime_ns, found.st_size
 
-    def cached(self) -> list[str] | None:
-        """The names when the file has not changed since it was read (one ``stat``, no
-        read: safe on the event loop); None when it must be read again (:meth:`names`)."""
-        return list(self._names) if self._stat() == self._stamp else None
+    def cached(self, wanted: Iterable[str] = ()) -> list[str] | None:
+        """The names when the file has not changed since it was read (at most one ``stat``,
+        no read: safe on the event loop); None when it must be read again (:meth:`names`)."""
+        now = time.monotonic()
+        if now - self._looked_at < self.RECHECK_S and all(
+                name.strip() in self._known for name in wanted if name and name.strip()):
+            return list(self._names)
+        if self._stat() != self._stamp:
+            return None
+        self._looked_at = now
+        return list(self._names)
 
     def names(self) -> list[str]:
         """Reads the file when it changed (call from a worker thread)."""
@@ -142,39 +147,9 @@ class _KnownComponents:
                     self._names = list(self.page.load()["components"]) if stamp else []
                 except (OSError, ValueError, KeyError, TypeError):
                     self._names = []
-                self._stamp = stamp
+                self._known, self._stamp = frozenset(self._names), stamp
+            self._looked_at = time.monotonic()
             return list(self._names)
-
-
-def _stamp(*paths: Path) -> tuple[tuple[int, int], ...]:
-    stamps = []
-    for path in paths:
-        try:
-            found = os.stat(path)
-            stamps.append((found.st_mtime_ns, found.st_size))
-        except OSError:
-            stamps.append((-1, -1))
-    return tuple(stamps)
-
-
-class _Approvals:
-    """The workspace's approvals lock, read again only when it or the approvers' keys change
-    (reading it verifies every signature: a confirmation email must not pay that each time,
-    holding the interpreter from the requests)."""
-
-    def __init__(self, templates_dir: Path) -> None:
-        self.templates_dir = templates_dir
-        self.watched = (templates_dir / LOCK_NAME, templates_dir / APPROVERS_DIR)
-        self._stamp: tuple[tuple[int, int], ...] | None = None
-        self._lock: ApprovalLock | None = None
-        self._guard = threading.Lock()
-
-    def current(self) -> ApprovalLock:
-        with self._guard:
-            stamp = _stamp(*self.watched)
-            if self._lock is None or stamp != self._stamp:
-                self._lock, self._stamp = ApprovalLock(self.templates_dir), stamp
-            return self._lock
 
 
 def form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
@@ -211,7 +186,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     secret = settings.subscriptions_form_secret
     form_key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
     known = _KnownComponents(settings)
-    approvals = _Approvals(settings.templates_dir)
     by_client = KeyedLimiter(settings.subscribe_client_per_minute / 60.0,
                              settings.subscribe_client_burst)
     by_mailbox = KeyedLimiter(settings.subscribe_mailbox_per_hour / 3600.0,
@@ -295,20 +269,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # -- subscribe ----------------------------------------------------------------------------
 
-    def process(job: SubscribeJob) -> None:
-        """A worker: record the request, then send the confirmation email when one is due."""
-        try:
-            with session_scope(engine) as session:
-                result = subs.subscribe(session, email=job.email, components=job.components,
-                                        locale=job.locale)
-        except IntegrityError:  # the same address by two workers at once: the other sends
-            log.info("subscribe: an address was being recorded by another worker")
-            return
-        if result.confirm_token is not None:
-            send_confirmation(result, job.email, job.locale)
-
+    mailer = SubscribeMailer(settings, engine, base_url=base, page_name=page_name)
     queue: WorkQueue[SubscribeJob] = WorkQueue(
-        process, workers=settings.subscribe_senders,
+        mailer, workers=settings.subscribe_senders,
         max_pending=settings.subscribe_queue_max, name="subscribe-mailer")
     app.state.subscribe_queue = queue
 
@@ -352,7 +315,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except (ValueError, UnicodeDecodeError, RecursionError):
             return answer(not is_json, "intake.invalid_email", "en", 400)
         locale = locale if is_locale(locale) else "en"
-        names = known.cached()
+        names = known.cached(components)
         if names is None:
             names = await run_in_threadpool(known.names)
         try:
@@ -373,36 +336,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return answer(not is_json, "intake.busy", locale, 503,
                           headers=retry_after_header(BUSY_RETRY_S))
         return answer(not is_json, "intake.check_inbox", locale, 202)
-
-    def send_confirmation(result: subs.SubscribeResult, address: str, locale: str) -> None:
-        token = result.confirm_token
-        assert token is not None
-        with session_scope(engine) as session:
-            row = session.get(Recipient, result.recipient_id)
-            unsubscribe_token = row.unsubscribe_token if row else None
-            components = (row.components or "").split(",") if row and row.components else []
-        channel = SendGridEmailChannel.from_settings(settings)  # None without a key
-        outcome = "email channel not configured"
-        if channel is not None and unsubscribe_token:
-            try:
-                message = subs.confirmation_message(
-                    settings.templates_dir, channel=channel.name, locale=locale,
-                    organization=settings.organization,
-                    page_name=page_name, confirm_url=f"{base}/v1/confirm/{token}",
-                    unsubscribe_url=f"{base}/v1/unsubscribe/{unsubscribe_token}",
-                    components=components, approvals=approvals.current())
-                sent = subs.send_confirmation(channel, message, result.recipient_id, address,
-                                              organization=settings.organization, token=token)
-                outcome = "" if sent.outcome == "sent" else f"{sent.outcome}: {sent.reason}"
-            except (CrisisCommsError, ValueError, OSError) as exc:
-                outcome = f"{type(exc).__name__}: {exc}"
-        if outcome:  # let the next request resend at once (with a new token)
-            log.warning("subscription confirmation for recipient %s not sent: %s",
-                        result.recipient_id, outcome)
-            with session_scope(engine) as session:
-                row = session.get(Recipient, result.recipient_id)
-                if row is not None:
-                    row.confirm_sent_at = None
 
     # -- confirm ------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ distinct keys costs bounded memory; a dropped key starts again with a full burst
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import threading
@@ -49,9 +50,11 @@ def retry_after_header(wait_s: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(wait_s)))}
 
 
+@functools.lru_cache(maxsize=65_536)
 def client_key(host: str | None) -> str:
     """The rate-limit key of a client address: an IPv4 address as it is, an IPv6 address by
-    its /64 (one subscriber line gets a whole /64 and may use any address of it)."""
+    its /64 (one subscriber line gets a whole /64 and may use any address of it). Cached:
+    parsing an address costs a request more than its rate limit does."""
     if not host:
         return "-"
     try:

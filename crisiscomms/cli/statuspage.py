@@ -100,5 +100,7 @@ def subscriptions(
 
     settings = common.load_settings()
     out.print(f"subscriptions: http://127.0.0.1:{port}/v1/subscribe")
+    # start-up's objects (~160,000) frozen out of full collections, which took 0.1-0.25 s
+    # under a crowd (no request answered meanwhile): docs/status_page.md
     common.serve_asgi(create_app(settings), host="127.0.0.1", port=port)
 

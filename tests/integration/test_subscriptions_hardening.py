@@ -342,6 +342,48 @@ def test_the_answer_does_not_depend_on_the_address_state(serve: Serve,
         assert served.rows()["fresh@example.org"].consent is False
 
 
+def test_a_held_email_holds_no_other_request_from_being_recorded(serve: Serve) -> None:
+    """Recording and rendering take turns (one worker at a time), the provider's wait does
+    not: with the first email held by the provider, the second request is still recorded and
+    its email reaches the provider too."""
+    with GatedProvider().running() as provider:
+        served = serve(CRISISCOMMS_SENDGRID_BASE_URL=provider.url,
+                       CRISISCOMMS_SUBSCRIBE_SENDERS="2")
+        with httpx.Client(base_url=served.base, timeout=10) as client:
+            assert client.post("/v1/subscribe", data={"email": "one@example.org"}
+                               ).status_code == 202
+            assert provider.arrived.acquire(timeout=30)  # the first email is held
+            assert client.post("/v1/subscribe", data={"email": "two@example.org"}
+                               ).status_code == 202
+            assert provider.arrived.acquire(timeout=30)  # so is the second, both in flight
+            assert not provider.release.is_set()
+            assert {"one@example.org", "two@example.org"} <= set(served.rows())
+        provider.release.set()
+        served.settle()
+        assert all(row.confirm_sent_at is not None for row in served.rows().values())
+
+
+def test_a_component_added_to_the_page_is_accepted_at_once(serve: Serve,
+                                                           emus: EmulatorPair) -> None:
+    """Known components are looked up without touching the disk for a second; a name not
+    known yet looks again, so a component the page just gained is no 400."""
+    served = serve()
+    with httpx.Client(base_url=served.base, timeout=10) as client:
+        assert client.post("/v1/subscribe", json={"email": "a@example.org",
+                                                  "components": ["API"]}).status_code == 202
+        StatusPage(served.settings.resolved_status_page_dir, page_name="Example Status",
+                   page_url=served.settings.status_page_url).change(
+            lambda state: model.ensure_components(state, ["Billing"],
+                                                  "2026-11-23T10:00:00.000+00:00"))
+        assert client.post("/v1/subscribe", json={"email": "b@example.org",
+                                                  "components": ["Billing"]}).status_code == 202
+        unknown = client.post("/v1/subscribe", json={"email": "c@example.org",
+                                                     "components": ["Nope"]})
+        assert unknown.status_code == 400 and unknown.json()["values"] == ["Nope"]
+    served.settle()
+    assert served.rows()["b@example.org"].components == "Billing"
+
+
 # -- rate limits -----------------------------------------------------------------------------------
 
 

@@ -135,6 +135,60 @@ def test_the_work_queue_refuses_past_its_bound_and_survives_a_failing_job() -> N
     assert queue.submit(8) is False
 
 
+def test_the_work_queue_runs_at_most_its_workers_and_starts_them_as_needed() -> None:
+    gate = threading.Event()
+    running: set[str] = set()
+    most = [0]
+    guard = threading.Lock()
+
+    def handle(item: int) -> None:
+        with guard:
+            running.add(threading.current_thread().name)
+            most[0] = max(most[0], len(running))
+        gate.wait(10)
+        with guard:
+            running.discard(threading.current_thread().name)
+
+    queue: WorkQueue[int] = WorkQueue(handle, workers=3, max_pending=100, name="w")
+    assert queue.submit(0)
+    assert not [t for t in threading.enumerate() if t.name.startswith("w_1")]  # one so far
+    for i in range(1, 10):
+        assert queue.submit(i)
+    gate.set()
+    assert queue.join(timeout_s=10) and queue.pending == 0
+    assert most[0] <= 3
+    assert len([t for t in threading.enumerate() if t.name.startswith("w_")]) == 3
+    queue.stop()
+    assert not [t for t in threading.enumerate() if t.name.startswith("w_")]  # all ended
+
+
+def test_stopping_the_work_queue_finishes_or_drops_what_waits() -> None:
+    gate, started = threading.Event(), threading.Event()
+    done: list[int] = []
+
+    def handle(item: int) -> None:
+        started.set()
+        gate.wait(10)
+        done.append(item)
+
+    finishing: WorkQueue[int] = WorkQueue(handle, workers=1, max_pending=10, name="f")
+    assert all(finishing.submit(i) for i in range(4))
+    gate.set()
+    finishing.stop()  # waits: the queued ones go out first
+    assert sorted(done) == [0, 1, 2, 3] and finishing.pending == 0
+
+    gate.clear()
+    started.clear()
+    done.clear()
+    dropping: WorkQueue[int] = WorkQueue(handle, workers=1, max_pending=10, name="d")
+    assert all(dropping.submit(i) for i in range(4))
+    assert started.wait(10)  # the first is running, three wait
+    dropping.stop(wait=False)  # the waiting ones are dropped, the running one ends by itself
+    assert dropping.submit(9) is False and dropping.pending == 1
+    gate.set()
+    assert dropping.join(timeout_s=10) and done == [0]
+
+
 def test_security_headers_deny_by_default() -> None:
     headers = security_headers()
     csp = headers["Content-Security-Policy"]
