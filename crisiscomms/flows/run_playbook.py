@@ -423,10 +423,18 @@ def publish_in_run(incident_ref: str, stage: str, batches_deployment: str | None
     the first send)."""
     with run_context() as settings:
         prep = plan_task(incident_ref, stage)
-        remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
-                  if batches_deployment else None)
-        return _summary(incident_ref, stage, prep,
-                        _run_lanes(prep["planned"], settings, remote))
+        return _publish_planned(incident_ref, stage, prep, settings, batches_deployment,
+                                chunk_wait_s)
+
+
+def _publish_planned(incident_ref: str, stage: str | None, prep: Mapping[str, Any],
+                     settings: Settings, batches_deployment: str | None,
+                     chunk_wait_s: float | None) -> dict[str, Any]:
+    """Publish what ``prep`` planned, in lanes (fan-out chunks as runs of
+    ``batches_deployment`` when given), and summarise it."""
+    remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
+              if batches_deployment else None)
+    return _summary(incident_ref, stage, prep, _run_lanes(prep["planned"], settings, remote))
 
 
 @flow(name="publish-stage", log_prints=False)
@@ -447,10 +455,8 @@ def resume_incident(incident_ref: str, stale_after_s: float | None = None,
     planned row (requeued by reconciliation or by ``crisiscomms retry``)."""
     with run_context() as settings:
         prep = reconcile_task(incident_ref, stale_after_s)
-        remote = (_DeploymentLane(batches_deployment, wait_s=chunk_wait_s)
-                  if batches_deployment else None)
-        return _summary(incident_ref, None, prep,
-                        _run_lanes(prep["planned"], settings, remote))
+        return _publish_planned(incident_ref, None, prep, settings, batches_deployment,
+                                chunk_wait_s)
 
 
 def _in_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
