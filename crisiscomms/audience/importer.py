@@ -27,7 +27,9 @@ of :data:`CHUNK` lines at a time, column by column (:mod:`.import_rows`), and ea
 written straight into ``recipient`` inside one transaction: ``COPY`` on PostgreSQL, one
 prepared ``INSERT`` for the chunk on SQLite. The unique index on ``email`` finds duplicates, so
 memory holds one chunk, never the addresses seen. A refused file's transaction is rolled back:
-nothing was written. Figures: ``bench/fanout.py --import-only`` (docs/scaling.md).
+nothing was written. A large file on SQLite drops the random-order indexes (unsubscribe token,
+phone) inside that transaction and builds them again before it commits
+(:mod:`.import_indexes`). Figures: ``bench/fanout.py --import-only`` (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from crisiscomms.audience.csv_lines import records
+from crisiscomms.audience.import_indexes import restore, set_aside, worth_setting_aside
 from crisiscomms.audience.import_rows import Row, check_chunk, check_email, column_problems
 from crisiscomms.audience.models import Recipient
 from crisiscomms.audience.recipients import ANALYZE_AFTER
@@ -219,6 +222,7 @@ def _load(conn: Connection, path: Path, header: list[str],
           *, refuse: bool, skip_invalid: bool) -> bool:
     """Check and write every line; True when the transaction should be committed."""
     writer = _Writer(conn, utcnow())
+    set_aside_indexes = set_aside(conn) if worth_setting_aside(conn, path) else []
     repeated: dict[int, str] = {}
     for chunk in _chunks(stream, report):
         checked = check_chunk(header, chunk)
@@ -240,6 +244,7 @@ def _load(conn: Connection, path: Path, header: list[str],
     if refuse or (report.rejected and not skip_invalid):
         report.imported = report.suppressed = 0
         return False
+    restore(conn, set_aside_indexes)
     if report.imported >= ANALYZE_AFTER and writer.postgres:
         conn.exec_driver_sql("ANALYZE recipient")  # fresh statistics, as insert_recipients
     return True
