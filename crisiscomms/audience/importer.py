@@ -48,6 +48,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from crisiscomms.audience.copy_text import copy_text
 from crisiscomms.audience.csv_lines import records
 from crisiscomms.audience.import_indexes import restore, set_aside, worth_setting_aside
 from crisiscomms.audience.import_rows import Row, check_chunk, check_email, column_problems
@@ -135,8 +136,7 @@ class _Writer:
         savepoint = self.conn.begin_nested()
         try:
             with cursor.copy(self.copy) as copy:
-                for value in values:
-                    copy.write_row(value)
+                copy.write(copy_text(values))
         except UniqueViolation:
             savepoint.rollback()
             return False
