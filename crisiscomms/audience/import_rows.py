@@ -163,9 +163,12 @@ def e164(text: str) -> str:
         number = phonenumbers.parse(candidate, None)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"phone {raw!r} is not a phone number: {exc}") from None
-    if not phonenumbers.is_valid_number(number):
+    # number_type is UNKNOWN exactly when is_valid_number is False (both find the region, the
+    # slow part, then match the same patterns): one call instead of two halves the time
+    kind = phonenumbers.number_type(number)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
         raise ValueError(f"phone {raw!r} is not a valid number")
-    if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
+    if kind == phonenumbers.PhoneNumberType.FIXED_LINE:
         raise ValueError(f"phone {raw!r} is a landline; SMS needs a mobile number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
