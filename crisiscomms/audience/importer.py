@@ -23,7 +23,8 @@ By default a file with any rejected line imports nothing (bad input changes noth
 still checked, so one run reports everything.
 
 How it is fast and flat: the file is read once, in blocks (:mod:`.csv_lines`), checked a chunk
-of :data:`CHUNK` lines at a time, column by column (:mod:`.import_rows`), and each chunk is
+of 10,000 lines at a time, column by column (:mod:`.import_rows`), for a large file in a second
+process while this one writes (:mod:`.import_checking`), and each chunk is
 written straight into ``recipient`` inside one transaction: ``COPY`` on PostgreSQL, one
 prepared ``INSERT`` for the chunk on SQLite. The unique index on ``email`` finds duplicates, so
 memory holds one chunk, never the addresses seen. A refused file's transaction is rolled back:
@@ -41,7 +42,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +50,23 @@ from sqlalchemy.engine import Connection, Engine
 
 from crisiscomms.audience.copy_text import copy_text
 from crisiscomms.audience.csv_lines import records
-from crisiscomms.audience.import_indexes import restore, set_aside, worth_setting_aside
-from crisiscomms.audience.import_rows import Row, check_chunk, check_email, column_problems
+from crisiscomms.audience.import_checking import (
+    checked_chunks,
+    checked_elsewhere,
+    use_second_process,
+)
+from crisiscomms.audience.import_indexes import (
+    estimated_lines,
+    restore,
+    set_aside,
+    worth_setting_aside,
+)
+from crisiscomms.audience.import_rows import Row, check_email, column_problems
 from crisiscomms.audience.models import Recipient
 from crisiscomms.audience.recipients import ANALYZE_AFTER
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.errors import CrisisCommsError
 
-CHUNK = 10_000
-"""Lines checked and written together."""
 _LOOKUP = 500
 _COLUMNS = ("email", "name", "locale", "time_zone", "plan", "product", "order_ref", "lists",
             "phone", "consent", "created_at", "unsubscribe_token")
@@ -169,20 +177,6 @@ class _Writer:
         return conflicts
 
 
-def _chunks(stream: Iterator[tuple[int, list[str] | None, str | None]],
-            report: ImportReport) -> Iterator[list[tuple[int, list[str]]]]:
-    """Parsed lines in chunks; lines with a reading problem go straight to the report."""
-    while batch := list(islice(stream, CHUNK)):
-        report.lines += len(batch)
-        good = []
-        for line, fields, problem in batch:
-            if problem is not None or fields is None:
-                report.rejected.append((line, problem or "not valid CSV"))
-            else:
-                good.append((line, fields))
-        yield good
-
-
 def _first_lines(path: Path, header: Sequence[str], emails: set[str]) -> dict[str, int]:
     """The first line holding each of ``emails`` (a second read, only when the file repeats
     an address)."""
@@ -224,10 +218,12 @@ def _load(conn: Connection, path: Path, header: list[str],
     writer = _Writer(conn, utcnow())
     set_aside_indexes = set_aside(conn) if worth_setting_aside(conn, path) else []
     repeated: dict[int, str] = {}
-    for chunk in _chunks(stream, report):
-        checked = check_chunk(header, chunk)
-        report.rejected += checked.rejected
-        written, unconsented, conflicts = writer.write(checked.rows)
+    chunks = (checked_elsewhere(path, header) if use_second_process(estimated_lines(path))
+              else checked_chunks(stream, header))
+    for chunk in chunks:
+        report.lines += chunk.lines
+        report.rejected += chunk.rejected
+        written, unconsented, conflicts = writer.write(chunk.rows)
         report.imported += written
         report.suppressed += unconsented
         for line, email, before in conflicts:

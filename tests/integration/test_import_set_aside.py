@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from crisiscomms.audience import import_indexes
+from crisiscomms.audience.import_checking import CheckingError
 from crisiscomms.audience.importer import import_csv
 from crisiscomms.core.database import init_db, make_engine
 
@@ -128,3 +129,49 @@ def test_a_large_sqlite_import_killed_midway_leaves_table_and_indexes(tmp_path: 
             assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
     finally:
         engine.dispose()
+
+
+def _checker_pids() -> list[int]:
+    """This process's children running the import's checker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == os.getpid() and b"crisiscomms.audience.import_checking" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_checking_process_killed_midway_stops_the_import_and_writes_nothing(
+        backend_engine: Engine, tmp_path: Path) -> None:
+    import threading
+
+    assert import_csv(backend_engine, write(tmp_path / "seed.csv", 20, start=900_000)).written
+    before = snapshot(backend_engine)
+    path = write(tmp_path / "r.csv", 300_000)  # over MIN_LINES: checked in a second process
+    killed: list[int] = []
+
+    def kill_the_checker() -> None:
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            for pid in _checker_pids():
+                time.sleep(1.0)  # let it check and hand over a few chunks first
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_checker)
+    killer.start()
+    try:
+        with pytest.raises(CheckingError, match=r"stopped \(exit code -9\)"):
+            import_csv(backend_engine, path)
+    finally:
+        killer.join()
+    assert killed and _checker_pids() == []
+    assert snapshot(backend_engine) == before
