@@ -6,8 +6,9 @@ Both paths run the same code (:func:`checked_chunks`: :mod:`.csv_lines` reads,
 the same order, so a line is refused, or written, exactly as before; only where the work runs
 changes. The second process (``python -m`` this module: a fresh interpreter, no state of this one
 copied, no database connection crosses) reads the file itself from the line after the header,
-checks each chunk and passes it back pickled through a pipe, which holds little: the checker
-waits while the writer is behind, so memory stays a chunk or two whatever the file's size. It
+checks each chunk and passes it back pickled through a pipe into a queue of a few chunks: the
+checker waits while the writer is behind, so memory stays a few chunks whatever the file's
+size. It
 is stopped when the import ends for any reason, and an error in it, or its death, stops the
 import (whose transaction is then rolled back: nothing written).
 """
@@ -19,14 +20,16 @@ import json
 import multiprocessing
 import os
 import pickle
+import queue
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from crisiscomms.audience.csv_lines import records
 from crisiscomms.audience.import_rows import Row, check_chunk
@@ -37,7 +40,12 @@ CHUNK = 10_000
 MIN_LINES = 50_000
 """Below this a second process costs more (its start: an interpreter and these imports) than
 it saves."""
+QUEUE_CHUNKS = 4
+"""Checked chunks waiting for the writer, at most (the checker waits when it is ahead)."""
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+_POLL_S = 0.2
+_ENDED = object()
+"""The receiving thread's word that the process ended without its last chunk."""
 
 Records = Iterator[tuple[int, list[str] | None, str | None]]
 
@@ -59,13 +67,11 @@ class CheckedChunk:
 def checked_chunks(stream: Records, header: Sequence[str]) -> Iterator[CheckedChunk]:
     """Every record after the header, read and checked :data:`CHUNK` lines at a time."""
     while batch := list(islice(stream, CHUNK)):
-        rejected: list[tuple[int, str]] = []
-        good = []
-        for line, fields, problem in batch:
-            if problem is not None or fields is None:
-                rejected.append((line, problem or "not valid CSV"))
-            else:
-                good.append((line, fields))
+        good = [(line, fields) for line, fields, problem in batch
+                if problem is None and fields is not None]
+        rejected = [] if len(good) == len(batch) else [
+            (line, problem or "not valid CSV") for line, fields, problem in batch
+            if problem is not None or fields is None]
         checked = check_chunk(header, good)
         yield CheckedChunk(len(batch), rejected + checked.rejected, checked.rows)
 
@@ -90,31 +96,62 @@ def checked_elsewhere(path: Path, header: Sequence[str]) -> Iterator[CheckedChun
     """:func:`checked_chunks` of ``path`` computed by a second process, in order.
 
     The process is ``python -m crisiscomms.audience.import_checking`` (never a re-import of the
-    caller's own script, as multiprocessing's ``spawn`` would do), its chunks come back pickled
-    through its stdout; the pipe's buffer is the queue (it waits while this one writes)."""
+    caller's own script, as multiprocessing's ``spawn`` would do); its chunks come back pickled
+    through its stdout. A thread of ours unpickles them into a queue of :data:`QUEUE_CHUNKS`,
+    so the checker works ahead while this thread waits for the database (a pipe alone holds
+    64 KiB: a sixteenth of a chunk)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     worker = subprocess.Popen(
         [sys.executable, "-m", __name__, str(path), json.dumps(list(header))],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
-    assert worker.stdout is not None
+    pipe = worker.stdout
+    assert pipe is not None
+    ready: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
+    stop = threading.Event()
+
+    def receive() -> None:
+        item: object = _ENDED
+        try:
+            while not stop.is_set():
+                item = pickle.load(pipe)
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=_POLL_S)
+                        break
+                    except queue.Full:
+                        continue
+                if item is None or isinstance(item, str):
+                    return
+        except Exception:  # the process died (EOF), or sent what cannot be read: it failed
+            item = _ENDED
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    receiver = threading.Thread(target=receive, name="crisiscomms-import-receive", daemon=True)
+    receiver.start()
     try:
         while True:
-            try:
-                item = pickle.load(worker.stdout)
-            except EOFError:
+            item = ready.get()
+            if item is _ENDED:
                 raise CheckingError(f"the checking process stopped (exit code "
-                                    f"{worker.wait()}) before the end of {path.name}") from None
+                                    f"{worker.wait()}) before the end of {path.name}")
             if item is None:
                 return
             if isinstance(item, str):
                 raise CheckingError(f"checking {path.name} failed: {item.strip()}")
-            lines, rejected, rows = item
+            lines, rejected, rows = cast(tuple[int, list[tuple[int, str]], list[Row]], item)
             yield CheckedChunk(lines, rejected, rows)
     finally:
+        stop.set()
         if worker.poll() is None:
             worker.kill()
-        worker.stdout.close()
         worker.wait()
+        receiver.join()
+        pipe.close()
 
 
 def use_second_process(lines: int) -> bool:

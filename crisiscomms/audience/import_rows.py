@@ -263,10 +263,12 @@ def check_chunk(header: Sequence[str], chunk: Sequence[tuple[int, list[str]]]) -
              for name in TEXT_COLUMNS}
     phones = (_each(columns["phone"], check_phone, errors) if "phone" in columns
               else [None] * count)
+    every = zip(lines, emails, texts["name"], locales, zones, texts["plan"], texts["product"],
+                texts["order_ref"], texts["lists"], phones, consent, strict=True)
+    if not errors:  # the common chunk: every line passed
+        return Checked(list(every), sorted(rejected))
     rows: list[Row] = []
-    for i, row in enumerate(zip(lines, emails, texts["name"], locales, zones, texts["plan"],
-                                texts["product"], texts["order_ref"], texts["lists"], phones,
-                                consent, strict=True)):
+    for i, row in enumerate(every):
         if i in errors:
             rejected.append((row[0], errors[i]))
         else:
