@@ -40,7 +40,7 @@ CHUNK = 10_000
 MIN_LINES = 50_000
 """Below this a second process costs more (its start: an interpreter and these imports) than
 it saves."""
-QUEUE_CHUNKS = 4
+QUEUE_CHUNKS = 2
 """Checked chunks waiting for the writer, at most (the checker waits when it is ahead)."""
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _POLL_S = 0.2
