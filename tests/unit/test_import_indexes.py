@@ -122,3 +122,23 @@ def test_the_line_estimate_is_close(tmp_path: Path) -> None:
     empty = tmp_path / "e.csv"
     empty.write_text("email")
     assert estimated_lines(empty) == 1
+
+
+@pytest.mark.usefixtures("low_threshold")
+def test_importing_the_same_file_again_adds_no_one(engine: Engine, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """As before the import was fast: a second import of the same file refuses every line as
+    already a recipient (``--skip-invalid``: skips them), indexes set aside and checked in a
+    second process alike; the table is unchanged."""
+    from crisiscomms.audience import import_checking
+
+    monkeypatch.setattr(import_checking, "MIN_LINES", 1_000)
+    path = write(tmp_path / "r.csv", LINES)
+    assert import_csv(engine, path).imported == LINES
+    before = state(engine)
+    for skip_invalid in (False, True):
+        report = import_csv(engine, path, skip_invalid=skip_invalid)
+        assert report.imported == 0 and report.written is skip_invalid
+        assert len(report.rejected) == LINES
+        assert report.rejected[0] == (2, "user000000@example.com is already a recipient")
+        assert state(engine) == before
