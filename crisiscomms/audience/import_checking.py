@@ -8,9 +8,8 @@ changes. The second process (``python -m`` this module: a fresh interpreter, no 
 copied, no database connection crosses) reads the file itself from the line after the header,
 checks each chunk and passes it back pickled through a pipe into a queue of a few chunks: the
 checker waits while the writer is behind, so memory stays a few chunks whatever the file's
-size. It
-is stopped when the import ends for any reason, and an error in it, or its death, stops the
-import (whose transaction is then rolled back: nothing written).
+size. It is stopped when the import ends for any reason, and an error in it, or its death,
+stops the import (whose transaction is then rolled back: nothing written).
 """
 
 from __future__ import annotations
@@ -155,9 +154,11 @@ def checked_elsewhere(path: Path, header: Sequence[str]) -> Iterator[CheckedChun
 
 
 def use_second_process(lines: int) -> bool:
-    """A second process for a file of about ``lines`` lines? Not below :data:`MIN_LINES`, and
-    never from a daemonic process (which may not start children)."""
-    return lines >= MIN_LINES and not multiprocessing.current_process().daemon
+    """A second process for a file of about ``lines`` lines? Not below :data:`MIN_LINES`, never
+    from a daemonic process (which may not start children), nor from an embedded interpreter
+    that cannot name its own executable."""
+    return (lines >= MIN_LINES and bool(sys.executable)
+            and not multiprocessing.current_process().daemon)
 
 
 if __name__ == "__main__":  # the checking process: python -m ... PATH HEADER_JSON

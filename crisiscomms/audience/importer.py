@@ -27,7 +27,7 @@ of 10,000 lines at a time, column by column (:mod:`.import_rows`), for a large f
 process while this one writes (:mod:`.import_checking`), and each chunk is
 written straight into ``recipient`` inside one transaction: ``COPY`` on PostgreSQL, one
 prepared ``INSERT`` for the chunk on SQLite. The unique index on ``email`` finds duplicates, so
-memory holds one chunk, never the addresses seen. A refused file's transaction is rolled back:
+memory holds a few chunks, never the addresses seen. A refused file's transaction is rolled back:
 nothing was written. A large file on SQLite drops the random-order indexes (unsubscribe token,
 phone) inside that transaction and builds them again before it commits
 (:mod:`.import_indexes`). Figures: ``bench/fanout.py --import-only`` (docs/scaling.md).
