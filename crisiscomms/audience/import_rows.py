@@ -163,9 +163,12 @@ def e164(text: str) -> str:
         number = phonenumbers.parse(candidate, None)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"phone {raw!r} is not a phone number: {exc}") from None
-    if not phonenumbers.is_valid_number(number):
+    # number_type is UNKNOWN exactly when is_valid_number is False (both find the region, the
+    # slow part, then match the same patterns): one call instead of two halves the time
+    kind = phonenumbers.number_type(number)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
         raise ValueError(f"phone {raw!r} is not a valid number")
-    if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
+    if kind == phonenumbers.PhoneNumberType.FIXED_LINE:
         raise ValueError(f"phone {raw!r} is a landline; SMS needs a mobile number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
@@ -260,10 +263,12 @@ def check_chunk(header: Sequence[str], chunk: Sequence[tuple[int, list[str]]]) -
              for name in TEXT_COLUMNS}
     phones = (_each(columns["phone"], check_phone, errors) if "phone" in columns
               else [None] * count)
+    every = zip(lines, emails, texts["name"], locales, zones, texts["plan"], texts["product"],
+                texts["order_ref"], texts["lists"], phones, consent, strict=True)
+    if not errors:  # the common chunk: every line passed
+        return Checked(list(every), sorted(rejected))
     rows: list[Row] = []
-    for i, row in enumerate(zip(lines, emails, texts["name"], locales, zones, texts["plan"],
-                                texts["product"], texts["order_ref"], texts["lists"], phones,
-                                consent, strict=True)):
+    for i, row in enumerate(every):
         if i in errors:
             rejected.append((row[0], errors[i]))
         else:

@@ -23,11 +23,14 @@ By default a file with any rejected line imports nothing (bad input changes noth
 still checked, so one run reports everything.
 
 How it is fast and flat: the file is read once, in blocks (:mod:`.csv_lines`), checked a chunk
-of :data:`CHUNK` lines at a time, column by column (:mod:`.import_rows`), and each chunk is
+of 10,000 lines at a time, column by column (:mod:`.import_rows`), for a large file in a second
+process while this one writes (:mod:`.import_checking`), and each chunk is
 written straight into ``recipient`` inside one transaction: ``COPY`` on PostgreSQL, one
 prepared ``INSERT`` for the chunk on SQLite. The unique index on ``email`` finds duplicates, so
-memory holds one chunk, never the addresses seen. A refused file's transaction is rolled back:
-nothing was written. Figures: ``bench/fanout.py --import-only`` (docs/scaling.md).
+memory holds a few chunks, never the addresses seen. A refused file's transaction is rolled back:
+nothing was written. A large file on SQLite drops the random-order indexes (unsubscribe token,
+phone) inside that transaction and builds them again before it commits
+(:mod:`.import_indexes`). Figures: ``bench/fanout.py --import-only`` (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -39,22 +42,31 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from crisiscomms.audience.copy_text import copy_text
 from crisiscomms.audience.csv_lines import records
-from crisiscomms.audience.import_rows import Row, check_chunk, check_email, column_problems
+from crisiscomms.audience.import_checking import (
+    checked_chunks,
+    checked_elsewhere,
+    use_second_process,
+)
+from crisiscomms.audience.import_indexes import (
+    estimated_lines,
+    restore,
+    set_aside,
+    worth_setting_aside,
+)
+from crisiscomms.audience.import_rows import Row, check_email, column_problems
 from crisiscomms.audience.models import Recipient
 from crisiscomms.audience.recipients import ANALYZE_AFTER
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.errors import CrisisCommsError
 
-CHUNK = 10_000
-"""Lines checked and written together."""
 _LOOKUP = 500
 _COLUMNS = ("email", "name", "locale", "time_zone", "plan", "product", "order_ref", "lists",
             "phone", "consent", "created_at", "unsubscribe_token")
@@ -132,8 +144,7 @@ class _Writer:
         savepoint = self.conn.begin_nested()
         try:
             with cursor.copy(self.copy) as copy:
-                for value in values:
-                    copy.write_row(value)
+                copy.write(copy_text(values))
         except UniqueViolation:
             savepoint.rollback()
             return False
@@ -164,20 +175,6 @@ class _Writer:
                 continue
             conflicts.append((int(row[0]), email, row_id <= self.before))  # type: ignore[call-overload]
         return conflicts
-
-
-def _chunks(stream: Iterator[tuple[int, list[str] | None, str | None]],
-            report: ImportReport) -> Iterator[list[tuple[int, list[str]]]]:
-    """Parsed lines in chunks; lines with a reading problem go straight to the report."""
-    while batch := list(islice(stream, CHUNK)):
-        report.lines += len(batch)
-        good = []
-        for line, fields, problem in batch:
-            if problem is not None or fields is None:
-                report.rejected.append((line, problem or "not valid CSV"))
-            else:
-                good.append((line, fields))
-        yield good
 
 
 def _first_lines(path: Path, header: Sequence[str], emails: set[str]) -> dict[str, int]:
@@ -219,11 +216,14 @@ def _load(conn: Connection, path: Path, header: list[str],
           *, refuse: bool, skip_invalid: bool) -> bool:
     """Check and write every line; True when the transaction should be committed."""
     writer = _Writer(conn, utcnow())
+    set_aside_indexes = set_aside(conn) if worth_setting_aside(conn, path) else []
     repeated: dict[int, str] = {}
-    for chunk in _chunks(stream, report):
-        checked = check_chunk(header, chunk)
-        report.rejected += checked.rejected
-        written, unconsented, conflicts = writer.write(checked.rows)
+    chunks = (checked_elsewhere(path, header) if use_second_process(estimated_lines(path))
+              else checked_chunks(stream, header))
+    for chunk in chunks:
+        report.lines += chunk.lines
+        report.rejected += chunk.rejected
+        written, unconsented, conflicts = writer.write(chunk.rows)
         report.imported += written
         report.suppressed += unconsented
         for line, email, before in conflicts:
@@ -240,6 +240,7 @@ def _load(conn: Connection, path: Path, header: list[str],
     if refuse or (report.rejected and not skip_invalid):
         report.imported = report.suppressed = 0
         return False
+    restore(conn, set_aside_indexes)
     if report.imported >= ANALYZE_AFTER and writer.postgres:
         conn.exec_driver_sql("ANALYZE recipient")  # fresh statistics, as insert_recipients
     return True

@@ -12,7 +12,7 @@ from crisiscomms.core.clock import utcnow
 
 
 class RecipientBase(SQLModel):
-    email: str = Field(max_length=254, unique=True)
+    email: str = Field(max_length=254, unique=True, index=True)
     name: str | None = Field(default=None, max_length=200)
     locale: str = Field(default="en", max_length=16)
     time_zone: str = Field(default="UTC", max_length=64)
@@ -42,7 +42,7 @@ class Recipient(RecipientBase, table=True):
     confirmed_at: datetime | None = None
     """When the double opt-in was confirmed (NULL for imported recipients and pending ones)."""
     unsubscribe_token: str | None = Field(
-        default_factory=new_token, max_length=64, unique=True,
+        default_factory=new_token, max_length=64, unique=True, index=True,
         sa_column_kwargs={"default": new_token})  # the column default covers bulk inserts
     confirm_token: str | None = Field(default=None, max_length=64, unique=True)
     confirm_sent_at: datetime | None = None

@@ -64,3 +64,48 @@ def test_valid_phones_are_imported_and_a_missing_one_is_no_sms(engine: Engine,
                                      "c@x.com,,UTC"))
     assert report.written and report.imported == 2 and not report.rejected
     assert _phones(engine) == {"a@x.com": "+14155552671", "c@x.com": None}
+
+
+def _reference_e164(candidate: str) -> str:
+    """The rule as first written: is_valid_number, then number_type (two region look-ups)."""
+    import phonenumbers
+
+    number = phonenumbers.parse(candidate, None)
+    if not phonenumbers.is_valid_number(number):
+        return "invalid"
+    if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
+        return "landline"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _outcome(candidate: str) -> str:
+    try:
+        return e164(candidate)
+    except ValueError as exc:
+        return ("invalid" if "not a valid number" in str(exc) else
+                "landline" if "landline" in str(exc) else str(exc))
+
+
+def test_one_number_type_call_decides_as_validity_then_type_did() -> None:
+    """Every region's example numbers of every type, and each with a digit dropped, added or
+    changed (mostly invalid): the single ``number_type`` call gives the old answer."""
+    import phonenumbers
+
+    numbers: set[str] = set()
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        for kind in range(12):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            digits = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            numbers.update({digits, digits[:-1], digits + "5", digits[:-1] + "9",
+                            digits[:4] + "0" + digits[5:]})
+    for code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:
+        example = phonenumbers.example_number_for_non_geo_entity(code)
+        if example is not None:
+            numbers.add(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
+    assert len(numbers) > 2_000
+    kinds = {_outcome(n) for n in numbers}
+    assert {"invalid", "landline"} <= kinds and len(kinds) > 100  # all three outcomes seen
+    for number in sorted(numbers):
+        assert _outcome(number) == _reference_e164(number), number

@@ -1,0 +1,165 @@
+"""The recipient import's reading and checking, a chunk at a time: in this process, or for a
+large file in a second one while this one writes (the machine's other core).
+
+Both paths run the same code (:func:`checked_chunks`: :mod:`.csv_lines` reads,
+:func:`~.import_rows.check_chunk` checks) and hand the writer the same :class:`CheckedChunk` in
+the same order, so a line is refused, or written, exactly as before; only where the work runs
+changes. The second process (``python -m`` this module: a fresh interpreter, no state of this one
+copied, no database connection crosses) reads the file itself from the line after the header,
+checks each chunk and passes it back pickled through a pipe into a queue of a few chunks: the
+checker waits while the writer is behind, so memory stays a few chunks whatever the file's
+size. It is stopped when the import ends for any reason, and an error in it, or its death,
+stops the import (whose transaction is then rolled back: nothing written).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import multiprocessing
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from crisiscomms.audience.csv_lines import records
+from crisiscomms.audience.import_rows import Row, check_chunk
+from crisiscomms.core.errors import CrisisCommsError
+
+CHUNK = 10_000
+"""Lines checked and written together."""
+MIN_LINES = 50_000
+"""Below this a second process costs more (its start: an interpreter and these imports) than
+it saves."""
+QUEUE_CHUNKS = 2
+"""Checked chunks waiting for the writer, at most (the checker waits when it is ahead)."""
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_POLL_S = 0.2
+_ENDED = object()
+"""The receiving thread's word that the process ended without its last chunk."""
+
+Records = Iterator[tuple[int, list[str] | None, str | None]]
+
+
+class CheckingError(CrisisCommsError):
+    """The checking process failed or died: the import stops and writes nothing."""
+
+
+@dataclass
+class CheckedChunk:
+    lines: int
+    """Lines of recipients read for this chunk."""
+    rejected: list[tuple[int, str]]
+    """(line, reason): reading problems and refused values."""
+    rows: list[Row]
+    """The lines that passed, as :func:`~.import_rows.check_chunk` returns them."""
+
+
+def checked_chunks(stream: Records, header: Sequence[str]) -> Iterator[CheckedChunk]:
+    """Every record after the header, read and checked :data:`CHUNK` lines at a time."""
+    while batch := list(islice(stream, CHUNK)):
+        good = [(line, fields) for line, fields, problem in batch
+                if problem is None and fields is not None]
+        rejected = [] if len(good) == len(batch) else [
+            (line, problem or "not valid CSV") for line, fields, problem in batch
+            if problem is not None or fields is None]
+        checked = check_chunk(header, good)
+        yield CheckedChunk(len(batch), rejected + checked.rejected, checked.rows)
+
+
+def _check_file(path: str, header: list[str], out: BinaryIO) -> None:
+    """The checking process: the file's chunks into ``out`` (pickled, in order), then None; or
+    the error's text."""
+    gc.disable()  # as in the writer: short-lived tuples, no cycles
+    try:
+        with Path(path).open("rb") as handle:
+            stream = records(handle)
+            next(stream, None)  # the header, already read and checked by the importer
+            for chunk in checked_chunks(stream, header):
+                pickle.dump((chunk.lines, chunk.rejected, chunk.rows), out, _PROTOCOL)
+        pickle.dump(None, out, _PROTOCOL)
+    except BaseException:  # reported to the importer, which stops
+        pickle.dump(traceback.format_exc(limit=3), out, _PROTOCOL)
+    out.flush()
+
+
+def checked_elsewhere(path: Path, header: Sequence[str]) -> Iterator[CheckedChunk]:
+    """:func:`checked_chunks` of ``path`` computed by a second process, in order.
+
+    The process is ``python -m crisiscomms.audience.import_checking`` (never a re-import of the
+    caller's own script, as multiprocessing's ``spawn`` would do); its chunks come back pickled
+    through its stdout. A thread of ours unpickles them into a queue of :data:`QUEUE_CHUNKS`,
+    so the checker works ahead while this thread waits for the database (a pipe alone holds
+    64 KiB: a sixteenth of a chunk)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", __name__, str(path), json.dumps(list(header))],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+    pipe = worker.stdout
+    assert pipe is not None
+    ready: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
+    stop = threading.Event()
+
+    def receive() -> None:
+        item: object = _ENDED
+        try:
+            while not stop.is_set():
+                item = pickle.load(pipe)
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=_POLL_S)
+                        break
+                    except queue.Full:
+                        continue
+                if item is None or isinstance(item, str):
+                    return
+        except Exception:  # the process died (EOF), or sent what cannot be read: it failed
+            item = _ENDED
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    receiver = threading.Thread(target=receive, name="crisiscomms-import-receive", daemon=True)
+    receiver.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _ENDED:
+                raise CheckingError(f"the checking process stopped (exit code "
+                                    f"{worker.wait()}) before the end of {path.name}")
+            if item is None:
+                return
+            if isinstance(item, str):
+                raise CheckingError(f"checking {path.name} failed: {item.strip()}")
+            lines, rejected, rows = cast(tuple[int, list[tuple[int, str]], list[Row]], item)
+            yield CheckedChunk(lines, rejected, rows)
+    finally:
+        stop.set()
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+        receiver.join()
+        pipe.close()
+
+
+def use_second_process(lines: int) -> bool:
+    """A second process for a file of about ``lines`` lines? Not below :data:`MIN_LINES`, never
+    from a daemonic process (which may not start children), nor from an embedded interpreter
+    that cannot name its own executable."""
+    return (lines >= MIN_LINES and bool(sys.executable)
+            and not multiprocessing.current_process().daemon)
+
+
+if __name__ == "__main__":  # the checking process: python -m ... PATH HEADER_JSON
+    _check_file(sys.argv[1], json.loads(sys.argv[2]), sys.stdout.buffer)
