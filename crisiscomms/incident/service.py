@@ -500,11 +500,16 @@ def bundle_approval(session: Session, incident_id: int, stage: str,
     """The approval of exactly the stored bundle of a stage (every message of that fact sheet
     version, by content hash), or None: a first of two approvals or an approval of other
     content does not count."""
-    siblings = stage_messages(session, incident_id, stage, facts_version)
-    if not siblings:
+    # only the hashes, in the order stage_messages gives: every send asks this, and loading
+    # the stage's messages whole (all their parts) was 7% of the warm worker's CPU
+    hashes = session.exec(
+        select(Message.content_hash)
+        .where(Message.incident_id == incident_id, Message.stage == stage,
+               Message.facts_version == facts_version)
+        .order_by(col(Message.id))).all()
+    if not hashes:
         return None
-    digest = bundle_hash(m.content_hash for m in siblings)
-    return _find_approval(session, incident_id, stage, facts_version, digest)
+    return _find_approval(session, incident_id, stage, facts_version, bundle_hash(hashes))
 
 
 def verify_approved(session: Session, message: Message) -> None:
