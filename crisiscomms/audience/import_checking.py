@@ -108,27 +108,24 @@ def checked_elsewhere(path: Path, header: Sequence[str]) -> Iterator[CheckedChun
     ready: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
     stop = threading.Event()
 
-    def receive() -> None:
-        item: object = _ENDED
-        try:
-            while not stop.is_set():
-                item = pickle.load(pipe)
-                while not stop.is_set():
-                    try:
-                        ready.put(item, timeout=_POLL_S)
-                        break
-                    except queue.Full:
-                        continue
-                if item is None or isinstance(item, str):
-                    return
-        except Exception:  # the process died (EOF), or sent what cannot be read: it failed
-            item = _ENDED
+    def offer(item: object) -> None:
+        """Hand ``item`` to the writer, waiting for room unless the import stops."""
         while not stop.is_set():
             try:
                 ready.put(item, timeout=_POLL_S)
                 return
             except queue.Full:
                 continue
+
+    def receive() -> None:
+        try:
+            while not stop.is_set():
+                item = pickle.load(pipe)
+                offer(item)
+                if item is None or isinstance(item, str):
+                    return
+        except Exception:  # the process died (EOF), or sent what cannot be read: it failed
+            offer(_ENDED)
 
     receiver = threading.Thread(target=receive, name="crisiscomms-import-receive", daemon=True)
     receiver.start()
