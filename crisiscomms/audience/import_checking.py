@@ -26,12 +26,11 @@ import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
-from crisiscomms.audience.csv_lines import records
-from crisiscomms.audience.import_rows import Row, check_chunk
+from crisiscomms.audience.csv_lines import PlainBlock, Record, blocks
+from crisiscomms.audience.import_rows import Row, check_chunk, check_lines
 from crisiscomms.core.errors import CrisisCommsError
 
 CHUNK = 10_000
@@ -46,33 +45,58 @@ _POLL_S = 0.2
 _ENDED = object()
 """The receiving thread's word that the process ended without its last chunk."""
 
-Records = Iterator[tuple[int, list[str] | None, str | None]]
-
-
 class CheckingError(CrisisCommsError):
     """The checking process failed or died: the import stops and writes nothing."""
 
 
 @dataclass
 class CheckedChunk:
-    lines: int
+    read: int
     """Lines of recipients read for this chunk."""
     rejected: list[tuple[int, str]]
-    """(line, reason): reading problems and refused values."""
-    rows: list[Row]
-    """The lines that passed, as :func:`~.import_rows.check_chunk` returns them."""
+    """(line, reason): reading problems and refused values, in line order."""
+    lines: Sequence[int]
+    """The line of each row that passed."""
+    values: tuple[Sequence[object], ...]
+    """Their values, one sequence per :data:`~.import_rows.ROW_FIELDS` name
+    (:class:`~.import_rows.Checked`)."""
+
+    @property
+    def rows(self) -> list[Row]:
+        return list(zip(self.lines, *self.values, strict=True))
 
 
-def checked_chunks(stream: Records, header: Sequence[str]) -> Iterator[CheckedChunk]:
-    """Every record after the header, read and checked :data:`CHUNK` lines at a time."""
-    while batch := list(islice(stream, CHUNK)):
-        good = [(line, fields) for line, fields, problem in batch
-                if problem is None and fields is not None]
-        rejected = [] if len(good) == len(batch) else [
-            (line, problem or "not valid CSV") for line, fields, problem in batch
-            if problem is not None or fields is None]
-        checked = check_chunk(header, good)
-        yield CheckedChunk(len(batch), rejected + checked.rejected, checked.rows)
+def _checked_records(batch: list[Record], header: Sequence[str]) -> CheckedChunk:
+    good = [(line, fields) for line, fields, problem in batch
+            if problem is None and fields is not None]
+    rejected = [] if len(good) == len(batch) else [
+        (line, problem or "not valid CSV") for line, fields, problem in batch
+        if problem is not None or fields is None]
+    checked = check_chunk(header, good)
+    return CheckedChunk(len(batch), sorted(rejected + checked.rejected), checked.lines,
+                        checked.values)
+
+
+def checked_chunks(path: Path, header: Sequence[str]) -> Iterator[CheckedChunk]:
+    """Every record of ``path`` after the header, read a block at a time
+    (:func:`~.csv_lines.blocks`) and checked: a plain block column by column, straight from its
+    lines; from the first block that is not, :data:`CHUNK` records at a time."""
+    with path.open("rb") as handle:
+        header_read = False
+        for block in blocks(handle, chunk=CHUNK):
+            if isinstance(block, PlainBlock):
+                first, lines = block.first, block.lines
+                if not header_read:
+                    first, lines, header_read = first + 1, lines[1:], True
+                if lines:
+                    checked = check_lines(header, first, lines)
+                    yield CheckedChunk(len(lines), checked.rejected, checked.lines,
+                                       checked.values)
+            else:
+                if not header_read:
+                    block, header_read = block[1:], True
+                if block:
+                    yield _checked_records(block, header)
 
 
 def _check_file(path: str, header: list[str], out: BinaryIO) -> None:
@@ -80,11 +104,8 @@ def _check_file(path: str, header: list[str], out: BinaryIO) -> None:
     the error's text."""
     gc.disable()  # as in the writer: short-lived tuples, no cycles
     try:
-        with Path(path).open("rb") as handle:
-            stream = records(handle)
-            next(stream, None)  # the header, already read and checked by the importer
-            for chunk in checked_chunks(stream, header):
-                pickle.dump((chunk.lines, chunk.rejected, chunk.rows), out, _PROTOCOL)
+        for chunk in checked_chunks(Path(path), header):  # as a tuple: this is __main__
+            pickle.dump((chunk.read, chunk.rejected, chunk.lines, chunk.values), out, _PROTOCOL)
         pickle.dump(None, out, _PROTOCOL)
     except BaseException:  # reported to the importer, which stops
         pickle.dump(traceback.format_exc(limit=3), out, _PROTOCOL)
@@ -134,13 +155,12 @@ def checked_elsewhere(path: Path, header: Sequence[str]) -> Iterator[CheckedChun
             item = ready.get()
             if item is _ENDED:
                 raise CheckingError(f"the checking process stopped (exit code "
-                                    f"{worker.wait()}) before the end of {path.name}")
+                                    f"{_exit_code(worker)}) before the end of {path.name}")
             if item is None:
                 return
             if isinstance(item, str):
                 raise CheckingError(f"checking {path.name} failed: {item.strip()}")
-            lines, rejected, rows = cast(tuple[int, list[tuple[int, str]], list[Row]], item)
-            yield CheckedChunk(lines, rejected, rows)
+            yield CheckedChunk(*cast(tuple[Any, ...], item))
     finally:
         stop.set()
         if worker.poll() is None:
@@ -148,6 +168,16 @@ def checked_elsewhere(path: Path, header: Sequence[str]) -> Iterator[CheckedChun
         worker.wait()
         receiver.join()
         pipe.close()
+
+
+def _exit_code(worker: subprocess.Popen[bytes]) -> int:
+    """The checker's exit code; a checker still running (what it sent could not be read, and
+    it may be blocked writing the next chunk) is killed first."""
+    try:
+        return worker.wait(timeout=_POLL_S * 5)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        return worker.wait()
 
 
 def use_second_process(lines: int) -> bool:

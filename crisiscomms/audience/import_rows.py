@@ -12,9 +12,10 @@ one), a few times faster: a million lines are mostly the CSV parser's time.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from itertools import repeat
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -52,6 +53,10 @@ _UNSAFE_TEXT = re.compile(
     "\U000dfffe-\U000dffff\U000efffe-\U000effff\U000ffffe-\U000fffff\U0010fffe-\U0010ffff]")
 """Anything the text rule refuses, strips or rewrites: a chunk of a column without any is
 stored as it is (stripped of surrounding spaces); a chunk with one is checked value by value."""
+_ASCII_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f]")
+""":data:`_UNSAFE_TEXT` within ASCII (the line breaks that join a column's values aside)."""
+_EDGE_SPACE = re.compile(r"^\s|\s$", re.MULTILINE)
+"""A value (of a column joined by line breaks) that starts or ends with white space."""
 
 Row = tuple[object, ...]
 
@@ -180,10 +185,22 @@ def check_phone(value: str) -> str | None:
 
 @dataclass
 class Checked:
-    rows: list[Row]
-    """``(line, email, name, locale, time_zone, plan, product, order_ref, lists, phone,
-    consent)``."""
+    """A chunk's lines that passed, column by column, and those refused."""
+
+    lines: Sequence[int]
+    """The line number of each row that passed, in file order."""
+    values: tuple[Sequence[object], ...]
+    """One sequence per :data:`ROW_FIELDS` name, in that order, each as long as ``lines``."""
     rejected: list[tuple[int, str]]
+
+    @property
+    def rows(self) -> list[Row]:
+        """``(line, email, name, locale, time_zone, plan, product, order_ref, lists, phone,
+        consent)`` for each row that passed."""
+        return list(zip(self.lines, *self.values, strict=True))
+
+    def column(self, name: str) -> Sequence[object]:
+        return self.values[ROW_FIELDS.index(name)]
 
 
 def _each(values: Sequence[str], check: Callable[[str], object],
@@ -198,26 +215,32 @@ def _each(values: Sequence[str], check: Callable[[str], object],
     return out
 
 
-def _emails(values: Sequence[str], errors: dict[int, str]) -> list[object]:
+def _emails(values: Sequence[str], errors: dict[int, str]) -> Sequence[object]:
     joined = "\n".join(values) + "\n"
     if (_PLAIN_ADDRESSES.fullmatch(joined) and max(map(len, values)) <= MAX_LENGTHS["email"]
             and all(_domain(d) for d in set(_DOMAINS.findall(joined)))):
-        lowered = joined.lower().split("\n")[:-1]
+        lowered = joined.lower().split("\n")
+        lowered.pop()
         if len(lowered) == len(values):  # no address held a line break of its own
-            return list(lowered)
+            return lowered
     return _each(values, check_email, errors)
 
 
-def _texts(column: str, values: Sequence[str], errors: dict[int, str]) -> list[object]:
-    if not _UNSAFE_TEXT.search("".join(values)):
-        out: list[object] = [v.strip() or None for v in values]
-        if max(map(len, values)) <= MAX_LENGTHS[column]:
-            return out
+def _texts(column: str, values: Sequence[str], errors: dict[int, str]) -> Sequence[object]:
+    joined = "\n".join(values)
+    if joined.isascii() and joined.count("\n") == len(values) - 1:
+        safe = not _ASCII_CONTROL.search(joined)  # the usual column: ASCII, one value a line
+    else:
+        safe = not _UNSAFE_TEXT.search("".join(values))
+    if safe and max(map(len, values)) <= MAX_LENGTHS[column]:
+        if "" not in values and not _EDGE_SPACE.search(joined):
+            return values  # as stored: nothing to strip, nothing empty
+        return [v.strip() or None for v in values]
     return _each(values, lambda v: check_text(column, v), errors)
 
 
 def _by_value(values: Sequence[str], check: Callable[[str], object],
-              errors: dict[int, str]) -> list[object]:
+              errors: dict[int, str]) -> Sequence[object]:
     """A column of few distinct values (locale, time zone, flags): each checked once."""
     known: dict[str, object] = {}
     bad: dict[str, str] = {}
@@ -230,48 +253,67 @@ def _by_value(values: Sequence[str], check: Callable[[str], object],
         for i, value in enumerate(values):
             if value in bad:
                 errors.setdefault(i, bad[value])
+    elif all(known[v] == v for v in known):
+        return values  # every value is stored as it is
     return [known.get(v) for v in values]
 
 
 def check_chunk(header: Sequence[str], chunk: Sequence[tuple[int, list[str]]]) -> Checked:
     """Check a chunk of parsed lines against the (already accepted) header."""
-    rejected: list[tuple[int, str]] = []
     width = len(header)
     good = [(line, fields) for line, fields in chunk if len(fields) == width]
-    if len(good) < len(chunk):
-        rejected += [(line, f"{len(fields)} fields, the header row has {width}")
-                     for line, fields in chunk if len(fields) != width]
+    rejected = [] if len(good) == len(chunk) else [
+        (line, f"{len(fields)} fields, the header row has {width}")
+        for line, fields in chunk if len(fields) != width]
     if not good:
-        return Checked([], rejected)
-    lines = [line for line, _ in good]
+        return Checked([], tuple([] for _ in ROW_FIELDS), rejected)
     columns = dict(zip(header, zip(*(fields for _, fields in good), strict=True), strict=True))
-    count = len(good)
+    checked = check_columns(header, [line for line, _ in good], columns)
+    if rejected:
+        checked.rejected = sorted(rejected + checked.rejected)
+    return checked
+
+
+def check_lines(header: Sequence[str], first: int, lines: Sequence[str]) -> Checked:
+    """Check lines ``first``, ``first + 1``... each one record whose fields are its text split
+    on commas (a :class:`~.csv_lines.PlainBlock`): cut into columns in one split when every
+    line has the header's width (the usual file), else line by line."""
+    width = len(header)
+    if set(map(str.count, lines, repeat(","))) != {width - 1}:
+        return check_chunk(header, [(first + i, line.split(","))
+                                    for i, line in enumerate(lines)])
+    every = ",".join(lines).split(",")
+    columns = {name: every[at::width] for at, name in enumerate(header)}
+    return check_columns(header, range(first, first + len(lines)), columns)
+
+
+def check_columns(header: Sequence[str], lines: Sequence[int],
+                  columns: Mapping[str, Sequence[str]]) -> Checked:
+    """Check the values of ``lines``, given column by column (every column as long as
+    ``lines``); a column the file does not have takes its default."""
+    count = len(lines)
     errors: dict[int, str] = {}
+    nothing: Sequence[object] = [None] * count
 
     def column(name: str, fill: str) -> Sequence[str]:
         return columns.get(name) or (fill,) * count
 
     emails = _emails(column("email", ""), errors)
-    consent = [True] * count
+    consent: Sequence[object] = [True] * count
     for flag in FLAG_COLUMNS:
         if flag in columns:
             marks = _by_value(columns[flag], partial(check_flag, flag), errors)
             consent = [c and not m for c, m in zip(consent, marks, strict=True)]
     locales = _by_value(column("locale", ""), check_locale, errors)
     zones = _by_value(column("time_zone", ""), check_time_zone, errors)
-    texts = {name: (_texts(name, columns[name], errors) if name in columns else [None] * count)
+    texts = {name: (_texts(name, columns[name], errors) if name in columns else nothing)
              for name in TEXT_COLUMNS}
-    phones = (_each(columns["phone"], check_phone, errors) if "phone" in columns
-              else [None] * count)
-    every = zip(lines, emails, texts["name"], locales, zones, texts["plan"], texts["product"],
-                texts["order_ref"], texts["lists"], phones, consent, strict=True)
+    phones = _each(columns["phone"], check_phone, errors) if "phone" in columns else nothing
+    values = (emails, texts["name"], locales, zones, texts["plan"], texts["product"],
+              texts["order_ref"], texts["lists"], phones, consent)
     if not errors:  # the common chunk: every line passed
-        return Checked(list(every), sorted(rejected))
-    rows: list[Row] = []
-    for i, row in enumerate(every):
-        if i in errors:
-            rejected.append((row[0], errors[i]))
-        else:
-            rows.append(row)
-    rejected.sort()
-    return Checked(rows, rejected)
+        return Checked(lines, values, [])
+    kept = [i for i in range(count) if i not in errors]
+    rejected = sorted((lines[i], reason) for i, reason in errors.items())
+    return Checked([lines[i] for i in kept],
+                   tuple([column[i] for i in kept] for column in values), rejected)

@@ -35,20 +35,16 @@ phone) inside that transaction and builds them again before it commits
 
 from __future__ import annotations
 
-import base64
 import gc
-import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
-from crisiscomms.audience.copy_text import copy_text
 from crisiscomms.audience.csv_lines import records
 from crisiscomms.audience.import_checking import (
     checked_chunks,
@@ -56,20 +52,17 @@ from crisiscomms.audience.import_checking import (
     use_second_process,
 )
 from crisiscomms.audience.import_indexes import (
+    EMAIL_INDEX,
     estimated_lines,
     restore,
     set_aside,
     worth_setting_aside,
 )
-from crisiscomms.audience.import_rows import Row, check_email, column_problems
-from crisiscomms.audience.models import Recipient
+from crisiscomms.audience.import_rows import column_problems
+from crisiscomms.audience.import_writer import ChunkWriter
 from crisiscomms.audience.recipients import ANALYZE_AFTER
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.errors import CrisisCommsError
-
-_LOOKUP = 500
-_COLUMNS = ("email", "name", "locale", "time_zone", "plan", "product", "order_ref", "lists",
-            "phone", "consent", "created_at", "unsubscribe_token")
 
 
 class RecipientImportError(CrisisCommsError):
@@ -88,113 +81,46 @@ class ImportReport:
     written: bool = False
 
 
-def _tokens(count: int) -> list[str]:
-    """``count`` unsubscribe tokens, each as ``secrets.token_urlsafe(24)`` makes one (24 random
-    bytes, 32 URL-safe characters), from one read of the system's random source."""
-    encoded = base64.urlsafe_b64encode(secrets.token_bytes(24 * count)).decode("ascii")
-    return [encoded[i:i + 32] for i in range(0, 32 * count, 32)]
+def _lines_holding(path: Path, header: Sequence[str], emails: set[str]) -> dict[str, list[int]]:
+    """The lines, in order, of the rows that passed the checks and hold one of ``emails`` (a
+    second read of the file, only when it repeats an address or holds one already there)."""
+    lines: dict[str, list[int]] = {}
+    for chunk in checked_chunks(path, header):
+        for line, email in zip(chunk.lines, chunk.values[0], strict=True):
+            if email in emails:
+                lines.setdefault(str(email), []).append(line)
+    return lines
 
 
-class _Writer:
-    """Writes checked rows into ``recipient`` on the import's connection; a row whose address
-    is already there is not written and comes back as a conflict."""
-
-    def __init__(self, conn: Connection, now: datetime) -> None:
-        self.conn = conn
-        self.postgres = conn.dialect.name == "postgresql"
-        column = Recipient.__table__.c.created_at  # type: ignore[attr-defined]
-        process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        self.now: Any = process(now) if process is not None and not self.postgres else now
-        mark = "%s" if self.postgres else "?"
-        names = ", ".join(_COLUMNS)
-        self.insert = (f"INSERT INTO recipient ({names}) VALUES "
-                       f"({', '.join([mark] * len(_COLUMNS))}) ON CONFLICT (email) DO NOTHING")
-        self.copy = f"COPY recipient ({names}) FROM STDIN"
-        self.before = self._max_id()
-
-    def _max_id(self) -> int:
-        return int(self.conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM recipient")
-                   .scalar_one())
-
-    def write(self, rows: Sequence[Row]) -> tuple[int, int, list[tuple[int, str, bool]]]:
-        """Insert ``rows``; (written, written without consent, conflicts as (line, email,
-        already there before this import))."""
-        if not rows:
-            return 0, 0, []
-        values = [(*row[1:], self.now, token) for row, token in zip(rows, _tokens(len(rows)),
-                                                                     strict=True)]
-        chunk_start = self._max_id()
-        if self.postgres and self._copied(values):
-            return len(rows), sum(1 for row in rows if not row[-1]), []
-        written = self.conn.exec_driver_sql(self.insert, values).rowcount
-        unconsented = sum(1 for row in rows if not row[-1])
-        if written == len(rows):
-            return written, unconsented, []
-        conflicts = self._conflicts(rows, chunk_start)
-        lost = {line for line, _, _ in conflicts}
-        unconsented -= sum(1 for row in rows if row[0] in lost and not row[-1])
-        return written, unconsented, conflicts
-
-    def _copied(self, values: list[tuple[object, ...]]) -> bool:
-        """PostgreSQL: the chunk through ``COPY`` inside a savepoint; False (nothing written)
-        when an address is already there, for the row-by-row path to sort out."""
-        from psycopg.errors import UniqueViolation
-
-        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        savepoint = self.conn.begin_nested()
-        try:
-            with cursor.copy(self.copy) as copy:
-                copy.write(copy_text(values))
-        except UniqueViolation:
-            savepoint.rollback()
-            return False
-        except BaseException:
-            savepoint.rollback()
-            raise
-        savepoint.commit()
-        return True
-
-    def _conflicts(self, rows: Sequence[Row], chunk_start: int) -> list[tuple[int, str, bool]]:
-        """Which rows were not written: their address was there before the import, or came
-        earlier in the file (an earlier chunk, or earlier in this one)."""
-        ids: dict[str, int] = {}
-        emails = [str(row[1]) for row in rows]
-        for at in range(0, len(emails), _LOOKUP):
-            part = emails[at:at + _LOOKUP]
-            found = self.conn.execute(text("SELECT email, id FROM recipient WHERE email IN "
-                                           f"({', '.join(f':e{i}' for i in range(len(part)))})"),
-                                      {f"e{i}": e for i, e in enumerate(part)})
-            ids.update((str(e), int(i)) for e, i in found)
-        conflicts = []
-        claimed: set[str] = set()
-        for row in rows:
-            email = str(row[1])
-            row_id = ids.get(email, 0)
-            if row_id > chunk_start and email not in claimed:
-                claimed.add(email)  # the first line of the chunk with it wrote it
-                continue
-            conflicts.append((int(row[0]), email, row_id <= self.before))  # type: ignore[call-overload]
-        return conflicts
-
-
-def _first_lines(path: Path, header: Sequence[str], emails: set[str]) -> dict[str, int]:
-    """The first line holding each of ``emails`` (a second read, only when the file repeats
-    an address)."""
-    first: dict[str, int] = {}
-    at = list(header).index("email")
-    with path.open("rb") as handle:
-        stream = records(handle)
-        next(stream, None)
-        for line, fields, problem in stream:
-            if problem is not None or fields is None or len(fields) != len(header):
-                continue
-            try:
-                email = check_email(fields[at])
-            except ValueError:
-                continue
-            if email in emails and email not in first:
-                first[email] = line
-    return first
+def _settle_duplicates(conn: Connection, writer: ChunkWriter, path: Path,
+                       header: Sequence[str], report: ImportReport, *, remove: bool) -> None:
+    """After a bulk write whose unique index on ``email`` could not be built: find the
+    addresses held twice, and report each line that repeats one (``already a recipient`` when
+    the table held it before, else ``duplicate of line N`` for all but its first line). With
+    ``remove``, delete the rows those lines wrote, so that the index can be built."""
+    held = conn.exec_driver_sql(  # a sort of the table: the index is not there to help
+        "SELECT email, min(id) FROM recipient GROUP BY email HAVING count(*) > 1").all()
+    before = {str(email) for email, first in held if first <= writer.before}
+    lines = _lines_holding(path, header, {str(email) for email, _ in held})
+    for email, found in lines.items():
+        if email in before:
+            report.rejected += [(line, f"{email} is already a recipient") for line in found]
+        else:
+            report.rejected += [(line, f"duplicate of line {found[0]} ({email})")
+                                for line in found[1:]]
+    if not remove:
+        return
+    written_again = text(
+        "FROM recipient WHERE id IN (SELECT r.id FROM recipient AS r JOIN (SELECT email, "
+        "min(id) AS first FROM recipient GROUP BY email HAVING count(*) > 1) AS d "
+        "ON d.email = r.email WHERE r.id > :before AND (d.first <= :before OR r.id > d.first))")
+    bound = {"before": writer.before}
+    gone, unconsented = conn.execute(
+        text(f"SELECT count(*), coalesce(sum(CASE WHEN consent THEN 0 ELSE 1 END), 0) "
+             f"{written_again.text}"), bound).one()
+    conn.execute(text(f"DELETE {written_again.text}"), bound)
+    report.imported -= int(gone)
+    report.suppressed -= int(unconsented)
 
 
 @contextmanager
@@ -211,19 +137,18 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load(conn: Connection, path: Path, header: list[str],
-          stream: Iterator[tuple[int, list[str] | None, str | None]], report: ImportReport,
-          *, refuse: bool, skip_invalid: bool) -> bool:
+def _load(conn: Connection, path: Path, header: list[str], report: ImportReport, *,
+          refuse: bool, skip_invalid: bool) -> bool:
     """Check and write every line; True when the transaction should be committed."""
-    writer = _Writer(conn, utcnow())
-    set_aside_indexes = set_aside(conn) if worth_setting_aside(conn, path) else []
+    set_aside_indexes = set_aside(conn) if worth_setting_aside(conn, path) else {}
+    writer = ChunkWriter(conn, utcnow(), keyed=EMAIL_INDEX not in set_aside_indexes)
     repeated: dict[int, str] = {}
     chunks = (checked_elsewhere(path, header) if use_second_process(estimated_lines(path))
-              else checked_chunks(stream, header))
+              else checked_chunks(path, header))
     for chunk in chunks:
-        report.lines += chunk.lines
+        report.lines += chunk.read
         report.rejected += chunk.rejected
-        written, unconsented, conflicts = writer.write(chunk.rows)
+        written, unconsented, conflicts = writer.write(chunk)
         report.imported += written
         report.suppressed += unconsented
         for line, email, before in conflicts:
@@ -232,15 +157,24 @@ def _load(conn: Connection, path: Path, header: list[str],
             else:
                 repeated[line] = email
     if repeated:
-        where = _first_lines(path, header, set(repeated.values()))
+        where = _lines_holding(path, header, set(repeated.values()))
         report.rejected += [
-            (line, f"duplicate of line {where[email]} ({email})" if email in where
+            (line, f"duplicate of line {where[email][0]} ({email})" if email in where
              else f"{email} is already a recipient") for line, email in repeated.items()]
+    keep = not refuse and (skip_invalid or not report.rejected)
+    if keep or not writer.keyed:
+        try:
+            restore(conn, set_aside_indexes)  # the unique index on email first
+        except IntegrityError:
+            if EMAIL_INDEX not in set_aside_indexes:
+                raise
+            _settle_duplicates(conn, writer, path, header, report, remove=keep)
+            if keep:
+                restore(conn, set_aside_indexes)
     report.rejected.sort()
-    if refuse or (report.rejected and not skip_invalid):
+    if not keep or (report.rejected and not skip_invalid):
         report.imported = report.suppressed = 0
         return False
-    restore(conn, set_aside_indexes)
     if report.imported >= ANALYZE_AFTER and writer.postgres:
         conn.exec_driver_sql("ANALYZE recipient")  # fresh statistics, as insert_recipients
     return True
@@ -267,7 +201,7 @@ def import_csv(engine: Engine, path: Path, *, skip_invalid: bool = False) -> Imp
         if fields is None or "email" not in header:
             return report
         with _collector_paused(), conn.begin() as transaction:
-            if not _load(conn, path, header, stream, report, refuse=bool(problems),
+            if not _load(conn, path, header, report, refuse=bool(problems),
                          skip_invalid=skip_invalid):
                 transaction.rollback()
                 return report

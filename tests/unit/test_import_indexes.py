@@ -142,3 +142,52 @@ def test_importing_the_same_file_again_adds_no_one(engine: Engine, tmp_path: Pat
         assert len(report.rejected) == LINES
         assert report.rejected[0] == (2, "user000000@example.com is already a recipient")
         assert state(engine) == before
+
+
+@pytest.mark.usefixtures("low_threshold")
+@pytest.mark.parametrize("second_process", [False, True])
+def test_a_large_import_names_repeats_and_known_addresses_from_the_index_build(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        second_process: bool) -> None:
+    """The unique index on email is set aside too: building it again is what finds an address
+    repeated in the file or already in the table, and each such line is named as a small
+    import names it; ``--skip-invalid`` keeps the first line of a repeat, and the counts and
+    the indexes are right afterwards."""
+    from crisiscomms.audience import import_checking
+
+    monkeypatch.setattr(import_checking, "MIN_LINES", 1 if second_process else 10**9)
+    seed = tmp_path / "seed.csv"
+    seed.write_text("email\nold@example.com\n")
+    import_csv(engine, seed)
+    lines = [f"user{i:06d}@example.com,Ann {i},{'yes' if i % 10 == 0 else 'no'}"
+             for i in range(LINES)]
+    lines[2_000] = "USER000010@example.com,Twin,yes"  # line 2,002 repeats line 12
+    lines[2_500] = "user000010@example.com,Triplet,no"  # and line 2,502 too
+    lines[100] = "Old@Example.com,Known,no"  # line 102: already a recipient
+    path = tmp_path / "r.csv"
+    path.write_text("email,name,unsubscribed\n" + "\n".join(lines) + "\n")
+    before = state(engine)
+    expected = [(102, "old@example.com is already a recipient"),
+                (2_002, "duplicate of line 12 (user000010@example.com)"),
+                (2_502, "duplicate of line 12 (user000010@example.com)")]
+    report = import_csv(engine, path)
+    assert (report.written, report.imported, report.rejected) == (False, 0, expected)
+    assert state(engine) == before
+    report = import_csv(engine, path, skip_invalid=True)
+    assert (report.written, report.rejected) == (True, expected)
+    assert report.imported == LINES - 3
+    # every tenth line says yes, but lines 102 and 2,502 were changed to no and line 2,002 (a
+    # yes) was not written
+    unsubscribed = sum(1 for i in range(LINES) if i % 10 == 0) - 3
+    assert report.suppressed == unsubscribed
+    after, rows = state(engine)
+    assert after == before[0] and len(rows) == LINES - 3 + 1
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(
+            "SELECT name FROM recipient WHERE email = 'user000010@example.com'").all() == [
+            ("Ann 10",)]
+        assert conn.exec_driver_sql("SELECT count(*) FROM recipient WHERE NOT consent"
+                                    ).scalar_one() == unsubscribed
+        plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT id FROM recipient WHERE email = 'x'"))
+    assert "ix_recipient_email" in plan

@@ -15,6 +15,7 @@ from crisiscomms.audience.import_rows import (
     ALLOWED_COLUMNS,
     check_chunk,
     check_email,
+    check_lines,
     check_text,
 )
 from crisiscomms.audience.importer import import_csv
@@ -152,19 +153,27 @@ def _one_by_one(header: list[str], fields: list[str]) -> tuple[object, ...] | st
     return (email, *texts)
 
 
-@pytest.mark.parametrize("chunked", [False, True])
-def test_a_chunk_is_checked_exactly_as_each_line_on_its_own(chunked: bool) -> None:
+@pytest.mark.parametrize("how", ["one by one", "chunked", "plain lines"])
+def test_a_chunk_is_checked_exactly_as_each_line_on_its_own(how: str) -> None:
+    """The column-by-column checks give what the value-by-value rules give; "plain lines" is
+    a block of lines split on commas (``check_lines``, every case a line can hold unquoted)."""
     header = ["email", "name", "order_ref"]
     cases = [[a, t, t2] for a in ADDRESSES for t, t2 in zip(TEXTS, reversed(TEXTS),
                                                              strict=True)]
+    if how == "plain lines":
+        cases = [c for c in cases if not any(ch in v for v in c for ch in ",\"\n\r")]
     cases += [["ok@example.com", "Ada", "ORD-1"]] * 50  # chunks where everything passes
-    groups = [cases] if chunked else [[c] for c in cases]
+    cases += [["ok@example.com", "Ada", ""]] * 50  # empty values, nothing to strip
+    cases += [["ok@example.com", "Zoë", "ORD-1"]] * 50  # not ASCII
+    groups = [[c] for c in cases] if how == "one by one" else [cases[:400], cases[400:]]
     checked: dict[int, tuple[object, ...] | str] = {}
     line = 0
     for group in groups:
-        lines = [(line + i, fields) for i, fields in enumerate(group)]
+        if how == "plain lines":
+            result = check_lines(header, line, [",".join(fields) for fields in group])
+        else:
+            result = check_chunk(header, [(line + i, fields) for i, fields in enumerate(group)])
         line += len(group)
-        result = check_chunk(header, lines)
         for row in result.rows:
             checked[int(row[0])] = (row[1], row[2], row[7])  # type: ignore[call-overload]
         checked.update(dict(result.rejected))
