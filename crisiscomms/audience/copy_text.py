@@ -49,3 +49,26 @@ def copy_text(rows: Sequence[Sequence[object]]) -> str:
             or block.count("\n") != len(rows) - 1):  # a value holds one: escape each value
         block = "\n".join("\t".join(copy_value(v) for v in row) for row in rows)
     return block + "\n"
+
+
+def _column(values: Sequence[object]) -> Sequence[str]:
+    first = values[0] if values else None
+    if isinstance(first, str | datetime) and values.count(first) == len(values):
+        # one value (the import's time): converted once
+        return [copy_value(first)] * len(values)
+    return ["\\N" if v is None else "t" if v is True else "f" if v is False
+            else v if isinstance(v, str) else copy_value(v) for v in values]
+
+
+def copy_columns(columns: Sequence[Sequence[object]]) -> str:
+    """Rows given column by column (each column as long as the others) as one block of COPY
+    text, as :func:`copy_text` writes them; a column holding one value is converted once."""
+    if not columns or not columns[0]:
+        return ""
+    rows = len(columns[0])
+    block = "\n".join(map("\t".join, zip(*map(_column, columns), strict=True)))
+    nulls = sum(list(column).count(None) for column in columns)
+    if (block.count("\\") != nulls or "\r" in block
+            or block.count("\t") != rows * (len(columns) - 1) or block.count("\n") != rows - 1):
+        block = "\n".join("\t".join(map(copy_value, row)) for row in zip(*columns, strict=True))
+    return block + "\n"

@@ -17,8 +17,13 @@ its indexes throughout (WAL). The unique index on ``email`` is built first: a cl
 an address already in the table or repeated in the file, which the importer then names line by
 line (:func:`.importer._settle_duplicates`).
 
-PostgreSQL keeps its indexes: dropping one there takes an ``ACCESS EXCLUSIVE`` lock that would
-stop every sender reading recipients for as long as the import runs.
+PostgreSQL does the same (``COPY`` into a table with its indexes took 15 s for a million rows
+of which 10 s were the indexes; measured: ``docs/scaling.md``), with one cost SQLite does not
+have: dropping an index takes the table's ``ACCESS EXCLUSIVE`` lock until the import commits, so
+a reader of ``recipient`` (a sender's batch, an unsubscribe) waits for the import, about 5 s per
+million rows. It is taken only for an import at least as large as the rule above, and waited
+for at most :data:`LOCK_WAIT` seconds: when a long transaction holds the table, the import
+keeps the indexes and writes row by row instead (slower, and no one waits for it).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import os
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 EMAIL_INDEX = "ix_recipient_email"
 SET_ASIDE = (EMAIL_INDEX, "ix_recipient_unsubscribe_token", "ix_recipient_phone")
@@ -35,6 +41,8 @@ The unique index on ``email`` is built first, and building it is what finds an a
 was already there or came twice (:mod:`.importer`)."""
 MIN_LINES = 50_000
 """Below this, building an index again costs more than keeping it."""
+LOCK_WAIT = 2.0
+"""Seconds a PostgreSQL import waits for the table's lock before it keeps the indexes."""
 _SAMPLE_BYTES = 1 << 16
 
 
@@ -50,10 +58,8 @@ def estimated_lines(path: Path) -> int:
 
 
 def worth_setting_aside(conn: Connection, path: Path) -> bool:
-    """True on SQLite when ``path`` is large, on its own and beside the table (building an
-    index again sorts every row the table will hold, old ones included)."""
-    if conn.dialect.name != "sqlite":
-        return False
+    """True when ``path`` is large, on its own and beside the table (building an index again
+    sorts every row the table will hold, old ones included)."""
     lines = estimated_lines(path)
     if lines < MIN_LINES:
         return False
@@ -63,7 +69,11 @@ def worth_setting_aside(conn: Connection, path: Path) -> bool:
 
 def set_aside(conn: Connection, names: tuple[str, ...] = SET_ASIDE) -> dict[str, str]:
     """Drop ``names`` (those that exist) inside the connection's transaction; the statements
-    that create them again, exactly as SQLite recorded them, by name, for :func:`restore`."""
+    that create them again, exactly as the database recorded them, by name, for
+    :func:`restore`. On PostgreSQL, an empty dict (nothing dropped) when the table's lock was
+    not granted within :data:`LOCK_WAIT`: someone holds it, and the import keeps the indexes."""
+    if conn.dialect.name == "postgresql":
+        return _set_aside_postgres(conn, names)
     dbapi = conn.connection.dbapi_connection
     if not getattr(dbapi, "in_transaction", True):
         # Python's sqlite3 opens a transaction before INSERT/UPDATE/DELETE only, never before
@@ -74,14 +84,46 @@ def set_aside(conn: Connection, names: tuple[str, ...] = SET_ASIDE) -> dict[str,
         f"AND sql IS NOT NULL AND name IN ({', '.join('?' * len(names))})", names).all()
     statements = {str(name): str(sql) for name, sql in found}
     for name in statements:
-        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        conn.exec_driver_sql(f"DROP INDEX {_quoted(name)}")
     return statements
+
+
+def _set_aside_postgres(conn: Connection, names: tuple[str, ...]) -> dict[str, str]:
+    from psycopg.errors import LockNotAvailable
+
+    found = conn.exec_driver_sql(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+        "AND tablename = 'recipient' AND indexname = ANY(%s)", (list(names),)).all()
+    statements = {str(name): str(sql) for name, sql in found}
+    if not statements:
+        return {}
+    savepoint = conn.begin_nested()
+    try:
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(LOCK_WAIT * 1000)}ms'")
+        conn.exec_driver_sql(f"DROP INDEX {', '.join(map(_quoted, statements))}")
+        conn.exec_driver_sql("SET LOCAL lock_timeout TO DEFAULT")
+    except DBAPIError as exc:
+        savepoint.rollback()  # the lock_timeout with it
+        if isinstance(exc.orig, LockNotAvailable):
+            return {}
+        raise
+    savepoint.commit()
+    return statements
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def restore(conn: Connection, statements: dict[str, str]) -> None:
     """Create the indexes :func:`set_aside` dropped, ``statements`` emptied as each is built
-    (a unique one checks every row as it is built: a clash raises IntegrityError, SQLite
-    takes back that one statement, and the index stays in ``statements``)."""
+    (a unique one checks every row as it is built: a clash raises IntegrityError, that one
+    statement is taken back, in a savepoint on PostgreSQL, and the index stays in
+    ``statements``)."""
     for name in sorted(statements, key=lambda n: n != EMAIL_INDEX):
-        conn.exec_driver_sql(statements[name])
+        if conn.dialect.name == "postgresql":
+            with conn.begin_nested():
+                conn.exec_driver_sql(statements[name])
+        else:
+            conn.exec_driver_sql(statements[name])
         del statements[name]

@@ -141,21 +141,22 @@ def _load(conn: Connection, path: Path, header: list[str], report: ImportReport,
           refuse: bool, skip_invalid: bool) -> bool:
     """Check and write every line; True when the transaction should be committed."""
     set_aside_indexes = set_aside(conn) if worth_setting_aside(conn, path) else {}
-    writer = ChunkWriter(conn, utcnow(), keyed=EMAIL_INDEX not in set_aside_indexes)
     repeated: dict[int, str] = {}
     chunks = (checked_elsewhere(path, header) if use_second_process(estimated_lines(path))
               else checked_chunks(path, header))
-    for chunk in chunks:
-        report.lines += chunk.read
-        report.rejected += chunk.rejected
-        written, unconsented, conflicts = writer.write(chunk)
-        report.imported += written
-        report.suppressed += unconsented
-        for line, email, before in conflicts:
-            if before:
-                report.rejected.append((line, f"{email} is already a recipient"))
-            else:
-                repeated[line] = email
+    with ChunkWriter(conn, utcnow(), keyed=EMAIL_INDEX not in set_aside_indexes) as writer:
+        for chunk in chunks:
+            report.lines += chunk.read
+            report.rejected += chunk.rejected
+            written, unconsented, conflicts = writer.write(chunk)
+            report.imported += written
+            report.suppressed += unconsented
+            for line, email, before in conflicts:
+                if before:
+                    report.rejected.append((line, f"{email} is already a recipient"))
+                else:
+                    repeated[line] = email
+        writer.finish()
     if repeated:
         where = _lines_holding(path, header, set(repeated.values()))
         report.rejected += [

@@ -4,17 +4,29 @@ against the table are named by line, ``--skip-invalid`` keeps the first of each.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
+from crisiscomms.audience import import_indexes, importer
 from crisiscomms.audience.importer import import_csv
 from crisiscomms.audience.models import Recipient
+from crisiscomms.core.database import init_db, make_engine
 
 pytestmark = pytest.mark.integration
+
+
+def _indexes(engine: Engine) -> list[tuple[object, ...]]:
+    query = ("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'recipient' ORDER BY name"
+             if engine.dialect.name == "sqlite" else
+             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'recipient' "
+             "ORDER BY indexname")
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(query)]
 
 
 def _count(engine: Engine) -> int:
@@ -42,8 +54,14 @@ def test_a_clean_file_lands_whole_with_its_values(backend_engine: Engine,
     assert row.created_at is not None and tokens == 15_000 and unconsented == 11_250
 
 
-def test_duplicates_across_chunks_are_named_and_nothing_is_written(backend_engine: Engine,
-                                                                  tmp_path: Path) -> None:
+@pytest.mark.parametrize("bulk", [False, True], ids=["indexes kept", "indexes set aside"])
+def test_duplicates_across_chunks_are_named_and_nothing_is_written(
+        backend_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        bulk: bool) -> None:
+    """Found by the unique index as each chunk is written, or when it is built again after a
+    large import wrote every row (``import_indexes``): the same lines, the same report."""
+    monkeypatch.setattr(import_indexes, "MIN_LINES", 1_000 if bulk else 10**9)
+    before = _indexes(backend_engine)
     seed = tmp_path / "seed.csv"
     seed.write_text("email\nold@example.com\n")
     assert import_csv(backend_engine, seed).imported == 1
@@ -60,3 +78,41 @@ def test_duplicates_across_chunks_are_named_and_nothing_is_written(backend_engin
     report = import_csv(backend_engine, path, skip_invalid=True)
     assert report.written and report.imported == 20_998
     assert _count(backend_engine) == 20_999
+    assert _indexes(backend_engine) == before
+
+
+def test_a_table_held_by_a_long_transaction_keeps_its_indexes(
+        pg_cluster: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: dropping an index needs the table's exclusive lock. While another
+    transaction reads ``recipient`` the import waits at most ``LOCK_WAIT`` for it, then writes
+    with the indexes in place (row conflicts found as it goes) instead of waiting, or making
+    the reader wait; the reader is never refused."""
+    monkeypatch.setattr(import_indexes, "MIN_LINES", 1_000)
+    monkeypatch.setattr(import_indexes, "LOCK_WAIT", 0.2)
+    pg_engine = make_engine(str(pg_cluster.create_database(  # type: ignore[attr-defined]
+        f"t_{uuid.uuid4().hex[:12]}")))
+    init_db(pg_engine)
+    before = _indexes(pg_engine)
+    path = tmp_path / "r.csv"
+    path.write_text("email\n" + "".join(f"user{i:05d}@example.com\n" for i in range(5_000)))
+    dropped: list[dict[str, str]] = []
+
+    def set_aside(conn: Connection) -> dict[str, str]:  # the real one, its answer kept
+        statements = import_indexes.set_aside(conn)
+        dropped.append(dict(statements))  # a copy: restore() empties the dict as it builds
+        return statements
+
+    monkeypatch.setattr(importer, "set_aside", set_aside)
+    with pg_engine.connect() as reader, reader.begin():
+        assert reader.exec_driver_sql("SELECT count(*) FROM recipient").scalar_one() == 0
+        report = import_csv(pg_engine, path)  # the reader's transaction is still open
+        assert dropped == [{}]  # the lock was not granted: nothing dropped
+        assert reader.exec_driver_sql("SELECT count(*) FROM recipient").scalar_one() in (
+            0, 5_000)
+    assert (report.written, report.imported, report.rejected) == (True, 5_000, [])
+    assert _count(pg_engine) == 5_000 and _indexes(pg_engine) == before
+    # no one holds the table now: the indexes are set aside (the usual wait for the lock)
+    monkeypatch.setattr(import_indexes, "LOCK_WAIT", 2.0)
+    import_csv(pg_engine, path)
+    assert len(dropped) == 2 and import_indexes.EMAIL_INDEX in dropped[1]
+    pg_engine.dispose()
