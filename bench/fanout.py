@@ -30,7 +30,8 @@ emulator's distinct recipients against the consenting recipients in the database
 
     uv run python bench/fanout.py --recipients 1000000 [--backend sqlite|postgresql] [--json]
     uv run python bench/fanout.py --sizes 100000,1000000 --naive 0 [--json]
-    uv run python bench/fanout.py --import-only [--sizes 100000,1000000] [--backend ...] --json
+    uv run python bench/fanout.py --import-only [--sizes 100000,1000000] [--backend ...]
+                                       [--shuffled] --json
     uv run python bench/fanout.py --channel sms --recipients 100000 [--json]
 
 ``--channel sms``: the same measure for SMS. The recipients get mobile numbers; the outage
@@ -263,13 +264,33 @@ engine.dispose()
 """
 
 
-def write_recipients_csv(path: Path, count: int) -> None:
+_SHUFFLED = """
+import random, sys
+from pathlib import Path
+sys.path.insert(0, "bench")
+from fanout import write_recipients_csv
+path, count = Path(sys.argv[1]), int(sys.argv[2])
+write_recipients_csv(path, count)
+lines = path.read_bytes().splitlines(keepends=True)
+rest = lines[1:]
+random.Random(14).shuffle(rest)
+path.write_bytes(b"".join([lines[0], *rest]))
+"""
+
+
+def write_recipients_csv(path: Path, count: int, *, shuffled: bool = False) -> None:
     """The drill audience (the same rows the unchecked seed inserts) as a CSV a customer
-    would import."""
+    would import; ``shuffled``: in a random (seeded) order, as an export from another system
+    usually is, rather than sorted by address (shuffled by a child process, so that this
+    one's peak memory, which the import's child would inherit in its own peak, stays small)."""
     import csv
 
     from crisiscomms.testing.audiences import drill_recipients
 
+    if shuffled:
+        subprocess.run([sys.executable, "-c", _SHUFFLED, str(path), str(count)], check=True,
+                       cwd=ROOT)
+        return
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["email", "name", "locale", "time_zone", "plan"])
@@ -306,10 +327,11 @@ def import_baseline(db_url: str, count: int) -> float:
     return float(_child(_SEED, db_url, str(count))["seconds"])
 
 
-def import_figures(backend: str, work: Path, count: int, *, baseline: bool) -> dict[str, Any]:
+def import_figures(backend: str, work: Path, count: int, *, baseline: bool,
+                   shuffled: bool = False) -> dict[str, Any]:
     """The import measured on a fresh database (and the baseline on another)."""
     csv_path = work / f"recipients-{count}.csv"
-    write_recipients_csv(csv_path, count)
+    write_recipients_csv(csv_path, count, shuffled=shuffled)
     with database(backend, work / f"import-{count}") as db_url:
         figures = import_in_subprocess(db_url, csv_path, count)
     if baseline:
@@ -328,8 +350,9 @@ def imports_only(args: argparse.Namespace) -> None:
     runs = []
     for size in (int(s) for s in (args.sizes or "100000,1000000").split(",") if s.strip()):
         runs.append({"recipients": size, **import_figures(args.backend, work, size,
+                                                          shuffled=args.shuffled,
                                                           baseline=True)})
-    report = {"backend": args.backend, "runs": runs,
+    report = {"backend": args.backend, "shuffled": args.shuffled, "runs": runs,
               "import_peak_rss_growth_mb": round(runs[-1]["import_peak_rss_mb"]
                                                  - runs[0]["import_peak_rss_mb"], 1),
               "baseline": "insert_recipients of the same rows, unchecked (the old seed)",
@@ -412,6 +435,8 @@ def main() -> None:
     parser.add_argument("--channel", choices=("email", "sms"), default="email")
     parser.add_argument("--sms-rows-per-task", type=int, default=5000,
                         help="SMS ledger rows (one recipient each) per publish task")
+    parser.add_argument("--shuffled", action="store_true",
+                        help="--import-only: the file's lines in a random order, not by address")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.import_only:
