@@ -55,8 +55,9 @@ _UNSAFE_TEXT = re.compile(
 stored as it is (stripped of surrounding spaces); a chunk with one is checked value by value."""
 _ASCII_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f]")
 """:data:`_UNSAFE_TEXT` within ASCII (the line breaks that join a column's values aside)."""
-_EDGE_SPACE = re.compile(r"^\s|\s$", re.MULTILINE)
+_EDGE_SPACE = re.compile(r"^[^\S\n]|[^\S\n]$", re.MULTILINE)
 """A value (of a column joined by line breaks) that starts or ends with white space."""
+_NON_ASCII = re.compile("[^\x00-\x7f]+")
 
 Row = tuple[object, ...]
 
@@ -215,9 +216,12 @@ def _each(values: Sequence[str], check: Callable[[str], object],
     return out
 
 
-def _emails(values: Sequence[str], errors: dict[int, str]) -> Sequence[object]:
+def _emails(values: Sequence[str], errors: dict[int, str], *,
+            longest: int | None = None) -> Sequence[object]:
     joined = "\n".join(values) + "\n"
-    if (_PLAIN_ADDRESSES.fullmatch(joined) and max(map(len, values)) <= MAX_LENGTHS["email"]
+    limit = MAX_LENGTHS["email"]
+    if (_PLAIN_ADDRESSES.fullmatch(joined)
+            and ((longest is not None and longest <= limit) or max(map(len, values)) <= limit)
             and all(_domain(d) for d in set(_DOMAINS.findall(joined)))):
         lowered = joined.lower().split("\n")
         lowered.pop()
@@ -226,16 +230,25 @@ def _emails(values: Sequence[str], errors: dict[int, str]) -> Sequence[object]:
     return _each(values, check_email, errors)
 
 
-def _texts(column: str, values: Sequence[str], errors: dict[int, str]) -> Sequence[object]:
+def _texts(column: str, values: Sequence[str], errors: dict[int, str], *,
+           longest: int | None = None) -> Sequence[object]:
+    """``longest``: no value is longer (the block's longest line), when known."""
     joined = "\n".join(values)
-    if joined.isascii() and joined.count("\n") == len(values) - 1:
-        safe = not _ASCII_CONTROL.search(joined)  # the usual column: ASCII, one value a line
-    else:
-        safe = not _UNSAFE_TEXT.search("".join(values))
-    if safe and max(map(len, values)) <= MAX_LENGTHS[column]:
-        if "" not in values and not _EDGE_SPACE.search(joined):
-            return values  # as stored: nothing to strip, nothing empty
-        return [v.strip() or None for v in values]
+    wide = ""
+    if joined.count("\n") != len(values) - 1 or _ASCII_CONTROL.search(joined):
+        safe = False  # a control character (a line break inside a value is one)
+    else:  # the rest of what the rule refuses is outside ASCII: searched only there
+        wide = "" if joined.isascii() else "".join(_NON_ASCII.findall(joined))
+        safe = not _UNSAFE_TEXT.search(wide)
+    edged = safe and (" \n" in joined or "\n " in joined or joined.startswith(" ")
+                      or joined.endswith(" ")
+                      or (any(map(str.isspace, wide)) and bool(_EDGE_SPACE.search(joined))))
+    limit = MAX_LENGTHS[column]
+    if safe and ((longest is not None and longest <= limit)
+                 or max(map(len, values)) <= limit):
+        if edged:
+            return [v.strip() or None for v in values]
+        return [v or None for v in values] if "" in values else values
     return _each(values, lambda v: check_text(column, v), errors)
 
 
@@ -284,13 +297,16 @@ def check_lines(header: Sequence[str], first: int, lines: Sequence[str]) -> Chec
                                     for i, line in enumerate(lines)])
     every = ",".join(lines).split(",")
     columns = {name: every[at::width] for at, name in enumerate(header)}
-    return check_columns(header, range(first, first + len(lines)), columns)
+    return check_columns(header, range(first, first + len(lines)), columns,
+                         longest=max(map(len, lines)))
 
 
 def check_columns(header: Sequence[str], lines: Sequence[int],
-                  columns: Mapping[str, Sequence[str]]) -> Checked:
+                  columns: Mapping[str, Sequence[str]], *, longest: int | None = None
+                  ) -> Checked:
     """Check the values of ``lines``, given column by column (every column as long as
-    ``lines``); a column the file does not have takes its default."""
+    ``lines``); a column the file does not have takes its default. ``longest``: no value is
+    longer (a plain block's longest line), which spares most columns their length scan."""
     count = len(lines)
     errors: dict[int, str] = {}
     nothing: Sequence[object] = [None] * count
@@ -298,7 +314,7 @@ def check_columns(header: Sequence[str], lines: Sequence[int],
     def column(name: str, fill: str) -> Sequence[str]:
         return columns.get(name) or (fill,) * count
 
-    emails = _emails(column("email", ""), errors)
+    emails = _emails(column("email", ""), errors, longest=longest)
     consent: Sequence[object] = [True] * count
     for flag in FLAG_COLUMNS:
         if flag in columns:
@@ -306,7 +322,8 @@ def check_columns(header: Sequence[str], lines: Sequence[int],
             consent = [c and not m for c, m in zip(consent, marks, strict=True)]
     locales = _by_value(column("locale", ""), check_locale, errors)
     zones = _by_value(column("time_zone", ""), check_time_zone, errors)
-    texts = {name: (_texts(name, columns[name], errors) if name in columns else nothing)
+    texts = {name: (_texts(name, columns[name], errors, longest=longest) if name in columns
+                    else nothing)
              for name in TEXT_COLUMNS}
     phones = _each(columns["phone"], check_phone, errors) if "phone" in columns else nothing
     values = (emails, texts["name"], locales, zones, texts["plan"], texts["product"],
