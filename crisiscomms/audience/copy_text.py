@@ -11,7 +11,10 @@ same instant). Any other value is refused: a new column type needs its own rule 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
+from typing import cast
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -51,24 +54,39 @@ def copy_text(rows: Sequence[Sequence[object]]) -> str:
     return block + "\n"
 
 
+@dataclass(frozen=True)
+class Same:
+    """One value on every row of a block (the import's time): converted once."""
+
+    value: object
+
+
 def _column(values: Sequence[object]) -> Sequence[str]:
-    first = values[0] if values else None
-    if isinstance(first, str | datetime) and values.count(first) == len(values):
-        # one value (the import's time): converted once
-        return [copy_value(first)] * len(values)
-    return ["\\N" if v is None else "t" if v is True else "f" if v is False
-            else v if isinstance(v, str) else copy_value(v) for v in values]
+    """One column's values as COPY text, unescaped (:func:`copy_columns` checks the block)."""
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        return cast(Sequence[str], values)
+    if kinds == {str, type(None)}:
+        return ["\\N" if v is None else cast(str, v) for v in values]
+    if kinds == {bool}:
+        return ["t" if v else "f" for v in values]
+    return [copy_value(v) for v in values]
 
 
-def copy_columns(columns: Sequence[Sequence[object]]) -> str:
-    """Rows given column by column (each column as long as the others) as one block of COPY
-    text, as :func:`copy_text` writes them; a column holding one value is converted once."""
-    if not columns or not columns[0]:
+def copy_columns(columns: Sequence[Sequence[object] | Same], rows: int) -> str:
+    """``rows`` rows given column by column as one block of COPY text, as :func:`copy_text`
+    writes them: each column converted in one pass, a :class:`Same` once, the rows joined,
+    and the block checked once for a character that needs escaping (then every value is
+    escaped on its own)."""
+    if not rows:
         return ""
-    rows = len(columns[0])
-    block = "\n".join(map("\t".join, zip(*map(_column, columns), strict=True)))
-    nulls = sum(list(column).count(None) for column in columns)
+    texts = [repeat(copy_value(c.value), rows) if isinstance(c, Same) else _column(c)
+             for c in columns]
+    block = "\n".join(map("\t".join, zip(*texts, strict=True)))
+    nulls = sum((rows if c.value is None else 0) if isinstance(c, Same) else c.count(None)
+                for c in columns)
     if (block.count("\\") != nulls or "\r" in block
             or block.count("\t") != rows * (len(columns) - 1) or block.count("\n") != rows - 1):
-        block = "\n".join("\t".join(map(copy_value, row)) for row in zip(*columns, strict=True))
+        values = [repeat(c.value, rows) if isinstance(c, Same) else c for c in columns]
+        block = "\n".join("\t".join(map(copy_value, row)) for row in zip(*values, strict=True))
     return block + "\n"

@@ -144,7 +144,8 @@ def _load(conn: Connection, path: Path, header: list[str], report: ImportReport,
     repeated: dict[int, str] = {}
     chunks = (checked_elsewhere(path, header) if use_second_process(estimated_lines(path))
               else checked_chunks(path, header))
-    with ChunkWriter(conn, utcnow(), keyed=EMAIL_INDEX not in set_aside_indexes) as writer:
+    with ChunkWriter(conn, utcnow(), keyed=EMAIL_INDEX not in set_aside_indexes,
+                     header=header) as writer:
         for chunk in chunks:
             report.lines += chunk.read
             report.rejected += chunk.rejected

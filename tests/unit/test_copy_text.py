@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from crisiscomms.audience.copy_text import copy_columns, copy_text, copy_value
+from crisiscomms.audience.copy_text import Same, copy_columns, copy_text, copy_value
 
 NOW = datetime(2026, 12, 2, 3, 4, 5, 678_901, tzinfo=UTC)
 VALUES = ["ann@example.com", "Zoë", "\\N", "a\\b", "tab\there", "line\nbreak", "cr\rhere", "",
@@ -24,7 +24,7 @@ def test_the_block_is_each_value_escaped_on_its_own(value: object) -> None:
     rows = [("x@example.com", None, value, True, NOW)] * 3 + [("y@example.com", "Bo", None,
                                                                False, NOW)]
     assert copy_text(rows) == reference(rows)
-    assert copy_columns(list(zip(*rows, strict=True))) == reference(rows)
+    assert copy_columns(list(zip(*rows, strict=True)), len(rows)) == reference(rows)
 
 
 def test_escapes_follow_the_copy_text_format() -> None:
@@ -43,7 +43,9 @@ def test_values_without_a_rule_are_refused() -> None:
         copy_value(b"raw")
 
 
-def test_columns_of_one_value_are_written_as_rows_are() -> None:
-    rows = [("x@example.com", None, True, NOW, "same")] * 4
-    assert copy_columns(list(zip(*rows, strict=True))) == reference(rows)
-    assert copy_columns([[], []]) == copy_text([]) == ""
+@pytest.mark.parametrize("value", VALUES)
+def test_a_value_on_every_row_is_written_as_rows_are(value: object) -> None:
+    rows = [("x@example.com", value, True, NOW), ("y@example.com", value, False, NOW)]
+    assert copy_columns([["x@example.com", "y@example.com"], Same(value), [True, False],
+                         Same(NOW)], 2) == reference(rows)
+    assert copy_columns([[], Same(NOW)], 0) == copy_text([]) == ""
