@@ -22,15 +22,15 @@ By default a file with any rejected line imports nothing (bad input changes noth
 (no ``email``, a column not allowed, a column twice) imports nothing either way: its lines are
 still checked, so one run reports everything.
 
-How it is fast and flat: the file is read once, in blocks (:mod:`.csv_lines`), checked a chunk
-of 10,000 lines at a time, column by column (:mod:`.import_rows`), for a large file in a second
-process while this one writes (:mod:`.import_checking`), and each chunk is
-written straight into ``recipient`` inside one transaction: ``COPY`` on PostgreSQL, one
-prepared ``INSERT`` for the chunk on SQLite. The unique index on ``email`` finds duplicates, so
-memory holds a few chunks, never the addresses seen. A refused file's transaction is rolled back:
-nothing was written. A large file on SQLite drops the random-order indexes (unsubscribe token,
-phone) inside that transaction and builds them again before it commits
-(:mod:`.import_indexes`). Figures: ``bench/fanout.py --import-only`` (docs/scaling.md).
+How it is fast and flat: the file is read once, in blocks (:mod:`.csv_lines`; a plain block
+is split with ``str`` methods), checked column by column (:mod:`.import_rows`), for a large
+file in a second process while this one writes (:mod:`.import_checking`), and written inside
+one transaction by :mod:`.import_writer`. A small file keeps the table's unique index on
+``email``, which names a duplicate as its chunk is written; a large one sets the indexes aside
+(:mod:`.import_indexes`) and builds them again before it commits, and building the ``email``
+index is what finds the duplicates (:func:`_settle_duplicates`). Memory holds a few chunks,
+never the addresses seen. A refused file's transaction is rolled back: nothing was written.
+Figures: ``bench/fanout.py --import-only`` (docs/scaling.md).
 """
 
 from __future__ import annotations
