@@ -39,19 +39,8 @@ def copy_value(value: object) -> str:
 
 
 def copy_text(rows: Sequence[Sequence[object]]) -> str:
-    """``rows`` as one block of COPY text. The common case (no value holds a character that
-    needs escaping: counted once over the block) joins the values as they are."""
-    if not rows:
-        return ""
-    plain = [["\\N" if v is None else "t" if v is True else "f" if v is False
-              else v if isinstance(v, str) else copy_value(v) for v in row] for row in rows]
-    block = "\n".join("\t".join(row) for row in plain)
-    separators = sum(len(row) - 1 for row in rows)
-    nulls = sum(list(row).count(None) for row in rows)  # each wrote the one backslash of \N
-    if (block.count("\\") != nulls or "\r" in block or block.count("\t") != separators
-            or block.count("\n") != len(rows) - 1):  # a value holds one: escape each value
-        block = "\n".join("\t".join(copy_value(v) for v in row) for row in rows)
-    return block + "\n"
+    """``rows`` as one block of COPY text (:func:`copy_columns` of their columns)."""
+    return copy_columns(list(zip(*rows, strict=True)), len(rows))
 
 
 @dataclass(frozen=True)

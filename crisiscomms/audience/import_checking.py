@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from crisiscomms.audience.csv_lines import PlainBlock, Record, blocks
-from crisiscomms.audience.import_rows import Row, check_chunk, check_lines
+from crisiscomms.audience.import_rows import Checked, check_chunk, check_lines
 from crisiscomms.core.errors import CrisisCommsError
 
 CHUNK = 10_000
@@ -50,20 +50,11 @@ class CheckingError(CrisisCommsError):
 
 
 @dataclass
-class CheckedChunk:
-    read: int
-    """Lines of recipients read for this chunk."""
-    rejected: list[tuple[int, str]]
-    """(line, reason): reading problems and refused values, in line order."""
-    lines: Sequence[int]
-    """The line of each row that passed."""
-    values: tuple[Sequence[object], ...]
-    """Their values, one sequence per :data:`~.import_rows.ROW_FIELDS` name
-    (:class:`~.import_rows.Checked`)."""
+class CheckedChunk(Checked):
+    """A chunk as :func:`~.import_rows.check_chunk` checked it (``rejected`` holds reading
+    problems too, in line order), and how many lines of recipients were read for it."""
 
-    @property
-    def rows(self) -> list[Row]:
-        return list(zip(self.lines, *self.values, strict=True))
+    read: int = 0
 
 
 def _checked_records(batch: list[Record], header: Sequence[str]) -> CheckedChunk:
@@ -73,8 +64,8 @@ def _checked_records(batch: list[Record], header: Sequence[str]) -> CheckedChunk
         (line, problem or "not valid CSV") for line, fields, problem in batch
         if problem is not None or fields is None]
     checked = check_chunk(header, good)
-    return CheckedChunk(len(batch), sorted(rejected + checked.rejected), checked.lines,
-                        checked.values)
+    return CheckedChunk(checked.lines, checked.values, sorted(rejected + checked.rejected),
+                        len(batch))
 
 
 def checked_chunks(path: Path, header: Sequence[str]) -> Iterator[CheckedChunk]:
@@ -90,8 +81,8 @@ def checked_chunks(path: Path, header: Sequence[str]) -> Iterator[CheckedChunk]:
                     first, lines, header_read = first + 1, lines[1:], True
                 if lines:
                     checked = check_lines(header, first, lines)
-                    yield CheckedChunk(len(lines), checked.rejected, checked.lines,
-                                       checked.values)
+                    yield CheckedChunk(checked.lines, checked.values, checked.rejected,
+                                       len(lines))
             else:
                 if not header_read:
                     block, header_read = block[1:], True
@@ -105,7 +96,7 @@ def _check_file(path: str, header: list[str], out: BinaryIO) -> None:
     gc.disable()  # as in the writer: short-lived tuples, no cycles
     try:
         for chunk in checked_chunks(Path(path), header):  # as a tuple: this is __main__
-            pickle.dump((chunk.read, chunk.rejected, chunk.lines, chunk.values), out, _PROTOCOL)
+            pickle.dump((chunk.lines, chunk.values, chunk.rejected, chunk.read), out, _PROTOCOL)
         pickle.dump(None, out, _PROTOCOL)
     except BaseException:  # reported to the importer, which stops
         pickle.dump(traceback.format_exc(limit=3), out, _PROTOCOL)

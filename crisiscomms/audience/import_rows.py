@@ -200,9 +200,6 @@ class Checked:
         consent)`` for each row that passed."""
         return list(zip(self.lines, *self.values, strict=True))
 
-    def column(self, name: str) -> Sequence[object]:
-        return self.values[ROW_FIELDS.index(name)]
-
 
 def _each(values: Sequence[str], check: Callable[[str], object],
           errors: dict[int, str]) -> list[object]:
@@ -216,12 +213,16 @@ def _each(values: Sequence[str], check: Callable[[str], object],
     return out
 
 
+def _within(column: str, values: Sequence[str], longest: int | None) -> bool:
+    """No value is over its column's length (``longest``: no value is longer, when known)."""
+    limit = MAX_LENGTHS[column]
+    return (longest is not None and longest <= limit) or max(map(len, values)) <= limit
+
+
 def _emails(values: Sequence[str], errors: dict[int, str], *,
             longest: int | None = None) -> Sequence[object]:
     joined = "\n".join(values) + "\n"
-    limit = MAX_LENGTHS["email"]
-    if (_PLAIN_ADDRESSES.fullmatch(joined)
-            and ((longest is not None and longest <= limit) or max(map(len, values)) <= limit)
+    if (_PLAIN_ADDRESSES.fullmatch(joined) and _within("email", values, longest)
             and all(_domain(d) for d in set(_DOMAINS.findall(joined)))):
         lowered = joined.lower().split("\n")
         lowered.pop()
@@ -243,9 +244,7 @@ def _texts(column: str, values: Sequence[str], errors: dict[int, str], *,
     edged = safe and (" \n" in joined or "\n " in joined or joined.startswith(" ")
                       or joined.endswith(" ")
                       or (any(map(str.isspace, wide)) and bool(_EDGE_SPACE.search(joined))))
-    limit = MAX_LENGTHS[column]
-    if safe and ((longest is not None and longest <= limit)
-                 or max(map(len, values)) <= limit):
+    if safe and _within(column, values, longest):
         if edged:
             return [v.strip() or None for v in values]
         return [v or None for v in values] if "" in values else values

@@ -115,7 +115,7 @@ class ChunkWriter:
         if not count:
             return 0, 0, []
         columns = [*chunk.values, (self.now,) * count, new_tokens(count)]
-        unconsented = count - list(chunk.values[-1]).count(True)
+        unconsented = count - chunk.values[-1].count(True)
         if not self.keyed and self.postgres:
             columns[COLUMNS.index("created_at")] = Same(self.now)  # type: ignore[call-overload]
             self._stream_copy([c for at, c in enumerate(columns) if at not in self.absent],

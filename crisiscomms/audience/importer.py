@@ -110,17 +110,14 @@ def _settle_duplicates(conn: Connection, writer: ChunkWriter, path: Path,
                                 for line in found[1:]]
     if not remove:
         return
-    written_again = text(
-        "FROM recipient WHERE id IN (SELECT r.id FROM recipient AS r JOIN (SELECT email, "
+    # the rows this import wrote for an address already there, or after its first line
+    gone = conn.execute(text(
+        "DELETE FROM recipient WHERE id IN (SELECT r.id FROM recipient AS r JOIN (SELECT email, "
         "min(id) AS first FROM recipient GROUP BY email HAVING count(*) > 1) AS d "
-        "ON d.email = r.email WHERE r.id > :before AND (d.first <= :before OR r.id > d.first))")
-    bound = {"before": writer.before}
-    gone, unconsented = conn.execute(
-        text(f"SELECT count(*), coalesce(sum(CASE WHEN consent THEN 0 ELSE 1 END), 0) "
-             f"{written_again.text}"), bound).one()
-    conn.execute(text(f"DELETE {written_again.text}"), bound)
-    report.imported -= int(gone)
-    report.suppressed -= int(unconsented)
+        "ON d.email = r.email WHERE r.id > :before AND (d.first <= :before OR r.id > d.first)) "
+        "RETURNING consent"), {"before": writer.before}).scalars().all()
+    report.imported -= len(gone)
+    report.suppressed -= sum(1 for consent in gone if not consent)
 
 
 @contextmanager
