@@ -15,9 +15,9 @@ subscribers, ``--pairs`` of them already confirmed. Measured, same run:
 - ``unrelated_p99_ms_at_held_rate``: the same probe while the same clients hold
   ``--held-per-s`` (500) subscribe requests a second, paced, provider still slow. At
   saturation every request, the probe's too, queues behind the ``--concurrency`` in flight
-  (Little's law: 32 / 2,000 per second is 16 ms per turn of the event loop, and the probe's
-  page takes about three: its database read goes to a thread and back); at a held rate
-  what is left is the server's own stalls;
+  (Little's law: 32 / 2,000 per second is 16 ms per turn of the event loop; the probe's
+  page needs two: its bytes arrive in one, its task runs in the next, the database read
+  done on the loop on SQLite); at a held rate what is left is the server's own stalls;
 - ``timing_gap_median_ms``: |median(new address) - median(confirmed address)| over
   ``--pairs`` interleaved subscribe requests, one at a time, provider still slow;
 - the server's peak RSS before and after two ``--huge-mb`` (150) MB subscribe POSTs, one with

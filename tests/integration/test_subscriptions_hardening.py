@@ -4,6 +4,7 @@ provider on loopback that answers only when the test lets it)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.server
 import re
@@ -22,6 +23,7 @@ from sqlmodel import Session, select
 
 from crisiscomms.api.headers import inline_style_hashes
 from crisiscomms.api.subscriptions import create_app
+from crisiscomms.audience import subscriptions as subs
 from crisiscomms.audience.models import Recipient
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.database import make_engine
@@ -480,3 +482,63 @@ def test_every_page_carries_the_security_headers(serve: Serve, emus: EmulatorPai
             for style in inline_style_hashes(answer.text):  # the page's own style may apply
                 assert style in csp
             assert inline_style_hashes(answer.text)
+
+
+# -- the loop under a crowd ------------------------------------------------------------------------
+
+
+def test_the_link_pages_cost_the_loop_one_turn_on_sqlite_and_read_in_a_thread_on_postgresql(
+        db_url: str, tmp_path: Path, emus: EmulatorPair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a crowd every turn of the event loop waits for the crowd's requests: the
+    confirm and unsubscribe pages, opened from emails meanwhile, read their row on the loop
+    on SQLite (one turn, not four through a worker thread), and on PostgreSQL, across a
+    network, in a thread (the loop keeps turning while it waits)."""
+    for key, value in workspace_environment(tmp_path / "data", emus, SG_KEY, "x-hard-token",
+                                            database_url=db_url).items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    app = create_app(settings)
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        reader = Recipient(email="reader@example.org", consent=True)
+        pending = Recipient(email="pending@example.org", consent=False,
+                            confirm_token=subs.hash_token("pending-token"),
+                            confirm_sent_at=utcnow())
+        s.add_all([reader, pending])
+        s.commit()
+        unsubscribe_path = f"/v1/unsubscribe/{reader.unsubscribe_token}"
+    engine.dispose()
+
+    async def turns_to_answer(path: str) -> tuple[int, int, bytes]:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+                 "query_string": b"", "root_path": "", "headers": [(b"host", b"127.0.0.1")],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        task = asyncio.ensure_future(app(scope, receive, send))
+        turns = 0
+        while not task.done():
+            await asyncio.sleep(0)
+            turns += 1
+        task.result()
+        return turns, sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    try:
+        for path in (unsubscribe_path, "/v1/confirm/pending-token"):
+            turns, status, body = asyncio.run(turns_to_answer(path))
+            assert status == 200 and b"<button" in body, (path, status)
+            if db_url.startswith("sqlite"):
+                assert turns == 1, (path, turns)
+            else:
+                assert turns > 1, (path, turns)
+        turns, status, _ = asyncio.run(turns_to_answer("/v1/unsubscribe/no-such-token"))
+        assert status == 404
+    finally:
+        app.state.subscribe_queue.stop(wait=False)
