@@ -8,8 +8,10 @@ changes. The second process (``python -m`` this module: a fresh interpreter, no 
 copied, no database connection crosses) reads the file itself from the line after the header,
 checks each chunk and passes it back pickled through a pipe into a queue of a few chunks: the
 checker waits while the writer is behind, so memory stays a few chunks whatever the file's
-size. It is stopped when the import ends for any reason, and an error in it, or its death,
-stops the import (whose transaction is then rolled back: nothing written).
+size. Every :data:`SHARE`-th plain block comes back unchecked, as its lines, and the importing
+process checks it between two writes, so that neither process waits for the other. It is
+stopped when the import ends for any reason, and an error in it, or its death, stops the
+import (whose transaction is then rolled back: nothing written).
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ MIN_LINES = 50_000
 it saves."""
 QUEUE_CHUNKS = 2
 """Checked chunks waiting for the writer, at most (the checker waits when it is ahead)."""
+SHARE = 4
+"""Every fourth plain block is checked by the importing process itself, the rest by the second
+one: writing a block into SQLite takes about half as long as checking it (and the checker
+pickles what it checked), so the writer would otherwise wait for the checker a third of the
+time (measured: ``docs/scaling.md``)."""
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _POLL_S = 0.2
 _ENDED = object()
@@ -68,34 +75,50 @@ def _checked_records(batch: list[Record], header: Sequence[str]) -> CheckedChunk
                         len(batch))
 
 
+def _blocks(path: Path) -> Iterator[PlainBlock | list[Record]]:
+    """The blocks of ``path`` (:func:`~.csv_lines.blocks`) without its header line, empty ones
+    left out."""
+    with path.open("rb") as handle:
+        header_read = False
+        for block in blocks(handle, chunk=CHUNK):
+            if not header_read:
+                header_read = True
+                if isinstance(block, PlainBlock):
+                    block = PlainBlock(block.first + 1, block.lines[1:])
+                else:
+                    block = block[1:]
+            if block.lines if isinstance(block, PlainBlock) else block:
+                yield block
+
+
+def check_block(block: PlainBlock | list[Record], header: Sequence[str]) -> CheckedChunk:
+    """One block checked: a plain block column by column, straight from its lines; records
+    as :func:`~.import_rows.check_chunk` takes them."""
+    if isinstance(block, PlainBlock):
+        checked = check_lines(header, block.first, block.lines)
+        return CheckedChunk(checked.lines, checked.values, checked.rejected, len(block.lines))
+    return _checked_records(block, header)
+
+
 def checked_chunks(path: Path, header: Sequence[str]) -> Iterator[CheckedChunk]:
     """Every record of ``path`` after the header, read a block at a time
     (:func:`~.csv_lines.blocks`) and checked: a plain block column by column, straight from its
     lines; from the first block that is not, :data:`CHUNK` records at a time."""
-    with path.open("rb") as handle:
-        header_read = False
-        for block in blocks(handle, chunk=CHUNK):
-            if isinstance(block, PlainBlock):
-                first, lines = block.first, block.lines
-                if not header_read:
-                    first, lines, header_read = first + 1, lines[1:], True
-                if lines:
-                    checked = check_lines(header, first, lines)
-                    yield CheckedChunk(checked.lines, checked.values, checked.rejected,
-                                       len(lines))
-            else:
-                if not header_read:
-                    block, header_read = block[1:], True
-                if block:
-                    yield _checked_records(block, header)
+    for block in _blocks(path):
+        yield check_block(block, header)
 
 
-def _check_file(path: str, header: list[str], out: BinaryIO) -> None:
+def _check_file(path: str, header: list[str], share: int, out: BinaryIO) -> None:
     """The checking process: the file's chunks into ``out`` (pickled, in order), then None; or
-    the error's text."""
+    the error's text. With ``share``, every ``share``-th plain block goes out unchecked, as
+    its lines, for the receiver to check (:func:`checked_elsewhere`)."""
     gc.disable()  # as in the writer: short-lived tuples, no cycles
     try:
-        for chunk in checked_chunks(Path(path), header):  # as a tuple: this is __main__
+        for at, block in enumerate(_blocks(Path(path)), start=1):
+            if share and at % share == 0 and isinstance(block, PlainBlock):
+                pickle.dump(block, out, _PROTOCOL)
+                continue
+            chunk = check_block(block, header)  # sent as a tuple: this is __main__
             pickle.dump((chunk.lines, chunk.values, chunk.rejected, chunk.read), out, _PROTOCOL)
         pickle.dump(None, out, _PROTOCOL)
     except BaseException:  # reported to the importer, which stops
@@ -103,8 +126,11 @@ def _check_file(path: str, header: list[str], out: BinaryIO) -> None:
     out.flush()
 
 
-def checked_elsewhere(path: Path, header: Sequence[str]) -> Iterator[CheckedChunk]:
-    """:func:`checked_chunks` of ``path`` computed by a second process, in order.
+def checked_elsewhere(path: Path, header: Sequence[str], *,
+                      share: int = 0) -> Iterator[CheckedChunk]:
+    """:func:`checked_chunks` of ``path`` computed by a second process, in order; with
+    ``share``, every ``share``-th plain block is checked here instead, by the caller's thread
+    as it asks for the chunk (:data:`SHARE`).
 
     The process is ``python -m crisiscomms.audience.import_checking`` (never a re-import of the
     caller's own script, as multiprocessing's ``spawn`` would do); its chunks come back pickled
@@ -113,7 +139,7 @@ def checked_elsewhere(path: Path, header: Sequence[str]) -> Iterator[CheckedChun
     64 KiB: a sixteenth of a chunk)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", __name__, str(path), json.dumps(list(header))],
+        [sys.executable, "-m", __name__, str(path), json.dumps(list(header)), str(share)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
     pipe = worker.stdout
     assert pipe is not None
@@ -151,6 +177,9 @@ def checked_elsewhere(path: Path, header: Sequence[str]) -> Iterator[CheckedChun
                 return
             if isinstance(item, str):
                 raise CheckingError(f"checking {path.name} failed: {item.strip()}")
+            if isinstance(item, PlainBlock):
+                yield check_block(item, header)
+                continue
             yield CheckedChunk(*cast(tuple[Any, ...], item))
     finally:
         stop.set()
@@ -179,5 +208,5 @@ def use_second_process(lines: int) -> bool:
             and not multiprocessing.current_process().daemon)
 
 
-if __name__ == "__main__":  # the checking process: python -m ... PATH HEADER_JSON
-    _check_file(sys.argv[1], json.loads(sys.argv[2]), sys.stdout.buffer)
+if __name__ == "__main__":  # the checking process: python -m ... PATH HEADER_JSON SHARE
+    _check_file(sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.stdout.buffer)

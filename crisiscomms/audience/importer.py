@@ -47,6 +47,7 @@ from sqlalchemy.exc import IntegrityError
 
 from crisiscomms.audience.csv_lines import records
 from crisiscomms.audience.import_checking import (
+    SHARE,
     checked_chunks,
     checked_elsewhere,
     use_second_process,
@@ -139,8 +140,8 @@ def _load(conn: Connection, path: Path, header: list[str], report: ImportReport,
     """Check and write every line; True when the transaction should be committed."""
     set_aside_indexes = set_aside(conn) if worth_setting_aside(conn, path) else {}
     repeated: dict[int, str] = {}
-    chunks = (checked_elsewhere(path, header) if use_second_process(estimated_lines(path))
-              else checked_chunks(path, header))
+    chunks = (checked_elsewhere(path, header, share=SHARE)
+              if use_second_process(estimated_lines(path)) else checked_chunks(path, header))
     with ChunkWriter(conn, utcnow(), keyed=EMAIL_INDEX not in set_aside_indexes,
                      header=header) as writer:
         for chunk in chunks:

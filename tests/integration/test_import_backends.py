@@ -5,6 +5,7 @@ against the table are named by line, ``--skip-invalid`` keeps the first of each.
 from __future__ import annotations
 
 import uuid
+from datetime import timezone
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ from sqlmodel import Session, col, select
 from crisiscomms.audience import import_indexes, importer
 from crisiscomms.audience.importer import import_csv
 from crisiscomms.audience.models import Recipient
+from crisiscomms.core.clock import utcnow
 from crisiscomms.core.database import init_db, make_engine
+from tests.integration.test_import_set_aside import column_defaults
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +55,26 @@ def test_a_clean_file_lands_whole_with_its_values(backend_engine: Engine,
     assert (row.name, row.locale, row.time_zone, row.consent) == (
         "Zoë 4", "fr-CA", "America/Toronto", True)
     assert row.created_at is not None and tokens == 15_000 and unconsented == 11_250
+
+
+def test_a_large_import_stamps_every_row_with_its_time_and_leaves_the_schema(
+        backend_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every row of one import carries the same ``created_at``, the import's time (PostgreSQL's
+    bulk ``COPY`` lends the column that default inside the transaction instead of sending it a
+    million times), and the table's columns, defaults included, are as before."""
+    monkeypatch.setattr(import_indexes, "MIN_LINES", 1_000)
+    before = column_defaults(backend_engine)
+    path = tmp_path / "r.csv"
+    path.write_text("email\n" + "".join(f"user{i:05d}@example.com\n" for i in range(3_000)))
+    started = utcnow()
+    assert import_csv(backend_engine, path).imported == 3_000
+    ended = utcnow()
+    with Session(backend_engine) as s:
+        stamps = set(s.exec(select(Recipient.created_at)).all())
+    (stamp,) = stamps
+    assert started <= stamp.replace(tzinfo=stamp.tzinfo or timezone.utc) <= ended
+    assert column_defaults(backend_engine) == before
+    assert _count(backend_engine) == 3_000
 
 
 @pytest.mark.parametrize("bulk", [False, True], ids=["indexes kept", "indexes set aside"])

@@ -47,7 +47,18 @@ def snapshot(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[objec
         indexes = [tuple(r) for r in conn.exec_driver_sql(query)]
         rows = [tuple(r) for r in conn.exec_driver_sql(
             "SELECT id, email, name, unsubscribe_token FROM recipient ORDER BY id")]
-    return indexes, rows
+    return indexes + column_defaults(engine), rows
+
+
+def column_defaults(engine: Engine) -> list[tuple[object, ...]]:
+    """Each column of ``recipient`` and its default (a PostgreSQL import lends
+    ``created_at`` one for the length of its transaction)."""
+    query = ("SELECT name, dflt_value FROM pragma_table_info('recipient') ORDER BY name"
+             if engine.dialect.name == "sqlite" else
+             "SELECT column_name, column_default FROM information_schema.columns "
+             "WHERE table_name = 'recipient' ORDER BY column_name")
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(query)]
 
 
 def write(path: Path, count: int, *, start: int = 0) -> Path:

@@ -77,6 +77,27 @@ def test_the_chunks_are_the_same_in_order(tmp_path: Path) -> None:
     assert [c.read for c in here] == [9_999, 10_000, 2_689]  # the first held the header
 
 
+@pytest.mark.parametrize("share", [1, 2, import_checking.SHARE])
+def test_blocks_shared_with_the_importing_process_are_checked_the_same(
+        tmp_path: Path, share: int) -> None:
+    """Some plain blocks are sent unchecked and checked by the receiving process (every
+    ``share``-th; 1: all of them): the chunks are the same, in the same order, bad lines in a
+    shared block and the record-by-record rest after the first block that is not plain
+    included."""
+    lines = [f"user{i:06d}@example.com,Ann {i},fr-CA,Europe/Paris,,no" for i in range(150_000)]
+    for at in (7, 30_001, 60_002, 90_003, 120_004):  # one bad address in most blocks
+        lines[at] = f"not-an-address-{at},Bo,en,UTC,,no"
+    lines[140_000] = 'q@example.com,"Quoted, Name",en,UTC,,no'  # the rest: record by record
+    path = tmp_path / "plain.csv"
+    path.write_text(HEADER + "\n".join(lines) + "\n", encoding="utf-8")
+    header = HEADER.strip().split(",")
+    here = list(checked_chunks(path, header))
+    assert len(here) > 2 * share
+    assert [line for chunk in here for line, _ in chunk.rejected] == [
+        9, 30_003, 60_004, 90_005, 120_006]
+    assert list(checked_elsewhere(path, header, share=share)) == here
+
+
 def test_an_error_in_the_checker_stops_the_import(tmp_path: Path) -> None:
     with pytest.raises(CheckingError, match="FileNotFoundError"):
         list(checked_elsewhere(tmp_path / "gone.csv", ["email"]))
