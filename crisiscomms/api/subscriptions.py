@@ -196,6 +196,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         queue.stop()  # the queued confirmations go out before the process ends
+        if reader is not engine:
+            reader.dispose()
 
     app = FastAPI(
         lifespan=lifespan, title="crisiscomms status page subscriptions", version="1",
@@ -341,14 +343,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # -- the pages' reads ----------------------------------------------------------------------
 
     read_in_loop = engine.dialect.name == "sqlite"
+    # the loop's own engine: its one connection is never waited for (the threads' pool can
+    # be all taken by writes waiting for SQLite's lock, and the loop would stop with them)
+    reader = make_engine(settings.resolved_database_url) if read_in_loop else engine
 
     async def look_up(read: Callable[[str], T], token: str) -> T:
         """A page's read-only lookup of one row by its indexed token. On SQLite (a local
-        file; in WAL mode a reader never waits for the mailer's writes) it runs right here:
-        about 0.2 ms of the loop, less than a subscribe request costs it, where a trip to a
-        worker thread and back costs the page three more turns of the loop, each as long as
-        the crowd makes it (16 ms at 2,000 subscribes a second: ``bench/subscriptions.py``).
-        A server database is across a network, which must not hold the loop: a thread."""
+        file; in WAL mode a reader does not wait for writers) it runs right here, on
+        ``reader``: about 0.2 ms of the loop, less than a subscribe request costs it, where a
+        trip to a worker thread and back costs the page three more turns of the loop, each
+        as long as the crowd makes it (16 ms at 2,000 subscribes a second:
+        ``bench/subscriptions.py``). A server database is across a network, which must not
+        hold the loop: a thread."""
         if read_in_loop:
             return read(token)
         return await run_in_threadpool(read, token)
@@ -356,7 +362,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # -- confirm ------------------------------------------------------------------------------
 
     def pending_locale(token: str) -> str:
-        with session_scope(engine) as session:
+        with session_scope(reader) as session:
             return subs.pending_for(session, token).locale
 
     def confirm_now(token: str) -> str:
@@ -392,7 +398,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # -- unsubscribe --------------------------------------------------------------------------
 
     def subscriber_locale(token: str) -> str | None:
-        with session_scope(engine) as session:
+        with session_scope(reader) as session:
             row = subs.subscriber_for(session, token)
             return row.locale if row else None
 

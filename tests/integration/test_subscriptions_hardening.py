@@ -9,7 +9,9 @@ import hashlib
 import http.server
 import re
 import socket
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -542,3 +544,35 @@ def test_the_link_pages_cost_the_loop_one_turn_on_sqlite_and_read_in_a_thread_on
         assert status == 404
     finally:
         app.state.subscribe_queue.stop(wait=False)
+
+
+def test_the_pages_answer_while_every_database_connection_waits_for_a_writer(
+        serve: Serve, emus: EmulatorPair) -> None:
+    """A crowd of unsubscribe clicks while something holds SQLite's write lock: each click's
+    thread holds a pooled connection while it waits for the lock, more clicks than the pool
+    has connections. The pages' reads, done on the event loop, must not wait for a pooled
+    connection (the loop would stop for every request): they still answer meanwhile."""
+    served = serve()
+    _, unsubscribe = subscribed(served, emus, "crowd@example.org")
+    token = form_token(httpx.get(unsubscribe, timeout=5).text)
+    writer = sqlite3.connect(served.settings.resolved_database_url.removeprefix("sqlite:///"),
+                             isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the write lock, held
+    clicks: list[threading.Thread] = []
+    try:
+        for _ in range(24):  # more than the pool's 15 connections
+            click = threading.Thread(target=lambda: httpx.post(
+                unsubscribe, data={"form_token": token}, timeout=60), daemon=True)
+            click.start()
+            clicks.append(click)
+        time.sleep(1)  # the clicks are waiting: for the lock, or for a connection
+        page = httpx.get(unsubscribe, timeout=10)  # the loop still turns
+        assert page.status_code == 200 and "<button" in page.text
+        assert httpx.get(f"{served.base}/v1/unsubscribe/no-such-token",
+                         timeout=10).status_code == 404
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    for click in clicks:
+        click.join(timeout=60)
+    assert served.rows()["crowd@example.org"].consent is False
