@@ -18,18 +18,9 @@ from crisiscomms.audience.importer import import_csv
 from crisiscomms.audience.models import Recipient
 from crisiscomms.core.clock import utcnow
 from crisiscomms.core.database import init_db, make_engine
-from tests.integration.test_import_set_aside import column_defaults
+from tests.recipient_schema import recipient_defaults, recipient_indexes
 
 pytestmark = pytest.mark.integration
-
-
-def _indexes(engine: Engine) -> list[tuple[object, ...]]:
-    query = ("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'recipient' ORDER BY name"
-             if engine.dialect.name == "sqlite" else
-             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'recipient' "
-             "ORDER BY indexname")
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.exec_driver_sql(query)]
 
 
 def _count(engine: Engine) -> int:
@@ -63,7 +54,7 @@ def test_a_large_import_stamps_every_row_with_its_time_and_leaves_the_schema(
     bulk ``COPY`` lends the column that default inside the transaction instead of sending it a
     million times), and the table's columns, defaults included, are as before."""
     monkeypatch.setattr(import_indexes, "MIN_LINES", 1_000)
-    before = column_defaults(backend_engine)
+    before = recipient_defaults(backend_engine)
     path = tmp_path / "r.csv"
     path.write_text("email\n" + "".join(f"user{i:05d}@example.com\n" for i in range(3_000)))
     started = utcnow()
@@ -73,7 +64,7 @@ def test_a_large_import_stamps_every_row_with_its_time_and_leaves_the_schema(
         stamps = set(s.exec(select(Recipient.created_at)).all())
     (stamp,) = stamps
     assert started <= stamp.replace(tzinfo=stamp.tzinfo or UTC) <= ended
-    assert column_defaults(backend_engine) == before
+    assert recipient_defaults(backend_engine) == before
     assert _count(backend_engine) == 3_000
     if backend_engine.dialect.name == "sqlite":  # its index builds sorted with helper threads
         with backend_engine.connect() as conn:  # the pool's one connection, set back
@@ -87,7 +78,7 @@ def test_duplicates_across_chunks_are_named_and_nothing_is_written(
     """Found by the unique index as each chunk is written, or when it is built again after a
     large import wrote every row (``import_indexes``): the same lines, the same report."""
     monkeypatch.setattr(import_indexes, "MIN_LINES", 1_000 if bulk else 10**9)
-    before = _indexes(backend_engine)
+    before = recipient_indexes(backend_engine)
     seed = tmp_path / "seed.csv"
     seed.write_text("email\nold@example.com\n")
     assert import_csv(backend_engine, seed).imported == 1
@@ -104,7 +95,7 @@ def test_duplicates_across_chunks_are_named_and_nothing_is_written(
     report = import_csv(backend_engine, path, skip_invalid=True)
     assert report.written and report.imported == 20_998
     assert _count(backend_engine) == 20_999
-    assert _indexes(backend_engine) == before
+    assert recipient_indexes(backend_engine) == before
 
 
 def test_a_table_held_by_a_long_transaction_keeps_its_indexes(
@@ -118,7 +109,7 @@ def test_a_table_held_by_a_long_transaction_keeps_its_indexes(
     pg_engine = make_engine(str(pg_cluster.create_database(  # type: ignore[attr-defined]
         f"t_{uuid.uuid4().hex[:12]}")))
     init_db(pg_engine)
-    before = _indexes(pg_engine)
+    before = recipient_indexes(pg_engine)
     path = tmp_path / "r.csv"
     path.write_text("email\n" + "".join(f"user{i:05d}@example.com\n" for i in range(5_000)))
     dropped: list[dict[str, str]] = []
@@ -136,7 +127,7 @@ def test_a_table_held_by_a_long_transaction_keeps_its_indexes(
         assert reader.exec_driver_sql("SELECT count(*) FROM recipient").scalar_one() in (
             0, 5_000)
     assert (report.written, report.imported, report.rejected) == (True, 5_000, [])
-    assert _count(pg_engine) == 5_000 and _indexes(pg_engine) == before
+    assert _count(pg_engine) == 5_000 and recipient_indexes(pg_engine) == before
     # no one holds the table now: the indexes are set aside (the usual wait for the lock)
     monkeypatch.setattr(import_indexes, "LOCK_WAIT", 2.0)
     import_csv(pg_engine, path)

@@ -22,6 +22,7 @@ from crisiscomms.audience import import_indexes
 from crisiscomms.audience.import_checking import CheckingError
 from crisiscomms.audience.importer import import_csv
 from crisiscomms.core.database import init_db, make_engine
+from tests.recipient_schema import recipient_defaults, recipient_indexes
 
 pytestmark = pytest.mark.integration
 
@@ -38,27 +39,11 @@ REFUSE = {
 
 
 def snapshot(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """The table's indexes (name and definition) and its rows."""
-    query = ("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'recipient' ORDER BY name"
-             if engine.dialect.name == "sqlite" else
-             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'recipient' "
-             "ORDER BY indexname")
+    """The table's indexes (name and definition) and columns' defaults, and its rows."""
     with engine.connect() as conn:
-        indexes = [tuple(r) for r in conn.exec_driver_sql(query)]
         rows = [tuple(r) for r in conn.exec_driver_sql(
             "SELECT id, email, name, unsubscribe_token FROM recipient ORDER BY id")]
-    return indexes + column_defaults(engine), rows
-
-
-def column_defaults(engine: Engine) -> list[tuple[object, ...]]:
-    """Each column of ``recipient`` and its default (a PostgreSQL import lends
-    ``created_at`` one for the length of its transaction)."""
-    query = ("SELECT name, dflt_value FROM pragma_table_info('recipient') ORDER BY name"
-             if engine.dialect.name == "sqlite" else
-             "SELECT column_name, column_default FROM information_schema.columns "
-             "WHERE table_name = 'recipient' ORDER BY column_name")
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.exec_driver_sql(query)]
+    return recipient_indexes(engine) + recipient_defaults(engine), rows
 
 
 def write(path: Path, count: int, *, start: int = 0) -> Path:
