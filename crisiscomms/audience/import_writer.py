@@ -187,7 +187,7 @@ class ChunkWriter:
     def _time_as_default(self) -> bool:
         """Make the import's time ``created_at``'s default for the rest of this transaction,
         so the ``COPY`` leaves the column out: the server parsed the same timestamp a
-        million times otherwise (0.5 s of its 3.9 s for a million rows, measured). The table
+        million times otherwise (about 0.6 s of its 4-6 s for a million rows, measured). The table
         is this import's alone meanwhile (:mod:`.import_indexes` holds its lock since the
         indexes were dropped), :meth:`finish` drops the default again before the commit, and
         a rollback takes it back with the rows. False, and nothing changed, when the column
